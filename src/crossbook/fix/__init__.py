@@ -1,0 +1,1 @@
+"""FIX engine: dictionary and validation, codec, sans-IO session, stores, transports."""
