@@ -230,8 +230,9 @@ class DataDictionary:
         header = transport.header
         trailer = transport.trailer
         assert header is not None and trailer is not None  # session specs always have them
-        self._header_tags = STANDARD_HEADER_TAGS | header.field_set
-        self._trailer_tags = STANDARD_TRAILER_TAGS | trailer.field_set
+        #: tags parsed as header / trailer fields: QuickFIX's fixed lists plus the transport spec's
+        self.header_tags: frozenset[int] = STANDARD_HEADER_TAGS | header.field_set
+        self.trailer_tags: frozenset[int] = STANDARD_TRAILER_TAGS | trailer.field_set
 
     def __repr__(self) -> str:
         extra = f" ApplVerID={self.appl_ver_id} ({self.app.name})" if self.is_fixt else ""
@@ -315,10 +316,10 @@ class DataDictionary:
         return self.field_type(tag) == "DATA"
 
     def is_header_field(self, tag: int) -> bool:
-        return tag in self._header_tags
+        return tag in self.header_tags
 
     def is_trailer_field(self, tag: int) -> bool:
-        return tag in self._trailer_tags
+        return tag in self.trailer_tags
 
 
 @functools.cache

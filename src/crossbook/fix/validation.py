@@ -31,6 +31,8 @@ entries.
 
 from __future__ import annotations
 
+import functools
+import operator
 import re
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Sequence
@@ -269,9 +271,13 @@ class ParsedMessage:
 _INT_RE = re.compile(rb"-?[0-9]+")
 _UINT_RE = re.compile(rb"[0-9]+")
 _FLOAT_RE = re.compile(rb"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)")
-_TIMESTAMP_RE = re.compile(rb"([0-9]{4})([0-9]{2})([0-9]{2})-([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]*)?")
-_TIMEONLY_RE = re.compile(rb"([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]*)?")
-_DATE_RE = re.compile(rb"([0-9]{4})([0-9]{2})([0-9]{2})")
+# Ranges as in QuickFIX's converters: month 01-12, day 01-31, hour 00-23, minute 00-59,
+# second 00-60; any number of fraction digits after the dot (the length limits bound them).
+_YMD = rb"[0-9]{4}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])"
+_HMS = rb"(?:[01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60)(?:\.[0-9]*)?"
+_TIMESTAMP_RE = re.compile(_YMD + b"-" + _HMS)
+_TIMEONLY_RE = re.compile(_HMS)
+_DATE_RE = re.compile(_YMD)
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 _UINT64_MAX = 2**64 - 1
 
@@ -296,31 +302,16 @@ def _is_bool(v: bytes) -> bool:
     return v == b"Y" or v == b"N"
 
 
-def _ymd_ok(m: re.Match) -> bool:
-    return 1 <= int(m.group(2)) <= 12 and 1 <= int(m.group(3)) <= 31
-
-
-def _hms_ok(h: bytes, mi: bytes, s: bytes) -> bool:
-    return int(h) <= 23 and int(mi) <= 59 and int(s) <= 60
-
-
 def _is_utc_timestamp(v: bytes) -> bool:
-    if not 17 <= len(v) <= 27:
-        return False
-    m = _TIMESTAMP_RE.fullmatch(v)
-    return m is not None and _ymd_ok(m) and _hms_ok(m.group(4), m.group(5), m.group(6))
+    return 17 <= len(v) <= 27 and _TIMESTAMP_RE.fullmatch(v) is not None
 
 
 def _is_utc_time_only(v: bytes) -> bool:
-    if not 8 <= len(v) <= 18:
-        return False
-    m = _TIMEONLY_RE.fullmatch(v)
-    return m is not None and _hms_ok(m.group(1), m.group(2), m.group(3))
+    return 8 <= len(v) <= 18 and _TIMEONLY_RE.fullmatch(v) is not None
 
 
 def _is_utc_date(v: bytes) -> bool:
-    m = _DATE_RE.fullmatch(v)
-    return m is not None and _ymd_ok(m)
+    return _DATE_RE.fullmatch(v) is not None
 
 
 # strict-only formats (QuickFIX treats these as strings)
@@ -416,16 +407,20 @@ def _as_bytes(value: object, tag: int) -> bytes:
 
 def _normalise(fields: Iterable[tuple[int, object]]) -> list[tuple[int, bytes]]:
     out = []
+    append = out.append
     for item in fields:
         try:
             tag, value = item
         except (TypeError, ValueError):
             raise TypeError(f"fields must be (tag, value) pairs, got {item!r}") from None
+        if type(tag) is int and type(value) is bytes:  # the usual case, straight through
+            append((tag, value))
+            continue
         if type(tag) is not int:
             if isinstance(tag, bool) or not isinstance(tag, int):
                 raise TypeError(f"tag must be an int, got {tag!r}")
             tag = int(tag)
-        out.append((tag, _as_bytes(value, tag)))
+        append((tag, _as_bytes(value, tag)))
     return out
 
 
@@ -476,8 +471,8 @@ def _parse(fields: list[tuple[int, bytes]], dd: DataDictionary) -> tuple[ParsedM
     header, body, trailer = FieldMap(), FieldMap(), FieldMap()
     header_groups = dd.transport.header.groups  # type: ignore[union-attr]
     trailer_groups = dd.transport.trailer.groups  # type: ignore[union-attr]
-    is_header = dd.is_header_field
-    is_trailer = dd.is_trailer_field
+    header_tags = dd.header_tags
+    trailer_tags = dd.trailer_tags
     garbled = None
     out_of_order = 0
     section = 0  # 0 header, 1 body, 2 trailer
@@ -491,7 +486,7 @@ def _parse(fields: list[tuple[int, bytes]], dd: DataDictionary) -> tuple[ParsedM
         if i < 3 and tag != _FIRST_THREE[i] and garbled is None:
             garbled = "Header fields out of order"
         i += 1
-        if is_header(tag):
+        if tag in header_tags:
             if section != 0 and not out_of_order:
                 out_of_order = tag
             header.fields.append((tag, value))
@@ -500,7 +495,7 @@ def _parse(fields: list[tuple[int, bytes]], dd: DataDictionary) -> tuple[ParsedM
             g = header_groups.get(tag)
             if g is not None:
                 i = _read_group(fields, i, header, tag, g)
-        elif is_trailer(tag):
+        elif tag in trailer_tags:
             section = 2
             trailer.fields.append((tag, value))
             g = trailer_groups.get(tag)
@@ -541,6 +536,9 @@ def _reject(reason: int, ref_tag: int | None, msg_type: str | None) -> Validatio
     return ValidationError(reason, ref_tag, REASON_TEXTS[reason], msg_type)
 
 
+_BODY_KEY = operator.itemgetter(0)
+
+
 def _header_key(item: tuple[int, bytes]) -> tuple[int, int]:
     tag = item[0]
     return (1 if tag == 8 else 2 if tag == 9 else 3 if tag == 35 else 4, tag)
@@ -549,10 +547,6 @@ def _header_key(item: tuple[int, bytes]) -> tuple[int, int]:
 def _trailer_key(item: tuple[int, bytes]) -> tuple[int, int]:
     tag = item[0]
     return (9, 0) if tag == 10 else (1 if tag == 93 else 2 if tag == 89 else 3, tag)
-
-
-def _body_key(item: tuple[int, bytes]) -> int:
-    return item[0]
 
 
 def _missing_in_groups(fmap: FieldMap, groups: Mapping[int, GroupDef]) -> int | None:
@@ -571,59 +565,78 @@ def _missing_in_groups(fmap: FieldMap, groups: Mapping[int, GroupDef]) -> int | 
     return None
 
 
+_Rule = tuple  # (format check or None, allowed values or None, multiple-value field?)
+
+
+@functools.cache
+def _rules(spec: Spec, strict: bool) -> dict[int, _Rule]:
+    """Per-tag checks of a spec, computed once: every field of the spec has an entry."""
+    formats = _STRICT_FORMATS if strict else _QUICKFIX_FORMATS
+    return {
+        tag: (formats.get(f.type), f.values, f.type in _MULTI_VALUE_TYPES) for tag, f in spec.fields.items()
+    }
+
+
+@functools.cache
+def _non_body_tags(spec: Spec) -> frozenset[int]:
+    """Tags QuickFIX's Message::isHeaderField / isTrailerField accept for this dictionary."""
+    tags = STANDARD_HEADER_TAGS | STANDARD_TRAILER_TAGS
+    for section in (spec.header, spec.trailer):
+        if section is not None:
+            tags |= section.field_set
+    return tags
+
+
 def _iterate(
     fmap: FieldMap,
     key: Callable,
     spec: Spec,
-    mdef: MessageDef | None,
+    mdef: MessageDef,
     msg_type: str,
     options: ValidationOptions,
-    formats: Mapping[str, Callable[[bytes], bool]],
 ) -> ValidationError | None:
     """QuickFIX's DataDictionary::iterate over one section's top-level fields."""
-    spec_fields = spec.fields
-    spec_header = spec.header.field_set if spec.header is not None else frozenset()
-    spec_trailer = spec.trailer.field_set if spec.trailer is not None else frozenset()
+    rules = _rules(spec, options.strict_formats)
+    non_body = _non_body_tags(spec)
+    have_values = options.validate_fields_have_values
+    check_user_defined = options.validate_user_defined_fields
+    allow_unknown = options.allow_unknown_message_fields
+    fields = fmap.fields
+    if len(fields) > 1:
+        fields = sorted(fields, key=key)
     last = None
-    for idx, (tag, value) in enumerate(sorted(fmap.fields, key=key)):
-        if idx and tag == last:
+    for tag, value in fields:
+        if tag == last:
             return _reject(13, tag, msg_type)
-        if options.validate_fields_have_values and not value:
+        last = tag
+        if have_values and not value:
             return _reject(4, tag, msg_type)
-        fdef = spec_fields.get(tag)
-        if fdef is not None:
-            check = formats.get(fdef.type)
+        rule = rules.get(tag)
+        if rule is not None:
+            check, allowed, multi = rule
             if check is not None and not check(value):
                 return _reject(6, tag, msg_type)
-            allowed = fdef.values
             if allowed is not None:
-                if fdef.type in _MULTI_VALUE_TYPES:
+                if multi:
                     ok = all(part in allowed for part in value.split(b" "))
                 else:
                     ok = value in allowed
                 if not ok:
                     return _reject(5, tag, msg_type)
-        user_defined = tag >= 5000
-        if (options.allow_unknown_message_fields and not user_defined) or (
-            not options.validate_user_defined_fields and user_defined
-        ):
-            last = tag
+        if tag >= 5000:
+            if not check_user_defined:
+                continue
+        elif allow_unknown:
             continue
-        if fdef is None:
+        if rule is None:
             return _reject(0, tag, msg_type)
-        if not (
-            tag in STANDARD_HEADER_TAGS
-            or tag in spec_header
-            or tag in STANDARD_TRAILER_TAGS
-            or tag in spec_trailer
-        ):
-            if mdef is None or tag not in mdef.field_set:
+        if tag not in non_body:
+            if tag not in mdef.field_set:
                 return _reject(2, tag, msg_type)
             if tag in mdef.groups:
                 count = len(fmap.groups.get(tag, ()))
                 if _INT_RE.fullmatch(value) is None or int(value) != count:
                     return _reject(16, tag, msg_type)
-        last = tag
     return None
 
 
@@ -658,12 +671,11 @@ def _validate_parsed(
     if missing is not None:
         return _reject(1, missing, msg_type)
 
-    formats = _STRICT_FORMATS if options.strict_formats else _QUICKFIX_FORMATS
     transport = dd.transport
     return (
-        _iterate(parsed.header, _header_key, transport, mdef, msg_type, options, formats)
-        or _iterate(parsed.trailer, _trailer_key, transport, mdef, msg_type, options, formats)
-        or _iterate(parsed.body, _body_key, app, mdef, msg_type, options, formats)
+        _iterate(parsed.header, _header_key, transport, mdef, msg_type, options)
+        or _iterate(parsed.trailer, _trailer_key, transport, mdef, msg_type, options)
+        or _iterate(parsed.body, _BODY_KEY, app, mdef, msg_type, options)
     )
 
 
