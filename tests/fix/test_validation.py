@@ -6,6 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from crossbook.fix.dictionary import load_dictionary
 from crossbook.fix.validation import (
@@ -652,3 +654,36 @@ def test_acceptance_script_rejects_match_quickfix(folder):
     assert not failures, "\n".join(failures)
     assert checked >= 29, f"only {checked} dictionary rejects found in {folder}"
     assert accepted >= 100
+
+
+# -- fuzz: any field list gets an answer, never an exception ------------------------------------
+
+_KNOWN_TAGS = [8, 9, 10, 11, 21, 34, 35, 38, 40, 43, 44, 49, 52, 54, 55, 56, 60, 89, 93, 97, 112, 115, 122, 128,
+               268, 269, 270, 336, 386, 447, 448, 452, 453, 523, 625, 627, 628, 802, 803, 1128, 1137]
+_tags = st.one_of(st.sampled_from(_KNOWN_TAGS), st.integers(-3, 60000))
+_values = st.one_of(
+    st.sampled_from([b"", b"0", b"1", b"2", b"Y", b"D", b"A", b"-1", b"1.5", TS.encode(), b"FIX.4.4", b"FIXT.1.1"]),
+    st.binary(max_size=12),
+)
+_fields = st.lists(st.tuples(_tags, _values), max_size=40)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    version=st.sampled_from(VERSIONS),
+    msg_type=st.sampled_from(["0", "A", "D", "W", "E", "8", "*", ""]),
+    body=_fields,
+    prefix=st.booleans(),
+)
+def test_fuzz_validate_always_answers(version, msg_type, body, prefix):
+    dd = load_dictionary(*version)
+    fields = ([(8, dd.begin_string.encode()), (9, b"0"), (35, msg_type.encode())] if prefix else []) + body
+    parsed, err = parse_and_validate(fields, dd)
+    assert err is None or isinstance(err, ValidationError)
+    if err is not None and err.kind == "reject":
+        assert err.text == REASON_TEXTS[err.reason]
+        assert err.ref_tag is not None or err.reason == 11
+    # the parser keeps every field exactly once, groups included
+    def count(fm):
+        return len(fm.fields) + sum(count(e) for entries in fm.groups.values() for e in entries)
+    assert count(parsed.header) + count(parsed.body) + count(parsed.trailer) == len(fields)
