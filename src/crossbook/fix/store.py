@@ -1,0 +1,302 @@
+"""FIX message stores: sent messages by sequence number plus the two next sequence numbers.
+
+The interface follows QuickFIX/J's ``MessageStore``. ``MemoryStore`` is for tests and
+sessions that need no recovery; ``FileStore`` survives a process kill.
+
+FileStore layout (one set of files per session, ``<dir>/<name>.*``):
+
+* ``.body``    append-only: each sent message's raw bytes, back to back;
+* ``.index``   append-only fixed 24-byte records ``(seq, offset, length)`` into ``.body``;
+* ``.seqnums`` one fixed-width line ``SSSSSSSSSSSSSSSSSSSS TTTTTTTTTTTTTTTTTTTT``
+  rewritten in place with ``pwrite`` (same length every time, so never half-old);
+* ``.session`` the creation time (UTC epoch seconds), written at creation and on reset.
+
+Durability policy: every ``set``/``incr``/``set_next_*`` is handed to the kernel before
+the call returns (unbuffered ``os.write``/``os.pwrite``), so a killed process (SIGKILL,
+crash) loses nothing. ``fsync=True`` additionally calls ``os.fsync`` after each
+write, which also survives power loss at a large cost per message; the default
+(False) fsyncs only on ``flush()``/``close()``.
+
+Recovery on open: index records pointing past the end of ``.body`` (a torn append)
+are dropped and both files truncated to the last whole record; the next sender
+sequence number is at least one past the highest stored message, because a message
+is stored before the sequence number is advanced.
+"""
+from __future__ import annotations
+
+import os
+import re
+import struct
+from abc import ABC, abstractmethod
+from typing import Callable
+
+_INDEX = struct.Struct("<QQQ")
+_SEQ_LINE = 42  # "%020d %020d\n" is 20 + 1 + 20 + 1 bytes
+
+
+class MessageStore(ABC):
+    """Sent messages and sequence numbers of one FIX session."""
+
+    @abstractmethod
+    def set(self, seq: int, raw: bytes) -> None:
+        """Store the raw bytes of a sent message under its MsgSeqNum."""
+
+    @abstractmethod
+    def get(self, begin: int, end: int) -> list[tuple[int, bytes]]:
+        """Stored messages with begin <= seq <= end, ascending."""
+
+    @abstractmethod
+    def get_next_sender_seq(self) -> int: ...
+
+    @abstractmethod
+    def get_next_target_seq(self) -> int: ...
+
+    @abstractmethod
+    def set_next_sender_seq(self, seq: int) -> None: ...
+
+    @abstractmethod
+    def set_next_target_seq(self, seq: int) -> None: ...
+
+    def incr_next_sender_seq(self) -> None:
+        self.set_next_sender_seq(self.get_next_sender_seq() + 1)
+
+    def incr_next_target_seq(self) -> None:
+        self.set_next_target_seq(self.get_next_target_seq() + 1)
+
+    @abstractmethod
+    def creation_time(self) -> float:
+        """When the store was created or last reset (epoch seconds)."""
+
+    @abstractmethod
+    def reset(self, now: float) -> None:
+        """Forget every message and set both sequence numbers to 1."""
+
+    def refresh(self) -> None:
+        """Reload from durable state (no-op for stores without one)."""
+
+    def flush(self) -> None:
+        """Make everything written so far durable."""
+
+    def close(self) -> None:
+        """Release resources; the store is unusable afterwards."""
+
+
+def _check_seq(seq: object, what: str) -> int:
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+        raise ValueError(f"{what} must be a positive int, got {seq!r}")
+    return seq
+
+
+class MemoryStore(MessageStore):
+    """Everything in a dict; lost with the process."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self._messages: dict[int, bytes] = {}
+        self._sender = 1
+        self._target = 1
+        self._created = now
+
+    def set(self, seq: int, raw: bytes) -> None:
+        self._messages[_check_seq(seq, "seq")] = bytes(raw)
+
+    def get(self, begin: int, end: int) -> list[tuple[int, bytes]]:
+        if end < begin:
+            return []
+        if end - begin < len(self._messages):
+            return [(s, self._messages[s]) for s in range(begin, end + 1) if s in self._messages]
+        return sorted((s, m) for s, m in self._messages.items() if begin <= s <= end)
+
+    def get_next_sender_seq(self) -> int:
+        return self._sender
+
+    def get_next_target_seq(self) -> int:
+        return self._target
+
+    def set_next_sender_seq(self, seq: int) -> None:
+        self._sender = _check_seq(seq, "next sender seq")
+
+    def set_next_target_seq(self, seq: int) -> None:
+        self._target = _check_seq(seq, "next target seq")
+
+    def creation_time(self) -> float:
+        return self._created
+
+    def reset(self, now: float) -> None:
+        self._messages.clear()
+        self._sender = 1
+        self._target = 1
+        self._created = now
+
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def store_name(begin_string: str, sender: str, target: str, qualifier: str = "") -> str:
+    """File-name stem for a session: ``FIX.4.4-ISLD-TW44`` (unsafe characters replaced)."""
+    name = f"{begin_string}-{sender}-{target}" + (f"-{qualifier}" if qualifier else "")
+    return _SAFE_NAME.sub("_", name)
+
+
+class FileStore(MessageStore):
+    """Durable store in ``directory`` under the stem ``name`` (see the module docstring)."""
+
+    def __init__(self, directory: str, name: str, now: float = 0.0, fsync: bool = False) -> None:
+        if not name or _SAFE_NAME.search(name):
+            raise ValueError(f"store name {name!r} must be non-empty and use only A-Z a-z 0-9 _ . -")
+        os.makedirs(directory, exist_ok=True)
+        self.directory = directory
+        self.name = name
+        self.fsync = fsync
+        base = os.path.join(directory, name)
+        self._body_path = base + ".body"
+        self._index_path = base + ".index"
+        self._seq_path = base + ".seqnums"
+        self._session_path = base + ".session"
+        self._body_fd = self._index_fd = self._seq_fd = -1
+        self._offsets: dict[int, tuple[int, int]] = {}
+        self._open(now)
+
+    # -- opening and recovery
+    def _open(self, now: float) -> None:
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0)
+        self._body_fd = os.open(self._body_path, flags, 0o644)
+        self._index_fd = os.open(self._index_path, flags, 0o644)
+        self._seq_fd = os.open(self._seq_path, flags, 0o644)
+        if os.path.exists(self._session_path):
+            try:
+                with open(self._session_path, "rb") as f:
+                    self._created = float(f.read().strip() or now)
+            except ValueError:
+                self._created = now
+        else:
+            self._write_session_time(now)
+        self._load()
+
+    def _load(self) -> None:
+        body_size = os.fstat(self._body_fd).st_size
+        index = _read_all(self._index_fd)
+        whole = len(index) - len(index) % _INDEX.size
+        offsets: dict[int, tuple[int, int]] = {}
+        good = 0
+        body_end = 0
+        for pos in range(0, whole, _INDEX.size):
+            seq, offset, length = _INDEX.unpack_from(index, pos)
+            if offset + length > body_size or seq < 1:
+                break  # torn append: the body bytes never made it
+            offsets[seq] = (offset, length)
+            good = pos + _INDEX.size
+            body_end = max(body_end, offset + length)
+        if good != len(index):
+            os.ftruncate(self._index_fd, good)
+        if body_end != body_size:
+            os.ftruncate(self._body_fd, body_end)
+        self._offsets = offsets
+        self._body_size = body_end
+        self._index_size = good
+        sender, target = 1, 1
+        line = _read_all(self._seq_fd)
+        m = re.match(rb"^(\d{1,20}) (\d{1,20})\n", line)
+        if m:
+            sender, target = max(1, int(m.group(1))), max(1, int(m.group(2)))
+        if offsets:
+            sender = max(sender, max(offsets) + 1)
+        self._sender, self._target = sender, target
+        self._write_seqnums()
+
+    # -- MessageStore
+    def set(self, seq: int, raw: bytes) -> None:
+        _check_seq(seq, "seq")
+        raw = bytes(raw)
+        offset = self._body_size
+        _write_all(self._body_fd, raw, offset)
+        self._body_size += len(raw)
+        _write_all(self._index_fd, _INDEX.pack(seq, offset, len(raw)), self._index_size)
+        self._index_size += _INDEX.size
+        self._offsets[seq] = (offset, len(raw))
+        if self.fsync:
+            os.fsync(self._body_fd)
+            os.fsync(self._index_fd)
+
+    def get(self, begin: int, end: int) -> list[tuple[int, bytes]]:
+        seqs = sorted(s for s in self._offsets if begin <= s <= end)
+        out = []
+        for s in seqs:
+            offset, length = self._offsets[s]
+            out.append((s, os.pread(self._body_fd, length, offset)))
+        return out
+
+    def get_next_sender_seq(self) -> int:
+        return self._sender
+
+    def get_next_target_seq(self) -> int:
+        return self._target
+
+    def set_next_sender_seq(self, seq: int) -> None:
+        self._sender = _check_seq(seq, "next sender seq")
+        self._write_seqnums()
+
+    def set_next_target_seq(self, seq: int) -> None:
+        self._target = _check_seq(seq, "next target seq")
+        self._write_seqnums()
+
+    def creation_time(self) -> float:
+        return self._created
+
+    def reset(self, now: float) -> None:
+        os.ftruncate(self._index_fd, 0)
+        os.ftruncate(self._body_fd, 0)
+        self._offsets.clear()
+        self._body_size = self._index_size = 0
+        self._sender = self._target = 1
+        self._write_seqnums()
+        self._write_session_time(now)
+        if self.fsync:
+            self.flush()
+
+    def refresh(self) -> None:
+        self._load()
+
+    def flush(self) -> None:
+        for fd in (self._body_fd, self._index_fd, self._seq_fd):
+            if fd >= 0:
+                os.fsync(fd)
+
+    def close(self) -> None:
+        if self._body_fd < 0:
+            return
+        self.flush()
+        for fd in (self._body_fd, self._index_fd, self._seq_fd):
+            os.close(fd)
+        self._body_fd = self._index_fd = self._seq_fd = -1
+
+    # -- helpers
+    def _write_seqnums(self) -> None:
+        line = b"%020d %020d\n" % (self._sender, self._target)
+        _write_all(self._seq_fd, line, 0)
+        if self.fsync:
+            os.fsync(self._seq_fd)
+
+    def _write_session_time(self, now: float) -> None:
+        self._created = now
+        tmp = self._session_path + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(repr(float(now)).encode())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self._session_path)
+
+
+def _read_all(fd: int) -> bytes:
+    size = os.fstat(fd).st_size
+    return os.pread(fd, size, 0) if size else b""
+
+
+def _write_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view = view[n:]
+        offset += n
+
+
+StoreFactory = Callable[[str, str, str], MessageStore]

@@ -1,0 +1,427 @@
+"""asyncio transports around the sans-IO ``Session``: an acceptor and an initiator.
+
+* ``Acceptor``: one listening port for many sessions. The first message of a connection
+  must be a Logon whose CompIDs (reversed) and BeginString name a configured session
+  that is not already connected; anything else is refused by closing the connection
+  without a reply.
+* ``Initiator``: connects, logs on, and reconnects every ``ReconnectInterval`` seconds
+  after a disconnect until stopped.
+
+Both take an ``Application`` (callbacks) and expose ``send(session_id, msg_type, body)``.
+TLS is on when the settings name certificate files (or pass an ``ssl.SSLContext``).
+``install_uvloop()`` switches the event-loop policy to uvloop when it is installed.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from typing import Callable, Iterable
+
+from crossbook.fix.framing import FrameReader, Garbled
+from crossbook.fix.messages import FieldValue, Message
+from crossbook.fix.session import (
+    Application, Clock, DisconnectRequested, Session, SessionID, SessionLog, SystemClock, Validator,
+)
+from crossbook.fix.settings import SessionSettings
+from crossbook.fix.store import FileStore, MemoryStore, MessageStore, store_name
+
+log = logging.getLogger("crossbook.fix")
+
+READ_SIZE = 65536
+TIMER_INTERVAL = 0.1
+
+
+def install_uvloop() -> bool:
+    """Use uvloop for new event loops when it is installed; returns whether it is."""
+    try:
+        import uvloop  # type: ignore[import-not-found]
+    except ImportError:
+        return False
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True
+
+
+def make_store(settings: SessionSettings, now: float) -> MessageStore:
+    """The store the settings ask for (MessageStore=memory|file, FileStorePath, FileStoreSync)."""
+    if settings.store == "file":
+        assert settings.file_store_path is not None
+        name = store_name(settings.begin_string, settings.sender_comp_id, settings.target_comp_id,
+                          settings.session_qualifier)
+        return FileStore(settings.file_store_path, name, now=now, fsync=settings.file_store_sync)
+    return MemoryStore(now)
+
+
+def server_ssl_context(settings: SessionSettings) -> ssl.SSLContext | None:
+    """TLS server context from SSLCertificateFile/SSLCertificateKeyFile (and SSLCAFile to verify clients)."""
+    if settings.tls_cert_file is None:
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    if settings.tls_ca_file:
+        ctx.load_verify_locations(settings.tls_ca_file)
+        ctx.verify_mode = ssl.CERT_REQUIRED if settings.tls_verify_peer else ssl.CERT_OPTIONAL
+    return ctx
+
+
+def client_ssl_context(settings: SessionSettings) -> ssl.SSLContext | None:
+    """TLS client context: trusts SSLCAFile, presents SSLCertificateFile if given."""
+    if settings.tls_ca_file is None and settings.tls_cert_file is None:
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if settings.tls_ca_file:
+        ctx.load_verify_locations(settings.tls_ca_file)
+    else:
+        ctx.load_default_certs()
+    ctx.check_hostname = settings.tls_verify_peer
+    ctx.verify_mode = ssl.CERT_REQUIRED if settings.tls_verify_peer or settings.tls_ca_file else ssl.CERT_NONE
+    if settings.tls_cert_file:
+        ctx.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    return ctx
+
+
+class _Connection:
+    """Glue between one socket and one session: writes its output, closes on request."""
+
+    def __init__(self, session: Session, writer: asyncio.StreamWriter) -> None:
+        self.session = session
+        self.writer = writer
+        self.closed = False
+        self._flush_scheduled = False
+        session.on_output = self._schedule_flush
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled and not self.closed:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write pending output and act on the session's events."""
+        self._flush_scheduled = False
+        if self.closed:
+            self.session.data_to_send()
+            self.session.events()
+            return
+        data = self.session.data_to_send()
+        if data:
+            self.writer.write(data)
+        for event in self.session.events():
+            if isinstance(event, SessionLog):
+                log.debug("%s: %s", event.session_id, event.text)
+            elif isinstance(event, DisconnectRequested):
+                log.info("%s: %s", event.session_id, event.reason)
+                self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.session.on_output == self._schedule_flush:
+            self.session.on_output = None
+        self.session.on_disconnected()
+        self.session.data_to_send()
+        self.session.events()
+        try:
+            self.writer.close()
+        except Exception:  # the socket may already be gone; closing is best effort
+            pass
+
+
+class _Engine:
+    """Shared parts: sessions, the timer task, the send API."""
+
+    def __init__(self, clock: Clock | None) -> None:
+        self.clock = clock or SystemClock()
+        self.sessions: dict[SessionID, Session] = {}
+        self._connections: dict[SessionID, _Connection] = {}
+        self._timer_task: asyncio.Task | None = None
+
+    def _build_sessions(self, settings: Iterable[SessionSettings], application: Application,
+                        store_factory: Callable[[SessionSettings], MessageStore] | None,
+                        validator: Validator | None | str) -> None:
+        for s in settings:
+            store = store_factory(s) if store_factory else make_store(s, self.clock.now())
+            session = Session(s, store=store, clock=self.clock, application=application, validator=validator)
+            if session.session_id in self.sessions:
+                raise ValueError(f"session {session.session_id} configured twice")
+            self.sessions[session.session_id] = session
+
+    def session(self, session_id: SessionID | None = None) -> Session:
+        """The session with this ID (or the only one)."""
+        if session_id is None:
+            if len(self.sessions) != 1:
+                raise ValueError("several sessions: name one")
+            return next(iter(self.sessions.values()))
+        try:
+            return self.sessions[session_id]
+        except KeyError:
+            raise KeyError(f"no session {session_id}") from None
+
+    def send(self, session_id: SessionID | None, msg_type: FieldValue, body: Iterable[tuple[int, FieldValue]],
+             header: Iterable[tuple[int, FieldValue]] = ()) -> bool:
+        """Send an application message on a session (stored for resend if not logged on)."""
+        session = self.session(session_id)
+        ok = session.send(msg_type, body, header)
+        conn = self._connections.get(session.session_id)
+        if conn is not None:
+            conn.flush()
+        return ok
+
+    def is_logged_on(self, session_id: SessionID | None = None) -> bool:
+        return self.session(session_id).is_logged_on
+
+    async def _timer(self) -> None:
+        while True:
+            await asyncio.sleep(TIMER_INTERVAL)
+            for sid, conn in list(self._connections.items()):
+                if conn.closed:
+                    continue
+                conn.session.on_timer()
+                conn.flush()
+
+    def _start_timer(self) -> None:
+        if self._timer_task is None:
+            self._timer_task = asyncio.get_running_loop().create_task(self._timer())
+
+    async def _stop_timer(self) -> None:
+        if self._timer_task is not None:
+            self._timer_task.cancel()
+            try:
+                await self._timer_task
+            except asyncio.CancelledError:
+                pass
+            self._timer_task = None
+
+    async def _pump(self, conn: _Connection, reader: asyncio.StreamReader) -> None:
+        while not conn.closed:
+            try:
+                data = await reader.read(READ_SIZE)
+            except (ConnectionError, OSError, ssl.SSLError):
+                data = b""
+            if not data:
+                break
+            conn.session.receive(data)
+            conn.flush()
+
+    async def _logout_all(self, grace: float) -> None:
+        for conn in list(self._connections.values()):
+            if not conn.closed and conn.session.is_logged_on:
+                conn.session.logout("")
+                conn.flush()
+        deadline = asyncio.get_running_loop().time() + grace
+        while any(not c.closed for c in self._connections.values()):
+            if asyncio.get_running_loop().time() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        for conn in list(self._connections.values()):
+            conn.close()
+
+
+class Acceptor(_Engine):
+    """Many sessions on one listening socket."""
+
+    def __init__(self, settings: Iterable[SessionSettings], application: Application | None = None, *,
+                 host: str | None = None, port: int | None = None, ssl_context: ssl.SSLContext | None = None,
+                 clock: Clock | None = None, store_factory: Callable[[SessionSettings], MessageStore] | None = None,
+                 validator: Validator | None | str = "dictionary") -> None:
+        super().__init__(clock)
+        settings = list(settings)
+        if not settings:
+            raise ValueError("an acceptor needs at least one session")
+        for s in settings:
+            if s.is_initiator:
+                raise ValueError(f"session {s.key()} is an initiator, not an acceptor")
+        first = settings[0]
+        self.host = host if host is not None else first.socket_accept_host
+        port = port if port is not None else first.socket_accept_port
+        if port is None:
+            raise ValueError("no port: pass port= or set SocketAcceptPort")
+        self._port = port
+        self.ssl_context = ssl_context if ssl_context is not None else server_ssl_context(first)
+        self.application = application or Application()
+        self._build_sessions(settings, self.application, store_factory, validator)
+        self._by_wire: dict[tuple[bytes, bytes, bytes], Session] = {
+            (s.settings.begin_string.encode(), s.settings.target_comp_id.encode(),
+             s.settings.sender_comp_id.encode()): s for s in self.sessions.values()
+        }
+        self._max_message = max(s.max_message_size for s in settings)
+        self._logon_timeout = max(s.logon_timeout for s in settings)
+        self._server: asyncio.AbstractServer | None = None
+        self._handlers: set[asyncio.Task] = set()
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with port 0)."""
+        if self._server is not None and self._server.sockets:
+            return self._server.sockets[0].getsockname()[1]
+        return self._port
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._on_client, self.host, self._port, ssl=self.ssl_context,
+                                                  limit=READ_SIZE)
+        self._start_timer()
+
+    async def serve_forever(self) -> None:
+        if self._server is None:
+            await self.start()
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    async def stop(self, logout_grace: float = 2.0) -> None:
+        """Log every session out (waiting up to ``logout_grace``), close everything."""
+        if self._server is not None:
+            self._server.close()
+        await self._logout_all(logout_grace)
+        for task in list(self._handlers):
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+        await self._stop_timer()
+        for session in self.sessions.values():
+            session.store.close()
+
+    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+        try:
+            await self._serve_connection(reader, writer)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug must cost one connection, not the acceptor
+            log.exception("connection handler failed")
+        finally:
+            if task is not None:
+                self._handlers.discard(task)
+            try:
+                writer.close()
+            except Exception:
+                pass
+
+    async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        framer = FrameReader(self._max_message)
+        first = None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._logon_timeout
+        while first is None:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            try:
+                data = await asyncio.wait_for(reader.read(READ_SIZE), remaining)
+            except (asyncio.TimeoutError, ConnectionError, OSError, ssl.SSLError):
+                return
+            if not data:
+                return
+            framer.feed(data)
+            event = framer.next_event()
+            if event is None:
+                continue
+            if isinstance(event, Garbled):
+                log.info("refused connection: garbled first message (%s)", event.reason)
+                return
+            first = event
+        msg = Message(first.fields, first.raw)
+        session = self._by_wire.get((msg.begin_string, msg.get(49, b""), msg.get(56, b"")))
+        if session is None or msg.msg_type != b"A":
+            log.info("refused connection: no session for %r", first.raw[:120])
+            return
+        if session.connected or session.session_id in self._connections:
+            log.info("refused connection: %s already connected", session.session_id)
+            return
+        conn = _Connection(session, writer)
+        self._connections[session.session_id] = conn
+        try:
+            session.on_connected(framer)
+            session.next_event(first)
+            conn.flush()
+            if not conn.closed:
+                session.process_buffered()
+                conn.flush()
+            await self._pump(conn, reader)
+            conn.flush()
+        finally:
+            conn.close()
+            if self._connections.get(session.session_id) is conn:
+                del self._connections[session.session_id]
+
+
+class Initiator(_Engine):
+    """One session that connects out, logs on and reconnects after a disconnect."""
+
+    def __init__(self, settings: SessionSettings, application: Application | None = None, *,
+                 ssl_context: ssl.SSLContext | None = None, clock: Clock | None = None,
+                 store: MessageStore | None = None, validator: Validator | None | str = "dictionary") -> None:
+        super().__init__(clock)
+        if not settings.is_initiator:
+            raise ValueError(f"session {settings.key()} is not an initiator (ConnectionType=initiator)")
+        self.settings = settings
+        self.application = application or Application()
+        self.ssl_context = ssl_context if ssl_context is not None else client_ssl_context(settings)
+        self._build_sessions([settings], self.application, (lambda s: store) if store is not None else None, validator)
+        self._task: asyncio.Task | None = None
+        self._stopping = False
+        self.connect_attempts = 0
+
+    async def start(self) -> None:
+        """Start connecting in the background."""
+        self._stopping = False
+        self._start_timer()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def wait_logged_on(self, timeout: float) -> bool:
+        """Wait until the session is logged on; False on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self.session().is_logged_on:
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
+    async def stop(self, logout_grace: float = 2.0) -> None:
+        """Log out (waiting up to ``logout_grace`` for the answer), stop reconnecting."""
+        self._stopping = True
+        await self._logout_all(logout_grace)
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        await self._stop_timer()
+        self.session().store.close()
+
+    async def _run(self) -> None:
+        s = self.settings
+        while not self._stopping:
+            self.connect_attempts += 1
+            try:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(s.socket_connect_host, s.socket_connect_port, ssl=self.ssl_context,
+                                            limit=READ_SIZE,
+                                            server_hostname=s.socket_connect_host if self.ssl_context else None),
+                    timeout=s.logon_timeout)
+            except (OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
+                log.info("%s: connect failed: %s", s.key(), exc)
+            else:
+                session = self.session()
+                conn = _Connection(session, writer)
+                self._connections[session.session_id] = conn
+                try:
+                    session.on_connected()
+                    conn.flush()
+                    await self._pump(conn, reader)
+                    conn.flush()
+                finally:
+                    conn.close()
+                    self._connections.pop(session.session_id, None)
+            if self._stopping:
+                break
+            await asyncio.sleep(s.reconnect_interval)
