@@ -1,0 +1,1760 @@
+"""FIX codec hot path: framing, zero-copy field splitting, typed order decode, fast encoders.
+
+Private: import the public names from ``crossbook.fix.codec``.  The contract for other Cython
+modules is ``_codec.pxd``.  Bad counterparty input never raises out of the framing or splitting
+code: it comes back as a value (a garbled event, an error code on the field list); exceptions are
+kept for broken calling contracts (wrong argument types, values that cannot be put on the wire).
+"""
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize, PyBytes_CheckExact
+from cpython.unicode cimport PyUnicode_DecodeLatin1
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t, INT64_MAX
+from libc.stdlib cimport malloc, realloc, free
+from libc.string cimport memchr, memcmp, memcpy, memmove
+
+from decimal import Decimal
+
+cdef extern from "Python.h":
+    const char* PyUnicode_AsUTF8AndSize(object unicode, Py_ssize_t* size) except NULL
+
+
+DEFAULT_MAX_BODY_LENGTH = 1 << 20
+
+cdef enum:
+    SOH = 1
+    MAX_BEGIN_STRING = 16          # "FIXT.1.1" is 8; leave room for private variants
+    MAX_LENGTH_DIGITS = 10
+    MAX_TAG = 999999999
+    TRAILER_LENGTH = 7             # "10=NNN\x01"
+    READER_INITIAL_CAPACITY = 16384
+    READER_SHRINK_ABOVE = 262144
+    HEADROOM = 48                  # room before the body for "8=<begin>\x019=<len>\x01"
+    DATA_TAG_TABLE_SIZE = 1024
+
+cdef const char* FRAME_START = b"8=FIX"
+
+
+# =============================================================================================
+# Framing
+# =============================================================================================
+
+_GARBLED_TEXT = {
+    GARBLED_NOT_FRAME_START: "data does not start with 8=FIX",
+    GARBLED_BAD_BEGIN_STRING: "BeginString (8) is not printable text ended by SOH within 16 bytes",
+    GARBLED_MISSING_BODY_LENGTH: "second field is not BodyLength (9)",
+    GARBLED_BAD_BODY_LENGTH: "BodyLength (9) is not a decimal number of at least 5",
+    GARBLED_BODY_LENGTH_TOO_LARGE: "BodyLength (9) exceeds max_body_length",
+    GARBLED_MISSING_MSG_TYPE: "third field is not MsgType (35)",
+    GARBLED_BODY_LENGTH_MISMATCH: "BodyLength (9) does not end at the CheckSum (10) field",
+    GARBLED_BAD_CHECKSUM_FIELD: "CheckSum (10) is not three digits ended by SOH",
+    GARBLED_CHECKSUM_MISMATCH: "CheckSum (10) does not match the sum of the bytes",
+}
+
+
+cdef inline bint _is_digit(uint8_t c) noexcept nogil:
+    return c >= 48 and c <= 57
+
+
+cdef Py_ssize_t _resync(const uint8_t* p, Py_ssize_t n) noexcept nogil:
+    # Bytes to drop so the buffer starts at the next "8=FIX" after offset 0.  A partial "8=FI" at
+    # the very end is kept: the rest of it may be in the next read.
+    cdef Py_ssize_t i = 1, k
+    cdef const uint8_t* q
+    while i < n:
+        q = <const uint8_t*>memchr(p + i, 56, n - i)   # '8'
+        if q == NULL:
+            return n
+        i = q - p
+        k = n - i
+        if k > 5:
+            k = 5
+        if memcmp(q, FRAME_START, k) == 0:
+            return i
+        i += 1
+    return n
+
+
+cdef inline FrameScanResult _garbled(const uint8_t* p, Py_ssize_t n, int reason) noexcept nogil:
+    cdef FrameScanResult r
+    r.status = FRAME_GARBLED
+    r.reason = reason
+    r.end = 0
+    r.skip = _resync(p, n)
+    return r
+
+
+cdef inline FrameScanResult _need_more() noexcept nogil:
+    cdef FrameScanResult r
+    r.status = FRAME_NEED_MORE
+    r.reason = 0
+    r.end = 0
+    r.skip = 0
+    return r
+
+
+cdef FrameScanResult scan_frame(const uint8_t* p, Py_ssize_t n, Py_ssize_t max_body_length) noexcept nogil:
+    """Look for one frame at p[0]: complete, need more bytes, or garbled (with bytes to skip)."""
+    cdef FrameScanResult r
+    cdef Py_ssize_t i, k, digits, body_start, body_end
+    cdef int64_t body_length
+    cdef unsigned int total, checksum
+    cdef uint8_t c
+    if n <= 0:
+        return _need_more()
+    k = n if n < 5 else 5
+    if memcmp(p, FRAME_START, k) != 0:
+        return _garbled(p, n, GARBLED_NOT_FRAME_START)
+    if n < 5:
+        return _need_more()
+    # BeginString: printable, no '=', ended by SOH within MAX_BEGIN_STRING bytes.
+    i = 2
+    while True:
+        if i >= n:
+            return _need_more()
+        c = p[i]
+        if c == SOH:
+            break
+        if c < 0x21 or c > 0x7e or c == 61 or i - 2 >= MAX_BEGIN_STRING:
+            return _garbled(p, n, GARBLED_BAD_BEGIN_STRING)
+        i += 1
+    i += 1
+    # "9=" then digits, bounded before we wait for the body.
+    if i >= n:
+        return _need_more()
+    if p[i] != 57 or (i + 1 < n and p[i + 1] != 61):
+        return _garbled(p, n, GARBLED_MISSING_BODY_LENGTH)
+    if i + 1 >= n:
+        return _need_more()
+    i += 2
+    body_length = 0
+    digits = 0
+    while True:
+        if i >= n:
+            return _need_more()
+        c = p[i]
+        if not _is_digit(c):
+            break
+        body_length = body_length * 10 + (c - 48)
+        digits += 1
+        if body_length > max_body_length:
+            return _garbled(p, n, GARBLED_BODY_LENGTH_TOO_LARGE)
+        if digits > MAX_LENGTH_DIGITS:
+            return _garbled(p, n, GARBLED_BAD_BODY_LENGTH)
+        i += 1
+    # The smallest body is "35=X\x01".
+    if c != SOH or digits == 0 or body_length < 5:
+        return _garbled(p, n, GARBLED_BAD_BODY_LENGTH)
+    body_start = i + 1
+    k = n - body_start
+    if k > 3:
+        k = 3
+    if memcmp(p + body_start, b"35=", k) != 0:
+        return _garbled(p, n, GARBLED_MISSING_MSG_TYPE)
+    body_end = body_start + <Py_ssize_t>body_length
+    if n < body_end + TRAILER_LENGTH:
+        return _need_more()
+    if p[body_end - 1] != SOH or p[body_end] != 49 or p[body_end + 1] != 48 or p[body_end + 2] != 61:
+        return _garbled(p, n, GARBLED_BODY_LENGTH_MISMATCH)
+    if (not _is_digit(p[body_end + 3]) or not _is_digit(p[body_end + 4])
+            or not _is_digit(p[body_end + 5]) or p[body_end + 6] != SOH):
+        return _garbled(p, n, GARBLED_BAD_CHECKSUM_FIELD)
+    total = 0
+    for k in range(body_end):
+        total += p[k]
+    checksum = (p[body_end + 3] - 48) * 100 + (p[body_end + 4] - 48) * 10 + (p[body_end + 5] - 48)
+    r.end = body_end + TRAILER_LENGTH
+    if (total & 0xff) != checksum:
+        # The frame boundaries are sound, only the content is damaged: drop exactly this frame.
+        r.status = FRAME_GARBLED
+        r.reason = GARBLED_CHECKSUM_MISMATCH
+        r.skip = r.end
+        r.end = 0
+        return r
+    r.status = FRAME_COMPLETE
+    r.reason = 0
+    r.skip = 0
+    return r
+
+
+cdef class FrameScan:
+    """Result of :func:`find_frame`.
+
+    ``status`` is FRAME_COMPLETE (the frame is ``data[start:end]``), FRAME_NEED_MORE (a frame
+    may start at ``start`` but is not complete yet), or FRAME_GARBLED (``data[start:end]``, that
+    is ``skip`` bytes, cannot be part of a frame and should be dropped; ``reason`` says why).
+    """
+
+    @property
+    def reason(self):
+        """Human-readable reason for a garbled result, or ``""``."""
+        return _GARBLED_TEXT.get(self.reason_code, "")
+
+    def __repr__(self):
+        names = {FRAME_COMPLETE: "COMPLETE", FRAME_NEED_MORE: "NEED_MORE", FRAME_GARBLED: "GARBLED"}
+        return (f"FrameScan({names[self.status]}, start={self.start}, end={self.end}, "
+                f"skip={self.skip}, reason={self.reason!r})")
+
+
+def find_frame(data, Py_ssize_t offset=0, Py_ssize_t max_body_length=DEFAULT_MAX_BODY_LENGTH):
+    """Scan ``data`` (bytes, bytearray, memoryview) for one FIX frame starting exactly at ``offset``.
+
+    Checks 8=BeginString, 9=BodyLength (digits, at most ``max_body_length``), 35= as the third
+    field, that BodyLength lands exactly on ``10=NNN<SOH>`` and the CheckSum.  Never raises for
+    bad content; returns a :class:`FrameScan`.
+    """
+    cdef Py_buffer view
+    cdef FrameScanResult r
+    cdef FrameScan out = FrameScan.__new__(FrameScan)
+    if max_body_length < 5:
+        raise ValueError(f"max_body_length must be at least 5, got {max_body_length}")
+    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    try:
+        if offset < 0 or offset > view.len:
+            raise ValueError(f"offset {offset} outside the data (length {view.len})")
+        r = scan_frame(<const uint8_t*>view.buf + offset, view.len - offset, max_body_length)
+    finally:
+        PyBuffer_Release(&view)
+    out.status = r.status
+    out.start = offset
+    out.reason_code = r.reason
+    if r.status == FRAME_COMPLETE:
+        out.end = offset + r.end
+    elif r.status == FRAME_GARBLED:
+        out.skip = r.skip
+        out.end = offset + r.skip
+    else:
+        out.end = offset
+    return out
+
+
+cdef class Garbled:
+    """Bytes that the :class:`FrameReader` dropped because they do not form a valid frame.
+
+    ``reason_code`` is one of the GARBLED_* constants, ``reason`` its text, ``data`` the bytes dropped.
+    The session layer ignores these without advancing its incoming sequence number.
+    """
+
+    def __init__(self, int reason_code, bytes data):
+        self.reason_code = reason_code
+        self.data = data
+
+    @property
+    def reason(self):
+        return _GARBLED_TEXT.get(self.reason_code, "")
+
+    def __eq__(self, other):
+        if not isinstance(other, Garbled):
+            return NotImplemented
+        return self.reason_code == (<Garbled>other).reason_code and self.data == (<Garbled>other).data
+
+    def __hash__(self):
+        return hash((self.reason_code, self.data))
+
+    def __repr__(self):
+        shown = self.data if len(self.data) <= 64 else self.data[:64] + b"..."
+        return f"Garbled({self.reason!r}, {len(self.data)} bytes: {shown!r})"
+
+
+cdef class FrameReader:
+    """Stream framer: ``feed(bytes)``, then iterate to get complete frames (``bytes``) and
+    :class:`Garbled` events, in stream order.  Iteration stops when more bytes are needed.
+
+    The buffer holds at most the unread tail of what was fed: junk is dropped as soon as it is seen
+    and a BodyLength above ``max_body_length`` is refused before its body is awaited, so a peer
+    cannot make it grow without bound.  Each frame is copied once, out of the buffer, into its
+    own ``bytes``; the buffer is compacted in place instead of being reallocated per read.
+    """
+
+    def __cinit__(self, Py_ssize_t max_body_length=DEFAULT_MAX_BODY_LENGTH):
+        if max_body_length < 5:
+            raise ValueError(f"max_body_length must be at least 5, got {max_body_length}")
+        self._max_body_length = max_body_length
+        self._buf = <uint8_t*>malloc(READER_INITIAL_CAPACITY)
+        if self._buf == NULL:
+            raise MemoryError()
+        self._cap = READER_INITIAL_CAPACITY
+        self._head = 0
+        self._tail = 0
+
+    def __dealloc__(self):
+        free(self._buf)
+
+    @property
+    def max_body_length(self):
+        return self._max_body_length
+
+    @property
+    def buffered(self):
+        """Bytes fed but not yet returned as a frame or dropped as garbled."""
+        return self._tail - self._head
+
+    @property
+    def capacity(self):
+        """Current size of the internal buffer (for memory checks)."""
+        return self._cap
+
+    cdef int _reserve(self, Py_ssize_t extra) except -1:
+        cdef Py_ssize_t live = self._tail - self._head, need, cap
+        cdef uint8_t* grown
+        if self._tail + extra <= self._cap:
+            return 0
+        if self._head > 0:
+            memmove(self._buf, self._buf + self._head, live)
+            self._head = 0
+            self._tail = live
+        need = live + extra
+        if need <= self._cap:
+            return 0
+        cap = self._cap * 2
+        if cap < need:
+            cap = need
+        grown = <uint8_t*>realloc(self._buf, cap)
+        if grown == NULL:
+            raise MemoryError()
+        self._buf = grown
+        self._cap = cap
+        return 0
+
+    def feed(self, data):
+        """Append received bytes (bytes, bytearray or memoryview)."""
+        cdef Py_buffer view
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            if self._head == self._tail:
+                self._head = 0
+                self._tail = 0
+            self._reserve(view.len)
+            memcpy(self._buf + self._tail, view.buf, view.len)
+            self._tail += view.len
+        finally:
+            PyBuffer_Release(&view)
+
+    def clear(self):
+        """Drop everything buffered (for a new connection)."""
+        self._head = 0
+        self._tail = 0
+
+    cpdef object next_event(self):
+        """The next complete frame (``bytes``), a :class:`Garbled` event, or ``None`` when more
+        bytes are needed."""
+        cdef FrameScanResult r
+        cdef object out
+        cdef uint8_t* shrunk
+        if self._head == self._tail:
+            return None
+        r = scan_frame(self._buf + self._head, self._tail - self._head, self._max_body_length)
+        if r.status == FRAME_COMPLETE:
+            out = PyBytes_FromStringAndSize(<char*>self._buf + self._head, r.end)
+            self._head += r.end
+        elif r.status == FRAME_GARBLED:
+            out = Garbled(r.reason, PyBytes_FromStringAndSize(<char*>self._buf + self._head, r.skip))
+            self._head += r.skip
+        else:
+            return None
+        if self._head == self._tail:
+            self._head = 0
+            self._tail = 0
+            # Give back the memory a single large message needed.
+            if self._cap > READER_SHRINK_ABOVE:
+                shrunk = <uint8_t*>realloc(self._buf, READER_INITIAL_CAPACITY)
+                if shrunk != NULL:
+                    self._buf = shrunk
+                    self._cap = READER_INITIAL_CAPACITY
+        return out
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        out = self.next_event()
+        if out is None:
+            raise StopIteration
+        return out
+
+
+# =============================================================================================
+# Field splitting
+# =============================================================================================
+
+# Length-prefixed data fields: the length field gives the byte count of the data field that
+# follows it, whose value may contain SOH.  (FIX 4.2 / 4.4 tags; length tag -> data tag.)
+DATA_FIELDS = {
+    90: 91,      # SecureDataLen -> SecureData
+    93: 89,      # SignatureLength -> Signature
+    95: 96,      # RawDataLength -> RawData
+    212: 213,    # XmlDataLen -> XmlData
+    348: 349,    # EncodedIssuerLen -> EncodedIssuer
+    350: 351,    # EncodedSecurityDescLen -> EncodedSecurityDesc
+    352: 353,    # EncodedListExecInstLen -> EncodedListExecInst
+    354: 355,    # EncodedTextLen -> EncodedText
+    356: 357,    # EncodedSubjectLen -> EncodedSubject
+    358: 359,    # EncodedHeadlineLen -> EncodedHeadline
+    360: 361,    # EncodedAllocTextLen -> EncodedAllocText
+    362: 363,    # EncodedUnderlyingIssuerLen -> EncodedUnderlyingIssuer
+    364: 365,    # EncodedUnderlyingSecurityDescLen -> EncodedUnderlyingSecurityDesc
+    445: 446,    # EncodedListStatusTextLen -> EncodedListStatusText
+    618: 619,    # EncodedLegIssuerLen -> EncodedLegIssuer
+    621: 622,    # EncodedLegSecurityDescLen -> EncodedLegSecurityDesc
+}
+
+cdef int32_t _DATA_TAG_OF[DATA_TAG_TABLE_SIZE]      # length tag -> data tag
+cdef int32_t _LENGTH_TAG_OF[DATA_TAG_TABLE_SIZE]    # data tag -> length tag
+for _length_tag, _data_tag in DATA_FIELDS.items():
+    _DATA_TAG_OF[_length_tag] = _data_tag
+    _LENGTH_TAG_OF[_data_tag] = _length_tag
+
+
+cdef inline int32_t _data_tag_for(int32_t tag) noexcept nogil:
+    if tag < DATA_TAG_TABLE_SIZE:
+        return _DATA_TAG_OF[tag]
+    return 0
+
+
+cdef inline int32_t _length_tag_for(int32_t tag) noexcept nogil:
+    if tag < DATA_TAG_TABLE_SIZE:
+        return _LENGTH_TAG_OF[tag]
+    return 0
+
+
+_FIELD_ERROR_TEXT = {
+    FIELD_OK: "",
+    FIELD_EMPTY_TAG: "empty tag before '='",
+    FIELD_TAG_NOT_NUMERIC: "tag is not a number",
+    FIELD_TAG_ZERO: "tag 0 is not a valid tag",
+    FIELD_TAG_TOO_LARGE: "tag number is too large",
+    FIELD_MISSING_EQUALS: "field has no '=' between tag and value",
+    FIELD_UNTERMINATED: "field is not terminated by SOH",
+    FIELD_BAD_DATA_LENGTH: "length of a data field is not a decimal number within the message",
+    FIELD_DATA_LENGTH_MISMATCH: "data field is not followed by SOH at the declared length",
+    FIELD_BAD_VALUE: "value has the wrong format for its field",
+    FIELD_DUPLICATE_TAG: "tag appears more than once",
+}
+
+
+class FieldError(ValueError):
+    """A message whose fields could not be split or decoded; ``code`` is a FIELD_* constant."""
+
+    def __init__(self, code, tag, position, message):
+        super().__init__(message)
+        self.code = code
+        self.tag = tag
+        self.position = position
+
+
+class DecimalFormatError(ValueError):
+    """A value is not a FIX decimal ([-]digits[.digits]) or does not fit in 64 bits."""
+
+
+class OffGridError(ValueError):
+    """A decimal value is not a whole number of ticks (or has more decimals than the scale)."""
+
+
+cdef enum:
+    DEC_OK = 0
+    DEC_FORMAT = 1
+    DEC_OVERFLOW = 2
+    DEC_OFF_GRID = 3
+
+
+cdef int64_t[19] _POW10
+_POW10[0] = 1
+for _i in range(1, 19):
+    _POW10[_i] = _POW10[_i - 1] * 10
+
+
+cdef int _parse_units(const uint8_t* p, Py_ssize_t n, int scale, int64_t* out) noexcept nogil:
+    # Exact fixed-point parse of "[-]digits[.digits]" into value * 10**scale.
+    cdef Py_ssize_t i = 0
+    cdef bint negative = False, seen_digit = False, seen_dot = False, off_grid = False, overflow = False
+    cdef int frac = 0
+    cdef uint64_t acc = 0, limit = <uint64_t>INT64_MAX
+    cdef uint8_t c
+    if n > 0 and p[0] == 45:
+        negative = True
+        i = 1
+    # The whole text is checked before deciding between "off grid" and "too large".
+    while i < n:
+        c = p[i]
+        if _is_digit(c):
+            seen_digit = True
+            if seen_dot:
+                if frac >= scale:
+                    if c != 48:
+                        off_grid = True
+                    i += 1
+                    continue
+                frac += 1
+            if acc > (limit - (c - 48)) // 10:
+                overflow = True
+            else:
+                acc = acc * 10 + (c - 48)
+        elif c == 46 and not seen_dot:
+            seen_dot = True
+        else:
+            return DEC_FORMAT
+        i += 1
+    if not seen_digit:
+        return DEC_FORMAT
+    if overflow:
+        return DEC_OVERFLOW
+    if off_grid:
+        return DEC_OFF_GRID
+    while frac < scale:
+        if acc > limit // 10:
+            return DEC_OVERFLOW
+        acc *= 10
+        frac += 1
+    out[0] = -<int64_t>acc if negative else <int64_t>acc
+    return DEC_OK
+
+
+cdef bint _is_decimal(const uint8_t* p, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i = 0
+    cdef bint seen_digit = False, seen_dot = False
+    if n > 0 and p[0] == 45:
+        i = 1
+    while i < n:
+        if _is_digit(p[i]):
+            seen_digit = True
+        elif p[i] == 46 and not seen_dot:
+            seen_dot = True
+        else:
+            return False
+        i += 1
+    return seen_digit
+
+
+cdef int64_t _to_ticks_c(const uint8_t* p, Py_ssize_t n, int64_t tick_units, int scale, object original) except? -1:
+    cdef int64_t units = 0
+    cdef int rc
+    if scale < 0 or scale > 18:
+        raise ValueError(f"scale must be between 0 and 18, got {scale}")
+    if tick_units <= 0:
+        raise ValueError(f"tick_units must be positive, got {tick_units}")
+    rc = _parse_units(p, n, scale, &units)
+    if rc == DEC_FORMAT:
+        raise DecimalFormatError(f"{original!r} is not a FIX decimal")
+    if rc == DEC_OVERFLOW:
+        raise DecimalFormatError(f"{original!r} does not fit in 64 bits at scale {scale}")
+    if rc == DEC_OFF_GRID or units % tick_units != 0:
+        raise OffGridError(f"{original!r} is not a multiple of the tick {tick_units}e-{scale}")
+    return units // tick_units
+
+
+cdef inline const uint8_t* _text_ptr(object value, Py_ssize_t* n) except NULL:
+    if PyBytes_CheckExact(value):
+        n[0] = PyBytes_GET_SIZE(value)
+        return <const uint8_t*>PyBytes_AS_STRING(value)
+    if isinstance(value, str):
+        return <const uint8_t*>PyUnicode_AsUTF8AndSize(value, n)
+    if isinstance(value, bytes):
+        n[0] = PyBytes_GET_SIZE(value)
+        return <const uint8_t*>PyBytes_AS_STRING(value)
+    raise TypeError(f"expected str or bytes, got {type(value).__name__}")
+
+
+def to_ticks(value, int64_t tick_units, int scale):
+    """Exact price -> integer ticks, no floats.
+
+    ``value`` is a FIX decimal (str or bytes); the tick size is ``tick_units * 10**-scale``
+    (0.01 is ``(1, 2)``, 0.25 is ``(25, 2)``).  Raises :class:`DecimalFormatError` for a
+    malformed or too large value and :class:`OffGridError` for a price between ticks.
+    """
+    cdef Py_ssize_t n
+    cdef const uint8_t* p = _text_ptr(value, &n)
+    return _to_ticks_c(p, n, tick_units, scale, value)
+
+
+def to_units(value, int scale):
+    """Exact decimal -> integer ``value * 10**scale`` (``to_ticks(value, 1, scale)``)."""
+    cdef Py_ssize_t n
+    cdef const uint8_t* p = _text_ptr(value, &n)
+    return _to_ticks_c(p, n, 1, scale, value)
+
+
+# --- UTC timestamps -------------------------------------------------------------------------
+
+cdef int64_t _days_from_civil(int64_t y, int64_t m, int64_t d) noexcept nogil:
+    # Howard Hinnant's algorithm: days since 1970-01-01 for a proleptic Gregorian date.
+    cdef int64_t era, yoe, doy, doe
+    if m <= 2:
+        y -= 1
+    era = (y if y >= 0 else y - 399) // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+cdef void _civil_from_days(int64_t z, int64_t* y, int64_t* m, int64_t* d) noexcept nogil:
+    cdef int64_t era, doe, yoe, doy, mp
+    z += 719468
+    era = (z if z >= 0 else z - 146096) // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d[0] = doy - (153 * mp + 2) // 5 + 1
+    m[0] = mp + 3 if mp < 10 else mp - 9
+    y[0] = yoe + era * 400 + (1 if m[0] <= 2 else 0)
+
+
+cdef inline int _digits2(const uint8_t* p) noexcept nogil:
+    if not _is_digit(p[0]) or not _is_digit(p[1]):
+        return -1
+    return (p[0] - 48) * 10 + (p[1] - 48)
+
+
+cdef int _days_in_month(int64_t y, int64_t m) noexcept nogil:
+    if m == 2:
+        return 29 if (y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)) else 28
+    if m == 4 or m == 6 or m == 9 or m == 11:
+        return 30
+    return 31
+
+
+cdef bint _parse_timestamp(const uint8_t* p, Py_ssize_t n, int64_t* out) noexcept nogil:
+    # YYYYMMDD-HH:MM:SS[.sss|.ssssss|.sssssssss] (UTCTimestamp) -> ns since the epoch.
+    cdef int c1, c2, mo, dd, hh, mi, ss, k
+    cdef int64_t year, frac = 0
+    if n != 17 and n != 21 and n != 24 and n != 27:
+        return False
+    c1 = _digits2(p)
+    c2 = _digits2(p + 2)
+    mo = _digits2(p + 4)
+    dd = _digits2(p + 6)
+    hh = _digits2(p + 9)
+    mi = _digits2(p + 12)
+    ss = _digits2(p + 15)
+    if c1 < 0 or c2 < 0 or mo < 0 or dd < 0 or hh < 0 or mi < 0 or ss < 0:
+        return False
+    if p[8] != 45 or p[11] != 58 or p[14] != 58:
+        return False
+    year = c1 * 100 + c2
+    if year < 1970 or mo < 1 or mo > 12 or dd < 1 or dd > _days_in_month(year, mo):
+        return False
+    if hh > 23 or mi > 59 or ss > 60:
+        return False
+    if n > 17:
+        if p[17] != 46:
+            return False
+        for k in range(18, n):
+            if not _is_digit(p[k]):
+                return False
+            frac = frac * 10 + (p[k] - 48)
+        frac *= _POW10[27 - n]
+    out[0] = ((_days_from_civil(year, mo, dd) * 86400 + hh * 3600 + mi * 60 + ss) * 1000000000) + frac
+    return True
+
+
+def parse_utc_timestamp(value):
+    """FIX UTCTimestamp (``YYYYMMDD-HH:MM:SS`` with optional .sss/.ssssss/.sssssssss) -> int ns
+    since the Unix epoch.  Raises ValueError for anything else."""
+    cdef Py_ssize_t n
+    cdef const uint8_t* p = _text_ptr(value, &n)
+    cdef int64_t ns = 0
+    if not _parse_timestamp(p, n, &ns):
+        raise ValueError(f"{value!r} is not a FIX UTCTimestamp (YYYYMMDD-HH:MM:SS[.sss])")
+    return ns
+
+
+cdef Py_ssize_t _format_timestamp(char* out, int64_t ns, int precision) noexcept nogil:
+    # Writes 17 + (precision and precision + 1) bytes; the caller checked ns and precision.
+    cdef int64_t secs = ns // 1000000000, frac = ns % 1000000000
+    cdef int64_t days = secs // 86400, sod = secs % 86400
+    cdef int64_t y, m, d
+    cdef Py_ssize_t i, n
+    _civil_from_days(days, &y, &m, &d)
+    out[0] = <char>(48 + y // 1000)
+    out[1] = <char>(48 + (y // 100) % 10)
+    out[2] = <char>(48 + (y // 10) % 10)
+    out[3] = <char>(48 + y % 10)
+    out[4] = <char>(48 + m // 10)
+    out[5] = <char>(48 + m % 10)
+    out[6] = <char>(48 + d // 10)
+    out[7] = <char>(48 + d % 10)
+    out[8] = 45
+    out[9] = <char>(48 + (sod // 3600) // 10)
+    out[10] = <char>(48 + (sod // 3600) % 10)
+    out[11] = 58
+    out[12] = <char>(48 + ((sod // 60) % 60) // 10)
+    out[13] = <char>(48 + ((sod // 60) % 60) % 10)
+    out[14] = 58
+    out[15] = <char>(48 + (sod % 60) // 10)
+    out[16] = <char>(48 + (sod % 60) % 10)
+    if precision == 0:
+        return 17
+    out[17] = 46
+    frac //= _POW10[9 - precision]
+    n = 18 + precision
+    for i in range(n - 1, 17, -1):
+        out[i] = <char>(48 + frac % 10)
+        frac //= 10
+    return n
+
+
+cdef int _check_timestamp_args(int64_t ns, int precision) except -1:
+    if precision != 0 and precision != 3 and precision != 6 and precision != 9:
+        raise ValueError(f"timestamp precision must be 0, 3, 6 or 9 digits, got {precision}")
+    if ns < 0:
+        # (int64 ns reach only the year 2262, so there is no upper bound to check.)
+        raise ValueError(f"timestamp {ns} ns is before 1970")
+    return 0
+
+
+def format_utc_timestamp(int64_t ns, int precision=3):
+    """Integer ns since the epoch -> FIX UTCTimestamp bytes, truncated to ``precision`` digits
+    (0, 3, 6 or 9)."""
+    cdef char out[32]
+    _check_timestamp_args(ns, precision)
+    return PyBytes_FromStringAndSize(out, _format_timestamp(out, ns, precision))
+
+
+# --- Fields ---------------------------------------------------------------------------------
+
+cdef class Fields:
+    """The fields of one FIX message as (tag, value span) pairs pointing into the original data.
+
+    Nothing is copied by splitting; ``bytes`` are created only for the values you read.  Bad
+    input does not raise: ``error`` is a FIELD_* code (0 when the split succeeded),
+    ``error_position`` the offset of the offending field and ``error_tag`` its tag when known;
+    the fields before it remain readable.  Iterating gives ``(tag, value_bytes)``.
+    """
+
+    def __cinit__(self):
+        self._spans = self._inline_spans
+        self._cap = INLINE_FIELDS
+        self._count = 0
+        self._has_view = False
+        self._data = None
+
+    def __dealloc__(self):
+        self._release()
+        if self._spans != self._inline_spans:
+            free(self._spans)
+
+    cdef void _release(self) noexcept:
+        if self._has_view:
+            PyBuffer_Release(&self._view)
+            self._has_view = False
+        self._data = None
+        self._ptr = NULL
+
+    cdef int _attach(self, object data, Py_ssize_t start, Py_ssize_t end) except -1:
+        cdef Py_ssize_t size
+        self._release()
+        if PyBytes_CheckExact(data):
+            self._ptr = <const uint8_t*>PyBytes_AS_STRING(data)
+            size = PyBytes_GET_SIZE(data)
+        else:
+            PyObject_GetBuffer(data, &self._view, PyBUF_SIMPLE)
+            self._has_view = True
+            self._ptr = <const uint8_t*>self._view.buf
+            size = self._view.len
+        self._data = data
+        if end < 0:
+            end = size
+        if start < 0 or start > end or end > size:
+            self._release()
+            raise ValueError(f"span [{start}, {end}) is outside the data (length {size})")
+        if size > 0x7fffffff:
+            self._release()
+            raise ValueError(f"data of {size} bytes is too large for a FIX message")
+        self._start = start
+        self._end = end
+        self._count = 0
+        self._error = FIELD_OK
+        self._error_tag = 0
+        self._error_position = -1
+        return 0
+
+    cdef void _fail(self, int error, int tag, Py_ssize_t position) noexcept:
+        if self._error == FIELD_OK:
+            self._error = error
+            self._error_tag = tag
+            self._error_position = position
+
+    cdef int _push(self, int32_t tag, Py_ssize_t start, Py_ssize_t end) except -1:
+        cdef FieldSpan* grown
+        cdef Py_ssize_t cap
+        if self._count == self._cap:
+            cap = self._cap * 4
+            if self._spans == self._inline_spans:
+                grown = <FieldSpan*>malloc(cap * sizeof(FieldSpan))
+                if grown != NULL:
+                    memcpy(grown, self._inline_spans, self._count * sizeof(FieldSpan))
+            else:
+                grown = <FieldSpan*>realloc(self._spans, cap * sizeof(FieldSpan))
+            if grown == NULL:
+                raise MemoryError()
+            self._spans = grown
+            self._cap = cap
+        self._spans[self._count].tag = tag
+        self._spans[self._count].start = <int32_t>start
+        self._spans[self._count].end = <int32_t>end
+        self._count += 1
+        return 0
+
+    cdef int _split(self) except -1:
+        # Returns 1 when all fields split, 0 on a field error (recorded with _fail).
+        cdef const uint8_t* p = self._ptr
+        cdef Py_ssize_t i = self._start, end = self._end, tag_start, value_start, value_end, k
+        cdef int32_t tag, pending_tag = 0, data_tag
+        cdef int64_t pending_length = 0, length
+        cdef const uint8_t* q
+        cdef uint8_t c
+        while i < end:
+            tag_start = i
+            tag = 0
+            while i < end:
+                c = p[i]
+                if c == 61:
+                    break
+                if not _is_digit(c):
+                    self._fail(FIELD_MISSING_EQUALS if c == SOH else FIELD_TAG_NOT_NUMERIC, 0, tag_start)
+                    return 0
+                if tag > MAX_TAG // 10:
+                    self._fail(FIELD_TAG_TOO_LARGE, 0, tag_start)
+                    return 0
+                tag = tag * 10 + (c - 48)
+                i += 1
+            if i >= end:
+                self._fail(FIELD_MISSING_EQUALS, 0, tag_start)
+                return 0
+            if i == tag_start:
+                self._fail(FIELD_EMPTY_TAG, 0, tag_start)
+                return 0
+            if tag == 0:
+                self._fail(FIELD_TAG_ZERO, 0, tag_start)
+                return 0
+            value_start = i + 1
+            if pending_tag != 0 and tag == pending_tag:
+                value_end = value_start + pending_length
+                if value_end >= end or p[value_end] != SOH:
+                    self._fail(FIELD_DATA_LENGTH_MISMATCH, tag, tag_start)
+                    return 0
+            else:
+                q = <const uint8_t*>memchr(p + value_start, SOH, end - value_start)
+                if q == NULL:
+                    self._fail(FIELD_UNTERMINATED, tag, tag_start)
+                    return 0
+                value_end = q - p
+            self._push(tag, value_start, value_end)
+            pending_tag = 0
+            data_tag = _data_tag_for(tag)
+            if data_tag != 0:
+                length = 0
+                if value_end == value_start or value_end - value_start > 10:
+                    self._fail(FIELD_BAD_DATA_LENGTH, tag, tag_start)
+                    return 0
+                for k in range(value_start, value_end):
+                    if not _is_digit(p[k]):
+                        self._fail(FIELD_BAD_DATA_LENGTH, tag, tag_start)
+                        return 0
+                    length = length * 10 + (p[k] - 48)
+                if length > end - value_end:
+                    self._fail(FIELD_BAD_DATA_LENGTH, tag, tag_start)
+                    return 0
+                pending_tag = data_tag
+                pending_length = length
+            i = value_end + 1
+        return 1
+
+    cdef Py_ssize_t _index(self, int tag) noexcept:
+        cdef Py_ssize_t i
+        for i in range(self._count):
+            if self._spans[i].tag == tag:
+                return i
+        return -1
+
+    cdef bytes _value(self, Py_ssize_t index):
+        cdef FieldSpan* s = &self._spans[index]
+        return PyBytes_FromStringAndSize(<const char*>self._ptr + s.start, s.end - s.start)
+
+    def parse(self, data, Py_ssize_t start=0, Py_ssize_t end=-1):
+        """Split ``data[start:end]`` into this object, replacing what it held (reuse saves an
+        allocation on hot paths).  Returns ``self.ok``."""
+        self._attach(data, start, end)
+        return self._split() == 1
+
+    def release(self):
+        """Drop the reference to the data (unlocks a bytearray for resizing)."""
+        self._release()
+        self._count = 0
+
+    @property
+    def data(self):
+        """The object the spans point into."""
+        return self._data
+
+    @property
+    def ok(self):
+        return self._error == FIELD_OK
+
+    @property
+    def error(self):
+        """FIELD_* code of the first problem found, 0 when none."""
+        return self._error
+
+    @property
+    def error_tag(self):
+        """Tag of the field in error when it could be read, else 0."""
+        return self._error_tag
+
+    @property
+    def error_position(self):
+        """Offset in ``data`` of the field in error, -1 when none."""
+        return self._error_position
+
+    @property
+    def error_reason(self):
+        return _FIELD_ERROR_TEXT.get(self._error, "")
+
+    def raise_for_error(self):
+        """Raise :class:`FieldError` when ``error`` is set (for callers that prefer exceptions)."""
+        if self._error != FIELD_OK:
+            where = f" (tag {self._error_tag})" if self._error_tag else ""
+            raise FieldError(self._error, self._error_tag, self._error_position,
+                             f"{_FIELD_ERROR_TEXT[self._error]}{where} at offset {self._error_position}")
+
+    def __len__(self):
+        return self._count
+
+    def __iter__(self):
+        cdef Py_ssize_t i
+        for i in range(self._count):
+            yield (self._spans[i].tag, self._value(i))
+
+    def pairs(self):
+        """All fields as a list of ``(tag, value_bytes)``."""
+        cdef Py_ssize_t i
+        return [(self._spans[i].tag, self._value(i)) for i in range(self._count)]
+
+    def tags(self):
+        """The tags, in message order."""
+        cdef Py_ssize_t i
+        return [self._spans[i].tag for i in range(self._count)]
+
+    def __contains__(self, int tag):
+        return self._index(tag) >= 0
+
+    def get(self, int tag, default=None):
+        """Value (bytes) of the first field with ``tag``, or ``default``."""
+        cdef Py_ssize_t i = self._index(tag)
+        return default if i < 0 else self._value(i)
+
+    def get_all(self, int tag):
+        """Values (bytes) of every field with ``tag``, in order (repeating groups)."""
+        cdef Py_ssize_t i
+        return [self._value(i) for i in range(self._count) if self._spans[i].tag == tag]
+
+    def find(self, int tag, Py_ssize_t start_index=0):
+        """Index of the first field with ``tag`` at or after ``start_index``, or -1."""
+        cdef Py_ssize_t i
+        for i in range(max(start_index, 0), self._count):
+            if self._spans[i].tag == tag:
+                return i
+        return -1
+
+    def tag_at(self, Py_ssize_t index):
+        self._check_index(index)
+        return self._spans[index].tag
+
+    def value_at(self, Py_ssize_t index):
+        self._check_index(index)
+        return self._value(index)
+
+    def span_at(self, Py_ssize_t index):
+        """``(start, end)`` offsets of the value of field ``index`` in ``data``."""
+        self._check_index(index)
+        return (self._spans[index].start, self._spans[index].end)
+
+    def _check_index(self, Py_ssize_t index):
+        if index < 0 or index >= self._count:
+            raise IndexError(f"field index {index} out of range (0..{self._count - 1})")
+
+    def get_int(self, int tag, default=None):
+        """Value of ``tag`` as an int (``[-]digits``), or ``default`` when absent; ValueError
+        when it is not an integer."""
+        cdef Py_ssize_t i = self._index(tag)
+        cdef FieldSpan* s
+        cdef Py_ssize_t k
+        if i < 0:
+            return default
+        s = &self._spans[i]
+        for k in range(s.start, s.end):
+            if self._ptr[k] == 46:
+                raise ValueError(f"tag {tag}: {self._value(i)!r} is not an integer")
+        try:
+            return _to_ticks_c(self._ptr + s.start, s.end - s.start, 1, 0, self._value(i))
+        except ValueError:
+            raise ValueError(f"tag {tag}: {self._value(i)!r} is not an integer") from None
+
+    def get_ticks(self, int tag, int64_t tick_units, int scale, default=None):
+        """Value of ``tag`` as integer ticks (see :func:`to_ticks`), or ``default`` when absent."""
+        cdef Py_ssize_t i = self._index(tag)
+        cdef FieldSpan* s
+        if i < 0:
+            return default
+        s = &self._spans[i]
+        return _to_ticks_c(self._ptr + s.start, s.end - s.start, tick_units, scale, self._value(i))
+
+    def get_units(self, int tag, int scale, default=None):
+        """Value of ``tag`` as ``value * 10**scale`` exactly, or ``default`` when absent."""
+        return self.get_ticks(tag, 1, scale, default)
+
+    def __repr__(self):
+        shown = "|".join(f"{t}={v.decode('latin-1')}" for t, v in self.pairs())
+        err = f", error={self.error_reason!r}" if self._error else ""
+        return f"{type(self).__name__}({shown}{err})"
+
+
+def split_fields(data, Py_ssize_t start=0, Py_ssize_t end=-1):
+    """Split ``data[start:end]`` (bytes, bytearray, memoryview) into :class:`Fields` without
+    copying.  Never raises for bad content: check ``.ok`` / ``.error``."""
+    cdef Fields f = Fields.__new__(Fields)
+    f._attach(data, start, end)
+    f._split()
+    return f
+
+
+# --- Typed order messages -------------------------------------------------------------------
+
+cdef inline int _slot_for(int32_t tag) noexcept nogil:
+    if tag == 8: return S_BEGIN_STRING
+    if tag == 35: return S_MSG_TYPE
+    if tag == 34: return S_MSG_SEQ_NUM
+    if tag == 49: return S_SENDER_COMP_ID
+    if tag == 56: return S_TARGET_COMP_ID
+    if tag == 52: return S_SENDING_TIME
+    if tag == 43: return S_POSS_DUP
+    if tag == 97: return S_POSS_RESEND
+    if tag == 122: return S_ORIG_SENDING_TIME
+    if tag == 50: return S_SENDER_SUB_ID
+    if tag == 57: return S_TARGET_SUB_ID
+    if tag == 115: return S_ON_BEHALF_OF
+    if tag == 128: return S_DELIVER_TO
+    if tag == 11: return S_CL_ORD_ID
+    if tag == 41: return S_ORIG_CL_ORD_ID
+    if tag == 37: return S_ORDER_ID
+    if tag == 1: return S_ACCOUNT
+    if tag == 55: return S_SYMBOL
+    if tag == 48: return S_SECURITY_ID
+    if tag == 22: return S_SECURITY_ID_SOURCE
+    if tag == 207: return S_SECURITY_EXCHANGE
+    if tag == 167: return S_SECURITY_TYPE
+    if tag == 200: return S_MATURITY_MONTH_YEAR
+    if tag == 202: return S_STRIKE_PRICE
+    if tag == 201: return S_PUT_OR_CALL
+    if tag == 15: return S_CURRENCY
+    if tag == 54: return S_SIDE
+    if tag == 38: return S_ORDER_QTY
+    if tag == 40: return S_ORD_TYPE
+    if tag == 44: return S_PRICE
+    if tag == 99: return S_STOP_PX
+    if tag == 59: return S_TIME_IN_FORCE
+    if tag == 126: return S_EXPIRE_TIME
+    if tag == 432: return S_EXPIRE_DATE
+    if tag == 111: return S_MAX_FLOOR
+    if tag == 110: return S_MIN_QTY
+    if tag == 18: return S_EXEC_INST
+    if tag == 21: return S_HANDL_INST
+    if tag == 100: return S_EX_DESTINATION
+    if tag == 60: return S_TRANSACT_TIME
+    if tag == 58: return S_TEXT
+    return -1
+
+
+cdef class OrderMessage(Fields):
+    """A split message with the fields the OMS needs for NewOrderSingle (D), OrderCancelRequest
+    (F) and OrderCancelReplaceRequest (G) located and checked, built by :func:`decode_order`.
+
+    Text fields are ``str`` (latin-1, so they round-trip byte for byte) or ``None`` when absent;
+    prices and quantities are exact decimal strings, with ``*_ticks`` / ``*_units`` helpers for
+    integers; timestamps are strings with ``*_ns`` integers beside them.  A value of the wrong
+    format sets ``error`` to FIELD_BAD_VALUE and ``error_tag`` to its tag, a repeated typed tag
+    FIELD_DUPLICATE_TAG; the message is still readable.
+    """
+
+    def __cinit__(self):
+        cdef int k
+        for k in range(N_SLOTS):
+            self._slots[k] = -1
+
+    cdef int _decode(self) except -1:
+        cdef Py_ssize_t i, n
+        cdef int slot, k
+        cdef FieldSpan* s
+        cdef const uint8_t* p = self._ptr
+        cdef int64_t v
+        cdef int[4] char_slots = [S_SIDE, S_ORD_TYPE, S_TIME_IN_FORCE, S_HANDL_INST]
+        cdef int[2] flag_slots = [S_POSS_DUP, S_POSS_RESEND]
+        cdef int[6] decimal_slots = [S_ORDER_QTY, S_PRICE, S_STOP_PX, S_MAX_FLOOR, S_MIN_QTY, S_STRIKE_PRICE]
+        for k in range(N_SLOTS):
+            self._slots[k] = -1
+        self._msg_seq_num = 0
+        self._put_or_call = -1
+        # On a split error the fields read so far are still typed (the session needs MsgType
+        # and MsgSeqNum to answer with a Reject); the split error stays the reported one.
+        self._split()
+        for i in range(self._count):
+            slot = _slot_for(self._spans[i].tag)
+            if slot < 0:
+                continue
+            if self._slots[slot] >= 0:
+                self._fail(FIELD_DUPLICATE_TAG, self._spans[i].tag, self._spans[i].start)
+                continue
+            self._slots[slot] = <short>i
+        # Format checks of the typed values, so the OMS can trust them.
+        k = self._slots[S_MSG_SEQ_NUM]
+        if k >= 0:
+            s = &self._spans[k]
+            if _parse_units(p + s.start, s.end - s.start, 0, &v) != DEC_OK or v <= 0 or p[s.start] == 45:
+                self._fail(FIELD_BAD_VALUE, 34, s.start)
+            else:
+                self._msg_seq_num = v
+        k = self._slots[S_PUT_OR_CALL]
+        if k >= 0:
+            s = &self._spans[k]
+            if _parse_units(p + s.start, s.end - s.start, 0, &v) != DEC_OK or v < 0 or v > 1:
+                self._fail(FIELD_BAD_VALUE, 201, s.start)
+            else:
+                self._put_or_call = <int>v
+        for i in range(4):
+            k = self._slots[char_slots[i]]
+            if k >= 0 and self._spans[k].end - self._spans[k].start != 1:
+                self._fail(FIELD_BAD_VALUE, self._spans[k].tag, self._spans[k].start)
+        for i in range(2):
+            k = self._slots[flag_slots[i]]
+            if k >= 0:
+                s = &self._spans[k]
+                if s.end - s.start != 1 or (p[s.start] != 89 and p[s.start] != 78):
+                    self._fail(FIELD_BAD_VALUE, s.tag, s.start)
+        for i in range(6):
+            k = self._slots[decimal_slots[i]]
+            if k >= 0:
+                s = &self._spans[k]
+                if not _is_decimal(p + s.start, s.end - s.start):
+                    self._fail(FIELD_BAD_VALUE, s.tag, s.start)
+        self._sending_time_ns = self._timestamp(S_SENDING_TIME)
+        self._transact_time_ns = self._timestamp(S_TRANSACT_TIME)
+        self._orig_sending_time_ns = self._timestamp(S_ORIG_SENDING_TIME)
+        self._expire_time_ns = self._timestamp(S_EXPIRE_TIME)
+        return 1 if self._error == FIELD_OK else 0
+
+    cdef int64_t _timestamp(self, int slot):
+        cdef int k = self._slots[slot]
+        cdef int64_t ns = -1
+        cdef FieldSpan* s
+        if k >= 0:
+            s = &self._spans[k]
+            if not _parse_timestamp(self._ptr + s.start, s.end - s.start, &ns):
+                self._fail(FIELD_BAD_VALUE, s.tag, s.start)
+                ns = -1
+        return ns
+
+    cdef object _str(self, int slot):
+        cdef int k = self._slots[slot]
+        cdef FieldSpan* s
+        if k < 0:
+            return None
+        s = &self._spans[k]
+        return PyUnicode_DecodeLatin1(<const char*>self._ptr + s.start, s.end - s.start, NULL)
+
+    cdef object _ticks(self, int slot, int64_t tick_units, int scale):
+        cdef int k = self._slots[slot]
+        cdef FieldSpan* s
+        if k < 0:
+            return None
+        s = &self._spans[k]
+        return _to_ticks_c(self._ptr + s.start, s.end - s.start, tick_units, scale, self._value(k))
+
+    def parse(self, data, Py_ssize_t start=0, Py_ssize_t end=-1):
+        """Decode ``data[start:end]`` into this object (reuse).  Returns ``self.ok``."""
+        self._attach(data, start, end)
+        self._decode()
+        return self._error == FIELD_OK
+
+    # Header
+    @property
+    def begin_string(self): return self._str(S_BEGIN_STRING)
+    @property
+    def msg_type(self): return self._str(S_MSG_TYPE)
+    @property
+    def msg_seq_num(self):
+        """MsgSeqNum (34) as an int, ``None`` when absent or invalid."""
+        return self._msg_seq_num if self._msg_seq_num > 0 else None
+    @property
+    def sender_comp_id(self): return self._str(S_SENDER_COMP_ID)
+    @property
+    def target_comp_id(self): return self._str(S_TARGET_COMP_ID)
+    @property
+    def sender_sub_id(self): return self._str(S_SENDER_SUB_ID)
+    @property
+    def target_sub_id(self): return self._str(S_TARGET_SUB_ID)
+    @property
+    def on_behalf_of_comp_id(self): return self._str(S_ON_BEHALF_OF)
+    @property
+    def deliver_to_comp_id(self): return self._str(S_DELIVER_TO)
+    @property
+    def sending_time(self): return self._str(S_SENDING_TIME)
+    @property
+    def sending_time_ns(self): return self._sending_time_ns if self._sending_time_ns >= 0 else None
+    @property
+    def orig_sending_time(self): return self._str(S_ORIG_SENDING_TIME)
+    @property
+    def orig_sending_time_ns(self):
+        return self._orig_sending_time_ns if self._orig_sending_time_ns >= 0 else None
+    @property
+    def poss_dup(self):
+        """PossDupFlag (43) == 'Y'."""
+        cdef int k = self._slots[S_POSS_DUP]
+        return k >= 0 and self._ptr[self._spans[k].start] == 89
+    @property
+    def poss_resend(self):
+        """PossResend (97) == 'Y'."""
+        cdef int k = self._slots[S_POSS_RESEND]
+        return k >= 0 and self._ptr[self._spans[k].start] == 89
+
+    # Order identity and instrument
+    @property
+    def cl_ord_id(self): return self._str(S_CL_ORD_ID)
+    @property
+    def orig_cl_ord_id(self): return self._str(S_ORIG_CL_ORD_ID)
+    @property
+    def order_id(self): return self._str(S_ORDER_ID)
+    @property
+    def account(self): return self._str(S_ACCOUNT)
+    @property
+    def symbol(self): return self._str(S_SYMBOL)
+    @property
+    def security_id(self): return self._str(S_SECURITY_ID)
+    @property
+    def security_id_source(self): return self._str(S_SECURITY_ID_SOURCE)
+    @property
+    def security_exchange(self): return self._str(S_SECURITY_EXCHANGE)
+    @property
+    def security_type(self): return self._str(S_SECURITY_TYPE)
+    @property
+    def maturity_month_year(self): return self._str(S_MATURITY_MONTH_YEAR)
+    @property
+    def strike_price(self): return self._str(S_STRIKE_PRICE)
+    @property
+    def put_or_call(self):
+        """PutOrCall (201): 0 put, 1 call, ``None`` when absent."""
+        return self._put_or_call if self._put_or_call >= 0 else None
+    @property
+    def currency(self): return self._str(S_CURRENCY)
+
+    # Order terms
+    @property
+    def side(self): return self._str(S_SIDE)
+    @property
+    def order_qty(self): return self._str(S_ORDER_QTY)
+    @property
+    def ord_type(self): return self._str(S_ORD_TYPE)
+    @property
+    def price(self): return self._str(S_PRICE)
+    @property
+    def stop_px(self): return self._str(S_STOP_PX)
+    @property
+    def time_in_force(self): return self._str(S_TIME_IN_FORCE)
+    @property
+    def expire_time(self): return self._str(S_EXPIRE_TIME)
+    @property
+    def expire_time_ns(self): return self._expire_time_ns if self._expire_time_ns >= 0 else None
+    @property
+    def expire_date(self): return self._str(S_EXPIRE_DATE)
+    @property
+    def max_floor(self): return self._str(S_MAX_FLOOR)
+    @property
+    def min_qty(self): return self._str(S_MIN_QTY)
+    @property
+    def exec_inst(self): return self._str(S_EXEC_INST)
+    @property
+    def handl_inst(self): return self._str(S_HANDL_INST)
+    @property
+    def ex_destination(self): return self._str(S_EX_DESTINATION)
+    @property
+    def transact_time(self): return self._str(S_TRANSACT_TIME)
+    @property
+    def transact_time_ns(self): return self._transact_time_ns if self._transact_time_ns >= 0 else None
+    @property
+    def text(self): return self._str(S_TEXT)
+
+    # Integer views (exact; DecimalFormatError / OffGridError as in to_ticks)
+    def price_ticks(self, int64_t tick_units, int scale):
+        """Price (44) in ticks of ``tick_units * 10**-scale``; ``None`` when absent."""
+        return self._ticks(S_PRICE, tick_units, scale)
+
+    def stop_px_ticks(self, int64_t tick_units, int scale):
+        """StopPx (99) in ticks; ``None`` when absent."""
+        return self._ticks(S_STOP_PX, tick_units, scale)
+
+    def strike_price_ticks(self, int64_t tick_units, int scale):
+        """StrikePrice (202) in ticks; ``None`` when absent."""
+        return self._ticks(S_STRIKE_PRICE, tick_units, scale)
+
+    def order_qty_units(self, int scale=0):
+        """OrderQty (38) as ``qty * 10**scale`` (whole units by default); ``None`` when absent."""
+        return self._ticks(S_ORDER_QTY, 1, scale)
+
+    def max_floor_units(self, int scale=0):
+        return self._ticks(S_MAX_FLOOR, 1, scale)
+
+    def min_qty_units(self, int scale=0):
+        return self._ticks(S_MIN_QTY, 1, scale)
+
+
+def decode_order(data, Py_ssize_t start=0, Py_ssize_t end=-1):
+    """Split and type one message (normally a frame from :class:`FrameReader`) into an
+    :class:`OrderMessage`.  Works for any MsgType (check ``msg_type``); never raises for bad
+    content: check ``.ok`` / ``.error`` / ``.error_tag``."""
+    cdef OrderMessage m = OrderMessage.__new__(OrderMessage)
+    m._attach(data, start, end)
+    m._decode()
+    return m
+
+
+# =============================================================================================
+# Encoding
+# =============================================================================================
+
+cdef inline Py_ssize_t _format_uint(char* out, uint64_t v) noexcept nogil:
+    # Digits of v into out (at most 20), returns the count.
+    cdef char tmp[24]
+    cdef Py_ssize_t n = 0, i
+    if v == 0:
+        out[0] = 48
+        return 1
+    while v:
+        tmp[n] = <char>(48 + v % 10)
+        v //= 10
+        n += 1
+    for i in range(n):
+        out[i] = tmp[n - 1 - i]
+    return n
+
+
+cdef Py_ssize_t _format_fixed(char* out, int64_t value, int scale) noexcept nogil:
+    # value * 10**-scale as the shortest exact decimal ("12.5", "-0.0001", "7").
+    cdef Py_ssize_t n = 0, i
+    cdef uint64_t mag, whole, frac, pow10
+    cdef int digits
+    if value < 0:
+        out[0] = 45
+        n = 1
+        mag = <uint64_t>(-(value + 1)) + 1
+    else:
+        mag = <uint64_t>value
+    if scale == 0:
+        return n + _format_uint(out + n, mag)
+    pow10 = <uint64_t>_POW10[scale]
+    whole = mag // pow10
+    frac = mag % pow10
+    n += _format_uint(out + n, whole)
+    if frac == 0:
+        return n
+    digits = scale
+    while frac % 10 == 0:
+        frac //= 10
+        digits -= 1
+    out[n] = 46
+    n += 1
+    for i in range(digits - 1, -1, -1):
+        out[n + i] = <char>(48 + frac % 10)
+        frac //= 10
+    return n + digits
+
+
+cdef class WriteBuffer:
+    """Reusable, growing byte buffer for encoders, with headroom kept free in front of the body
+    so the header can be placed once the body length is known."""
+
+    def __cinit__(self, Py_ssize_t initial_capacity=1024):
+        if initial_capacity < HEADROOM + 64:
+            initial_capacity = HEADROOM + 64
+        self._buf = <char*>malloc(initial_capacity)
+        if self._buf == NULL:
+            raise MemoryError()
+        self._cap = initial_capacity
+        self._len = HEADROOM
+
+    def __dealloc__(self):
+        free(self._buf)
+
+    cdef int reserve(self, Py_ssize_t extra) except -1:
+        cdef Py_ssize_t cap
+        cdef char* grown
+        if self._len + extra <= self._cap:
+            return 0
+        cap = self._cap * 2
+        if cap < self._len + extra:
+            cap = self._len + extra
+        grown = <char*>realloc(self._buf, cap)
+        if grown == NULL:
+            raise MemoryError()
+        self._buf = grown
+        self._cap = cap
+        return 0
+
+    cdef int write_raw(self, const char* data, Py_ssize_t n) except -1:
+        self.reserve(n)
+        memcpy(self._buf + self._len, data, n)
+        self._len += n
+        return 0
+
+    cdef int write_tag(self, int tag) except -1:
+        self.reserve(12)
+        self._len += _format_uint(self._buf + self._len, <uint64_t>tag)
+        self._buf[self._len] = 61
+        self._len += 1
+        return 0
+
+    cdef int write_int_field(self, int tag, int64_t value) except -1:
+        self.write_tag(tag)
+        self.reserve(24)
+        self._len += _format_fixed(self._buf + self._len, value, 0)
+        self._buf[self._len] = SOH
+        self._len += 1
+        return 0
+
+    cdef int write_value_field(self, int tag, object value) except -1:
+        # str/bytes/int/bool/Decimal; SOH and empty values cannot go on the wire.
+        cdef Py_ssize_t n
+        cdef const char* p
+        if isinstance(value, bool):
+            value = b"Y" if value else b"N"
+        elif isinstance(value, int):
+            return self.write_int_field(tag, value)
+        elif isinstance(value, Decimal):
+            value = format(value, "f")
+        elif not isinstance(value, (str, bytes)):
+            raise TypeError(f"tag {tag}: cannot encode a {type(value).__name__} "
+                            "(use str, bytes, int, bool or Decimal)")
+        p = <const char*>_text_ptr(value, &n)
+        if n == 0:
+            raise ValueError(f"tag {tag}: empty values are not allowed in FIX")
+        if memchr(p, SOH, n) != NULL:
+            raise ValueError(f"tag {tag}: value contains SOH")
+        self.write_tag(tag)
+        self.reserve(n + 1)
+        memcpy(self._buf + self._len, p, n)
+        self._len += n
+        self._buf[self._len] = SOH
+        self._len += 1
+        return 0
+
+    cdef int write_decimal_field(self, int tag, object value, int scale) except -1:
+        # int -> fixed point at `scale`; str/bytes/Decimal -> checked decimal text as given.
+        cdef Py_ssize_t n
+        cdef const uint8_t* p
+        if isinstance(value, int) and not isinstance(value, bool):
+            self.write_tag(tag)
+            self.reserve(24)
+            self._len += _format_fixed(self._buf + self._len, value, scale)
+            self._buf[self._len] = SOH
+            self._len += 1
+            return 0
+        if isinstance(value, Decimal):
+            value = format(value, "f")
+        elif isinstance(value, float) or not isinstance(value, (str, bytes)):
+            raise TypeError(f"tag {tag}: decimals are int (fixed point), str, bytes or Decimal, "
+                            f"not {type(value).__name__}")
+        p = _text_ptr(value, &n)
+        if not _is_decimal(p, n):
+            raise ValueError(f"tag {tag}: {value!r} is not a FIX decimal")
+        self.write_tag(tag)
+        self.write_raw(<const char*>p, n)
+        self.reserve(1)
+        self._buf[self._len] = SOH
+        self._len += 1
+        return 0
+
+    cdef int write_timestamp_field(self, int tag, int64_t ns, int precision) except -1:
+        _check_timestamp_args(ns, precision)
+        self.write_tag(tag)
+        self.reserve(32)
+        self._len += _format_timestamp(self._buf + self._len, ns, precision)
+        self._buf[self._len] = SOH
+        self._len += 1
+        return 0
+
+    cdef int write_char_field(self, int tag, object value) except -1:
+        return self.write_value_field(tag, value)
+
+
+cdef bytes _as_begin_string(object value):
+    cdef bytes b
+    if isinstance(value, str):
+        b = value.encode("ascii")
+    elif isinstance(value, bytes):
+        b = value
+    else:
+        raise TypeError(f"begin_string must be str or bytes, not {type(value).__name__}")
+    if not b.startswith(b"FIX") or len(b) > MAX_BEGIN_STRING or b"\x01" in b or b"=" in b:
+        raise ValueError(f"begin_string {value!r} is not a FIX BeginString (e.g. 'FIX.4.4')")
+    return b
+
+
+cdef bytes _as_text(object value, str what):
+    cdef bytes b
+    if isinstance(value, str):
+        b = value.encode("utf-8")
+    elif isinstance(value, bytes):
+        b = value
+    else:
+        raise TypeError(f"{what} must be str or bytes, not {type(value).__name__}")
+    if not b or b"\x01" in b:
+        raise ValueError(f"{what} {value!r} must be non-empty and contain no SOH")
+    return b
+
+
+cdef class MessageEncoder:
+    """Generic encoder with a reusable write buffer: ``encode(begin_string, msg_type, header,
+    body)`` returns the message with BodyLength (9) and CheckSum (10) computed.
+
+    ``header`` and ``body`` are sequences of ``(tag, value)``; values are str, bytes, int, bool
+    (Y/N) or Decimal, written in the order given after 8, 9 and 35.  Tags 8, 9, 35 and 10 are
+    placed by the encoder and refused in the sequences.  A data field (e.g. RawData 96) may
+    contain SOH when it directly follows its length field (95) with the matching byte count.
+    """
+
+    def __cinit__(self, *args, **kwargs):
+        self._out = WriteBuffer(1024)
+
+    def __init__(self, Py_ssize_t initial_capacity=1024):
+        self._out.reserve(initial_capacity - HEADROOM)
+
+    cdef int _begin(self, object msg_type) except -1:
+        self._out._len = HEADROOM
+        self._out.write_value_field(35, msg_type)
+        return 0
+
+    cdef bytes _finish(self, bytes begin_string):
+        cdef WriteBuffer out = self._out
+        cdef char head[HEADROOM]
+        cdef Py_ssize_t hlen, blen = out._len - HEADROOM, start, i
+        cdef Py_ssize_t bs_len = PyBytes_GET_SIZE(begin_string)
+        cdef unsigned int total = 0
+        head[0] = 56
+        head[1] = 61
+        memcpy(head + 2, PyBytes_AS_STRING(begin_string), bs_len)
+        hlen = 2 + bs_len
+        head[hlen] = SOH
+        head[hlen + 1] = 57
+        head[hlen + 2] = 61
+        hlen += 3
+        hlen += _format_uint(head + hlen, <uint64_t>blen)
+        head[hlen] = SOH
+        hlen += 1
+        start = HEADROOM - hlen
+        memcpy(out._buf + start, head, hlen)
+        for i in range(start, out._len):
+            total += <uint8_t>out._buf[i]
+        total &= 0xff
+        out.reserve(TRAILER_LENGTH)
+        i = out._len
+        out._buf[i] = 49
+        out._buf[i + 1] = 48
+        out._buf[i + 2] = 61
+        out._buf[i + 3] = <char>(48 + total // 100)
+        out._buf[i + 4] = <char>(48 + (total // 10) % 10)
+        out._buf[i + 5] = <char>(48 + total % 10)
+        out._buf[i + 6] = SOH
+        out._len += TRAILER_LENGTH
+        return PyBytes_FromStringAndSize(out._buf + start, out._len - start)
+
+    cdef int _write_pairs(self, object pairs, str where) except -1:
+        cdef int tag, prev_tag = 0, length_tag
+        cdef Py_ssize_t prev_len = -1, n
+        cdef const uint8_t* p
+        for item in pairs:
+            try:
+                tag_obj, value = item
+            except (TypeError, ValueError):
+                raise TypeError(f"{where}: expected (tag, value) pairs, got {item!r}") from None
+            if not isinstance(tag_obj, int) or isinstance(tag_obj, bool):
+                raise TypeError(f"{where}: tag {tag_obj!r} is not an int")
+            if tag_obj <= 0 or tag_obj > MAX_TAG:
+                raise ValueError(f"{where}: tag {tag_obj} is not a valid FIX tag")
+            tag = tag_obj
+            if tag == 8 or tag == 9 or tag == 35 or tag == 10:
+                raise ValueError(f"{where}: tag {tag} is placed by the encoder")
+            length_tag = _length_tag_for(tag)
+            if length_tag != 0 and isinstance(value, (bytes, str)):
+                p = _text_ptr(value, &n)
+                if prev_tag == length_tag:
+                    if n != prev_len:
+                        raise ValueError(f"{where}: data tag {tag} has {n} bytes but length tag "
+                                         f"{length_tag} says {prev_len}")
+                    if n == 0:
+                        raise ValueError(f"tag {tag}: empty values are not allowed in FIX")
+                    # Data fields may carry SOH: copied as is.
+                    self._out.write_tag(tag)
+                    self._out.write_raw(<const char*>p, n)
+                    self._out.write_raw(b"\x01", 1)
+                    prev_tag = tag
+                    prev_len = -1
+                    continue
+            self._out.write_value_field(tag, value)
+            prev_tag = tag
+            prev_len = -1
+            if _data_tag_for(tag) != 0 and isinstance(value, (int, str, bytes)) and not isinstance(value, bool):
+                try:
+                    prev_len = int(value)
+                except ValueError:
+                    prev_len = -1
+        return 0
+
+    def encode(self, begin_string, msg_type, header=(), body=()):
+        """Encode one message; returns bytes.  Raises TypeError/ValueError naming the bad field."""
+        cdef bytes bs = _as_begin_string(begin_string)
+        self._begin(msg_type)
+        self._write_pairs(header, "header")
+        self._write_pairs(body, "body")
+        return self._finish(bs)
+
+
+cdef MessageEncoder _shared_encoder = MessageEncoder()
+
+
+def encode_message(begin_string, msg_type, header=(), body=()):
+    """Module-level :meth:`MessageEncoder.encode` on a shared buffer (single-threaded use)."""
+    return _shared_encoder.encode(begin_string, msg_type, header, body)
+
+
+cdef inline bint _present(object v):
+    return v is not None
+
+
+cdef class ExecutionReportEncoder(MessageEncoder):
+    """Encode ExecutionReport (35=8) from typed values for one session.
+
+    Header fields fixed per session are given here; per message, ``encode`` takes the sequence
+    number and the sending time as integer ns since the epoch (time is injected, there is no
+    clock inside).  Prices given as ``int`` are fixed point with ``price_scale`` decimals
+    (``12345`` at scale 2 is ``123.45``), quantities with ``qty_scale``; str/bytes/Decimal
+    values are checked decimal text written as given; floats are refused.  Timestamps are
+    written with ``timestamp_precision`` fractional digits (3 = milliseconds, 6 = microseconds).
+    """
+
+    def __init__(self, begin_string, sender_comp_id, target_comp_id, *, sender_sub_id=None,
+                 target_sub_id=None, on_behalf_of_comp_id=None, deliver_to_comp_id=None,
+                 int price_scale=0, int qty_scale=0, int timestamp_precision=3,
+                 Py_ssize_t initial_capacity=1024):
+        self.begin_string = _as_begin_string(begin_string)
+        self.sender_comp_id = _as_text(sender_comp_id, "sender_comp_id")
+        self.target_comp_id = _as_text(target_comp_id, "target_comp_id")
+        self._sender_sub_id = None if sender_sub_id is None else _as_text(sender_sub_id, "sender_sub_id")
+        self._target_sub_id = None if target_sub_id is None else _as_text(target_sub_id, "target_sub_id")
+        self._on_behalf_of = (None if on_behalf_of_comp_id is None
+                              else _as_text(on_behalf_of_comp_id, "on_behalf_of_comp_id"))
+        self._deliver_to = (None if deliver_to_comp_id is None
+                            else _as_text(deliver_to_comp_id, "deliver_to_comp_id"))
+        if not 0 <= price_scale <= 18:
+            raise ValueError(f"price_scale must be between 0 and 18, got {price_scale}")
+        if not 0 <= qty_scale <= 18:
+            raise ValueError(f"qty_scale must be between 0 and 18, got {qty_scale}")
+        _check_timestamp_args(0, timestamp_precision)
+        self.price_scale = price_scale
+        self.qty_scale = qty_scale
+        self.timestamp_precision = timestamp_precision
+        self._fix42 = self.begin_string in (b"FIX.4.0", b"FIX.4.1", b"FIX.4.2")
+        self._out.reserve(initial_capacity - HEADROOM)
+
+    def encode(self, int64_t msg_seq_num, int64_t sending_time_ns, *, order_id, exec_id,
+               exec_type, ord_status, symbol, side, leaves_qty, cum_qty, avg_px,
+               cl_ord_id=None, orig_cl_ord_id=None, exec_ref_id=None, exec_trans_type=None,
+               ord_rej_reason=None, account=None, security_type=None, order_qty=None,
+               ord_type=None, price=None, stop_px=None, time_in_force=None, currency=None,
+               ex_destination=None, last_qty=None, last_px=None, last_mkt=None,
+               transact_time_ns=None, text=None, poss_dup=False, poss_resend=False,
+               orig_sending_time_ns=None, extra=None):
+        """Encode one ExecutionReport and return its bytes.
+
+        Body order: 37 11 41 17 20 19 150 39 103 1 55 167 54 38 40 44 99 59 15 100 32 31 30
+        151 14 6 60 58, then ``extra`` (``(tag, value)`` pairs, e.g. repeating groups).
+        ExecTransType (20) is written only for FIX.4.0-4.2 (default ``"0"``) and refused for
+        later versions.  ``poss_dup=True`` requires ``orig_sending_time_ns``.
+        """
+        cdef WriteBuffer out = self._out
+        cdef int ps = self.price_scale, qs = self.qty_scale, tp = self.timestamp_precision
+        if msg_seq_num <= 0:
+            raise ValueError(f"msg_seq_num must be positive, got {msg_seq_num}")
+        if poss_dup and orig_sending_time_ns is None:
+            raise ValueError("poss_dup=True requires orig_sending_time_ns (OrigSendingTime 122)")
+        if exec_trans_type is not None and not self._fix42:
+            raise ValueError(f"ExecTransType (20) does not exist in {self.begin_string.decode()}")
+        _check_timestamp_args(sending_time_ns, tp)
+        self._begin(b"8")
+        # Header
+        out.write_int_field(34, msg_seq_num)
+        out.write_value_field(49, self.sender_comp_id)
+        if self._sender_sub_id is not None:
+            out.write_value_field(50, self._sender_sub_id)
+        out.write_timestamp_field(52, sending_time_ns, tp)
+        out.write_value_field(56, self.target_comp_id)
+        if self._target_sub_id is not None:
+            out.write_value_field(57, self._target_sub_id)
+        if self._on_behalf_of is not None:
+            out.write_value_field(115, self._on_behalf_of)
+        if self._deliver_to is not None:
+            out.write_value_field(128, self._deliver_to)
+        if poss_dup:
+            out.write_value_field(43, b"Y")
+        if poss_resend:
+            out.write_value_field(97, b"Y")
+        if orig_sending_time_ns is not None:
+            out.write_timestamp_field(122, orig_sending_time_ns, tp)
+        # Body
+        out.write_value_field(37, order_id)
+        if cl_ord_id is not None:
+            out.write_value_field(11, cl_ord_id)
+        if orig_cl_ord_id is not None:
+            out.write_value_field(41, orig_cl_ord_id)
+        out.write_value_field(17, exec_id)
+        if self._fix42:
+            out.write_value_field(20, b"0" if exec_trans_type is None else exec_trans_type)
+        if exec_ref_id is not None:
+            out.write_value_field(19, exec_ref_id)
+        out.write_value_field(150, exec_type)
+        out.write_value_field(39, ord_status)
+        if ord_rej_reason is not None:
+            out.write_value_field(103, ord_rej_reason)
+        if account is not None:
+            out.write_value_field(1, account)
+        out.write_value_field(55, symbol)
+        if security_type is not None:
+            out.write_value_field(167, security_type)
+        out.write_value_field(54, side)
+        if order_qty is not None:
+            out.write_decimal_field(38, order_qty, qs)
+        if ord_type is not None:
+            out.write_value_field(40, ord_type)
+        if price is not None:
+            out.write_decimal_field(44, price, ps)
+        if stop_px is not None:
+            out.write_decimal_field(99, stop_px, ps)
+        if time_in_force is not None:
+            out.write_value_field(59, time_in_force)
+        if currency is not None:
+            out.write_value_field(15, currency)
+        if ex_destination is not None:
+            out.write_value_field(100, ex_destination)
+        if last_qty is not None:
+            out.write_decimal_field(32, last_qty, qs)
+        if last_px is not None:
+            out.write_decimal_field(31, last_px, ps)
+        if last_mkt is not None:
+            out.write_value_field(30, last_mkt)
+        out.write_decimal_field(151, leaves_qty, qs)
+        out.write_decimal_field(14, cum_qty, qs)
+        out.write_decimal_field(6, avg_px, ps)
+        if transact_time_ns is not None:
+            out.write_timestamp_field(60, transact_time_ns, tp)
+        if text is not None:
+            out.write_value_field(58, text)
+        if extra is not None:
+            self._write_pairs(extra, "extra")
+        return self._finish(self.begin_string)
