@@ -494,6 +494,31 @@ def test_parse_message_header_group():
     assert validate(fields, dd) is None
 
 
+@pytest.mark.parametrize(
+    "group,reason,ref_tag",
+    [
+        ([(453, "1"), (448, "P"), (447, "D"), (452, "1"), (802, "2"), (523, "S1")], 16, 802),
+        ([(453, "1"), (448, "P"), (447, "Z"), (452, "1")], 5, 447),
+        ([(453, "1"), (448, ""), (447, "D"), (452, "1")], 4, 448),
+        ([(78, "1"), (79, "ACC"), (80, "1O")], 6, 80),
+        ([(78, "1"), (79, "ACC"), (80, "10")] + [(453, "1"), (448, "P"), (447, "Z")], 5, 447),
+    ],
+)
+def test_group_fields_checked_only_on_request(group, reason, ref_tag):
+    dd = load_dictionary("FIX.4.4")
+    fields = message("FIX.4.4", "D", ORDER_BODY + group)
+    assert validate(fields, dd) is None  # QuickFIX does not look inside groups
+    assert_reject(validate(fields, dd, ValidationOptions(validate_group_fields=True)), reason, ref_tag)
+
+
+def test_group_fields_option_accepts_good_groups(dd):
+    group = [(386, "2"), (336, "A"), (336, "B")]
+    if dd.field_values(336):
+        group = [(386, "2")] + [(336, v) for v in sorted(dd.field_values(336))[:2]]
+    fields = message(dd.begin_string, "D", ORDER_BODY + group)
+    assert validate(fields, dd, ValidationOptions(validate_group_fields=True)) is None
+
+
 def test_field_map_helpers():
     fm = FieldMap()
     fm.fields += [(1, b"a"), (2, b"b"), (1, b"c")]
@@ -674,11 +699,13 @@ _fields = st.lists(st.tuples(_tags, _values), max_size=40)
     msg_type=st.sampled_from(["0", "A", "D", "W", "E", "8", "*", ""]),
     body=_fields,
     prefix=st.booleans(),
+    strict=st.booleans(),
 )
-def test_fuzz_validate_always_answers(version, msg_type, body, prefix):
+def test_fuzz_validate_always_answers(version, msg_type, body, prefix, strict):
     dd = load_dictionary(*version)
     fields = ([(8, dd.begin_string.encode()), (9, b"0"), (35, msg_type.encode())] if prefix else []) + body
-    parsed, err = parse_and_validate(fields, dd)
+    opts = ValidationOptions(strict_formats=strict, validate_group_fields=strict)
+    parsed, err = parse_and_validate(fields, dd, opts)
     assert err is None or isinstance(err, ValidationError)
     if err is not None and err.kind == "reject":
         assert err.text == REASON_TEXTS[err.reason]

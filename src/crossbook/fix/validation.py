@@ -151,6 +151,9 @@ class ValidationOptions:
     * ``strict_formats`` (no QuickFIX equivalent, off by default): also check the formats QuickFIX
       passes as plain strings: LocalMktDate, MonthYear, DayOfMonth, Currency, Country,
       LocalMktTime, TZTimeOnly, TZTimestamp, TagNum, MultipleCharValue, Language.
+    * ``validate_group_fields`` (no QuickFIX equivalent, off by default; QuickFIX/J does it): after
+      the body, check the fields inside repeating-group entries too, entry by entry and depth
+      first: empty value (4), format (6), enum (5), nested NumInGroup count (16). QuickFIX checks only that required members are present.
     """
 
     validate_fields_out_of_order: bool = True
@@ -158,6 +161,7 @@ class ValidationOptions:
     validate_user_defined_fields: bool = True
     allow_unknown_message_fields: bool = False
     strict_formats: bool = False
+    validate_group_fields: bool = False
 
     _SETTINGS = {
         "ValidateFieldsOutOfOrder": "validate_fields_out_of_order",
@@ -165,6 +169,7 @@ class ValidationOptions:
         "ValidateUserDefinedFields": "validate_user_defined_fields",
         "AllowUnknownMsgFields": "allow_unknown_message_fields",
         "StrictFormats": "strict_formats",
+        "ValidateGroupFields": "validate_group_fields",
     }
 
     @classmethod
@@ -566,6 +571,7 @@ def _missing_in_groups(fmap: FieldMap, groups: Mapping[int, GroupDef]) -> int | 
 
 
 _Rule = tuple  # (format check or None, allowed values or None, multiple-value field?)
+_NO_RULE: _Rule = (None, None, False)
 
 
 @functools.cache
@@ -672,11 +678,46 @@ def _validate_parsed(
         return _reject(1, missing, msg_type)
 
     transport = dd.transport
-    return (
+    err = (
         _iterate(parsed.header, _header_key, transport, mdef, msg_type, options)
         or _iterate(parsed.trailer, _trailer_key, transport, mdef, msg_type, options)
         or _iterate(parsed.body, _BODY_KEY, app, mdef, msg_type, options)
     )
+    if err is None and options.validate_group_fields:
+        err = _iterate_groups(parsed.body, mdef.groups, app, msg_type, options)
+    return err
+
+
+def _iterate_groups(
+    fmap: FieldMap, groups: Mapping[int, GroupDef], spec: Spec, msg_type: str, options: ValidationOptions
+) -> ValidationError | None:
+    """The optional check of group entries' fields (``validate_group_fields``)."""
+    rules = _rules(spec, options.strict_formats)
+    have_values = options.validate_fields_have_values
+    for count_tag in sorted(fmap.groups):
+        gdef = groups.get(count_tag)
+        if gdef is None:
+            continue
+        for entry in fmap.groups[count_tag]:
+            # the parser put only members in the entry, each once (a repeat starts a new entry)
+            for tag, value in entry.fields:
+                if have_values and not value:
+                    return _reject(4, tag, msg_type)
+                check, allowed, multi = rules.get(tag, _NO_RULE)
+                if check is not None and not check(value):
+                    return _reject(6, tag, msg_type)
+                if allowed is not None:
+                    ok = all(p in allowed for p in value.split(b" ")) if multi else value in allowed
+                    if not ok:
+                        return _reject(5, tag, msg_type)
+                if tag in gdef.groups:
+                    count = len(entry.groups.get(tag, ()))
+                    if _INT_RE.fullmatch(value) is None or int(value) != count:
+                        return _reject(16, tag, msg_type)
+            err = _iterate_groups(entry, gdef.groups, spec, msg_type, options)
+            if err is not None:
+                return err
+    return None
 
 
 def parse_and_validate(
