@@ -1,0 +1,1 @@
+"""Baseline implementations the benchmarks compare crossbook against (same run, same input)."""

@@ -1,0 +1,1 @@
+"""Native (C) reference implementations, compiled at benchmark run time."""
