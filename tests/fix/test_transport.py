@@ -1,0 +1,196 @@
+"""asyncio transports on loopback: our initiator against our acceptor, refusals, reconnects."""
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from crossbook.fix.messages import Message
+from crossbook.fix.session import Application, Session
+from crossbook.fix.settings import SessionSettings
+from crossbook.fix.transport import Acceptor, Initiator
+
+from fix_sessionkit import Peer
+from crossbook.fix.session import SystemClock
+
+
+class Collect(Application):
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, Message]] = []
+        self.logons = 0
+        self.logouts = 0
+
+    def on_logon(self, session: Session) -> None:
+        self.logons += 1
+
+    def on_logout(self, session: Session) -> None:
+        self.logouts += 1
+
+    def from_app(self, session: Session, message: Message) -> None:
+        self.messages.append((session.settings.target_comp_id, message))
+
+
+class ExecutingVenue(Collect):
+    """Answers every NewOrderSingle with an ExecutionReport on the same session."""
+
+    def from_app(self, session: Session, message: Message) -> None:
+        super().from_app(session, message)
+        session.send(b"8", [(11, message[11]), (17, b"E1"), (37, b"O1"), (39, b"0"), (150, b"0"), (54, b"1"),
+                            (55, message[55]), (14, b"0"), (151, b"100"), (6, b"0")])
+
+
+def acceptor_settings(*targets: str, **kw) -> list[SessionSettings]:
+    return [SessionSettings(begin_string="FIX.4.4", sender_comp_id="VENUE", target_comp_id=t, **kw) for t in targets]
+
+
+def initiator_settings(sender: str, port: int, **kw) -> SessionSettings:
+    base = dict(begin_string="FIX.4.4", sender_comp_id=sender, target_comp_id="VENUE", connection_type="initiator",
+                socket_connect_host="127.0.0.1", socket_connect_port=port, heart_bt_int=5, reconnect_interval=0.2)
+    base.update(kw)
+    return SessionSettings(**base)
+
+
+async def until(predicate, timeout: float = 5.0) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+ORDER = [(11, b"C1"), (21, b"1"), (38, b"100"), (40, b"1"), (54, b"1"), (55, b"ABC"), (60, b"20260101-00:00:00")]
+
+
+def test_initiator_and_acceptor_exchange_orders_and_log_out():
+    async def main():
+        venue = ExecutingVenue()
+        acceptor = Acceptor(acceptor_settings("FIRM1", "FIRM2"), venue, host="127.0.0.1", port=0)
+        await acceptor.start()
+        firms = [Collect(), Collect()]
+        initiators = [Initiator(initiator_settings(f"FIRM{i + 1}", acceptor.port), firms[i]) for i in range(2)]
+        try:
+            for ini in initiators:
+                await ini.start()
+            assert all([await ini.wait_logged_on(5) for ini in initiators])
+            for ini in initiators:
+                ini.send(None, b"D", ORDER)
+            assert await until(lambda: all(len(f.messages) == 1 for f in firms))
+            assert sorted(t for t, _ in venue.messages) == ["FIRM1", "FIRM2"]
+            report = firms[0].messages[0][1]
+            assert report.msg_type == b"8" and report[11] == b"C1" and report[55] == b"ABC"
+        finally:
+            for ini in initiators:
+                await ini.stop(logout_grace=2.0)
+            await until(lambda: venue.logouts == 2, 3)
+            await acceptor.stop()
+        assert venue.logons == 2 and venue.logouts == 2
+        assert all(f.logouts == 1 for f in firms)
+
+    asyncio.run(main())
+
+
+def _raw_exchange(port: int, data: bytes, timeout: float = 3.0) -> bytes:
+    """Send bytes, return what came back before the acceptor closed (b'' = closed silently)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        chunks = []
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                return b"<open>" + b"".join(chunks)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+
+def test_unknown_comp_ids_and_non_logon_are_refused_by_closing():
+    async def main():
+        acceptor = Acceptor(acceptor_settings("FIRM1"), Collect(), host="127.0.0.1", port=0)
+        await acceptor.start()
+        try:
+            clock = SystemClock()
+            loop = asyncio.get_running_loop()
+            unknown = Peer(clock, sender="WHO", target="VENUE").logon()
+            assert await loop.run_in_executor(None, _raw_exchange, acceptor.port, unknown) == b""
+            not_logon = Peer(clock, sender="FIRM1", target="VENUE").build(b"0")
+            assert await loop.run_in_executor(None, _raw_exchange, acceptor.port, not_logon) == b""
+            garbage = b"hello world\x01" * 10 + b"8=FIX.4.4\x019=5\x0135=A\x0110=000\x01"
+            assert await loop.run_in_executor(None, _raw_exchange, acceptor.port, garbage) == b""
+        finally:
+            await acceptor.stop()
+
+    asyncio.run(main())
+
+
+def test_second_connection_for_a_logged_on_session_is_refused():
+    async def main():
+        acceptor = Acceptor(acceptor_settings("FIRM1"), Collect(), host="127.0.0.1", port=0)
+        await acceptor.start()
+        ini = Initiator(initiator_settings("FIRM1", acceptor.port), Collect())
+        try:
+            await ini.start()
+            assert await ini.wait_logged_on(5)
+            dup = Peer(SystemClock(), sender="FIRM1", target="VENUE").logon()
+            got = await asyncio.get_running_loop().run_in_executor(None, _raw_exchange, acceptor.port, dup)
+            assert got == b""
+            assert ini.is_logged_on()
+        finally:
+            await ini.stop()
+            await acceptor.stop()
+
+    asyncio.run(main())
+
+
+def test_initiator_reconnects_after_acceptor_restart_and_resumes_sequence_numbers():
+    async def main():
+        venue = Collect()
+        acceptor = Acceptor(acceptor_settings("FIRM1"), venue, host="127.0.0.1", port=0)
+        await acceptor.start()
+        port = acceptor.port
+        firm = Collect()
+        ini = Initiator(initiator_settings("FIRM1", port), firm)
+        try:
+            await ini.start()
+            assert await ini.wait_logged_on(5)
+            ini.send(None, b"D", ORDER)
+            assert await until(lambda: len(venue.messages) == 1)
+            sent_before = ini.session().next_sender_seq
+            # Drop the connection from the acceptor side without a logout.
+            acceptor_session = acceptor.session()
+            for conn in list(acceptor._connections.values()):
+                conn.close()
+            assert await until(lambda: not ini.session().is_logged_on)
+            assert await until(lambda: ini.session().is_logged_on, 5)
+            assert ini.connect_attempts >= 2
+            # Sequence numbers continued: the new Logon used the next number, nothing was reset.
+            assert ini.session().next_sender_seq == sent_before + 1
+            assert acceptor_session.next_target_seq == sent_before + 1
+        finally:
+            await ini.stop()
+            await acceptor.stop()
+
+    asyncio.run(main())
+
+
+def test_initiator_keeps_retrying_until_the_acceptor_appears():
+    async def main():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        ini = Initiator(initiator_settings("FIRM1", port), Collect())
+        await ini.start()
+        try:
+            assert await until(lambda: ini.connect_attempts >= 2, 5)
+            acceptor = Acceptor(acceptor_settings("FIRM1"), Collect(), host="127.0.0.1", port=port)
+            await acceptor.start()
+            try:
+                assert await ini.wait_logged_on(5)
+            finally:
+                await ini.stop()
+                await acceptor.stop()
+        finally:
+            await ini.stop()
+
+    asyncio.run(main())
