@@ -278,3 +278,16 @@ def test_initiator_logon_response():
     peer = Peer(clock)
     s.receive(peer.logon(hb=10))
     assert s.is_logged_on and out(s) == []
+
+
+def test_peer_racing_ahead_forever_is_cut_off(monkeypatch):
+    import crossbook.fix.session as session_module
+    monkeypatch.setattr(session_module, "MAX_QUEUED", 20)
+    s, peer, clock, app = logged_on()
+    peer.seq = 100
+    for _ in range(25):
+        s.receive(peer.build(b"0"))
+    replies = out(s)
+    assert replies[0].msg_type == b"2"  # one ResendRequest, then a Logout when the queue is full
+    assert replies[-1].msg_type == b"5" and b"ahead" in replies[-1][58]
+    assert not s.connected and len(s._queue) == 0

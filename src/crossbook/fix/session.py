@@ -68,6 +68,9 @@ REJECT_TEXTS = {
     17: "Non Data value includes field delimiter (SOH character)",
 }
 
+#: Messages held while waiting for a resend (MsgSeqNum too high) before giving up on the peer.
+MAX_QUEUED = 10_000
+
 # BusinessRejectReason (380) values and texts.
 BUSINESS_REJECT_OTHER = 0
 BUSINESS_REJECT_UNKNOWN_ID = 1
@@ -613,6 +616,10 @@ class Session:
 
     def _do_target_too_high(self, msg: Message, seq: int) -> None:
         self._log(f"MsgSeqNum too high, expecting {self.next_target_seq} but received {seq}")
+        if len(self._queue) >= MAX_QUEUED and seq not in self._queue:
+            # A peer racing ahead forever must not grow memory without bound.
+            self.send_logout(f"More than {MAX_QUEUED} messages ahead of the expected MsgSeqNum")
+            raise _Disconnect("too many out-of-order messages queued")
         self._queue.setdefault(seq, msg)
         if self.resend_range is not None and seq >= self.resend_range[0]:
             self._log(f"already sent ResendRequest from {self.resend_range[0]}; not sending another")
