@@ -173,6 +173,8 @@ cdef class WriteBuffer:
     cdef char* _buf
     cdef Py_ssize_t _cap
     cdef Py_ssize_t _len
+    cdef int64_t _ts_secs         # second of the cached date-time text, -1 when none
+    cdef char _ts_text[17]
 
     cdef int reserve(self, Py_ssize_t extra) except -1
     cdef int write_raw(self, const char* data, Py_ssize_t n) except -1

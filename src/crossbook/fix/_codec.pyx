@@ -7,10 +7,10 @@ kept for broken calling contracts (wrong argument types, values that cannot be p
 """
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize, PyBytes_CheckExact
-from cpython.unicode cimport PyUnicode_DecodeLatin1
+from cpython.unicode cimport PyUnicode_CheckExact, PyUnicode_DecodeLatin1
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t, INT64_MAX
 from libc.stdlib cimport malloc, realloc, free
-from libc.string cimport memchr, memcmp, memcpy, memmove
+from libc.string cimport memchr, memcmp, memcpy, memmove, memset
 
 from decimal import Decimal
 
@@ -532,11 +532,16 @@ cdef int64_t _to_ticks_c(const uint8_t* p, Py_ssize_t n, int64_t tick_units, int
     if tick_units <= 0:
         raise ValueError(f"tick_units must be positive, got {tick_units}")
     rc = _parse_units(p, n, scale, &units)
+    if rc != DEC_OK and original is None:
+        # Built only on the error path: the hot path passes None instead of a copy of the value.
+        original = PyBytes_FromStringAndSize(<const char*>p, n)
     if rc == DEC_FORMAT:
         raise DecimalFormatError(f"{original!r} is not a FIX decimal")
     if rc == DEC_OVERFLOW:
         raise DecimalFormatError(f"{original!r} does not fit in 64 bits at scale {scale}")
     if rc == DEC_OFF_GRID or units % tick_units != 0:
+        if original is None:
+            original = PyBytes_FromStringAndSize(<const char*>p, n)
         raise OffGridError(f"{original!r} is not a multiple of the tick {tick_units}e-{scale}")
     return units // tick_units
 
@@ -682,15 +687,23 @@ cdef Py_ssize_t _format_timestamp(char* out, int64_t ns, int precision) noexcept
     out[14] = 58
     out[15] = <char>(48 + (sod % 60) // 10)
     out[16] = <char>(48 + (sod % 60) % 10)
+    return 17 + _format_fraction(out + 17, frac, precision)
+
+
+cdef inline Py_ssize_t _format_fraction(char* out, int64_t frac_ns, int precision) noexcept nogil:
+    # ".sss" / ".ssssss" / ".sssssssss" (truncated) or nothing for precision 0.
+    cdef Py_ssize_t i
     if precision == 0:
-        return 17
-    out[17] = 46
-    frac //= _POW10[9 - precision]
-    n = 18 + precision
-    for i in range(n - 1, 17, -1):
-        out[i] = <char>(48 + frac % 10)
-        frac //= 10
-    return n
+        return 0
+    out[0] = 46
+    if precision == 3:
+        frac_ns //= 1000000
+    elif precision == 6:
+        frac_ns //= 1000
+    for i in range(precision, 0, -1):
+        out[i] = <char>(48 + frac_ns % 10)
+        frac_ns //= 10
+    return precision + 1
 
 
 cdef int _check_timestamp_args(int64_t ns, int precision) except -1:
@@ -801,7 +814,6 @@ cdef class Fields:
         cdef Py_ssize_t i = self._start, end = self._end, tag_start, value_start, value_end, k
         cdef int32_t tag, pending_tag = 0, data_tag
         cdef int64_t pending_length = 0, length
-        cdef const uint8_t* q
         cdef uint8_t c
         while i < end:
             tag_start = i
@@ -834,12 +846,20 @@ cdef class Fields:
                     self._fail(FIELD_DATA_LENGTH_MISMATCH, tag, tag_start)
                     return 0
             else:
-                q = <const uint8_t*>memchr(p + value_start, SOH, end - value_start)
-                if q == NULL:
+                # Values are short: a plain loop beats a memchr call here.
+                value_end = value_start
+                while value_end < end and p[value_end] != SOH:
+                    value_end += 1
+                if value_end == end:
                     self._fail(FIELD_UNTERMINATED, tag, tag_start)
                     return 0
-                value_end = q - p
-            self._push(tag, value_start, value_end)
+            if self._count < self._cap:
+                self._spans[self._count].tag = tag
+                self._spans[self._count].start = <int32_t>value_start
+                self._spans[self._count].end = <int32_t>value_end
+                self._count += 1
+            else:
+                self._push(tag, value_start, value_end)
             pending_tag = 0
             data_tag = _data_tag_for(tag)
             if data_tag != 0:
@@ -997,7 +1017,7 @@ cdef class Fields:
         if i < 0:
             return default
         s = &self._spans[i]
-        return _to_ticks_c(self._ptr + s.start, s.end - s.start, tick_units, scale, self._value(i))
+        return _to_ticks_c(self._ptr + s.start, s.end - s.start, tick_units, scale, None)
 
     def get_units(self, int tag, int scale, default=None):
         """Value of ``tag`` as ``value * 10**scale`` exactly, or ``default`` when absent."""
@@ -1020,48 +1040,58 @@ def split_fields(data, Py_ssize_t start=0, Py_ssize_t end=-1):
 
 # --- Typed order messages -------------------------------------------------------------------
 
+# Tag -> typed slot of OrderMessage (-1: not typed); every typed tag is below SLOT_TABLE_SIZE.
+cdef enum:
+    SLOT_TABLE_SIZE = 512
+
+cdef signed char _SLOT_OF[SLOT_TABLE_SIZE]
+memset(_SLOT_OF, 0xff, sizeof(_SLOT_OF))
+_SLOT_OF[8] = S_BEGIN_STRING
+_SLOT_OF[35] = S_MSG_TYPE
+_SLOT_OF[34] = S_MSG_SEQ_NUM
+_SLOT_OF[49] = S_SENDER_COMP_ID
+_SLOT_OF[56] = S_TARGET_COMP_ID
+_SLOT_OF[52] = S_SENDING_TIME
+_SLOT_OF[43] = S_POSS_DUP
+_SLOT_OF[97] = S_POSS_RESEND
+_SLOT_OF[122] = S_ORIG_SENDING_TIME
+_SLOT_OF[50] = S_SENDER_SUB_ID
+_SLOT_OF[57] = S_TARGET_SUB_ID
+_SLOT_OF[115] = S_ON_BEHALF_OF
+_SLOT_OF[128] = S_DELIVER_TO
+_SLOT_OF[11] = S_CL_ORD_ID
+_SLOT_OF[41] = S_ORIG_CL_ORD_ID
+_SLOT_OF[37] = S_ORDER_ID
+_SLOT_OF[1] = S_ACCOUNT
+_SLOT_OF[55] = S_SYMBOL
+_SLOT_OF[48] = S_SECURITY_ID
+_SLOT_OF[22] = S_SECURITY_ID_SOURCE
+_SLOT_OF[207] = S_SECURITY_EXCHANGE
+_SLOT_OF[167] = S_SECURITY_TYPE
+_SLOT_OF[200] = S_MATURITY_MONTH_YEAR
+_SLOT_OF[202] = S_STRIKE_PRICE
+_SLOT_OF[201] = S_PUT_OR_CALL
+_SLOT_OF[15] = S_CURRENCY
+_SLOT_OF[54] = S_SIDE
+_SLOT_OF[38] = S_ORDER_QTY
+_SLOT_OF[40] = S_ORD_TYPE
+_SLOT_OF[44] = S_PRICE
+_SLOT_OF[99] = S_STOP_PX
+_SLOT_OF[59] = S_TIME_IN_FORCE
+_SLOT_OF[126] = S_EXPIRE_TIME
+_SLOT_OF[432] = S_EXPIRE_DATE
+_SLOT_OF[111] = S_MAX_FLOOR
+_SLOT_OF[110] = S_MIN_QTY
+_SLOT_OF[18] = S_EXEC_INST
+_SLOT_OF[21] = S_HANDL_INST
+_SLOT_OF[100] = S_EX_DESTINATION
+_SLOT_OF[60] = S_TRANSACT_TIME
+_SLOT_OF[58] = S_TEXT
+
+
 cdef inline int _slot_for(int32_t tag) noexcept nogil:
-    if tag == 8: return S_BEGIN_STRING
-    if tag == 35: return S_MSG_TYPE
-    if tag == 34: return S_MSG_SEQ_NUM
-    if tag == 49: return S_SENDER_COMP_ID
-    if tag == 56: return S_TARGET_COMP_ID
-    if tag == 52: return S_SENDING_TIME
-    if tag == 43: return S_POSS_DUP
-    if tag == 97: return S_POSS_RESEND
-    if tag == 122: return S_ORIG_SENDING_TIME
-    if tag == 50: return S_SENDER_SUB_ID
-    if tag == 57: return S_TARGET_SUB_ID
-    if tag == 115: return S_ON_BEHALF_OF
-    if tag == 128: return S_DELIVER_TO
-    if tag == 11: return S_CL_ORD_ID
-    if tag == 41: return S_ORIG_CL_ORD_ID
-    if tag == 37: return S_ORDER_ID
-    if tag == 1: return S_ACCOUNT
-    if tag == 55: return S_SYMBOL
-    if tag == 48: return S_SECURITY_ID
-    if tag == 22: return S_SECURITY_ID_SOURCE
-    if tag == 207: return S_SECURITY_EXCHANGE
-    if tag == 167: return S_SECURITY_TYPE
-    if tag == 200: return S_MATURITY_MONTH_YEAR
-    if tag == 202: return S_STRIKE_PRICE
-    if tag == 201: return S_PUT_OR_CALL
-    if tag == 15: return S_CURRENCY
-    if tag == 54: return S_SIDE
-    if tag == 38: return S_ORDER_QTY
-    if tag == 40: return S_ORD_TYPE
-    if tag == 44: return S_PRICE
-    if tag == 99: return S_STOP_PX
-    if tag == 59: return S_TIME_IN_FORCE
-    if tag == 126: return S_EXPIRE_TIME
-    if tag == 432: return S_EXPIRE_DATE
-    if tag == 111: return S_MAX_FLOOR
-    if tag == 110: return S_MIN_QTY
-    if tag == 18: return S_EXEC_INST
-    if tag == 21: return S_HANDL_INST
-    if tag == 100: return S_EX_DESTINATION
-    if tag == 60: return S_TRANSACT_TIME
-    if tag == 58: return S_TEXT
+    if tag < SLOT_TABLE_SIZE:
+        return _SLOT_OF[tag]
     return -1
 
 
@@ -1077,9 +1107,7 @@ cdef class OrderMessage(Fields):
     """
 
     def __cinit__(self):
-        cdef int k
-        for k in range(N_SLOTS):
-            self._slots[k] = -1
+        memset(self._slots, 0xff, sizeof(self._slots))     # every slot -1: absent
 
     cdef int _decode(self) except -1:
         cdef Py_ssize_t i, n
@@ -1090,8 +1118,7 @@ cdef class OrderMessage(Fields):
         cdef int[4] char_slots = [S_SIDE, S_ORD_TYPE, S_TIME_IN_FORCE, S_HANDL_INST]
         cdef int[2] flag_slots = [S_POSS_DUP, S_POSS_RESEND]
         cdef int[6] decimal_slots = [S_ORDER_QTY, S_PRICE, S_STOP_PX, S_MAX_FLOOR, S_MIN_QTY, S_STRIKE_PRICE]
-        for k in range(N_SLOTS):
-            self._slots[k] = -1
+        memset(self._slots, 0xff, sizeof(self._slots))
         self._msg_seq_num = 0
         self._put_or_call = -1
         # On a split error the fields read so far are still typed (the session needs MsgType
@@ -1167,7 +1194,7 @@ cdef class OrderMessage(Fields):
         if k < 0:
             return None
         s = &self._spans[k]
-        return _to_ticks_c(self._ptr + s.start, s.end - s.start, tick_units, scale, self._value(k))
+        return _to_ticks_c(self._ptr + s.start, s.end - s.start, tick_units, scale, None)
 
     def parse(self, data, Py_ssize_t start=0, Py_ssize_t end=-1):
         """Decode ``data[start:end]`` into this object (reuse).  Returns ``self.ok``."""
@@ -1367,6 +1394,18 @@ cdef Py_ssize_t _format_fixed(char* out, int64_t value, int scale) noexcept nogi
     return n + digits
 
 
+# "tag=" text of the common tags, so encoders copy instead of converting numbers per field.
+cdef enum:
+    TAG_TEXT_TABLE_SIZE = 1024
+
+cdef char _TAG_TEXT[TAG_TEXT_TABLE_SIZE][8]
+cdef uint8_t _TAG_TEXT_LEN[TAG_TEXT_TABLE_SIZE]
+for _i in range(1, TAG_TEXT_TABLE_SIZE):
+    _TAG_TEXT_LEN[_i] = <uint8_t>_format_uint(_TAG_TEXT[_i], <uint64_t>_i)
+    _TAG_TEXT[_i][_TAG_TEXT_LEN[_i]] = 61
+    _TAG_TEXT_LEN[_i] += 1
+
+
 cdef class WriteBuffer:
     """Reusable, growing byte buffer for encoders, with headroom kept free in front of the body
     so the header can be placed once the body length is known."""
@@ -1379,6 +1418,7 @@ cdef class WriteBuffer:
             raise MemoryError()
         self._cap = initial_capacity
         self._len = HEADROOM
+        self._ts_secs = -1
 
     def __dealloc__(self):
         free(self._buf)
@@ -1406,6 +1446,10 @@ cdef class WriteBuffer:
 
     cdef int write_tag(self, int tag) except -1:
         self.reserve(12)
+        if tag < TAG_TEXT_TABLE_SIZE:
+            memcpy(self._buf + self._len, _TAG_TEXT[tag], 8)     # over-copy; only the length counts
+            self._len += _TAG_TEXT_LEN[tag]
+            return 0
         self._len += _format_uint(self._buf + self._len, <uint64_t>tag)
         self._buf[self._len] = 61
         self._len += 1
@@ -1423,7 +1467,9 @@ cdef class WriteBuffer:
         # str/bytes/int/bool/Decimal; SOH and empty values cannot go on the wire.
         cdef Py_ssize_t n
         cdef const char* p
-        if isinstance(value, bool):
+        if PyUnicode_CheckExact(value) or PyBytes_CheckExact(value):
+            pass    # the common case first: no further type tests
+        elif isinstance(value, bool):
             value = b"Y" if value else b"N"
         elif isinstance(value, int):
             return self.write_int_field(tag, value)
@@ -1472,10 +1518,16 @@ cdef class WriteBuffer:
         return 0
 
     cdef int write_timestamp_field(self, int tag, int64_t ns, int precision) except -1:
+        cdef int64_t secs = ns // 1000000000
         _check_timestamp_args(ns, precision)
         self.write_tag(tag)
         self.reserve(32)
-        self._len += _format_timestamp(self._buf + self._len, ns, precision)
+        # A session stamps many messages within one second: reuse the date and time text.
+        if secs != self._ts_secs:
+            _format_timestamp(self._ts_text, secs * 1000000000, 0)
+            self._ts_secs = secs
+        memcpy(self._buf + self._len, self._ts_text, 17)
+        self._len += 17 + _format_fraction(self._buf + self._len + 17, ns % 1000000000, precision)
         self._buf[self._len] = SOH
         self._len += 1
         return 0
