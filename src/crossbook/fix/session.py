@@ -645,6 +645,8 @@ class Session:
 
     # -- handlers named after the messages
     def on_logon(self, msg: Message) -> None:
+        if self.settings.refresh_on_logon:
+            self.store.refresh()
         reset_flag = msg.get(141) == b"Y"
         self.received_reset = reset_flag
         if reset_flag:
