@@ -114,54 +114,80 @@ def ref_scan(buf: bytes, max_body=DEFAULT_MAX_BODY_LENGTH):
     if buf[start:start + 3] != b"35="[: len(buf) - start]:
         return garbled(GarbleReason.MISSING_MSG_TYPE)
     end = start + length
-    if len(buf) < end + 7:
-        return need
-    if buf[end - 1] != 1 or buf[end:end + 3] != b"10=":
-        return garbled(GarbleReason.BODY_LENGTH_MISMATCH)
-    if not buf[end + 3:end + 6].isdigit() or buf[end + 6] != 1:
-        return garbled(GarbleReason.BAD_CHECKSUM_FIELD)
-    if int(buf[end + 3:end + 6]) != ref_checksum(buf[:end]):
-        return (FrameStatus.GARBLED, end + 7, GarbleReason.CHECKSUM_MISMATCH)
-    return (FrameStatus.COMPLETE, end + 7, 0)
+    # QuickFIX's rule: the message ends at the first "<SOH>10=" from the byte before `end`.
+    window_end = end - 1 + max_body + 64
+    k = buf.find(b"\x0110=", end - 1, min(len(buf), window_end + 4))
+    if k < 0:
+        return garbled(GarbleReason.BODY_LENGTH_MISMATCH) if len(buf) >= window_end + 4 else need
+    trailer = k + 1
+    soh = buf.find(SOH, trailer + 3, trailer + 3 + 9)
+    if soh < 0:
+        return garbled(GarbleReason.BAD_CHECKSUM_FIELD) if len(buf) >= trailer + 3 + 9 else need
+    frame_end = soh + 1
+    if trailer != end:
+        return (FrameStatus.GARBLED, frame_end, GarbleReason.BODY_LENGTH_MISMATCH)
+    value = buf[trailer + 3:soh]
+    if len(value) != 3 or not value.isdigit():
+        return (FrameStatus.GARBLED, frame_end, GarbleReason.BAD_CHECKSUM_FIELD)
+    if int(value) != ref_checksum(buf[:end]):
+        return (FrameStatus.GARBLED, frame_end, GarbleReason.CHECKSUM_MISMATCH)
+    return (FrameStatus.COMPLETE, frame_end, 0)
 
 
 def ref_split(data: bytes):
-    """(pairs, error) with the codec's rules for data fields, in plain Python."""
-    pairs, i, pending = [], 0, None
+    """(pairs, error, complete) with the codec's rules, in plain Python.
+
+    Structure errors stop the split and win; tag 0 and negative tags keep the field, and the
+    first of them is the error reported when the rest splits.
+    """
+    pairs, i, pending, soft = [], 0, None, FieldErrorCode.OK
+
+    def broken(code):
+        return pairs, code, False
+
     while i < len(data):
-        tag_start, tag = i, 0
+        tag_start = i
+        negative = data[i] == ord("-")
+        if negative:
+            i += 1
+        tag = 0
         while i < len(data) and data[i] != ord("="):
             c = data[i]
             if not 48 <= c <= 57:
-                return pairs, (FieldErrorCode.MISSING_EQUALS if c == 1 else FieldErrorCode.TAG_NOT_NUMERIC)
+                return broken(FieldErrorCode.MISSING_EQUALS if c == 1 else FieldErrorCode.TAG_NOT_NUMERIC)
             if tag > 99_999_999:
-                return pairs, FieldErrorCode.TAG_TOO_LARGE
+                return broken(FieldErrorCode.TAG_TOO_LARGE)
             tag = tag * 10 + c - 48
             i += 1
         if i == len(data):
-            return pairs, FieldErrorCode.MISSING_EQUALS
+            return broken(FieldErrorCode.MISSING_EQUALS)
         if i == tag_start:
-            return pairs, FieldErrorCode.EMPTY_TAG
-        if tag == 0:
-            return pairs, FieldErrorCode.TAG_ZERO
+            return broken(FieldErrorCode.EMPTY_TAG)
+        if negative and i == tag_start + 1:
+            return broken(FieldErrorCode.TAG_NOT_NUMERIC)
+        if tag == 0 and not soft:
+            soft = FieldErrorCode.TAG_ZERO
+        elif negative and tag and not soft:
+            soft = FieldErrorCode.TAG_NEGATIVE
+        tag = -tag if negative else tag
         start = i + 1
         if pending and pending[0] == tag:
             end = start + pending[1]
             if end >= len(data) or data[end] != 1:
-                return pairs, FieldErrorCode.DATA_LENGTH_MISMATCH
+                return broken(FieldErrorCode.DATA_LENGTH_MISMATCH)
         else:
             end = data.find(SOH, start)
             if end < 0:
-                return pairs, FieldErrorCode.UNTERMINATED
+                return broken(FieldErrorCode.UNTERMINATED)
         value = data[start:end]
         pairs.append((tag, value))
         pending = None
         if tag in DATA_FIELDS:
-            if not value.isdigit() or len(value) > 10 or int(value) > len(data) - end:
-                return pairs, FieldErrorCode.BAD_DATA_LENGTH
+            if not value.isdigit() or len(value) > 10:
+                return broken(FieldErrorCode.BAD_DATA_LENGTH)
             pending = (DATA_FIELDS[tag], int(value))
         i = end + 1
-    return pairs, FieldErrorCode.OK
+    return pairs, soft, True
 
 
 def ref_timestamp(ns: int, precision: int) -> bytes:
@@ -253,16 +279,37 @@ def test_max_body_length_is_configurable():
         find_frame(frame, max_body_length=4)
 
 
-def test_body_length_off_by_one_either_way_is_a_mismatch():
+def test_too_short_body_length_drops_only_that_message():
     body = nos_body()
-    for delta in (-1, 1, -7, 3):
-        frame = ref_frame(b"FIX.4.4", body, body_length=len(body) + delta) + NOS
-        scan = find_frame(frame)
+    for delta in (-1, -7, -30):
+        bad = ref_frame(b"FIX.4.4", body, body_length=len(body) + delta)
+        scan = find_frame(bad + NOS)
         assert scan.status == FrameStatus.GARBLED
         assert scan.reason_code == GarbleReason.BODY_LENGTH_MISMATCH
-        # Resynchronises on the next message, which is intact.
-        assert scan.end == frame.index(b"8=FIX", 1)
-        assert find_frame(frame, scan.end).status == FrameStatus.COMPLETE
+        assert scan.end == len(bad)
+        assert find_frame(bad + NOS, scan.end).status == FrameStatus.COMPLETE
+
+
+def test_too_long_body_length_swallows_the_next_message_like_quickfix():
+    # The QuickFIX acceptance script 2m_BodyLengthValueNotCorrect expects exactly this: the
+    # message runs to the next CheckSum, so the following message is dropped with it.
+    body = nos_body()
+    follower = ref_frame(b"FIX.4.4", b"35=0\x0134=2\x01")
+    for delta in (1, 3, 20):
+        bad = ref_frame(b"FIX.4.4", body, body_length=len(body) + delta)
+        scan = find_frame(bad + follower + NOS)
+        assert scan.status == FrameStatus.GARBLED
+        assert scan.reason_code == GarbleReason.BODY_LENGTH_MISMATCH
+        assert scan.end == len(bad) + len(follower)
+        assert find_frame(bad + follower + NOS, scan.end).status == FrameStatus.COMPLETE
+
+
+def test_a_body_length_with_no_checksum_in_reach_is_dropped_not_awaited():
+    data = b"8=FIX.4.4\x019=10\x0135=0\x01" + b"58=" + b"x" * 300
+    assert find_frame(data, max_body_length=1000).status == FrameStatus.NEED_MORE
+    scan = find_frame(data, max_body_length=100)
+    assert scan.status == FrameStatus.GARBLED
+    assert scan.reason_code == GarbleReason.BODY_LENGTH_MISMATCH
 
 
 def test_checksum_must_be_three_digits():
@@ -492,8 +539,8 @@ def merge_garbled(events):
 def test_split_gives_tags_and_values_in_order():
     fields = split_fields(NOS)
     assert fields.ok and fields.error == 0 and fields.error_position == -1
-    expected, error = ref_split(NOS)
-    assert error == FieldErrorCode.OK
+    expected, error, complete = ref_split(NOS)
+    assert error == FieldErrorCode.OK and complete and fields.complete
     assert fields.pairs() == expected == list(fields)
     assert len(fields) == len(expected)
     assert fields.tags()[:3] == [8, 9, 35] and fields.tags()[-1] == 10
@@ -559,10 +606,10 @@ def test_many_fields_grow_past_the_inline_storage():
     [
         (b"35=D\x01ab=1\x01", FieldErrorCode.TAG_NOT_NUMERIC, 5),
         (b"35=D\x011a=1\x01", FieldErrorCode.TAG_NOT_NUMERIC, 5),
-        (b"35=D\x01-1=1\x01", FieldErrorCode.TAG_NOT_NUMERIC, 5),
+        (b"35=D\x01--1=1\x01", FieldErrorCode.TAG_NOT_NUMERIC, 5),
+        (b"35=D\x011-1=1\x01", FieldErrorCode.TAG_NOT_NUMERIC, 5),
         (b"35=D\x01=1\x01", FieldErrorCode.EMPTY_TAG, 5),
-        (b"35=D\x010=1\x01", FieldErrorCode.TAG_ZERO, 5),
-        (b"35=D\x01000=1\x01", FieldErrorCode.TAG_ZERO, 5),
+        (b"35=D\x01-=1\x01", FieldErrorCode.TAG_NOT_NUMERIC, 5),
         (b"35=D\x0112345678901=1\x01", FieldErrorCode.TAG_TOO_LARGE, 5),
         (b"35=D\x0155\x0154=1\x01", FieldErrorCode.MISSING_EQUALS, 5),
         (b"35=D\x0155", FieldErrorCode.MISSING_EQUALS, 5),
@@ -571,15 +618,43 @@ def test_many_fields_grow_past_the_inline_storage():
 )
 def test_split_errors_are_values_with_a_position(data, error, position):
     fields = split_fields(data)
-    assert not fields.ok
-    assert fields.error == error
+    assert not fields.ok and not fields.complete
+    assert fields.error == error and FieldErrorCode(error).breaks_structure
     assert fields.error_position == position
     assert fields.error_reason
     assert fields.pairs() == [(35, b"D")]       # what came before stays readable
-    assert ref_split(data) == ([(35, b"D")], error)
+    assert ref_split(data) == ([(35, b"D")], error, False)
     with pytest.raises(FieldError) as info:
         fields.raise_for_error()
     assert info.value.code == error and info.value.position == position
+
+
+@pytest.mark.parametrize(
+    "data, error, tag",
+    [
+        (b"35=0\x010=HI\x0134=3\x01", FieldErrorCode.TAG_ZERO, 0),
+        (b"35=0\x01000=HI\x0134=3\x01", FieldErrorCode.TAG_ZERO, 0),
+        (b"35=0\x01-0=HI\x0134=3\x01", FieldErrorCode.TAG_ZERO, 0),
+        (b"35=0\x01-1=HI\x0134=3\x01", FieldErrorCode.TAG_NEGATIVE, -1),
+        (b"35=0\x01-17=HI\x010=X\x0134=3\x01", FieldErrorCode.TAG_NEGATIVE, -17),
+    ],
+)
+def test_invalid_tag_numbers_keep_the_message_readable(data, error, tag):
+    # QuickFIX answers these with Reject "Invalid tag number" (acceptance script 14a_BadField),
+    # which needs the rest of the message: the field is kept and flagged.
+    fields = split_fields(data)
+    assert fields.complete and not fields.ok
+    assert (fields.error, fields.error_tag, fields.error_position) == (error, tag, 5)
+    assert not FieldErrorCode(error).breaks_structure
+    assert fields.get(34) == b"3" and fields.get(tag) == b"HI"
+    assert (fields.pairs(), fields.error, fields.complete) == ref_split(data)
+
+
+def test_a_structure_error_outranks_an_earlier_bad_tag():
+    fields = split_fields(b"35=0\x010=HI\x01x=1\x01")
+    assert not fields.complete
+    assert fields.error == FieldErrorCode.TAG_NOT_NUMERIC
+    assert fields.pairs() == [(35, b"0"), (0, b"HI")]
 
 
 @pytest.mark.parametrize("length_tag, data_tag", sorted(DATA_FIELDS.items()))
@@ -598,7 +673,8 @@ def test_data_fields_may_contain_soh_and_equals(length_tag, data_tag):
     [
         (b"35=B\x0195=x\x0196=abc\x01", FieldErrorCode.BAD_DATA_LENGTH, 95),
         (b"35=B\x0195=\x0196=abc\x01", FieldErrorCode.BAD_DATA_LENGTH, 95),
-        (b"35=B\x0195=99\x0196=abc\x01", FieldErrorCode.BAD_DATA_LENGTH, 95),
+        (b"35=B\x0195=12345678901\x0196=abc\x01", FieldErrorCode.BAD_DATA_LENGTH, 95),
+        (b"35=B\x0195=99\x0196=abc\x01", FieldErrorCode.DATA_LENGTH_MISMATCH, 96),
         (b"35=B\x0195=2\x0196=abc\x01", FieldErrorCode.DATA_LENGTH_MISMATCH, 96),
         (b"35=B\x0195=4\x0196=abc\x01", FieldErrorCode.DATA_LENGTH_MISMATCH, 96),
         (b"35=B\x0195=3\x0196=abc", FieldErrorCode.DATA_LENGTH_MISMATCH, 96),
@@ -606,8 +682,13 @@ def test_data_fields_may_contain_soh_and_equals(length_tag, data_tag):
 )
 def test_bad_data_lengths_are_errors(data, error, tag):
     fields = split_fields(data)
-    assert (fields.error, fields.error_tag) == (error, tag)
-    assert ref_split(data)[1] == error
+    assert (fields.error, fields.error_tag, fields.complete) == (error, tag, False)
+    assert ref_split(data)[1:] == (error, False)
+
+
+def test_a_length_field_without_its_data_field_is_not_an_error():
+    fields = split_fields(b"35=B\x0195=1000\x0158=x\x01")
+    assert fields.ok and fields.pairs() == [(35, b"B"), (95, b"1000"), (58, b"x")]
 
 
 def test_a_data_field_without_its_length_ends_at_soh():
@@ -641,9 +722,7 @@ def printable_values():
 @given(st.binary(max_size=200))
 def test_split_matches_the_reference_on_random_bytes(data):
     fields = split_fields(data)
-    pairs, error = ref_split(data)
-    assert fields.error == error
-    assert fields.pairs() == pairs
+    assert (fields.pairs(), fields.error, fields.complete) == ref_split(data)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -70,6 +70,7 @@ cdef enum:
     FIELD_DATA_LENGTH_MISMATCH = 8
     FIELD_BAD_VALUE = 9
     FIELD_DUPLICATE_TAG = 10
+    FIELD_TAG_NEGATIVE = 11
 
 cdef struct FieldSpan:
     int32_t tag
@@ -92,6 +93,7 @@ cdef class Fields:
     cdef Py_ssize_t _count
     cdef Py_ssize_t _cap
     cdef FieldSpan _inline_spans[INLINE_FIELDS]
+    cdef bint _complete
     cdef int _error
     cdef int _error_tag
     cdef Py_ssize_t _error_position
@@ -103,6 +105,7 @@ cdef class Fields:
     cdef Py_ssize_t _index(self, int tag) noexcept
     cdef bytes _value(self, Py_ssize_t index)
     cdef void _fail(self, int error, int tag, Py_ssize_t position) noexcept
+    cdef void _broken(self, int error, int tag, Py_ssize_t position) noexcept
 
 
 cdef enum:

@@ -26,6 +26,8 @@ cdef enum:
     MAX_LENGTH_DIGITS = 10
     MAX_TAG = 999999999
     TRAILER_LENGTH = 7             # "10=NNN\x01"
+    TRAILER_SEARCH = 64            # slack past max_body_length when looking for a misplaced "10="
+    MAX_CHECKSUM_TEXT = 8          # a CheckSum value longer than this is not worth waiting for
     READER_INITIAL_CAPACITY = 16384
     READER_SHRINK_ABOVE = 262144
     HEADROOM = 48                  # room before the body for "8=<begin>\x019=<len>\x01"
@@ -74,6 +76,21 @@ cdef Py_ssize_t _resync(const uint8_t* p, Py_ssize_t n) noexcept nogil:
     return n
 
 
+cdef Py_ssize_t _find_checksum_tag(const uint8_t* p, Py_ssize_t start, Py_ssize_t limit) noexcept nogil:
+    # Offset of the first "<SOH>10=" lying wholly in p[start:limit], or -1.
+    cdef const uint8_t* q
+    cdef Py_ssize_t i = start
+    while i + 4 <= limit:
+        q = <const uint8_t*>memchr(p + i, SOH, limit - 3 - i)
+        if q == NULL:
+            return -1
+        i = q - p
+        if p[i + 1] == 49 and p[i + 2] == 48 and p[i + 3] == 61:
+            return i
+        i += 1
+    return -1
+
+
 cdef inline FrameScanResult _garbled(const uint8_t* p, Py_ssize_t n, int reason) noexcept nogil:
     cdef FrameScanResult r
     r.status = FRAME_GARBLED
@@ -95,7 +112,7 @@ cdef inline FrameScanResult _need_more() noexcept nogil:
 cdef FrameScanResult scan_frame(const uint8_t* p, Py_ssize_t n, Py_ssize_t max_body_length) noexcept nogil:
     """Look for one frame at p[0]: complete, need more bytes, or garbled (with bytes to skip)."""
     cdef FrameScanResult r
-    cdef Py_ssize_t i, k, digits, body_start, body_end
+    cdef Py_ssize_t i, k, digits, body_start, body_end, window_end, trailer
     cdef int64_t body_length
     cdef unsigned int total, checksum
     cdef uint8_t c
@@ -151,23 +168,45 @@ cdef FrameScanResult scan_frame(const uint8_t* p, Py_ssize_t n, Py_ssize_t max_b
     if memcmp(p + body_start, b"35=", k) != 0:
         return _garbled(p, n, GARBLED_MISSING_MSG_TYPE)
     body_end = body_start + <Py_ssize_t>body_length
-    if n < body_end + TRAILER_LENGTH:
+    # QuickFIX's rule, which peers and the acceptance suite expect: the message ends at the first
+    # "<SOH>10=" at or after the byte before where BodyLength points.  A wrong BodyLength thus
+    # drops everything up to the next CheckSum (a too long one swallows the next message, as
+    # on a QuickFIX acceptor).  The search is bounded so a peer cannot make us buffer forever.
+    window_end = body_end - 1 + max_body_length + TRAILER_SEARCH
+    k = _find_checksum_tag(p, body_end - 1, n if n < window_end + 4 else window_end + 4)
+    if k < 0:
+        if n >= window_end + 4:
+            return _garbled(p, n, GARBLED_BODY_LENGTH_MISMATCH)
         return _need_more()
-    if p[body_end - 1] != SOH or p[body_end] != 49 or p[body_end + 1] != 48 or p[body_end + 2] != 61:
-        return _garbled(p, n, GARBLED_BODY_LENGTH_MISMATCH)
-    if (not _is_digit(p[body_end + 3]) or not _is_digit(p[body_end + 4])
-            or not _is_digit(p[body_end + 5]) or p[body_end + 6] != SOH):
-        return _garbled(p, n, GARBLED_BAD_CHECKSUM_FIELD)
+    trailer = k + 1                    # at "10="
+    i = trailer + 3
+    while True:
+        if i >= n:
+            return _need_more()
+        if p[i] == SOH:
+            break
+        if i - (trailer + 3) >= MAX_CHECKSUM_TEXT:
+            return _garbled(p, n, GARBLED_BAD_CHECKSUM_FIELD)
+        i += 1
+    r.end = i + 1
+    r.status = FRAME_GARBLED
+    r.skip = r.end
+    if trailer != body_end:
+        r.reason = GARBLED_BODY_LENGTH_MISMATCH
+        r.end = 0
+        return r
+    if (i - trailer != 6 or not _is_digit(p[trailer + 3]) or not _is_digit(p[trailer + 4])
+            or not _is_digit(p[trailer + 5])):
+        r.reason = GARBLED_BAD_CHECKSUM_FIELD
+        r.end = 0
+        return r
     total = 0
     for k in range(body_end):
         total += p[k]
     checksum = (p[body_end + 3] - 48) * 100 + (p[body_end + 4] - 48) * 10 + (p[body_end + 5] - 48)
-    r.end = body_end + TRAILER_LENGTH
     if (total & 0xff) != checksum:
         # The frame boundaries are sound, only the content is damaged: drop exactly this frame.
-        r.status = FRAME_GARBLED
         r.reason = GARBLED_CHECKSUM_MISMATCH
-        r.skip = r.end
         r.end = 0
         return r
     r.status = FRAME_COMPLETE
@@ -405,13 +444,13 @@ for _length_tag, _data_tag in DATA_FIELDS.items():
 
 
 cdef inline int32_t _data_tag_for(int32_t tag) noexcept nogil:
-    if tag < DATA_TAG_TABLE_SIZE:
+    if 0 <= tag < DATA_TAG_TABLE_SIZE:
         return _DATA_TAG_OF[tag]
     return 0
 
 
 cdef inline int32_t _length_tag_for(int32_t tag) noexcept nogil:
-    if tag < DATA_TAG_TABLE_SIZE:
+    if 0 <= tag < DATA_TAG_TABLE_SIZE:
         return _LENGTH_TAG_OF[tag]
     return 0
 
@@ -428,6 +467,7 @@ _FIELD_ERROR_TEXT = {
     FIELD_DATA_LENGTH_MISMATCH: "data field is not followed by SOH at the declared length",
     FIELD_BAD_VALUE: "value has the wrong format for its field",
     FIELD_DUPLICATE_TAG: "tag appears more than once",
+    FIELD_TAG_NEGATIVE: "negative tag number",
 }
 
 
@@ -738,6 +778,7 @@ cdef class Fields:
         self._spans = self._inline_spans
         self._cap = INLINE_FIELDS
         self._count = 0
+        self._complete = True
         self._has_view = False
         self._data = None
 
@@ -776,16 +817,25 @@ cdef class Fields:
         self._start = start
         self._end = end
         self._count = 0
+        self._complete = True
         self._error = FIELD_OK
         self._error_tag = 0
         self._error_position = -1
         return 0
 
     cdef void _fail(self, int error, int tag, Py_ssize_t position) noexcept:
+        # A readable field with a bad tag or value: the first one is reported.
         if self._error == FIELD_OK:
             self._error = error
             self._error_tag = tag
             self._error_position = position
+
+    cdef void _broken(self, int error, int tag, Py_ssize_t position) noexcept:
+        # The message cannot be split further: this outranks any earlier field problem.
+        self._complete = False
+        self._error = error
+        self._error_tag = tag
+        self._error_position = position
 
     cdef int _push(self, int32_t tag, Py_ssize_t start, Py_ssize_t end) except -1:
         cdef FieldSpan* grown
@@ -809,41 +859,52 @@ cdef class Fields:
         return 0
 
     cdef int _split(self) except -1:
-        # Returns 1 when all fields split, 0 on a field error (recorded with _fail).
+        # Returns 1 when every byte was split into fields, 0 when the structure broke (recorded
+        # with _broken).  Tag 0 and negative tags are well-formed fields with an invalid number:
+        # they are kept and flagged (_fail) so the session can answer with a Reject naming them.
         cdef const uint8_t* p = self._ptr
         cdef Py_ssize_t i = self._start, end = self._end, tag_start, value_start, value_end, k
         cdef int32_t tag, pending_tag = 0, data_tag
         cdef int64_t pending_length = 0, length
         cdef uint8_t c
+        cdef bint negative
         while i < end:
             tag_start = i
             tag = 0
+            negative = p[i] == 45
+            if negative:
+                i += 1
             while i < end:
                 c = p[i]
                 if c == 61:
                     break
                 if not _is_digit(c):
-                    self._fail(FIELD_MISSING_EQUALS if c == SOH else FIELD_TAG_NOT_NUMERIC, 0, tag_start)
+                    self._broken(FIELD_MISSING_EQUALS if c == SOH else FIELD_TAG_NOT_NUMERIC, 0, tag_start)
                     return 0
                 if tag > MAX_TAG // 10:
-                    self._fail(FIELD_TAG_TOO_LARGE, 0, tag_start)
+                    self._broken(FIELD_TAG_TOO_LARGE, 0, tag_start)
                     return 0
                 tag = tag * 10 + (c - 48)
                 i += 1
             if i >= end:
-                self._fail(FIELD_MISSING_EQUALS, 0, tag_start)
+                self._broken(FIELD_MISSING_EQUALS, 0, tag_start)
                 return 0
             if i == tag_start:
-                self._fail(FIELD_EMPTY_TAG, 0, tag_start)
+                self._broken(FIELD_EMPTY_TAG, 0, tag_start)
+                return 0
+            if i == tag_start + 1 and negative:
+                self._broken(FIELD_TAG_NOT_NUMERIC, 0, tag_start)
                 return 0
             if tag == 0:
                 self._fail(FIELD_TAG_ZERO, 0, tag_start)
-                return 0
+            elif negative:
+                tag = -tag
+                self._fail(FIELD_TAG_NEGATIVE, tag, tag_start)
             value_start = i + 1
             if pending_tag != 0 and tag == pending_tag:
                 value_end = value_start + pending_length
                 if value_end >= end or p[value_end] != SOH:
-                    self._fail(FIELD_DATA_LENGTH_MISMATCH, tag, tag_start)
+                    self._broken(FIELD_DATA_LENGTH_MISMATCH, tag, tag_start)
                     return 0
             else:
                 # Values are short: a plain loop beats a memchr call here.
@@ -851,7 +912,7 @@ cdef class Fields:
                 while value_end < end and p[value_end] != SOH:
                     value_end += 1
                 if value_end == end:
-                    self._fail(FIELD_UNTERMINATED, tag, tag_start)
+                    self._broken(FIELD_UNTERMINATED, tag, tag_start)
                     return 0
             if self._count < self._cap:
                 self._spans[self._count].tag = tag
@@ -865,16 +926,13 @@ cdef class Fields:
             if data_tag != 0:
                 length = 0
                 if value_end == value_start or value_end - value_start > 10:
-                    self._fail(FIELD_BAD_DATA_LENGTH, tag, tag_start)
+                    self._broken(FIELD_BAD_DATA_LENGTH, tag, tag_start)
                     return 0
                 for k in range(value_start, value_end):
                     if not _is_digit(p[k]):
-                        self._fail(FIELD_BAD_DATA_LENGTH, tag, tag_start)
+                        self._broken(FIELD_BAD_DATA_LENGTH, tag, tag_start)
                         return 0
                     length = length * 10 + (p[k] - 48)
-                if length > end - value_end:
-                    self._fail(FIELD_BAD_DATA_LENGTH, tag, tag_start)
-                    return 0
                 pending_tag = data_tag
                 pending_length = length
             i = value_end + 1
@@ -909,7 +967,16 @@ cdef class Fields:
 
     @property
     def ok(self):
+        """No problem at all: every field split, every tag valid (and, for OrderMessage, every
+        typed value well formed)."""
         return self._error == FIELD_OK
+
+    @property
+    def complete(self):
+        """Every byte was split into fields.  False means the structure is broken (a garbled
+        message to ignore); True with ``error`` set means readable fields with a bad tag or value
+        (tag 0, negative tag, wrong format, duplicate), which the session answers with a Reject."""
+        return self._complete
 
     @property
     def error(self):
@@ -1090,7 +1157,7 @@ _SLOT_OF[58] = S_TEXT
 
 
 cdef inline int _slot_for(int32_t tag) noexcept nogil:
-    if tag < SLOT_TABLE_SIZE:
+    if 0 <= tag < SLOT_TABLE_SIZE:
         return _SLOT_OF[tag]
     return -1
 

@@ -12,7 +12,9 @@ See ``docs/fix-codec.md`` for a tour.  Typical use on a connection::
             ...                       # log and ignore; the sequence number does not advance
             continue
         msg = decode_order(event)     # or split_fields(event) for other message types
-        if not msg.ok:
+        if not msg.complete:
+            ...                       # broken structure: garbled, ignore
+        elif not msg.ok:
             ...                       # session Reject naming msg.error_tag
 """
 from __future__ import annotations
@@ -97,7 +99,7 @@ class FieldErrorCode(IntEnum):
     OK = 0
     EMPTY_TAG = 1               # "=value"
     TAG_NOT_NUMERIC = 2         # "3x=value"
-    TAG_ZERO = 3                # "0=value"
+    TAG_ZERO = 3                # "0=value" (the field is kept: the session sends a Reject)
     TAG_TOO_LARGE = 4           # more than 9 digits
     MISSING_EQUALS = 5          # "35D<SOH>"
     UNTERMINATED = 6            # last value not ended by SOH
@@ -105,3 +107,14 @@ class FieldErrorCode(IntEnum):
     DATA_LENGTH_MISMATCH = 8    # data field not followed by SOH at the declared length
     BAD_VALUE = 9               # typed field of the wrong format (OrderMessage only)
     DUPLICATE_TAG = 10          # typed field repeated (OrderMessage only)
+    TAG_NEGATIVE = 11           # "-1=value"
+
+    @property
+    def breaks_structure(self) -> bool:
+        """True for the codes after which splitting stops (``Fields.complete`` is False): the
+        message is garbled.  The others leave every field readable; the session rejects them."""
+        return self not in _READABLE_ERRORS
+
+
+_READABLE_ERRORS = frozenset({FieldErrorCode.OK, FieldErrorCode.TAG_ZERO, FieldErrorCode.TAG_NEGATIVE,
+                              FieldErrorCode.BAD_VALUE, FieldErrorCode.DUPLICATE_TAG})
