@@ -143,3 +143,29 @@ def test_feed_rejects_non_bytes():
         FrameReader().feed("8=FIX")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         FrameReader(max_body_length=0)
+
+
+def test_reference_and_cython_framers_find_the_same_frames():
+    """The compiled codec's FrameReader must agree with this reference on mutated traffic."""
+    import pytest
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    codec = pytest.importorskip("crossbook.fix.codec", reason="Cython codec not built (make build)")
+    from crossbook.fix.session import TestClock
+    from fix_sessionkit import base_stream, chunks, mutate, mutation
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(ops=st.lists(mutation, max_size=6), cuts=st.lists(st.integers(0, 3000), max_size=8))
+    def check(ops, cuts):
+        logon, stream = base_stream(TestClock())
+        data = mutate(logon + stream, ops)
+        ours, theirs = FrameReader(), codec.FrameReader()
+        a, b = [], []
+        for part in chunks(data, cuts):
+            ours.feed(part)
+            theirs.feed(part)
+            a += [e.raw for e in ours if isinstance(e, Frame)]
+            b += [bytes(e) for e in theirs if not isinstance(e, codec.Garbled)]
+        assert a == b
+
+    check()

@@ -17,8 +17,7 @@ Checks, in this order (the order QuickFIX's parser and ``Message::validate`` use
 6. every field is ``<int tag>=<value>``; data fields (RawData 96, XmlData 213, ...)
    take exactly as many bytes as their length field says, SOH included.
 
-A garbled frame is reported and skipped; reading resynchronises at the next
-``8=FIX`` that starts a field.
+A garbled frame is reported and skipped; reading resynchronises at the next ``8=FIX``.
 """
 from __future__ import annotations
 
@@ -142,18 +141,21 @@ class FrameReader:
         buf = self._buf
         if not buf:
             return None
-        # 1. BeginString at the start; skip junk up to the next "8=FIX" that starts a field.
+        # 1. BeginString at the start; skip junk up to the next "8=FIX" (anywhere, as
+        #    QuickFIX's parser does, so a stray byte before a Logon does not lose it).
         if not buf.startswith(b"8=FIX"):
-            if len(buf) < 5 and b"8=FIX".startswith(bytes(buf)):
-                return None
-            idx = buf.find(b"\x018=FIX")
+            idx = buf.find(b"8=FIX")
             if idx < 0:
-                keep = 5  # a partial "\x018=FI" may be at the end
+                keep = 4  # a partial "8=FI" may be at the end
                 if len(buf) <= keep:
                     return None
                 return self._skip(len(buf) - keep, "no BeginString")
-            return self._skip(idx + 1, "bytes before BeginString")
+            return self._skip(idx, "bytes before BeginString")
         soh = buf.find(SOH, 0, _MAX_BEGIN_STRING + 3)
+        value_end = soh if soh >= 0 else min(len(buf), _MAX_BEGIN_STRING + 3)
+        begin_value = bytes(buf[2:value_end])
+        if b"=" in begin_value or not all(0x21 <= c <= 0x7E for c in begin_value):
+            return self._resync("BeginString is not printable text without '='")
         if soh < 0:
             if len(buf) < _MAX_BEGIN_STRING + 3:
                 return None
@@ -173,6 +175,8 @@ class FrameReader:
         if not length_text.isdigit():
             return self._resync("BodyLength is not a number")
         body_length = int(length_text)
+        if body_length < 5:  # the smallest body is "35=X<SOH>"
+            return self._resync(f"BodyLength {body_length} is too small")
         if body_length > self.max_body_length:
             return self._resync(f"BodyLength {body_length} exceeds {self.max_body_length}")
         body_start = digits_end + 1
@@ -225,13 +229,13 @@ class FrameReader:
         return Garbled(reason, skipped)
 
     def _resync(self, reason: str) -> Garbled:
-        """Drop the broken frame start and everything up to the next field-initial 8=FIX."""
-        idx = self._buf.find(b"\x018=FIX", 1)
+        """Drop the broken frame start and everything up to the next 8=FIX."""
+        idx = self._buf.find(b"8=FIX", 1)
         if idx < 0:
-            # Keep a possible partial "\x018=FI" so a following frame is not lost.
-            n = max(1, len(self._buf) - 5)
+            # Keep a possible partial "8=FI" so a following frame is not lost.
+            n = max(1, len(self._buf) - 4)
         else:
-            n = idx + 1
+            n = idx
         return self._skip(n, reason)
 
 
