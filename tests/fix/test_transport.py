@@ -194,3 +194,35 @@ def test_initiator_keeps_retrying_until_the_acceptor_appears():
             await ini.stop()
 
     asyncio.run(main())
+
+
+def test_failing_application_costs_the_connection_not_the_acceptor():
+    class Broken(Collect):
+        def from_app(self, session, message):
+            raise RuntimeError("bug in the application")
+
+    async def main():
+        acceptor = Acceptor(acceptor_settings("FIRM1"), Broken(), host="127.0.0.1", port=0)
+        await acceptor.start()
+        ini = Initiator(initiator_settings("FIRM1", acceptor.port), Collect())
+        try:
+            await ini.start()
+            assert await ini.wait_logged_on(5)
+            ini.send(None, b"D", ORDER)
+            assert await until(lambda: not ini.is_logged_on())
+            # The order was not counted: after the reconnect it is asked for again.
+            assert acceptor.session().next_target_seq == 2
+            assert await ini.wait_logged_on(5)
+        finally:
+            await ini.stop()
+            await acceptor.stop()
+
+    asyncio.run(main())
+
+
+def test_acceptor_refuses_sessions_on_different_ports():
+    import pytest
+    settings = [SessionSettings(begin_string="FIX.4.4", sender_comp_id="V", target_comp_id=t, socket_accept_port=p)
+                for t, p in (("A", 1000), ("B", 1001))]
+    with pytest.raises(ValueError, match="SocketAcceptPort"):
+        Acceptor(settings)

@@ -178,8 +178,12 @@ class _Engine:
             for sid, conn in list(self._connections.items()):
                 if conn.closed:
                     continue
-                conn.session.on_timer()
-                conn.flush()
+                try:
+                    conn.session.on_timer()
+                    conn.flush()
+                except Exception:  # an application callback (on_logout...) failed
+                    log.exception("%s: timer handling failed; disconnecting", sid)
+                    conn.close()
 
     def _start_timer(self) -> None:
         if self._timer_task is None:
@@ -202,7 +206,16 @@ class _Engine:
                 data = b""
             if not data:
                 break
-            conn.session.receive(data)
+            try:
+                conn.session.receive(data)
+            except Exception:
+                # Peer input never raises (see the fuzz tests); this is an application callback
+                # failing. The message was not counted, so the peer will send it again after
+                # reconnecting: drop the connection rather than lose it.
+                log.exception("%s: application callback failed; disconnecting", conn.session.session_id)
+                conn.flush()
+                conn.close()
+                break
             conn.flush()
 
     async def _logout_all(self, grace: float) -> None:
@@ -234,6 +247,8 @@ class Acceptor(_Engine):
             if s.is_initiator:
                 raise ValueError(f"session {s.key()} is an initiator, not an acceptor")
         first = settings[0]
+        if port is None and len({s.socket_accept_port for s in settings}) > 1:
+            raise ValueError("sessions name different SocketAcceptPort values; build one Acceptor per port")
         self.host = host if host is not None else first.socket_accept_host
         port = port if port is not None else first.socket_accept_port
         if port is None:
