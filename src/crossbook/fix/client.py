@@ -428,6 +428,9 @@ class OrderTracker:
         self._by_order_id: dict[str, TrackedOrder] = {}
         # request ClOrdID -> verb, for requests with no answer yet
         self.unanswered: dict[str, str] = {}
+        # OrderStatusRequest ClOrdID -> its order: a status report may carry any ClOrdID
+        # of the chain (the venue's current one), so it answers by order, not by ID.
+        self._status_requests: dict[str, TrackedOrder] = {}
 
     def __iter__(self):
         return iter(self._orders)
@@ -458,9 +461,11 @@ class OrderTracker:
         self._by_clordid[request.clordid] = order
         self.unanswered[request.clordid] = request.kind
 
-    def note_request(self, clordid: str, verb: str) -> None:
+    def note_request(self, clordid: str, verb: str, order: TrackedOrder | None = None) -> None:
         """A request (status, mass cancel) that changes no order but awaits an answer."""
         self.unanswered[clordid] = verb
+        if verb == "status" and order is not None:
+            self._status_requests[clordid] = order
 
     def answered(self, clordid: str | None) -> bool:
         """Mark the request with this ClOrdID answered; True if it was one of ours."""
@@ -501,6 +506,11 @@ class OrderTracker:
         # Pending states (6, E) and PendingNew (A) still owe a final answer in strict FIX,
         # but the request has been acknowledged, which is what the one-shot mode waits for.
         self.answered(clordid)
+        if exec_type == "I" or fields.get(20) == "3":  # status report (4.4+ / 4.2)
+            for request_id, asked in list(self._status_requests.items()):
+                if asked is order:
+                    del self._status_requests[request_id]
+                    self.answered(request_id)
         order_id = fields.get(37)
         if order_id and order_id != "NONE":
             order.order_id = order_id
@@ -630,7 +640,7 @@ def build_request(cmd: Command, tracker: OrderTracker, ids: ClOrdIdGenerator,
         fields += [(54, side), (55, symbol)]
         # OrderStatusRequest reuses the order's ClOrdID (11 is the order's, not a new one).
         request_id = order.clordid if order else cmd.order_ref
-        tracker.note_request(request_id, "status")
+        tracker.note_request(request_id, "status", order)
         return Request("H", _with_extra(fields, cmd.extra_tags), request_id)
 
     if order is not None and order.is_terminal:
@@ -875,3 +885,646 @@ def _answer_ref(fields: FieldView) -> str | None:
     if t == "j":
         return fields.get(379)
     return fields.get(11)
+
+
+def format_request(request: Request, tracker: OrderTracker, when: str) -> str:
+    """One line for a request we sent."""
+    f = dict(request.fields)
+    name = MSG_TYPE_NAMES.get(request.msg_type, request.msg_type)
+    parts = [when, "SENT", name, request.clordid or "-"]
+    if request.msg_type == "D":
+        parts += [_name(SIDE_NAMES, f.get(54)), f.get(38, "-"), f.get(55, "-")]
+        parts.append(f"@{f[44]}" if 44 in f else _name(ORD_TYPE_NAMES, f.get(40)))
+        if 99 in f:
+            parts.append(f"stop={f[99]}")
+        if 59 in f:
+            tif = {v: k for k, v in TIME_IN_FORCE.items()}.get(f[59], f[59])
+            parts.append(f"tif={tif.upper()}")
+        if 1 in f:
+            parts.append(f"account={f[1]}")
+    elif request.msg_type in ("F", "G"):
+        parts.append(f"orig={f.get(41, '-')}")
+        parts += [_name(SIDE_NAMES, f.get(54)), f.get(38, "-"), f.get(55, "-")]
+        if request.msg_type == "G":
+            parts.append(f"@{f[44]}" if 44 in f else _name(ORD_TYPE_NAMES, f.get(40)))
+            if 99 in f:
+                parts.append(f"stop={f[99]}")
+    elif request.msg_type == "H":
+        parts += [_name(SIDE_NAMES, f.get(54)), f.get(55, "-")]
+    elif request.msg_type == "q":
+        parts.append(f"symbol={f[55]}" if 55 in f else "all")
+    return " ".join(parts)
+
+
+def format_order(order: TrackedOrder) -> str:
+    """One line of the ``orders`` listing."""
+    price = f"@{format_decimal(order.price)}" if order.price is not None else ""
+    parts = [order.clordid, f"order={order.order_id or '-'}", _name(SIDE_NAMES, order.side),
+             format_decimal(order.quantity), order.symbol, _name(ORD_TYPE_NAMES, order.ord_type)]
+    if price:
+        parts.append(price)
+    if order.stop_price is not None:
+        parts.append(f"stop={format_decimal(order.stop_price)}")
+    status = _name(ORD_STATUS_NAMES, order.ord_status) if order.ord_status else "Unacknowledged"
+    parts += [f"status={status}", f"cum={format_decimal(order.cum_qty)}",
+              f"leaves={format_decimal(order.leaves_qty) if order.leaves_qty is not None else '-'}",
+              f"avg={format_decimal(order.avg_px) if order.avg_px is not None else '-'}"]
+    if len(order.chain) > 1:
+        parts.append("chain=" + ">".join(order.chain))
+    for request in order.pending.values():
+        parts.append(f"pending={request.kind}:{request.clordid}")
+    return " ".join(parts)
+
+
+def _clock_now() -> str:
+    return utc_timestamp().partition("-")[2]
+
+
+# --------------------------------------------------------------------------------------
+# The client over the asyncio initiator
+# --------------------------------------------------------------------------------------
+
+# Exit codes (documented in docs/fix.md).
+EXIT_OK = 0
+EXIT_REJECTED = 1          # an answer refused the request, or the session was lost
+EXIT_USAGE = 2             # bad flags, settings or command
+EXIT_NO_ANSWER = 3         # no answer within --timeout
+EXIT_NO_LOGON = 4          # could not connect or log on
+
+
+class _SessionLogHandler:
+    """Collects the engine's log lines (why a connect or logon failed) for our messages."""
+
+    def __init__(self, client: "Client") -> None:
+        import logging
+
+        class Handler(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                try:
+                    client._note_engine_log(record.getMessage())
+                except Exception:  # logging must never break the session
+                    pass
+
+        self._logger = logging.getLogger("crossbook.fix")
+        self._handler = Handler(level=logging.DEBUG)
+        self._previous_level = self._logger.level
+
+    def __enter__(self):
+        import logging
+        self._logger.addHandler(self._handler)
+        self._logger.setLevel(logging.DEBUG)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._logger.removeHandler(self._handler)
+        self._logger.setLevel(self._previous_level)
+
+
+class Client:
+    """One logged-on FIX session driven by commands; prints everything it sends and gets.
+
+    Use ``await logon()``, then ``submit(command)`` / ``await wait_for_answers(...)`` as
+    often as needed, then ``await close()`` (logout). All methods run on the event loop
+    that runs the engine's :class:`~crossbook.fix.transport.Initiator`.
+    """
+
+    def __init__(self, settings, *, out=None, err=None, raw: bool = False,
+                 answer_timeout: float = 10.0, settle: float = 0.5, logon_timeout: float = 10.0,
+                 logout_timeout: float = 5.0, ssl_context=None, clordid_prefix: str | None = None,
+                 verbose: bool = False, store=None) -> None:
+        import sys
+
+        from crossbook.fix.session import Application
+        from crossbook.fix.transport import Initiator
+
+        self.settings = settings
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.raw = raw
+        self.verbose = verbose
+        self.answer_timeout = answer_timeout
+        self.settle = settle
+        self.logon_timeout = logon_timeout
+        self.logout_timeout = logout_timeout
+        self.tracker = OrderTracker()
+        self.ids = ClOrdIdGenerator(clordid_prefix)
+        self.begin_string = settings.begin_string
+        #: ClOrdIDs of requests answered by a rejection of any kind
+        self.rejected: set[str] = set()
+        self.logout_sent = False
+        self.logout_reply_seen = False
+        self.peer_logout_text: str | None = None
+        self.session_lost = False
+        self.last_problem = ""
+        self._seq_to_request: dict[int, str] = {}
+        self._last_app_message = 0.0
+        self._lost_waiters: list = []
+        client = self
+
+        class ClientApplication(Application):
+            def on_logout(self, session) -> None:
+                client._on_disconnected()
+
+            def from_admin(self, session, message) -> None:
+                client._on_admin(message)
+
+            def from_app(self, session, message) -> None:
+                client._on_app(message)
+
+            def to_admin(self, session, msg_type, body) -> None:
+                client._on_admin_sent(msg_type, body)
+
+        self.initiator = Initiator(settings, ClientApplication(), ssl_context=ssl_context,
+                                   store=store)
+
+    # ---------------------------------------------------------------- output
+    def emit(self, line: str) -> None:
+        print(line, file=self.out, flush=True)
+
+    def warn(self, line: str) -> None:
+        print(line, file=self.err, flush=True)
+
+    def _emit_raw(self, arrow: str, raw: bytes) -> None:
+        if self.raw:
+            self.emit(f"  {arrow} " + raw.decode("latin-1").replace(SOH, "|"))
+
+    # ---------------------------------------------------------------- engine callbacks
+    def _note_engine_log(self, text: str) -> None:
+        if "connect failed" in text or "disconnecting" in text or "refused" in text \
+                or "timed out" in text or text.startswith("logout"):
+            self.last_problem = text
+        if self.verbose:
+            self.warn(f"# {text}")
+
+    def _on_admin(self, message) -> None:
+        fields = FieldView.from_raw(message.raw)
+        t = fields.msg_type
+        if t in ("A", "5", "3"):
+            self.emit(format_message(fields))
+        self._emit_raw("<", message.raw)
+        if t == "5":
+            if self.logout_sent:
+                self.logout_reply_seen = True
+            else:
+                self.peer_logout_text = fields.get(58, "")
+        elif t == "3":
+            ref = fields.get(45)
+            request = self._seq_to_request.get(int(ref)) if ref and ref.isdigit() else None
+            if request is not None and self.tracker.answered(request):
+                self.rejected.add(request)
+                self._drop_pending(request)
+
+    def _on_app(self, message) -> None:
+        fields = FieldView.from_raw(message.raw)
+        self.emit(format_message(fields))
+        self._emit_raw("<", message.raw)
+        self._last_app_message = time.monotonic()
+        t = fields.msg_type
+        ref = _answer_ref(fields)
+        if t == "j" and not ref:
+            seq = fields.get(45)
+            ref = self._seq_to_request.get(int(seq)) if seq and seq.isdigit() else None
+        was_waiting = ref is not None and ref in self.tracker.unanswered
+        if t == "8":
+            self.tracker.on_execution_report(fields)
+        elif t == "9":
+            self.tracker.on_cancel_reject(fields)
+        elif t == "j":
+            self.tracker.answered(ref)
+            self._drop_pending(ref)
+        else:
+            self.tracker.answered(ref)
+        if is_rejection(fields) and ref is not None and (was_waiting or t == "8"):
+            self.rejected.add(ref)
+
+    def _on_admin_sent(self, msg_type: bytes, body) -> None:
+        if msg_type == b"3":
+            pairs = [(35, "3")] + [(t, v.decode("latin-1") if isinstance(v, bytes) else str(v))
+                                   for t, v in body]
+            line = format_message(FieldView(pairs))
+            self.emit(line.replace("- SESSION-REJECT", f"{_clock_now()} SENT SESSION-REJECT", 1))
+        elif msg_type == b"5":
+            self.logout_sent = True
+
+    def _on_disconnected(self) -> None:
+        if not self.logout_sent or self.peer_logout_text is not None:
+            self.session_lost = True
+            reason = (f"peer logged out: {self.peer_logout_text!r}" if self.peer_logout_text
+                      else self.last_problem or "connection closed")
+            self.warn(f"session ended: {reason}")
+
+    def _drop_pending(self, clordid: str | None) -> None:
+        if clordid is None:
+            return
+        order = self.tracker.find(clordid)
+        if order is not None:
+            order.pending.pop(clordid, None)
+
+    # ---------------------------------------------------------------- steps
+    @property
+    def session(self):
+        return self.initiator.session()
+
+    async def logon(self, stop=None) -> bool:
+        """Connect and log on; False (with the reason printed) on failure or ``stop``."""
+        import asyncio
+        await self.initiator.start()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.logon_timeout
+        s = self.settings
+        while not self.session.is_logged_on:
+            failed = None
+            if self.peer_logout_text is not None:
+                failed = f"logon refused: {self.peer_logout_text or 'Logout without text'}"
+            elif self.initiator.connect_attempts >= 2:
+                # The initiator retries by itself; a client reports the first failure instead.
+                failed = self.last_problem or "connection closed before logon"
+            elif loop.time() >= deadline:
+                failed = f"no Logon answer within {self.logon_timeout:g}s"
+            elif stop is not None and stop.is_set():
+                failed = "interrupted"
+            if failed:
+                self.warn(f"could not log on to {s.socket_connect_host}:{s.socket_connect_port} "
+                          f"as {s.sender_comp_id} -> {s.target_comp_id} ({s.begin_string}): {failed}")
+                await self.initiator.stop(logout_grace=0.0)
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
+    def submit(self, cmd: Command) -> Request:
+        """Build and send one request; raises ValueError when it cannot be sent."""
+        if self.session_lost or not self.session.is_logged_on:
+            raise ValueError("not logged on")
+        request = build_request(cmd, self.tracker, self.ids, self.begin_string)
+        seq = self.session.next_sender_seq
+        self.initiator.send(None, request.msg_type, request.fields)
+        if request.clordid is not None:
+            self._seq_to_request[seq] = request.clordid
+        self.emit(format_request(request, self.tracker, _clock_now()))
+        if self.raw:
+            stored = self.session.store.get(seq, seq)
+            if stored:
+                self._emit_raw(">", stored[0][1])
+        return request
+
+    def local_command(self, cmd: Command) -> bool:
+        """Handle help/orders; True when the command was local."""
+        if cmd.verb == "help":
+            self.emit(HELP_TEXT)
+            return True
+        if cmd.verb == "orders":
+            if not len(self.tracker):
+                self.emit("no orders sent in this session")
+            for order in self.tracker:
+                self.emit(format_order(order))
+            return True
+        return False
+
+    async def wait_for_answers(self, clordids: Iterable[str], stop=None,
+                               settle: bool = True) -> bool:
+        """Wait until every request is answered, then (``settle``) for quiet on the line.
+
+        Returns False when ``answer_timeout`` passed first (or the session ended).
+        """
+        import asyncio
+        wanted = [c for c in clordids if c is not None]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.answer_timeout
+        while any(c in self.tracker.unanswered for c in wanted):
+            if loop.time() >= deadline or self.session_lost or (stop is not None and stop.is_set()):
+                return False
+            await asyncio.sleep(0.01)
+        # Follow-on messages (the fill after the ack) usually come within milliseconds.
+        while settle and loop.time() < deadline and not self.session_lost:
+            quiet = time.monotonic() - self._last_app_message
+            if quiet >= self.settle or (stop is not None and stop.is_set()):
+                break
+            await asyncio.sleep(min(0.02, self.settle - quiet + 0.001))
+        return True
+
+    async def close(self) -> bool:
+        """Log out and wait up to ``logout_timeout`` for the answer; True if it came."""
+        if self.session.is_logged_on and not self.session_lost:
+            self.logout_sent = True
+            await self.initiator.stop(logout_grace=self.logout_timeout)
+            if not self.logout_reply_seen:
+                self.warn(f"no Logout answer within {self.logout_timeout:g}s; disconnected")
+            return self.logout_reply_seen
+        await self.initiator.stop(logout_grace=0.0)
+        return False
+
+
+# --------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``crossbook client`` (see docs/fix.md, section Client)."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = HELP_TEXT + "\n\nWith a COMMAND the client runs it once, prints the answers and " \
+        "logs out;\nwithout one it reads commands from stdin."
+    s = parser.add_argument_group("session")
+    s.add_argument("--config", metavar="FILE",
+                   help="session settings file (crossbook.fix.settings format); flags override it")
+    s.add_argument("--session", metavar="TARGET",
+                   help="which initiator session of --config (TargetCompID or SessionQualifier)")
+    s.add_argument("--host", help="acceptor host (default 127.0.0.1)")
+    s.add_argument("--port", type=int, help="acceptor port")
+    s.add_argument("--sender", metavar="COMPID", help="our SenderCompID")
+    s.add_argument("--target", metavar="COMPID", help="the acceptor's CompID (our TargetCompID)")
+    s.add_argument("--fix-version", metavar="V",
+                   help="4.2, 4.4, 5.0, 5.0SP1 or 5.0SP2 (default 4.4)")
+    s.add_argument("--heartbeat", type=int, metavar="SECONDS", help="HeartBtInt (default 30)")
+    s.add_argument("--username", help="Username (553) sent on Logon")
+    s.add_argument("--password", help="Password (554) sent on Logon")
+    s.add_argument("--reset", action="store_true", default=None,
+                   help="ResetSeqNumFlag on Logon: both sides restart at sequence number 1")
+    s.add_argument("--store", metavar="DIR",
+                   help="keep sequence numbers and sent messages in DIR (default: memory)")
+    s.add_argument("--no-validate", action="store_true",
+                   help="do not check received messages against the data dictionary")
+    t = parser.add_argument_group("TLS")
+    t.add_argument("--tls", action="store_true", help="connect with TLS (system trust store)")
+    t.add_argument("--tls-ca", metavar="FILE", help="trust this CA / self-signed certificate (implies --tls)")
+    t.add_argument("--tls-cert", metavar="FILE", help="client certificate (PEM; implies --tls)")
+    t.add_argument("--tls-key", metavar="FILE", help="key of --tls-cert")
+    t.add_argument("--tls-insecure", action="store_true",
+                   help="do not verify the server certificate or name (testing only)")
+    b = parser.add_argument_group("behaviour")
+    b.add_argument("--raw", action="store_true",
+                   help="also show every message sent and received as FIX with | separators")
+    b.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="how long to wait for answers (default 10)")
+    b.add_argument("--settle", type=float, default=0.5, metavar="SECONDS",
+                   help="after the answer, wait this long for follow-ups such as fills (default 0.5)")
+    b.add_argument("--logon-timeout", type=float, default=10.0, metavar="SECONDS")
+    b.add_argument("--logout-timeout", type=float, default=5.0, metavar="SECONDS",
+                   help="how long to wait for the Logout answer (default 5)")
+    b.add_argument("--clordid-prefix", metavar="TEXT",
+                   help="prefix of generated ClOrdIDs (default: C + start time in base 36 + -)")
+    b.add_argument("-v", "--verbose", action="store_true", help="print session events to stderr")
+    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND",
+                        help="one command to run (e.g. send buy 100 AAPL limit 187.25); "
+                             "none: interactive")
+
+
+def settings_from_args(args: argparse.Namespace):
+    """SessionSettings for the client: --config's initiator session, overridden by flags."""
+    from crossbook.fix.settings import SessionSettings, SettingsError, load_settings
+    from crossbook.fix.settings import replace as replace_settings
+
+    overrides: dict[str, object] = {"connection_type": "initiator"}
+    if args.fix_version is not None:
+        name = args.fix_version.upper().removeprefix("FIX.").replace("SP", "SP")
+        key = {k.upper(): k for k in FIX_VERSIONS}.get(name)
+        if key is None:
+            raise ValueError(f"--fix-version must be one of {', '.join(FIX_VERSIONS)}, "
+                             f"got {args.fix_version!r}")
+        begin, appl = FIX_VERSIONS[key]
+        overrides.update(begin_string=begin, default_appl_ver_id=appl)
+    for attr, value in (("socket_connect_host", args.host), ("socket_connect_port", args.port),
+                        ("sender_comp_id", args.sender), ("target_comp_id", args.target),
+                        ("heart_bt_int", args.heartbeat), ("username", args.username),
+                        ("password", args.password), ("reset_on_logon", args.reset)):
+        if value is not None:
+            overrides[attr] = value
+    if args.store:
+        overrides.update(store="file", file_store_path=args.store)
+    if args.no_validate:
+        overrides["use_data_dictionary"] = False
+    if args.heartbeat is not None and args.heartbeat <= 0:
+        raise ValueError(f"--heartbeat must be a positive number of seconds, got {args.heartbeat}")
+    for flag in ("timeout", "logon_timeout", "logout_timeout"):
+        if not getattr(args, flag) > 0:
+            raise ValueError(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
+    if args.settle < 0:
+        raise ValueError(f"--settle must not be negative, got {args.settle}")
+
+    # One attempt at a time (the client decides whether a failure is final), and the
+    # session's own logout wait matches ours.
+    overrides.update(reconnect_interval=0.2, logout_timeout=args.logout_timeout,
+                     logon_timeout=args.logon_timeout)
+    if args.config:
+        sessions = load_settings(args.config).initiators()
+        if not sessions:
+            raise SettingsError(f"{args.config}: no session with ConnectionType=initiator")
+        if args.session:
+            sessions = tuple(s for s in sessions if args.session in (s.target_comp_id,
+                                                                     s.session_qualifier))
+            if not sessions:
+                raise SettingsError(f"{args.config}: no initiator session named {args.session!r}")
+        if len(sessions) > 1:
+            names = ", ".join(s.target_comp_id + (f" ({s.session_qualifier})"
+                                                  if s.session_qualifier else "")
+                              for s in sessions)
+            raise SettingsError(f"{args.config}: several initiator sessions ({names}); "
+                                "choose one with --session")
+        base = sessions[0]
+        if "begin_string" in overrides and overrides["begin_string"] != "FIXT.1.1":
+            overrides["default_appl_ver_id"] = None
+        return replace_settings(base, **overrides)
+
+    missing = [flag for flag, value in (("--port", args.port), ("--sender", args.sender),
+                                        ("--target", args.target)) if value is None]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)} (or give --config FILE)")
+    overrides.setdefault("socket_connect_host", "127.0.0.1")
+    overrides.setdefault("begin_string", "FIX.4.4")
+    return SessionSettings(**overrides)
+
+
+def ssl_context_from_args(args: argparse.Namespace):
+    """The TLS context the flags ask for, or None (then --config's SSL* keys apply)."""
+    import ssl
+    if not (args.tls or args.tls_ca or args.tls_cert or args.tls_insecure):
+        if args.tls_key:
+            raise ValueError("--tls-key needs --tls-cert")
+        return None
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise ValueError("--tls-cert and --tls-key go together")
+    ctx = ssl.create_default_context(cafile=args.tls_ca)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if args.tls_insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if args.tls_cert:
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+    return ctx
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``crossbook client``; returns the exit code."""
+    import asyncio
+    import ssl
+    import sys
+
+    from crossbook.fix.settings import SettingsError
+
+    words = list(args.command or [])
+    if words and words[0] == "--":
+        words = words[1:]
+    one_shot: Command | None = None
+    try:
+        stray = [w for w in words if w.startswith("--")]
+        if stray:
+            raise ValueError(f"options must come before the command: {' '.join(stray)}")
+        settings = settings_from_args(args)
+        ssl_context = ssl_context_from_args(args)
+        if words:
+            one_shot = parse_command(shlex.join(words))
+            if one_shot is None:
+                raise ValueError("empty command")
+            if one_shot.verb == "quit":
+                raise ValueError("'quit' is only meaningful at the prompt")
+    except (ValueError, SettingsError, OSError, ssl.SSLError) as exc:
+        print(f"crossbook client: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return asyncio.run(_main(args, settings, ssl_context, one_shot))
+    except KeyboardInterrupt:  # a second Ctrl-C while logging out
+        return 130
+
+
+async def _main(args, settings, ssl_context, one_shot: Command | None) -> int:
+    import asyncio
+    import signal
+    import sys
+
+    client = Client(settings, raw=args.raw, answer_timeout=args.timeout, settle=args.settle,
+                    logon_timeout=args.logon_timeout, logout_timeout=args.logout_timeout,
+                    ssl_context=ssl_context, clordid_prefix=args.clordid_prefix,
+                    verbose=args.verbose)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    interrupts = 0
+    main_task = asyncio.current_task()
+
+    def on_sigint() -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts == 1:
+            client.warn("interrupted: logging out (Ctrl-C again to quit at once)")
+            stop.set()
+        elif main_task is not None:
+            main_task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+    except (NotImplementedError, RuntimeError):  # not the main thread, or no signals here
+        pass
+    try:
+        with _SessionLogHandler(client):
+            if not await client.logon(stop):
+                return EXIT_OK if stop.is_set() else EXIT_NO_LOGON
+            if one_shot is not None:
+                code = await _run_one_shot(client, one_shot, stop)
+            else:
+                code = await _run_interactive(client, stop, sys.stdin)
+            await client.close()
+            return code
+    except asyncio.CancelledError:
+        return 130
+    finally:
+        try:
+            loop.remove_signal_handler(signal.SIGINT)
+        except (NotImplementedError, RuntimeError):
+            pass
+
+
+async def _run_one_shot(client: Client, cmd: Command, stop) -> int:
+    if client.local_command(cmd):
+        return EXIT_OK
+    try:
+        request = client.submit(cmd)
+    except ValueError as exc:
+        client.warn(f"error: {exc}")
+        return EXIT_USAGE
+    answered = await client.wait_for_answers([request.clordid], stop)
+    if stop.is_set():
+        return EXIT_OK
+    if client.session_lost:
+        return EXIT_REJECTED
+    if not answered:
+        client.warn(f"no answer to {request.clordid} within {client.answer_timeout:g}s")
+        return EXIT_NO_ANSWER
+    return EXIT_REJECTED if request.clordid in client.rejected else EXIT_OK
+
+
+async def _run_interactive(client: Client, stop, stdin) -> int:
+    import asyncio
+    import threading
+
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue = asyncio.Queue()
+    interactive = stdin.isatty()
+    prompt = "crossbook> " if interactive else None
+    # Commands from a pipe or file run one after the other: each waits for the answer to
+    # the previous request, so "buy ..." then "cancel <its ClOrdID>" behaves the same
+    # however fast the counterparty is. At a terminal a person may not want to wait.
+    sequential = not interactive
+    s = client.settings
+    client.emit(f"logged on to {s.socket_connect_host}:{s.socket_connect_port} as "
+                f"{s.sender_comp_id} -> {s.target_comp_id} ({s.begin_string}); "
+                "type 'help' for commands")
+
+    def read_lines() -> None:
+        # A thread, not loop.connect_read_pipe: stdin may be a regular file, which epoll refuses.
+        try:
+            while True:
+                if prompt:
+                    print(prompt, end="", file=client.out, flush=True)
+                line = stdin.readline()
+                if not line:
+                    break
+                loop.call_soon_threadsafe(lines.put_nowait, line)
+        except (OSError, ValueError, RuntimeError):
+            pass
+        try:
+            loop.call_soon_threadsafe(lines.put_nowait, None)
+        except RuntimeError:  # the loop is already closed
+            pass
+
+    threading.Thread(target=read_lines, name="client-stdin", daemon=True).start()
+    outstanding: list[str] = []
+    while True:
+        getter = asyncio.ensure_future(lines.get())
+        stopper = asyncio.ensure_future(stop.wait())
+        done, _ = await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED,
+                                     timeout=0.2)
+        if getter not in done:
+            getter.cancel()
+        if stopper not in done:
+            stopper.cancel()
+        if stop.is_set():
+            return EXIT_OK
+        if client.session_lost:
+            return EXIT_REJECTED
+        if getter not in done:
+            continue
+        line = getter.result()
+        try:
+            cmd = parse_command(line) if line is not None else Command("quit")
+            if cmd is None:
+                continue
+            if cmd.verb == "quit":
+                # quit or end of input: let the answers to what was sent arrive first, so
+                # a script piping commands in sees them all.
+                if outstanding:
+                    await _wait_or_warn(client, outstanding, stop)
+                return EXIT_REJECTED if client.session_lost else EXIT_OK
+            if client.local_command(cmd):
+                continue
+            request = client.submit(cmd)
+            outstanding.append(request.clordid)
+            if sequential:
+                await _wait_or_warn(client, outstanding, stop, settle=False)
+                outstanding.clear()
+        except ValueError as exc:
+            client.warn(f"error: {exc}")
+
+
+async def _wait_or_warn(client: Client, clordids: list[str], stop, settle: bool = True) -> None:
+    if not await client.wait_for_answers(clordids, stop, settle=settle) and not stop.is_set():
+        late = [c for c in dict.fromkeys(clordids) if c in client.tracker.unanswered]
+        if late:
+            client.warn(f"no answer within {client.answer_timeout:g}s to: {' '.join(late)}")
