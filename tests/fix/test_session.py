@@ -291,3 +291,10 @@ def test_peer_racing_ahead_forever_is_cut_off(monkeypatch):
     assert replies[0].msg_type == b"2"  # one ResendRequest, then a Logout when the queue is full
     assert replies[-1].msg_type == b"5" and b"ahead" in replies[-1][58]
     assert not s.connected and len(s._queue) == 0
+
+
+def test_resend_request_for_nothing_sent_is_ignored_but_counted():
+    s, peer, clock, app = logged_on()
+    s.receive(peer.build(b"2", [(7, 50), (16, 0)]))
+    s.receive(peer.build(b"2", [(7, 5), (16, 2)]))
+    assert out(s) == [] and s.next_target_seq == 4 and s.connected

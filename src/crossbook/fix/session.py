@@ -744,7 +744,10 @@ class Session:
         next_sender = self.next_sender_seq
         if (self._begin_ge_42 and end == 0) or end >= next_sender:
             end = next_sender - 1
-        if not self.settings.persist_messages:
+        if begin < 1 or begin > end:
+            # Nothing we sent lies in that range (or it is inverted): a gap fill would go backwards.
+            self._log(f"ResendRequest {begin}-{end} names nothing we sent; ignored")
+        elif not self.settings.persist_messages:
             self.send_sequence_reset(begin, min(end + 1, next_sender))
         else:
             self._resend(begin, end)
