@@ -106,6 +106,7 @@ cdef class Fields:
     cdef bytes _value(self, Py_ssize_t index)
     cdef void _fail(self, int error, int tag, Py_ssize_t position) noexcept
     cdef void _broken(self, int error, int tag, Py_ssize_t position) noexcept
+    cdef int _check_index(self, Py_ssize_t index) except -1
 
 
 cdef enum:
@@ -186,7 +187,6 @@ cdef class WriteBuffer:
     cdef int write_value_field(self, int tag, object value) except -1
     cdef int write_decimal_field(self, int tag, object value, int scale) except -1
     cdef int write_timestamp_field(self, int tag, int64_t ns, int precision) except -1
-    cdef int write_char_field(self, int tag, object value) except -1
 
 
 cdef class MessageEncoder:

@@ -1056,9 +1056,10 @@ cdef class Fields:
         self._check_index(index)
         return (self._spans[index].start, self._spans[index].end)
 
-    def _check_index(self, Py_ssize_t index):
+    cdef int _check_index(self, Py_ssize_t index) except -1:
         if index < 0 or index >= self._count:
             raise IndexError(f"field index {index} out of range (0..{self._count - 1})")
+        return 0
 
     def get_int(self, int tag, default=None):
         """Value of ``tag`` as an int (``[-]digits``), or ``default`` when absent; ValueError
@@ -1599,8 +1600,6 @@ cdef class WriteBuffer:
         self._len += 1
         return 0
 
-    cdef int write_char_field(self, int tag, object value) except -1:
-        return self.write_value_field(tag, value)
 
 
 cdef bytes _as_begin_string(object value):
@@ -1741,10 +1740,6 @@ cdef MessageEncoder _shared_encoder = MessageEncoder()
 def encode_message(begin_string, msg_type, header=(), body=()):
     """Module-level :meth:`MessageEncoder.encode` on a shared buffer (single-threaded use)."""
     return _shared_encoder.encode(begin_string, msg_type, header, body)
-
-
-cdef inline bint _present(object v):
-    return v is not None
 
 
 cdef class ExecutionReportEncoder(MessageEncoder):
