@@ -91,3 +91,13 @@ def test_business_reject_carries_appl_ver_on_fixt():
                                 (150, b"0"), (151, b"1")]))
     [rej] = out(s)
     assert rej.msg_type == b"j" and rej[1137] == b"7" and rej[380] == b"3"
+
+
+def test_validation_switches_reach_the_validator():
+    s, peer, app = session_for("FIX.4.4", validate_fields_have_values=False)
+    s.receive(peer.build(b"D", ORDER + [(58, b"")]))
+    assert out(s) == [] and len(app.received) == 1
+    s2, peer2, app2 = session_for("FIX.4.4")
+    s2.receive(peer2.build(b"D", ORDER + [(58, b"")]))
+    [rej] = out(s2)
+    assert rej[373] == b"4" and rej[371] == b"58"

@@ -254,20 +254,9 @@ def dictionary_validator(settings: SessionSettings) -> Validator | None:
 
 
 def _validation_options(cls: Any, settings: SessionSettings) -> Any:
-    wanted = {
-        "check_fields_out_of_order": settings.validate_fields_out_of_order,
-        "check_fields_have_values": settings.validate_fields_have_values,
-        "check_user_defined_fields": settings.validate_user_defined_fields,
-        "validate_fields_out_of_order": settings.validate_fields_out_of_order,
-        "validate_fields_have_values": settings.validate_fields_have_values,
-        "validate_user_defined_fields": settings.validate_user_defined_fields,
-    }
-    try:
-        import dataclasses
-        names = {f.name for f in dataclasses.fields(cls)}
-    except TypeError:
-        names = set()
-    return cls(**{k: v for k, v in wanted.items() if k in names})
+    return cls(validate_fields_out_of_order=settings.validate_fields_out_of_order,
+               validate_fields_have_values=settings.validate_fields_have_values,
+               validate_user_defined_fields=settings.validate_user_defined_fields)
 
 
 class _Disconnect(Exception):
