@@ -548,6 +548,20 @@ cdef int _parse_units(const uint8_t* p, Py_ssize_t n, int scale, int64_t* out) n
     return DEC_OK
 
 
+cdef bint _parse_uint(const uint8_t* p, Py_ssize_t n, int64_t* out) noexcept nogil:
+    # Digits only (no sign, no point), at most 18 of them so int64 cannot overflow.
+    cdef Py_ssize_t i
+    cdef int64_t v = 0
+    if n == 0 or n > 18:
+        return False
+    for i in range(n):
+        if not _is_digit(p[i]):
+            return False
+        v = v * 10 + (p[i] - 48)
+    out[0] = v
+    return True
+
+
 cdef bint _is_decimal(const uint8_t* p, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i = 0
     cdef bint seen_digit = False, seen_dot = False
@@ -1204,14 +1218,14 @@ cdef class OrderMessage(Fields):
         k = self._slots[S_MSG_SEQ_NUM]
         if k >= 0:
             s = &self._spans[k]
-            if _parse_units(p + s.start, s.end - s.start, 0, &v) != DEC_OK or v <= 0 or p[s.start] == 45:
+            if not _parse_uint(p + s.start, s.end - s.start, &v) or v == 0:
                 self._fail(FIELD_BAD_VALUE, 34, s.start)
             else:
                 self._msg_seq_num = v
         k = self._slots[S_PUT_OR_CALL]
         if k >= 0:
             s = &self._spans[k]
-            if _parse_units(p + s.start, s.end - s.start, 0, &v) != DEC_OK or v < 0 or v > 1:
+            if not _parse_uint(p + s.start, s.end - s.start, &v) or v > 1:
                 self._fail(FIELD_BAD_VALUE, 201, s.start)
             else:
                 self._put_or_call = <int>v
