@@ -366,9 +366,10 @@ class Venue(Application):
 
 def venue_settings(begin: str = "FIX.4.4", **kw) -> SessionSettings:
     extra = {"default_appl_ver_id": "9"} if begin == "FIXT.1.1" else {}
+    extra["reset_on_logon"] = True
     extra.update(kw)
     return SessionSettings(begin_string=begin, sender_comp_id="VENUE", target_comp_id="FIRM",
-                           reset_on_logon=True, **extra)
+                           **extra)
 
 
 async def start_venue(settings: SessionSettings | None = None, ssl_context=None):
@@ -738,3 +739,64 @@ def test_against_fix_test_server(version, sender):
     assert piped.returncode == 0, piped.stderr
     assert [ln.split()[1:3] for ln in piped.stdout.splitlines() if "ORDER-ECHO" in ln] == [
         ["ORDER-ECHO", "T1"], ["ORDER-ECHO", "T2"]]
+
+
+def test_peer_logout_ends_the_client():
+    class ClosingVenue(Venue):
+        def from_app(self, session, m):
+            if m.get(55) == b"BYE":
+                session.logout("closing time")
+                return
+            super().from_app(session, m)
+
+    async def main():
+        venue = ClosingVenue()
+        acceptor = Acceptor([venue_settings()], venue, host="127.0.0.1", port=0)
+        await acceptor.start()
+        try:
+            one_shot = await client(*flags(acceptor.port), "buy", "1", "BYE")
+            piped = await client(*flags(acceptor.port), stdin=b"buy 1 IBM\nbuy 1 BYE\nbuy 2 IBM\n")
+        finally:
+            await acceptor.stop()
+        return one_shot, piped
+
+    (code, out, err), (code2, out2, err2) = asyncio.run(main())
+    assert code == 1, (out, err)
+    assert any(ln.endswith("LOGOUT text='closing time'") for ln in out), out
+    assert "session ended: peer logged out: 'closing time'" in err
+    assert code2 == 1, (out2, err2)
+    assert "session ended: peer logged out: 'closing time'" in err2
+    assert not any(" SENT NewOrderSingle K3 " in ln for ln in out2), out2   # stopped there
+    assert "Traceback" not in err + err2
+
+
+def test_sequence_numbers_persist_with_store(tmp_path):
+    """Without --reset, sequence numbers continue across runs only with --store; a
+    memory-store client starting again at 1 is logged out by the venue (too low)."""
+    async def main():
+        venue, acceptor = await start_venue(venue_settings(reset_on_logon=False))
+        base = ["--port", str(acceptor.port), "--sender", "FIRM", "--target", "VENUE",
+                "--settle", "0.2", "--raw"]
+        store = ["--store", str(tmp_path / "store")]
+        try:
+            first = await client(*base, *store, "--clordid-prefix", "A", "buy", "1", "IBM")
+            second = await client(*base, *store, "--clordid-prefix", "B", "buy", "1", "IBM")
+            forgetful = await client(*base, "--clordid-prefix", "C", "buy", "1", "IBM")
+        finally:
+            await acceptor.stop()
+        return first, second, forgetful
+
+    first, second, forgetful = asyncio.run(main())
+    assert first[0] == 0 and second[0] == 0, (first, second)
+    sent_seqs = [int(re.search(r"\|34=(\d+)\|", ln).group(1))
+                 for ln in first[1] + second[1] if ln.startswith("  > ")]
+    assert sent_seqs == [2, 5]            # Logon 1, order 2, Logout 3; Logon 4, order 5
+    assert any(" LOGON heartbeat=30s" in ln for ln in second[1])
+    code, out, err = forgetful
+    assert code == 4, (out, err)
+    assert "MsgSeqNum too low, expecting 7 but received 1" in err
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    bad = subprocess.run([*CLIENT, *flags(1), "--store", str(not_a_dir), "buy", "1", "IBM"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "File exists" in bad.stderr and "Traceback" not in bad.stderr

@@ -1390,10 +1390,14 @@ async def _main(args, settings, ssl_context, one_shot: Command | None) -> int:
     import signal
     import sys
 
-    client = Client(settings, raw=args.raw, answer_timeout=args.timeout, settle=args.settle,
-                    logon_timeout=args.logon_timeout, logout_timeout=args.logout_timeout,
-                    ssl_context=ssl_context, clordid_prefix=args.clordid_prefix,
-                    verbose=args.verbose)
+    try:
+        client = Client(settings, raw=args.raw, answer_timeout=args.timeout, settle=args.settle,
+                        logon_timeout=args.logon_timeout, logout_timeout=args.logout_timeout,
+                        ssl_context=ssl_context, clordid_prefix=args.clordid_prefix,
+                        verbose=args.verbose)
+    except (OSError, ValueError) as exc:  # e.g. --store names a file, not a directory
+        print(f"crossbook client: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     interrupts = 0
