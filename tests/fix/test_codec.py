@@ -277,6 +277,16 @@ def test_max_body_length_is_configurable():
     assert scan.reason_code == GarbleReason.BODY_LENGTH_TOO_LARGE
     with pytest.raises(ValueError, match="max_body_length"):
         find_frame(frame, max_body_length=4)
+    with pytest.raises(ValueError, match="max_body_length"):
+        FrameReader(max_body_length=2**40)
+    assert FrameReader(max_body_length=100).max_body_length == 100
+
+
+def test_reader_feed_takes_only_bytes_like_objects():
+    reader = FrameReader()
+    with pytest.raises(TypeError):
+        reader.feed("8=FIX.4.2")
+    assert reader.buffered == 0
 
 
 def test_too_short_body_length_drops_only_that_message():

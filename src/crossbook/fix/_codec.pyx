@@ -215,6 +215,13 @@ cdef FrameScanResult scan_frame(const uint8_t* p, Py_ssize_t n, Py_ssize_t max_b
     return r
 
 
+cdef int _check_max_body_length(Py_ssize_t max_body_length) except -1:
+    # Messages are addressed with 32-bit offsets once split; 5 is the size of "35=X<SOH>".
+    if max_body_length < 5 or max_body_length > 0x7fff0000:
+        raise ValueError(f"max_body_length must be between 5 and {0x7fff0000}, got {max_body_length}")
+    return 0
+
+
 cdef class FrameScan:
     """Result of :func:`find_frame`.
 
@@ -244,8 +251,7 @@ def find_frame(data, Py_ssize_t offset=0, Py_ssize_t max_body_length=DEFAULT_MAX
     cdef Py_buffer view
     cdef FrameScanResult r
     cdef FrameScan out = FrameScan.__new__(FrameScan)
-    if max_body_length < 5:
-        raise ValueError(f"max_body_length must be at least 5, got {max_body_length}")
+    _check_max_body_length(max_body_length)
     PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
     try:
         if offset < 0 or offset > view.len:
@@ -305,8 +311,7 @@ cdef class FrameReader:
     """
 
     def __cinit__(self, Py_ssize_t max_body_length=DEFAULT_MAX_BODY_LENGTH):
-        if max_body_length < 5:
-            raise ValueError(f"max_body_length must be at least 5, got {max_body_length}")
+        _check_max_body_length(max_body_length)
         self._max_body_length = max_body_length
         self._buf = <uint8_t*>malloc(READER_INITIAL_CAPACITY)
         if self._buf == NULL:
