@@ -1,0 +1,1 @@
+"""crossbook.model: plain typed data shared by every stage (instruments, orders, events, enums)."""
