@@ -800,3 +800,60 @@ def test_sequence_numbers_persist_with_store(tmp_path):
     bad = subprocess.run([*CLIENT, *flags(1), "--store", str(not_a_dir), "buy", "1", "IBM"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "File exists" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_terminal_prompt_and_ctrl_c():
+    """At a terminal: a prompt after each command's output, and Ctrl-C logs out."""
+    import pty
+    import select
+
+    async def main():
+        venue, acceptor = await start_venue()
+        master, slave = pty.openpty()
+        proc = await asyncio.create_subprocess_exec(
+            *CLIENT, *flags(acceptor.port), stdin=slave, stdout=slave, stderr=slave,
+            env=client_env(), start_new_session=True)
+        os.close(slave)
+        loop = asyncio.get_running_loop()
+        screen = ""
+
+        def read_some() -> str:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            try:
+                return os.read(master, 4096).decode() if ready else ""
+            except OSError:  # the child closed the terminal
+                return ""
+
+        async def until(text: str, after: int = 0) -> int:
+            nonlocal screen
+            deadline = loop.time() + 20
+            while text not in screen[after:]:
+                assert loop.time() < deadline, f"no {text!r} in:\n{screen}"
+                screen += await loop.run_in_executor(None, read_some)
+            return screen.index(text, after) + len(text)
+
+        try:
+            at = await until("crossbook> ")
+            os.write(master, b"buy 10 IBM 5\n")
+            at = await until("crossbook> ", at)
+            os.write(master, b"nonsense\n")
+            at = await until("crossbook> ", at)
+            proc.send_signal(signal.SIGINT)
+            code = await asyncio.wait_for(proc.wait(), 20)
+            screen += await loop.run_in_executor(None, read_some)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            os.close(master)
+            await acceptor.stop()
+        return code, screen, venue
+
+    code, screen, venue = asyncio.run(main())
+    assert code == 0, screen
+    prompts = screen.split("crossbook> ")
+    # the order's ack and fill print before the next prompt; the error before the third
+    assert "EXEC New/New K1" in prompts[1] and "EXEC Trade/PartiallyFilled K1" in prompts[1]
+    assert "error: unknown command 'nonsense'" in prompts[2]
+    assert "interrupted: logging out" in prompts[3] and "LOGOUT" in prompts[3]
+    assert venue.admin_types()[-1] == b"5"

@@ -1160,11 +1160,13 @@ class Client:
         self.initiator.send(None, request.msg_type, request.fields)
         if request.clordid is not None:
             self._seq_to_request[seq] = request.clordid
-        self.emit(format_request(request, self.tracker, _clock_now()))
-        if self.raw:
-            stored = self.session.store.get(seq, seq)
-            if stored:
-                self._emit_raw(">", stored[0][1])
+        stored = self.session.store.get(seq, seq)
+        raw = stored[0][1] if stored else None
+        # Stamp the line with the message's own SendingTime when the store kept it.
+        when = _time_of(FieldView.from_raw(raw)) if raw else _clock_now()
+        self.emit(format_request(request, self.tracker, when))
+        if raw is not None:
+            self._emit_raw(">", raw)
         return request
 
     def local_command(self, cmd: Command) -> bool:
@@ -1181,15 +1183,16 @@ class Client:
         return False
 
     async def wait_for_answers(self, clordids: Iterable[str], stop=None,
-                               settle: bool = True) -> bool:
+                               settle: bool = True, timeout: float | None = None) -> bool:
         """Wait until every request is answered, then (``settle``) for quiet on the line.
 
-        Returns False when ``answer_timeout`` passed first (or the session ended).
+        Returns False when ``timeout`` (default ``answer_timeout``) passed first, or the
+        session ended.
         """
         import asyncio
         wanted = [c for c in clordids if c is not None]
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.answer_timeout
+        deadline = loop.time() + (self.answer_timeout if timeout is None else timeout)
         while any(c in self.tracker.unanswered for c in wanted):
             if loop.time() >= deadline or self.session_lost or (stop is not None and stop.is_set()):
                 return False
@@ -1471,11 +1474,17 @@ async def _run_interactive(client: Client, stop, stdin) -> int:
                 f"{s.sender_comp_id} -> {s.target_comp_id} ({s.begin_string}); "
                 "type 'help' for commands")
 
+    # The prompt is shown once the previous command's output is out (set by the loop).
+    ready = threading.Event()
+    ready.set()
+
     def read_lines() -> None:
         # A thread, not loop.connect_read_pipe: stdin may be a regular file, which epoll refuses.
         try:
             while True:
                 if prompt:
+                    ready.wait()
+                    ready.clear()
                     print(prompt, end="", file=client.out, flush=True)
                 line = stdin.readline()
                 if not line:
@@ -1523,8 +1532,14 @@ async def _run_interactive(client: Client, stop, stdin) -> int:
             if sequential:
                 await _wait_or_warn(client, outstanding, stop, settle=False)
                 outstanding.clear()
+            else:
+                # At a terminal, give the answer a moment so it prints before the prompt.
+                await client.wait_for_answers([request.clordid], stop, settle=False,
+                                              timeout=min(1.0, client.answer_timeout))
         except ValueError as exc:
             client.warn(f"error: {exc}")
+        finally:
+            ready.set()
 
 
 async def _wait_or_warn(client: Client, clordids: list[str], stop, settle: bool = True) -> None:
