@@ -1,0 +1,400 @@
+"""Server configuration: TOML in, a typed frozen ``ServerConfig`` out, every problem a
+``ConfigError`` naming the key and the reason (``fix.port: must be an integer in 1..65535, got 'x'``).
+
+``DEFAULT_CONFIG`` is what ``crossbook serve`` runs without ``--config`` (and what ``make serve``
+uses); docs/config.md documents every key with a complete example.
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crossbook.core import STPMode
+from crossbook.core.risk import RiskLimits
+from crossbook.model.instruments import DEFAULT_INSTRUMENTS, FxRates, InstrumentMaster
+from crossbook.oms.accounts import AccountSpec, ClientSessionSpec, Directory, FirmSpec
+from crossbook.venues import BackgroundFlow
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message starts with the key."""
+
+    def __init__(self, key: str, reason: str, source: str = "") -> None:
+        self.key = key
+        self.reason = reason
+        prefix = f"{source}: " if source else ""
+        super().__init__(f"{prefix}{key}: {reason}")
+
+
+@dataclass(frozen=True)
+class FixConfig:
+    host: str = "127.0.0.1"
+    port: int = 9878
+    comp_id: str = "CROSSBOOK"
+    heartbeat_s: int = 30
+    check_latency: bool = True
+    max_latency_s: int = 120
+    reset_on_logon: bool = False
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    dir: str = "./var"
+    synchronous: str = "NORMAL"
+
+    @property
+    def database(self) -> str:
+        return str(Path(self.dir) / "crossbook.db")
+
+    @property
+    def fix_store_dir(self) -> str:
+        return str(Path(self.dir) / "fix")
+
+
+@dataclass(frozen=True)
+class VenueConfig:
+    name: str
+    kind: str = "in_process"
+    latency_us: int = 0
+    reject_ratio: float = 0.0
+    seed: int = 0
+    background: BackgroundFlow | None = None
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    fix: FixConfig
+    http: HttpConfig
+    storage: StorageConfig
+    instruments: InstrumentMaster
+    fx_rates: FxRates
+    directory: Directory
+    limits: dict[str, RiskLimits]                 # account -> limits
+    restricted: tuple[str, ...]                   # instrument keys restricted for everyone
+    restricted_by_account: dict[str, tuple[str, ...]]
+    venues: tuple[VenueConfig, ...]
+    expiry_check_s: float = 1.0
+    source: str = "<default>"
+
+
+_TOP_KEYS = {"fix", "http", "storage", "instruments", "fx_rates", "firms", "sessions", "venues", "risk", "oms"}
+
+
+def _table(value: Any, key: str, source: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(key, f"must be a table, got {type(value).__name__}", source)
+    return value
+
+
+def _check_keys(table: dict, allowed: set[str], where: str, source: str) -> None:
+    for k in table:
+        if k not in allowed:
+            raise ConfigError(f"{where}.{k}" if where else k, f"unknown key (known: {', '.join(sorted(allowed))})", source)
+
+
+def _str(table: dict, key: str, where: str, source: str, default: str | None = None, *, required: bool = False) -> str:
+    if key not in table:
+        if required:
+            raise ConfigError(f"{where}.{key}", "is required", source)
+        return default  # type: ignore[return-value]
+    value = table[key]
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}.{key}", f"must be a non-empty string, got {value!r}", source)
+    return value
+
+
+def _int(table: dict, key: str, where: str, source: str, default: int, lo: int, hi: int) -> int:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ConfigError(f"{where}.{key}", f"must be an integer in {lo}..{hi}, got {value!r}", source)
+    return value
+
+
+def _bool(table: dict, key: str, where: str, source: str, default: bool) -> bool:
+    value = table.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}.{key}", f"must be true or false, got {value!r}", source)
+    return value
+
+
+def _float(table: dict, key: str, where: str, source: str, default: float, lo: float, hi: float) -> float:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        raise ConfigError(f"{where}.{key}", f"must be a number in {lo}..{hi}, got {value!r}", source)
+    return float(value)
+
+
+_STP = {"none": STPMode.NONE, "cancel_taker": STPMode.CANCEL_TAKER, "cancel_maker": STPMode.CANCEL_MAKER,
+        "cancel_both": STPMode.CANCEL_BOTH}
+
+
+def parse_config(data: dict, source: str = "<string>") -> ServerConfig:
+    """Validate a parsed TOML document into a ServerConfig (raises ConfigError)."""
+    if not isinstance(data, dict):
+        raise ConfigError("(top)", "must be a TOML document", source)
+    _check_keys(data, _TOP_KEYS, "", source)
+
+    t = _table(data.get("fix"), "fix", source)
+    _check_keys(t, {"host", "port", "comp_id", "heartbeat_s", "check_latency", "max_latency_s", "reset_on_logon"},
+                "fix", source)
+    fix = FixConfig(host=_str(t, "host", "fix", source, "127.0.0.1"), port=_int(t, "port", "fix", source, 9878, 0, 65535),
+                    comp_id=_str(t, "comp_id", "fix", source, "CROSSBOOK"),
+                    heartbeat_s=_int(t, "heartbeat_s", "fix", source, 30, 1, 3600),
+                    check_latency=_bool(t, "check_latency", "fix", source, True),
+                    max_latency_s=_int(t, "max_latency_s", "fix", source, 120, 1, 86400),
+                    reset_on_logon=_bool(t, "reset_on_logon", "fix", source, False))
+
+    t = _table(data.get("http"), "http", source)
+    _check_keys(t, {"enabled", "host", "port"}, "http", source)
+    http = HttpConfig(enabled=_bool(t, "enabled", "http", source, True), host=_str(t, "host", "http", source, "127.0.0.1"),
+                      port=_int(t, "port", "http", source, 8080, 0, 65535))
+
+    t = _table(data.get("storage"), "storage", source)
+    _check_keys(t, {"dir", "synchronous"}, "storage", source)
+    sync = _str(t, "synchronous", "storage", source, "normal").upper()
+    if sync not in ("NORMAL", "FULL"):
+        raise ConfigError("storage.synchronous", f"must be normal or full, got {t['synchronous']!r}", source)
+    storage = StorageConfig(dir=_str(t, "dir", "storage", source, "./var"), synchronous=sync)
+
+    t = _table(data.get("oms"), "oms", source)
+    _check_keys(t, {"expiry_check_s"}, "oms", source)
+    expiry_check_s = _float(t, "expiry_check_s", "oms", source, 1.0, 0.01, 3600)
+
+    entries = data.get("instruments", DEFAULT_INSTRUMENTS)
+    try:
+        instruments = InstrumentMaster.from_config(entries)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc).split(":", 1)[0], str(exc).split(":", 1)[-1].strip(), source) from None
+    try:
+        fx_rates = FxRates.from_config(data.get("fx_rates", {"EURUSD": "1.08"}))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc).split(":", 1)[0], str(exc).split(":", 1)[-1].strip(), source) from None
+
+    directory = Directory()
+    limits: dict[str, RiskLimits] = {}
+    restricted_by_account: dict[str, tuple[str, ...]] = {}
+    firms = data.get("firms")
+    if not isinstance(firms, list) or not firms:
+        raise ConfigError("firms", "must list at least one [[firms]] table", source)
+    for fi, firm in enumerate(firms):
+        where = f"firms[{fi}]"
+        firm = _table(firm, where, source)
+        _check_keys(firm, {"name", "default_account", "accounts"}, where, source)
+        name = _str(firm, "name", where, source, required=True)
+        if name in directory.firms:
+            raise ConfigError(f"{where}.name", f"firm {name!r} is defined twice", source)
+        accounts = firm.get("accounts")
+        if not isinstance(accounts, list) or not accounts:
+            raise ConfigError(f"{where}.accounts", "must list at least one [[firms.accounts]] table", source)
+        names = []
+        for ai, acc in enumerate(accounts):
+            aw = f"{where}.accounts[{ai}]"
+            acc = _table(acc, aw, source)
+            _check_keys(acc, {"name", "currency", "stp", "limits", "restricted"}, aw, source)
+            aname = _str(acc, "name", aw, source, required=True)
+            if aname in directory.accounts:
+                raise ConfigError(f"{aw}.name", f"account {aname!r} is defined twice", source)
+            ccy = _str(acc, "currency", aw, source, "USD").upper()
+            if len(ccy) != 3 or not ccy.isalpha():
+                raise ConfigError(f"{aw}.currency", f"must be a 3-letter currency code, got {ccy!r}", source)
+            stp = _str(acc, "stp", aw, source, "none")
+            if stp not in _STP:
+                raise ConfigError(f"{aw}.stp", f"must be one of {', '.join(_STP)}, got {stp!r}", source)
+            try:
+                limits[aname] = RiskLimits.from_dict(_table(acc.get("limits"), f"{aw}.limits", source), where=f"{aw}.limits")
+            except (TypeError, ValueError) as exc:
+                text = str(exc)
+                raise ConfigError(text.split(":", 1)[0], text.split(":", 1)[-1].strip(), source) from None
+            restricted = acc.get("restricted", [])
+            if not isinstance(restricted, list) or not all(isinstance(s, str) for s in restricted):
+                raise ConfigError(f"{aw}.restricted", "must be a list of instrument keys", source)
+            for s in restricted:
+                if instruments.by_symbol(s) is None:
+                    raise ConfigError(f"{aw}.restricted", f"unknown instrument {s!r}", source)
+            restricted_by_account[aname] = tuple(restricted)
+            directory.accounts[aname] = AccountSpec(aname, len(directory.accounts), name, fi, ccy, _STP[stp])
+            names.append(aname)
+        default = _str(firm, "default_account", where, source, names[0])
+        if default not in names:
+            raise ConfigError(f"{where}.default_account", f"{default!r} is not one of the firm's accounts {names}", source)
+        directory.firms[name] = FirmSpec(name, fi, default, tuple(names))
+
+    sessions = data.get("sessions")
+    if not isinstance(sessions, list) or not sessions:
+        raise ConfigError("sessions", "must list at least one [[sessions]] table", source)
+    for si, sess in enumerate(sessions):
+        where = f"sessions[{si}]"
+        sess = _table(sess, where, source)
+        _check_keys(sess, {"comp_id", "firm", "begin_string", "msg_rate_per_sec"}, where, source)
+        comp = _str(sess, "comp_id", where, source, required=True)
+        if comp in directory.sessions:
+            raise ConfigError(f"{where}.comp_id", f"session {comp!r} is defined twice", source)
+        if comp == fix.comp_id:
+            raise ConfigError(f"{where}.comp_id", f"{comp!r} is the server's own CompID", source)
+        firm = _str(sess, "firm", where, source, comp)
+        if firm not in directory.firms:
+            raise ConfigError(f"{where}.firm", f"unknown firm {firm!r} (firms: {', '.join(directory.firms)})", source)
+        begin = _str(sess, "begin_string", where, source, "FIX.4.4")
+        if begin not in ("FIX.4.2", "FIX.4.4"):
+            raise ConfigError(f"{where}.begin_string", f"must be FIX.4.2 or FIX.4.4, got {begin!r}", source)
+        rate = sess.get("msg_rate_per_sec")
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int) or not 1 <= rate <= 1_000_000_000):
+            raise ConfigError(f"{where}.msg_rate_per_sec", f"must be an integer in 1..1000000000, got {rate!r}", source)
+        directory.sessions[comp] = ClientSessionSpec(comp, begin, firm, si, rate)
+
+    t = _table(data.get("risk"), "risk", source)
+    _check_keys(t, {"restricted"}, "risk", source)
+    restricted = t.get("restricted", [])
+    if not isinstance(restricted, list) or not all(isinstance(s, str) for s in restricted):
+        raise ConfigError("risk.restricted", "must be a list of instrument keys", source)
+    for s in restricted:
+        if instruments.by_symbol(s) is None:
+            raise ConfigError("risk.restricted", f"unknown instrument {s!r}", source)
+
+    venues_raw = data.get("venues")
+    if not isinstance(venues_raw, list) or not venues_raw:
+        raise ConfigError("venues", "must list at least one [[venues]] table", source)
+    venues = []
+    for vi, v in enumerate(venues_raw):
+        where = f"venues[{vi}]"
+        v = _table(v, where, source)
+        _check_keys(v, {"name", "kind", "latency_us", "reject_ratio", "seed", "background"}, where, source)
+        vname = _str(v, "name", where, source, required=True)
+        kind = _str(v, "kind", where, source, "in_process")
+        if kind != "in_process":
+            raise ConfigError(f"{where}.kind", f"only in_process venues exist yet, got {kind!r}", source)
+        try:
+            background = BackgroundFlow.from_config(v["background"], where=f"{where}.background") if "background" in v else None
+        except (TypeError, ValueError) as exc:
+            text = str(exc)
+            raise ConfigError(text.split(":", 1)[0], text.split(":", 1)[-1].strip(), source) from None
+        venues.append(VenueConfig(vname, kind, _int(v, "latency_us", where, source, 0, 0, 10_000_000),
+                                  _float(v, "reject_ratio", where, source, 0.0, 0.0, 1.0),
+                                  _int(v, "seed", where, source, 0, 0, 2**32 - 1), background))
+    names = [v.name for v in venues]
+    if len(set(names)) != len(names):
+        raise ConfigError("venues", f"a venue name appears twice: {names}", source)
+    for inst in instruments:
+        for vn in inst.venues:
+            if vn not in names:
+                raise ConfigError("instruments", f"{inst.key} is listed on venue {vn!r}, which is not configured "
+                                  f"(venues: {', '.join(names)})", source)
+    return ServerConfig(fix=fix, http=http, storage=storage, instruments=instruments, fx_rates=fx_rates,
+                        directory=directory, limits=limits, restricted=tuple(restricted),
+                        restricted_by_account=restricted_by_account, venues=tuple(venues),
+                        expiry_check_s=expiry_check_s, source=source)
+
+
+def load_config(path: str | None = None, overrides: dict | None = None) -> ServerConfig:
+    """The config in ``path`` (TOML), or the embedded default when None; ``overrides`` are merged
+    on top, table by table (used by tests and ``serve --port``-style flags)."""
+    if path is None:
+        data = tomllib.loads(DEFAULT_CONFIG)
+        source = "<default config>"
+    else:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError("(file)", f"cannot read {path}: {exc.strerror}", path) from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("(syntax)", str(exc), path) from None
+        source = path
+    if overrides:
+        data = merge(data, overrides)
+    return parse_config(data, source)
+
+
+def merge(base: dict, overrides: dict) -> dict:
+    out = dict(base)
+    for k, v in overrides.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+DEFAULT_CONFIG = """
+# The embedded default configuration of `crossbook serve` (docs/config.md explains every key).
+[fix]
+host = "127.0.0.1"
+port = 9878
+comp_id = "CROSSBOOK"
+
+[http]
+host = "127.0.0.1"
+port = 8080
+
+[storage]
+dir = "./var"
+
+[fx_rates]
+EURUSD = "1.08"
+
+[[firms]]
+name = "FIRM1"
+default_account = "ACC1"
+[[firms.accounts]]
+name = "ACC1"
+stp = "cancel_taker"
+limits = { max_order_qty = 100000, max_order_notional = "5000000", collar_pct = "10", daily_credit_limit = "50000000", max_position = 500000, max_open_orders = 1000 }
+[[firms.accounts]]
+name = "ACC2"
+currency = "EUR"
+limits = { max_order_qty = 10000, max_order_notional = "1000000", collar_pct = "10", market_orders_allowed = false }
+
+[[firms]]
+name = "FIRM2"
+default_account = "ACC3"
+[[firms.accounts]]
+name = "ACC3"
+limits = { max_order_qty = 100000, max_order_notional = "5000000", collar_pct = "10", daily_credit_limit = "50000000" }
+
+[[firms]]
+name = "FIRM42"
+default_account = "ACC42"
+[[firms.accounts]]
+name = "ACC42"
+limits = { max_order_qty = 100000, max_order_notional = "5000000", collar_pct = "10" }
+
+[[sessions]]
+comp_id = "FIRM1"
+firm = "FIRM1"
+begin_string = "FIX.4.4"
+msg_rate_per_sec = 5000
+
+[[sessions]]
+comp_id = "FIRM2"
+firm = "FIRM2"
+begin_string = "FIX.4.4"
+msg_rate_per_sec = 5000
+
+[[sessions]]
+comp_id = "FIRM42"
+firm = "FIRM42"
+begin_string = "FIX.4.2"
+msg_rate_per_sec = 5000
+
+[[venues]]
+name = "VENUE-A"
+seed = 1
+background = { enabled = true, rate = 20.0, seed = 11 }
+
+[[venues]]
+name = "VENUE-B"
+seed = 2
+background = { enabled = true, rate = 20.0, seed = 22 }
+"""

@@ -1,0 +1,180 @@
+"""Orders, executions and the typed commands the FIX gateway hands to the order manager.
+
+Prices are int ticks of the order's instrument and quantities int units everywhere here; the
+gateway converts FIX Decimals at the edge (crossbook.model.instruments does the arithmetic).
+``Order`` is mutable and owned by the order manager (one writer on the event loop); everything
+else is an immutable record.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from crossbook.model.enums import ExecType, OrderState, OrdStatus, ORD_STATUS_OF
+
+
+@dataclass(slots=True)
+class Order:
+    """One client order as the OMS tracks it. ``order_id`` is the OMS's OrderID (37), stable for
+    the whole ClOrdID chain; ``cl_ord_id`` is the latest accepted ClOrdID."""
+
+    order_id: str
+    seq: int                       # entry order, also the sort key for recovery
+    session: str                   # client session key (BeginString:Sender->Target)
+    begin_string: str
+    firm: str
+    account: str
+    symbol: str
+    instrument_index: int          # -1 when the instrument could not be resolved (rejected order)
+    side: int                      # crossbook.core.Side value (1 buy, 2 sell)
+    ord_type: int                  # crossbook.core.OrdType value
+    tif: int                       # crossbook.core.TimeInForce value
+    qty: int
+    price: int = 0                 # ticks; 0 for market / stop
+    stop_px: int = 0
+    display_qty: int = 0           # MaxFloor (iceberg); 0 = fully displayed
+    post_only: bool = False
+    expire_time: int = 0           # ns, GTD
+    cl_ord_id: str = ""
+    orig_cl_ord_id: str = ""       # the ClOrdID this one replaced, when replaced
+    venue: str = ""
+    venue_cl_ord_id: str = ""      # current child id at the venue
+    venue_order_id: str = ""
+    venue_seq: int = 0             # counter for venue_cl_ord_id suffixes
+    state: OrderState = OrderState.PENDING_NEW
+    cum_qty: int = 0
+    leaves_qty: int = 0
+    cum_value: int = 0             # sum of fill qty x fill price in ticks: AvgPx is exact from it
+    text: str = ""
+    created_ns: int = 0
+    updated_ns: int = 0
+    # A cancel or replace in flight: its ClOrdID, kind ("cancel" / "replace"), new qty/price.
+    pending_cl_ord_id: str = ""
+    pending_kind: str = ""
+    pending_qty: int = 0
+    pending_price: int = 0
+    # Every ClOrdID this order ever had (for duplicate detection and OrigClOrdID lookups).
+    cl_ord_ids: list[str] = field(default_factory=list)
+
+    @property
+    def ord_status(self) -> OrdStatus:
+        return ORD_STATUS_OF[self.state]
+
+    @property
+    def is_open(self) -> bool:
+        return not self.state.is_terminal
+
+    def avg_px_ticks(self) -> Decimal:
+        """Average fill price in ticks, exact while it terminates (Decimal division, 28 digits)."""
+        if self.cum_qty == 0:
+            return Decimal(0)
+        return Decimal(self.cum_value) / Decimal(self.cum_qty)
+
+    def to_row(self) -> dict[str, Any]:
+        """Plain values for storage and JSON (state as its value)."""
+        row = {name: getattr(self, name) for name in ORDER_FIELDS}
+        row["state"] = self.state.value
+        row["cl_ord_ids"] = list(self.cl_ord_ids)
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "Order":
+        values = {name: row[name] for name in ORDER_FIELDS if name in row}
+        values["state"] = OrderState(values["state"])
+        values["post_only"] = bool(values.get("post_only", False))
+        values["cl_ord_ids"] = list(row.get("cl_ord_ids") or [])
+        return cls(**values)
+
+
+ORDER_FIELDS = tuple(f for f in Order.__dataclass_fields__)
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """One ExecutionReport's content (what was durably recorded and then sent)."""
+
+    exec_id: str
+    order_id: str
+    seq: int                      # global execution sequence (also orders ExecIDs)
+    cl_ord_id: str
+    orig_cl_ord_id: str
+    exec_type: ExecType
+    ord_status: OrdStatus
+    symbol: str
+    side: int
+    qty: int                      # OrderQty after this execution
+    price: int                    # limit price ticks after this execution
+    last_qty: int
+    last_px: int                  # ticks
+    cum_qty: int
+    leaves_qty: int
+    cum_value: int                # ticks x units; AvgPx = cum_value / cum_qty ticks
+    venue: str
+    text: str
+    reason: str                   # CancelCause / rejection code name, for queries
+    ord_rej_reason: int           # -1 when not a rejection
+    ts: int
+    account: str
+    session: str
+
+    def to_row(self) -> dict[str, Any]:
+        row = {name: getattr(self, name) for name in EXECUTION_FIELDS}
+        row["exec_type"] = self.exec_type.value
+        row["ord_status"] = self.ord_status.value
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "Execution":
+        values = {name: row[name] for name in EXECUTION_FIELDS}
+        values["exec_type"] = ExecType(values["exec_type"])
+        values["ord_status"] = OrdStatus(values["ord_status"])
+        return cls(**values)
+
+
+EXECUTION_FIELDS = tuple(f for f in Execution.__dataclass_fields__)
+
+
+# -- commands (what the gateway hands to the order manager) ---------------------------------
+@dataclass(frozen=True, slots=True)
+class NewOrder:
+    """A validated NewOrderSingle: instrument resolved, prices in ticks, lot checked."""
+
+    session: str
+    begin_string: str
+    cl_ord_id: str
+    firm: str
+    account: str
+    instrument_index: int
+    side: int
+    ord_type: int
+    tif: int
+    qty: int
+    price: int = 0
+    stop_px: int = 0
+    display_qty: int = 0
+    post_only: bool = False
+    expire_time: int = 0
+    ex_destination: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOrder:
+    session: str
+    cl_ord_id: str
+    orig_cl_ord_id: str
+    order_id: str = ""
+    symbol: str = ""
+    side: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceOrder:
+    session: str
+    cl_ord_id: str
+    orig_cl_ord_id: str
+    qty: int
+    price: int
+    order_id: str = ""
+    symbol: str = ""
+    side: int = 0

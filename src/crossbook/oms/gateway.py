@@ -1,0 +1,370 @@
+"""The FIX gateway: FIX application messages -> typed order-manager commands, and the manager's
+outputs -> ExecutionReports / OrderCancelRejects / OrderMassCancelReports for the session's FIX
+version (4.2 or 4.4 semantics).
+
+Edge rules (FIX answers):
+
+* a tag the FIX dictionary requires is missing -> the session layer answers a session Reject (3)
+  with SessionRejectReason 1 and RefTagID before we see the message;
+* a tag required only by the order's type (Price for limit, StopPx for stop, ExpireTime/Date for
+  GTD, OrigClOrdID ...) -> BusinessMessageReject (j) with BusinessRejectReason 5 naming the tag;
+* unknown instrument -> ExecutionReport Rejected, OrdRejReason 1 (unknown symbol);
+* off-tick price, wrong lot, bad quantity -> ExecutionReport Rejected, OrdRejReason 13 (incorrect
+  quantity) / 99 (other; 0 on FIX 4.2, which has no 13/99), Text naming the value and the rule;
+* unknown account / account of another firm -> OrdRejReason 15 (0 on 4.2);
+* unsupported Side/OrdType/TimeInForce -> OrdRejReason 11 (0 on 4.2).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from decimal import Decimal, InvalidOperation
+
+from crossbook.core import OrdType, TimeInForce
+from crossbook.fix.codec import parse_utc_timestamp, format_utc_timestamp
+from crossbook.fix.messages import Message
+from crossbook.fix.session import Application, BusinessReject, Session, UnsupportedMessageType
+from crossbook.model.enums import ExecType, OrdRejReason
+from crossbook.model.instruments import Instrument, InstrumentMaster, LotSizeError, PriceError
+from crossbook.model.orders import CancelOrder, NewOrder, ReplaceOrder
+from crossbook.oms.accounts import Directory
+from crossbook.oms.manager import OrderManager, avg_px
+from crossbook.oms.reports import CancelReject, ExecReport, MassCancelReport, Output
+
+log = logging.getLogger("crossbook.oms.gateway")
+
+CONDITIONALLY_REQUIRED = 5  # BusinessRejectReason
+
+_SIDES = {b"1": 1, b"2": 2}
+_ORD_TYPES = {b"1": OrdType.MARKET, b"2": OrdType.LIMIT, b"3": OrdType.STOP, b"4": OrdType.STOP_LIMIT}
+_TIFS = {b"0": TimeInForce.DAY, b"1": TimeInForce.GTC, b"3": TimeInForce.IOC, b"4": TimeInForce.FOK,
+         b"6": TimeInForce.GTD}
+_ORD_TYPE_FIX = {int(v): k.decode() for k, v in _ORD_TYPES.items()}
+_TIF_FIX = {int(v): k.decode() for k, v in _TIFS.items()}
+
+
+class _Refused(Exception):
+    """A NewOrderSingle refused at the edge: answered with an ExecutionReport Rejected."""
+
+    def __init__(self, reason: OrdRejReason, text: str) -> None:
+        super().__init__(text)
+        self.reason = reason
+        self.text = text
+
+
+def _text(msg: Message, tag: int) -> str:
+    value = msg.get(tag)
+    return value.decode("latin-1") if value is not None else ""
+
+
+def _require(msg: Message, tag: int, why: str) -> bytes:
+    value = msg.get(tag)
+    if not value:
+        raise BusinessReject(CONDITIONALLY_REQUIRED, f"Conditionally required field missing: {why}", tag)
+    return value
+
+
+def _fmt(value: Decimal) -> str:
+    """A computed Decimal (AvgPx) without trailing zeros or exponent."""
+    if value == 0:
+        return "0"
+    return format(value.normalize(), "f")
+
+
+def _px(value: Decimal) -> str:
+    """A price in the instrument's tick precision (230.00, not 230 or 2.3E+2)."""
+    return format(value, "f")
+
+
+class FixGateway(Application):
+    """The FIX Application of the OMS acceptor. ``sessions`` maps client CompID -> live Session."""
+
+    def __init__(self, manager: OrderManager, instruments: InstrumentMaster, directory: Directory) -> None:
+        self.manager = manager
+        self.instruments = instruments
+        self.directory = directory
+        self.sessions: dict[str, Session] = {}
+        manager.set_output_sink(self.send_output)
+
+    # ------------------------------------------------------------------ session callbacks
+    def on_create(self, session: Session) -> None:
+        self.sessions[session.settings.target_comp_id] = session
+
+    def from_app(self, session: Session, message: Message) -> None:
+        key = session.settings.target_comp_id
+        if key not in self.directory.sessions:
+            raise BusinessReject(4, "session is not configured for order entry")  # 4: application not available
+        mt = message.msg_type
+        if mt == b"D":
+            self.on_new_order_single(key, session.settings.begin_string, message)
+        elif mt == b"F":
+            self.on_order_cancel_request(key, message)
+        elif mt == b"G":
+            self.on_order_cancel_replace_request(key, message)
+        elif mt == b"H":
+            self.manager.order_status(key, _text(message, 11), _text(message, 37))
+        elif mt == b"AF":
+            self.manager.mass_status(key, _text(message, 584), _text(message, 585), symbol=_text(message, 55),
+                                     account=_text(message, 1))
+        elif mt == b"q":
+            self.manager.mass_cancel(key, _text(message, 11), _text(message, 530), symbol=_text(message, 55),
+                                     security_type=_text(message, 167), account=_text(message, 1))
+        else:
+            raise UnsupportedMessageType()
+
+    # ------------------------------------------------------------------ D
+    def on_new_order_single(self, key: str, begin_string: str, msg: Message) -> None:
+        cl_ord_id = _text(msg, 11)
+        if not cl_ord_id:
+            raise BusinessReject(CONDITIONALLY_REQUIRED, "Conditionally required field missing: ClOrdID", 11)
+        ord_type_raw = _require(msg, 40, "OrdType")
+        ord_type = _ORD_TYPES.get(ord_type_raw)
+        if ord_type in (OrdType.LIMIT, OrdType.STOP_LIMIT):
+            _require(msg, 44, "Price (44) for a limit order")
+        if ord_type in (OrdType.STOP, OrdType.STOP_LIMIT):
+            _require(msg, 99, "StopPx (99) for a stop order")
+        tif = _TIFS.get(msg.get(59, b"0"))
+        if tif == TimeInForce.GTD and not msg.get(126) and not msg.get(432):
+            raise BusinessReject(CONDITIONALLY_REQUIRED,
+                                 "Conditionally required field missing: ExpireTime (126) or ExpireDate (432) for GTD", 126)
+        _require(msg, 38, "OrderQty")
+        partial = {"account": _text(msg, 1), "symbol": _text(msg, 55), "side": _SIDES.get(msg.get(54, b""), 0)}
+        try:
+            cmd = self._new_order(key, begin_string, cl_ord_id, msg, ord_type, tif, partial)
+        except _Refused as refused:
+            self.manager.reject_new(key, begin_string, cl_ord_id, refused.reason, refused.text, **partial)
+            return
+        self.manager.new_order(cmd)
+
+    def _new_order(self, key: str, begin_string: str, cl_ord_id: str, msg: Message, ord_type, tif,
+                   partial: dict) -> NewOrder:
+        acc = self.directory.account_of(key, partial["account"])
+        if acc is None:
+            raise _Refused(OrdRejReason.UNKNOWN_ACCOUNT, f"unknown account {partial['account']!r} for this session")
+        partial["account"] = acc.name
+        inst = self.resolve_instrument(msg)
+        partial["symbol"] = inst.key
+        partial["instrument_index"] = inst.index
+        side = partial["side"]
+        if side == 0:
+            raise _Refused(OrdRejReason.UNSUPPORTED_ORDER_CHARACTERISTIC,
+                           f"Side {_text(msg, 54)!r} not supported (1 buy, 2 sell)")
+        if ord_type is None:
+            raise _Refused(OrdRejReason.UNSUPPORTED_ORDER_CHARACTERISTIC,
+                           f"OrdType {_text(msg, 40)!r} not supported (1 market, 2 limit, 3 stop, 4 stop limit)")
+        partial["ord_type"] = int(ord_type)
+        if tif is None:
+            raise _Refused(OrdRejReason.UNSUPPORTED_ORDER_CHARACTERISTIC,
+                           f"TimeInForce {_text(msg, 59)!r} not supported (0 DAY, 1 GTC, 3 IOC, 4 FOK, 6 GTD)")
+        partial["tif"] = int(tif)
+        qty = self.quantity(inst, msg, 38, "OrderQty")
+        partial["qty"] = qty
+        price = stop = 0
+        if ord_type in (OrdType.LIMIT, OrdType.STOP_LIMIT):
+            price = self.price(inst, msg, 44, "Price")
+            partial["price"] = price
+        if ord_type in (OrdType.STOP, OrdType.STOP_LIMIT):
+            stop = self.price(inst, msg, 99, "StopPx")
+        display = 0
+        if msg.get(111):
+            display = self.quantity(inst, msg, 111, "MaxFloor")
+            if display > qty:
+                raise _Refused(OrdRejReason.INCORRECT_QUANTITY, f"MaxFloor {display} is above OrderQty {qty}")
+        post_only = b"6" in (msg.get(18) or b"").split(b" ")
+        expire = 0
+        if tif == TimeInForce.GTD:
+            expire = self.expire_time(msg)
+        return NewOrder(session=key, begin_string=begin_string, cl_ord_id=cl_ord_id, firm=acc.firm,
+                        account=acc.name, instrument_index=inst.index, side=side, ord_type=int(ord_type),
+                        tif=int(tif), qty=qty, price=price, stop_px=stop, display_qty=display,
+                        post_only=post_only, expire_time=expire, ex_destination=_text(msg, 100))
+
+    def resolve_instrument(self, msg: Message) -> Instrument:
+        try:
+            return self.instruments.resolve(
+                _text(msg, 55), security_type=_text(msg, 167) or None, maturity_month_year=_text(msg, 200) or None,
+                strike=_text(msg, 202) or None, put_or_call=_text(msg, 201) or None, currency=_text(msg, 15) or None)
+        except ValueError as exc:
+            raise _Refused(OrdRejReason.UNKNOWN_SYMBOL, str(exc)) from None
+
+    @staticmethod
+    def quantity(inst: Instrument, msg: Message, tag: int, name: str) -> int:
+        raw = _text(msg, tag)
+        try:
+            value = Decimal(raw)
+        except InvalidOperation:
+            raise _Refused(OrdRejReason.INCORRECT_QUANTITY, f"{name} ({tag}) {raw!r} is not a number") from None
+        if not value.is_finite() or value <= 0 or value != value.to_integral_value():
+            raise _Refused(OrdRejReason.INCORRECT_QUANTITY, f"{name} ({tag}) {raw} must be a positive whole number")
+        qty = int(value)
+        try:
+            inst.check_qty(qty)
+        except LotSizeError as exc:
+            raise _Refused(OrdRejReason.INCORRECT_QUANTITY, f"{name} ({tag}): {exc}") from None
+        except ValueError as exc:
+            raise _Refused(OrdRejReason.INCORRECT_QUANTITY, f"{name} ({tag}): {exc}") from None
+        return qty
+
+    @staticmethod
+    def price(inst: Instrument, msg: Message, tag: int, name: str) -> int:
+        raw = _text(msg, tag)
+        try:
+            ticks = inst.price_to_ticks(raw)
+        except PriceError as exc:
+            raise _Refused(OrdRejReason.OTHER, f"{name} ({tag}): {exc}") from None
+        except (ValueError, InvalidOperation) as exc:
+            raise _Refused(OrdRejReason.OTHER, f"{name} ({tag}) {raw!r}: {exc}") from None
+        if ticks <= 0:
+            raise _Refused(OrdRejReason.OTHER, f"{name} ({tag}) {raw} must be positive")
+        return ticks
+
+    @staticmethod
+    def expire_time(msg: Message) -> int:
+        if msg.get(126):
+            try:
+                return parse_utc_timestamp(msg[126])
+            except ValueError:
+                raise _Refused(OrdRejReason.OTHER, f"ExpireTime (126) {_text(msg, 126)!r} is not a UTCTimestamp") from None
+        raw = _text(msg, 432)
+        try:
+            day = _dt.datetime.strptime(raw, "%Y%m%d").replace(tzinfo=_dt.timezone.utc)
+        except ValueError:
+            raise _Refused(OrdRejReason.OTHER, f"ExpireDate (432) {raw!r} is not YYYYMMDD") from None
+        # Good for the whole of that (UTC) day.
+        return int((day + _dt.timedelta(days=1)).timestamp()) * 1_000_000_000 - 1
+
+    # ------------------------------------------------------------------ F / G
+    def on_order_cancel_request(self, key: str, msg: Message) -> None:
+        cl = _text(msg, 11)
+        orig = _require(msg, 41, "OrigClOrdID").decode("latin-1")
+        self.manager.cancel_order(CancelOrder(session=key, cl_ord_id=cl, orig_cl_ord_id=orig,
+                                              order_id=_text(msg, 37), symbol=_text(msg, 55),
+                                              side=_SIDES.get(msg.get(54, b""), 0)))
+
+    def on_order_cancel_replace_request(self, key: str, msg: Message) -> None:
+        cl = _text(msg, 11)
+        orig = _require(msg, 41, "OrigClOrdID").decode("latin-1")
+        order = self.manager._lookup(key, orig, _text(msg, 37))
+        side = _SIDES.get(msg.get(54, b""), 0)
+        if order is None or order.instrument_index < 0:
+            self.manager.replace_order(ReplaceOrder(session=key, cl_ord_id=cl, orig_cl_ord_id=orig, qty=0, price=0,
+                                                    order_id=_text(msg, 37), side=side))
+            return
+        inst = self.instruments.by_index(order.instrument_index)
+        _require(msg, 38, "OrderQty")
+        try:
+            qty = self.quantity(inst, msg, 38, "OrderQty")
+            price = order.price
+            if order.ord_type in (OrdType.LIMIT, OrdType.STOP_LIMIT):
+                price = self.price(inst, msg, 44, "Price") if msg.get(44) else order.price
+        except _Refused as refused:
+            from crossbook.model.enums import CxlRejReason, CxlRejResponseTo
+            self.manager._refuse(key, order, cl, orig, CxlRejResponseTo.REPLACE, CxlRejReason.BROKER_OPTION,
+                                 refused.text)
+            return
+        self.manager.replace_order(ReplaceOrder(session=key, cl_ord_id=cl, orig_cl_ord_id=orig, qty=qty,
+                                                price=price, order_id=_text(msg, 37), side=side))
+
+    # ------------------------------------------------------------------ outputs
+    def send_output(self, output: Output) -> None:
+        session = self.sessions.get(output.session)
+        if session is None:
+            log.error("no FIX session %s for %s", output.session, type(output).__name__)
+            return
+        if isinstance(output, ExecReport):
+            session.send(b"8", self.execution_report_body(session.settings.begin_string, output))
+        elif isinstance(output, CancelReject):
+            session.send(b"9", self.cancel_reject_body(session.settings.begin_string, output))
+        elif isinstance(output, MassCancelReport):
+            session.send(b"r", self.mass_cancel_report_body(output))
+
+    def _instrument_fields(self, symbol_key: str) -> list[tuple[int, str]]:
+        inst = self.instruments.by_symbol(symbol_key) if symbol_key else None
+        if inst is None:
+            return [(55, symbol_key or "[N/A]")]
+        fields: list[tuple[int, str]] = [(55, inst.symbol), (167, inst.security_type)]
+        if inst.maturity_month_year:
+            fields.append((200, inst.maturity_month_year))
+        if inst.put_or_call is not None:
+            fields.append((201, str(inst.put_or_call)))
+        if inst.strike is not None:
+            fields.append((202, _fmt(inst.strike)))
+        return fields
+
+    def execution_report_body(self, begin_string: str, out: ExecReport) -> list[tuple[int, str]]:
+        ex = out.execution
+        v42 = begin_string == "FIX.4.2"
+        inst = self.instruments.by_symbol(ex.symbol) if ex.symbol else None
+        exec_type = ex.exec_type.value
+        trans = "0"
+        if v42:
+            if ex.exec_type is ExecType.TRADE:
+                exec_type = "2" if ex.leaves_qty == 0 else "1"
+            elif ex.exec_type is ExecType.ORDER_STATUS:
+                exec_type, trans = ex.ord_status.value, "3"
+        body: list[tuple[int, str]] = [(37, ex.order_id)]
+        if ex.cl_ord_id:
+            body.append((11, ex.cl_ord_id))
+        if ex.orig_cl_ord_id and ex.exec_type in (ExecType.REPLACED, ExecType.CANCELED, ExecType.PENDING_CANCEL,
+                                                  ExecType.PENDING_REPLACE):
+            body.append((41, ex.orig_cl_ord_id))
+        body.append((17, ex.exec_id))
+        if v42:
+            body.append((20, trans))
+        body += [(150, exec_type), (39, ex.ord_status.value)]
+        if ex.account:
+            body.append((1, ex.account))
+        body += self._instrument_fields(ex.symbol)
+        body.append((54, str(ex.side or 1)))
+        if out.order_qty or ex.qty:
+            body.append((38, str(out.order_qty or ex.qty)))
+        if out.ord_type:
+            body.append((40, _ORD_TYPE_FIX[out.ord_type]))
+        if inst is not None:
+            if ex.price and out.ord_type in (OrdType.LIMIT, OrdType.STOP_LIMIT, 0):
+                body.append((44, _px(inst.ticks_to_price(ex.price))))
+            if out.stop_px:
+                body.append((99, _px(inst.ticks_to_price(out.stop_px))))
+        if out.ord_type:
+            body.append((59, _TIF_FIX.get(out.tif, "0")))
+        if ex.exec_type is ExecType.TRADE and inst is not None:
+            body += [(32, str(ex.last_qty)), (31, _px(inst.ticks_to_price(ex.last_px))), (30, ex.venue)]
+        body += [(151, str(ex.leaves_qty)), (14, str(ex.cum_qty)),
+                 (6, _fmt(avg_px(ex, inst.tick_size)) if inst is not None else "0")]
+        if out.ord_rej_reason is not None:
+            body.append((103, str(out.ord_rej_reason.for_version(begin_string))))
+        if out.mass_status_req_id:
+            body.append((584, out.mass_status_req_id))
+        if out.tot_num_reports >= 0:
+            body.append((911, str(out.tot_num_reports)))
+        if out.last_rpt_requested:
+            body.append((912, "Y"))
+        if ex.text:
+            body.append((58, ex.text))
+        body.append((60, format_utc_timestamp(ex.ts, 6).decode()))
+        return body
+
+    @staticmethod
+    def cancel_reject_body(begin_string: str, out: CancelReject) -> list[tuple[int, str]]:
+        body = [(37, out.order_id), (11, out.cl_ord_id or "NONE"), (41, out.orig_cl_ord_id or "NONE"),
+                (39, out.ord_status.value)]
+        if out.account:
+            body.append((1, out.account))
+        body += [(434, out.response_to.value), (102, str(out.reason.for_version(begin_string)))]
+        if out.text:
+            body.append((58, out.text))
+        return body
+
+    @staticmethod
+    def mass_cancel_report_body(out: MassCancelReport) -> list[tuple[int, str]]:
+        body = [(11, out.cl_ord_id), (37, out.report_id), (530, out.request_type), (531, out.response)]
+        if out.reject_reason >= 0:
+            body.append((532, str(out.reject_reason)))
+        body.append((533, str(out.affected)))
+        if out.symbol:
+            body.append((55, out.symbol))
+        if out.security_type:
+            body.append((167, out.security_type))
+        if out.text:
+            body.append((58, out.text))
+        return body

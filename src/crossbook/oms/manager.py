@@ -1,0 +1,821 @@
+"""The order manager: the single writer of order state, on the event loop.
+
+Commands come from the FIX gateway (new, cancel, replace, status, mass cancel, mass status) and
+from operators (kill switch, end of day); events come from venues through one sink. Every change
+goes through the lifecycle table (crossbook.oms.lifecycle), updates the risk engine's usage, and
+lands in the current *batch*: changed order rows, new executions, ClOrdIDs, risk usage and the
+outputs (ExecutionReports, OrderCancelRejects, MassCancelReports) to send. One loop iteration's
+batch is handed to the journal (persistence: group commit on a writer thread); the outputs go
+out and subscribers hear about the changes only once the journal says the batch is durable.
+Nothing here blocks: no I/O, no locks.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Callable, Iterable, Protocol
+
+from crossbook.core import OrdType, Reason, Side, TimeInForce
+from crossbook.model.enums import (
+    CancelCause, CxlRejReason, CxlRejResponseTo, ExecType, OrderState, OrdRejReason, OrdStatus,
+)
+from crossbook.model.events import OrderEvent
+from crossbook.model.instruments import Instrument, InstrumentMaster
+from crossbook.model.orders import CancelOrder, Execution, NewOrder, Order, ReplaceOrder
+from crossbook.oms.accounts import Directory
+from crossbook.oms.lifecycle import Trigger, transition
+from crossbook.oms.reports import CancelReject, ExecReport, MassCancelReport, Output
+from crossbook.routing.venue import Venue, VenueEvent, VenueEventKind, VenueOrder
+
+log = logging.getLogger("crossbook.oms")
+
+NONE = "NONE"
+
+# Core cancel reasons -> why the OMS says the order ended, and whether it counts as an expiry.
+_CAUSE_OF_REASON = {
+    int(Reason.IOC_REMAINDER): CancelCause.IOC_REMAINDER,
+    int(Reason.MARKET_REMAINDER): CancelCause.MARKET_REMAINDER,
+    int(Reason.FOK_UNFILLABLE): CancelCause.FOK,
+    int(Reason.STP_TAKER): CancelCause.SELF_TRADE,
+    int(Reason.STP_MAKER): CancelCause.SELF_TRADE,
+    int(Reason.USER_CANCEL): CancelCause.CLIENT,
+    int(Reason.END_OF_DAY): CancelCause.END_OF_DAY,
+    int(Reason.EXPIRED): CancelCause.EXPIRED,
+}
+_EXPIRY_CAUSES = (CancelCause.END_OF_DAY, CancelCause.EXPIRED)
+_CAUSE_TEXT = {
+    CancelCause.IOC_REMAINDER: "IOC remainder canceled",
+    CancelCause.MARKET_REMAINDER: "market order remainder canceled: no more liquidity",
+    CancelCause.FOK: "FOK order could not be filled in full",
+    CancelCause.SELF_TRADE: "canceled by self-trade prevention",
+    CancelCause.EXPIRED: "GTD order expired",
+    CancelCause.END_OF_DAY: "DAY order expired at end of day",
+    CancelCause.KILL_SWITCH: "canceled by kill switch",
+    CancelCause.MASS_CANCEL: "canceled by mass cancel",
+    CancelCause.CLIENT: "",
+    CancelCause.VENUE: "canceled by venue",
+    CancelCause.RESTART: "canceled: server restarted while the cancel was pending",
+}
+
+
+@dataclass(slots=True)
+class Batch:
+    """One group of changes that becomes durable at once, and what to send after."""
+
+    orders: dict[str, dict[str, Any]] = field(default_factory=dict)     # order_id -> row
+    executions: list[dict[str, Any]] = field(default_factory=list)
+    cl_ord_ids: list[tuple[str, str, str]] = field(default_factory=list)  # (session, clordid, order_id)
+    risk_usage: dict[int, dict[str, Any]] = field(default_factory=dict)   # account index -> usage
+    meta: dict[str, str] = field(default_factory=dict)
+    outputs: list[Output] = field(default_factory=list)
+    events: list[tuple[Execution, dict[str, Any]]] = field(default_factory=list)
+
+    def empty(self) -> bool:
+        return not (self.orders or self.executions or self.outputs or self.meta or self.cl_ord_ids)
+
+
+class Journal(Protocol):
+    """Where batches become durable (crossbook.persistence.SqliteJournal, or MemoryJournal)."""
+
+    def submit(self, batch: Batch, on_durable: Callable[[Batch], None]) -> None: ...
+
+
+class MemoryJournal:
+    """No durability: batches are 'durable' on the next loop iteration (tests, embedders)."""
+
+    def __init__(self) -> None:
+        self.batches: list[Batch] = []
+
+    def submit(self, batch: Batch, on_durable: Callable[[Batch], None]) -> None:
+        self.batches.append(batch)
+        asyncio.get_running_loop().call_soon(on_durable, batch)
+
+
+class Clock(Protocol):
+    def now_ns(self) -> int: ...
+
+
+class OrderManager:
+    """Order state, lifecycle and ClOrdID chains for every client order. See module docstring."""
+
+    def __init__(self, *, instruments: InstrumentMaster, venues: dict[str, Venue], risk: Any,
+                 directory: Directory, clock: Clock, journal: Journal | None = None) -> None:
+        self.instruments = instruments
+        self.venues = venues
+        self.risk = risk
+        self.directory = directory
+        self.clock = clock
+        self.journal: Journal = journal if journal is not None else MemoryJournal()
+        self.orders: dict[str, Order] = {}
+        self._open: dict[str, Order] = {}                     # order_id -> open order
+        self._by_cl_ord_id: dict[tuple[str, str], str] = {}   # (session, ClOrdID) -> order_id
+        self._by_venue_id: dict[tuple[str, str], Order] = {}  # (venue, venue ClOrdID) -> order
+        self._risk_price: dict[str, int] = {}                 # order_id -> price its risk usage is held at
+        self._absorb_ack: set[tuple[str, str]] = set()        # resubmitted after restart: ack is silent
+        self._seen_venue_exec: set[tuple[str, str]] = set()
+        self._order_seq = 0
+        self._exec_seq = 0
+        self._report_seq = 0
+        self._batch = Batch()
+        self._flush_scheduled = False
+        self._outputs_sink: Callable[[Output], None] | None = None
+        self._subscribers: list[Callable[[OrderEvent], None]] = []
+        self.in_flight = 0
+        for venue in venues.values():
+            venue.set_event_sink(self.on_venue_event)
+
+    # ------------------------------------------------------------------ wiring
+    def set_output_sink(self, sink: Callable[[Output], None]) -> None:
+        """Where durable outputs go (the FIX gateway)."""
+        self._outputs_sink = sink
+
+    def subscribe(self, callback: Callable[[OrderEvent], None]) -> Callable[[], None]:
+        """Call ``callback`` with every order event once it is durable; returns an unsubscribe."""
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
+
+    # ------------------------------------------------------------------ queries
+    def order(self, order_id: str) -> Order | None:
+        return self.orders.get(order_id)
+
+    def find(self, session: str, cl_ord_id: str) -> Order | None:
+        oid = self._by_cl_ord_id.get((session, cl_ord_id))
+        return self.orders.get(oid) if oid else None
+
+    def open_orders(self) -> list[Order]:
+        return sorted(self._open.values(), key=lambda o: o.seq)
+
+    # ------------------------------------------------------------------ new orders
+    def reject_new(self, session: str, begin_string: str, cl_ord_id: str, reason: OrdRejReason, text: str, *,
+                   account: str = "", symbol: str = "", side: int = 0, qty: int = 0, ord_type: int = 0,
+                   price: int = 0, tif: int = 0, instrument_index: int = -1) -> None:
+        """A NewOrderSingle refused before it became an order (bad instrument, tick, lot, account):
+        recorded as a rejected order, answered with an ExecutionReport Rejected."""
+        if self._duplicate(session, cl_ord_id):
+            self._reject_duplicate(session, begin_string, cl_ord_id, account, symbol, side)
+            return
+        order = self._make_order(session, begin_string, cl_ord_id, account, symbol, instrument_index, side,
+                                 ord_type, tif, qty, price)
+        self._reject_order(order, reason, text)
+
+    def new_order(self, cmd: NewOrder) -> Order | None:
+        """A validated NewOrderSingle: duplicate check, venue choice, risk, then to the venue."""
+        inst = self.instruments.by_index(cmd.instrument_index)
+        if self._duplicate(cmd.session, cmd.cl_ord_id):
+            self._reject_duplicate(cmd.session, cmd.begin_string, cmd.cl_ord_id, cmd.account, inst.key, cmd.side)
+            return None
+        order = self._make_order(cmd.session, cmd.begin_string, cmd.cl_ord_id, cmd.account, inst.key, inst.index,
+                                 cmd.side, cmd.ord_type, cmd.tif, cmd.qty, cmd.price)
+        order.stop_px = cmd.stop_px
+        order.display_qty = cmd.display_qty
+        order.post_only = cmd.post_only
+        order.expire_time = cmd.expire_time
+        venue_name = cmd.ex_destination or inst.default_venue
+        venue = self.venues.get(venue_name)
+        if venue is None or venue_name not in inst.venues:
+            known = ", ".join(v for v in inst.venues if v in self.venues)
+            self._reject_order(order, OrdRejReason.OTHER,
+                               f"ExDestination {venue_name!r} does not list {inst.key} (venues: {known})")
+            return order
+        order.venue = venue_name
+        if not venue.is_up:
+            self._reject_order(order, OrdRejReason.EXCHANGE_CLOSED, f"venue {venue_name} is down")
+            return order
+        acc = self.directory.accounts[order.account]
+        sess = self.directory.sessions[cmd.session]
+        risk_price = self._risk_price_of(order, inst)
+        code = self.risk.check_new(acc.index, inst.index, sess.index, cmd.side, cmd.ord_type, cmd.qty,
+                                   risk_price if cmd.ord_type != OrdType.MARKET else 0, self.clock.now_ns())
+        if code != 0:
+            text = self.risk.explain(code, acc.index, inst.index, cmd.side, cmd.ord_type, cmd.qty,
+                                     risk_price if cmd.ord_type != OrdType.MARKET else 0, sess.index)
+            self._reject_order(order, OrdRejReason.ORDER_EXCEEDS_LIMIT, text, reason_name=f"risk:{code.name}")
+            return order
+        if cmd.ord_type == OrdType.MARKET:
+            risk_price = self.risk.market_price(inst.index)
+        self.risk.on_open(acc.index, inst.index, cmd.side, cmd.qty, risk_price)
+        self._risk_price[order.order_id] = risk_price
+        self._touch_risk(acc.index)
+        self._open[order.order_id] = order
+        self._execution(order, ExecType.PENDING_NEW)
+        self._send_to_venue(order, inst, venue)
+        return order
+
+    def _send_to_venue(self, order: Order, inst: Instrument, venue: Venue) -> None:
+        order.venue_seq += 1
+        order.venue_cl_ord_id = f"{order.order_id}.{order.venue_seq}"
+        self._by_venue_id[(order.venue, order.venue_cl_ord_id)] = order
+        acc = self.directory.accounts[order.account]
+        venue.new_order(VenueOrder(
+            venue_cl_ord_id=order.venue_cl_ord_id, instrument=inst, side=Side(order.side),
+            ord_type=OrdType(order.ord_type), tif=TimeInForce(order.tif), qty=order.leaves_qty, price=order.price,
+            stop_price=order.stop_px, display_qty=order.display_qty, post_only=order.post_only,
+            expire_time=order.expire_time, owner=acc.index + 1, stp=acc.stp))
+        self._dirty(order)
+
+    def _risk_price_of(self, order: Order, inst: Instrument) -> int:
+        if order.ord_type == OrdType.STOP:
+            return order.stop_px
+        return order.price
+
+    def _make_order(self, session: str, begin_string: str, cl_ord_id: str, account: str, symbol: str,
+                    instrument_index: int, side: int, ord_type: int, tif: int, qty: int, price: int) -> Order:
+        self._order_seq += 1
+        now = self.clock.now_ns()
+        sess = self.directory.sessions.get(session)
+        firm = sess.firm if sess is not None else ""
+        order = Order(order_id=f"O{self._order_seq}", seq=self._order_seq, session=session,
+                      begin_string=begin_string, firm=firm, account=account, symbol=symbol,
+                      instrument_index=instrument_index, side=side, ord_type=ord_type, tif=tif, qty=qty,
+                      price=price, cl_ord_id=cl_ord_id, leaves_qty=qty, created_ns=now, updated_ns=now)
+        self.orders[order.order_id] = order
+        self._remember_cl_ord_id(order, cl_ord_id)
+        self._batch.meta["order_seq"] = str(self._order_seq)
+        return order
+
+    def _remember_cl_ord_id(self, order: Order, cl_ord_id: str) -> None:
+        self._by_cl_ord_id[(order.session, cl_ord_id)] = order.order_id
+        order.cl_ord_ids.append(cl_ord_id)
+        self._batch.cl_ord_ids.append((order.session, cl_ord_id, order.order_id))
+
+    def _duplicate(self, session: str, cl_ord_id: str) -> bool:
+        return (session, cl_ord_id) in self._by_cl_ord_id
+
+    def _reject_duplicate(self, session: str, begin_string: str, cl_ord_id: str, account: str, symbol: str,
+                          side: int) -> None:
+        # Not an order of ours: answered with OrderID NONE and not stored (the ClOrdID belongs to
+        # the earlier order, whose chain must not be disturbed).
+        self._exec_seq += 1
+        now = self.clock.now_ns()
+        ex = Execution(exec_id=f"X{self._exec_seq}", order_id=NONE, seq=self._exec_seq, cl_ord_id=cl_ord_id,
+                       orig_cl_ord_id="", exec_type=ExecType.REJECTED, ord_status=OrdStatus.REJECTED, symbol=symbol,
+                       side=side, qty=0, price=0, last_qty=0, last_px=0, cum_qty=0, leaves_qty=0, cum_value=0,
+                       venue="", text=f"duplicate ClOrdID {cl_ord_id!r} on this session", reason="duplicate",
+                       ord_rej_reason=OrdRejReason.DUPLICATE_ORDER.value, ts=now, account=account,
+                       session=session)
+        self._batch.meta["exec_seq"] = str(self._exec_seq)
+        self._emit(ExecReport(session, ex, OrdRejReason.DUPLICATE_ORDER))
+
+    def _reject_order(self, order: Order, reason: OrdRejReason, text: str, reason_name: str = "") -> None:
+        transition(order, Trigger.REJECTED)
+        order.leaves_qty = 0
+        order.text = text
+        self._open.pop(order.order_id, None)
+        self._execution(order, ExecType.REJECTED, text=text, reason=reason_name or reason.name.lower(),
+                        ord_rej_reason=reason)
+
+    # ------------------------------------------------------------------ cancel / replace
+    def _lookup(self, session: str, orig_cl_ord_id: str, order_id: str) -> Order | None:
+        order = self.find(session, orig_cl_ord_id)
+        if order is None and order_id and order_id != NONE:
+            candidate = self.orders.get(order_id)
+            if candidate is not None and candidate.session == session:
+                order = candidate
+        return order
+
+    def _refuse(self, session: str, order: Order | None, cl_ord_id: str, orig_cl_ord_id: str,
+                to: CxlRejResponseTo, reason: CxlRejReason, text: str) -> None:
+        self._emit(CancelReject(
+            session=session, order_id=order.order_id if order else NONE, cl_ord_id=cl_ord_id,
+            orig_cl_ord_id=orig_cl_ord_id, ord_status=order.ord_status if order else OrdStatus.REJECTED,
+            response_to=to, reason=reason, text=text, account=order.account if order else ""))
+
+    def _check_amendable(self, session: str, cl_ord_id: str, orig_cl_ord_id: str, order_id: str,
+                         to: CxlRejResponseTo) -> Order | None:
+        """The order a cancel/replace is about, or None after answering with OrderCancelReject."""
+        order = self._lookup(session, orig_cl_ord_id, order_id)
+        if order is None:
+            self._refuse(session, None, cl_ord_id, orig_cl_ord_id, to, CxlRejReason.UNKNOWN_ORDER,
+                         f"unknown order: OrigClOrdID {orig_cl_ord_id!r}")
+            return None
+        if self._duplicate(session, cl_ord_id):
+            self._refuse(session, order, cl_ord_id, orig_cl_ord_id, to, CxlRejReason.DUPLICATE_CL_ORD_ID,
+                         f"duplicate ClOrdID {cl_ord_id!r} on this session")
+            return None
+        if order.state.is_terminal:
+            self._refuse(session, order, cl_ord_id, orig_cl_ord_id, to, CxlRejReason.TOO_LATE_TO_CANCEL,
+                         f"too late: order {order.order_id} is {order.state.value}")
+            return None
+        if order.state.is_pending:
+            self._refuse(session, order, cl_ord_id, orig_cl_ord_id, to, CxlRejReason.ALREADY_PENDING,
+                         f"order {order.order_id} already has a {order.pending_kind} pending "
+                         f"(ClOrdID {order.pending_cl_ord_id})")
+            return None
+        if order.state is OrderState.PENDING_NEW:
+            self._refuse(session, order, cl_ord_id, orig_cl_ord_id, to, CxlRejReason.BROKER_OPTION,
+                         f"order {order.order_id} is not yet acknowledged by the venue")
+            return None
+        if order.cl_ord_id != orig_cl_ord_id and (order_id == "" or orig_cl_ord_id in order.cl_ord_ids):
+            # An older ClOrdID of the chain: FIX wants the latest one.
+            self._refuse(session, order, cl_ord_id, orig_cl_ord_id, to, CxlRejReason.OTHER
+                         if to is CxlRejResponseTo.REPLACE else CxlRejReason.BROKER_OPTION,
+                         f"OrigClOrdID {orig_cl_ord_id!r} was replaced: the order's ClOrdID is {order.cl_ord_id!r}")
+            return None
+        return order
+
+    def cancel_order(self, cmd: CancelOrder) -> None:
+        order = self._check_amendable(cmd.session, cmd.cl_ord_id, cmd.orig_cl_ord_id, cmd.order_id,
+                                      CxlRejResponseTo.CANCEL)
+        if order is None:
+            return
+        self._remember_cl_ord_id(order, cmd.cl_ord_id)
+        self._request_cancel(order, cmd.cl_ord_id, "cancel", report=True)
+
+    def _request_cancel(self, order: Order, cl_ord_id: str, kind: str, report: bool) -> None:
+        transition(order, Trigger.CANCEL_REQUESTED)
+        order.pending_cl_ord_id = cl_ord_id
+        order.pending_kind = kind
+        if report:
+            self._execution(order, ExecType.PENDING_CANCEL, cl_ord_id=cl_ord_id, orig_cl_ord_id=order.cl_ord_id)
+        else:
+            self._dirty(order)
+        venue = self.venues[order.venue]
+        venue.cancel_order(order.venue_cl_ord_id, f"{order.venue_cl_ord_id}.c")
+
+    def replace_order(self, cmd: ReplaceOrder) -> None:
+        order = self._check_amendable(cmd.session, cmd.cl_ord_id, cmd.orig_cl_ord_id, cmd.order_id,
+                                      CxlRejResponseTo.REPLACE)
+        if order is None:
+            return
+        to = CxlRejResponseTo.REPLACE
+        if cmd.side and cmd.side != order.side:
+            self._refuse(cmd.session, order, cmd.cl_ord_id, cmd.orig_cl_ord_id, to, CxlRejReason.BROKER_OPTION,
+                         "Side cannot be changed by a replace")
+            return
+        inst = self.instruments.by_index(order.instrument_index)
+        new_price = cmd.price if order.ord_type in (OrdType.LIMIT, OrdType.STOP_LIMIT) else order.price
+        if cmd.qty <= order.cum_qty:
+            self._refuse(cmd.session, order, cmd.cl_ord_id, cmd.orig_cl_ord_id, to, CxlRejReason.BROKER_OPTION,
+                         f"OrderQty {cmd.qty} is not above the filled quantity {order.cum_qty}")
+            return
+        acc = self.directory.accounts[order.account]
+        sess = self.directory.sessions[cmd.session]
+        old_price = self._risk_price[order.order_id]
+        new_risk_price = new_price if order.ord_type != OrdType.STOP else order.stop_px
+        if order.ord_type == OrdType.MARKET:
+            new_risk_price = old_price
+        code = self.risk.check_replace(acc.index, inst.index, sess.index, order.side, order.ord_type, cmd.qty,
+                                       new_risk_price if order.ord_type != OrdType.MARKET else 0,
+                                       order.leaves_qty, old_price, order.cum_qty, self.clock.now_ns())
+        if code != 0:
+            text = self.risk.explain(code, acc.index, inst.index, order.side, order.ord_type, cmd.qty,
+                                     new_risk_price if order.ord_type != OrdType.MARKET else 0, sess.index,
+                                     replace=(order.leaves_qty, old_price, order.cum_qty))
+            self._refuse(cmd.session, order, cmd.cl_ord_id, cmd.orig_cl_ord_id, to, CxlRejReason.BROKER_OPTION, text)
+            return
+        self._remember_cl_ord_id(order, cmd.cl_ord_id)
+        transition(order, Trigger.REPLACE_REQUESTED)
+        order.pending_cl_ord_id = cmd.cl_ord_id
+        order.pending_kind = "replace"
+        order.pending_qty = cmd.qty
+        order.pending_price = new_price
+        self._execution(order, ExecType.PENDING_REPLACE, cl_ord_id=cmd.cl_ord_id, orig_cl_ord_id=order.cl_ord_id)
+        order.venue_seq += 1
+        new_vid = f"{order.order_id}.{order.venue_seq}"
+        self._by_venue_id[(order.venue, new_vid)] = order
+        self.venues[order.venue].replace_order(order.venue_cl_ord_id, new_vid, cmd.qty, new_price)
+
+    # ------------------------------------------------------------------ mass operations
+    def mass_cancel(self, session: str, cl_ord_id: str, request_type: str, *, symbol: str = "",
+                    security_type: str = "", account: str = "") -> None:
+        """OrderMassCancelRequest: 1 = by instrument, 5 = by SecurityType, 7 = all of the session."""
+        self._report_seq += 1
+        report_id = f"M{self._report_seq}-{self.clock.now_ns()}"
+        if request_type not in ("1", "5", "7"):
+            self._emit(MassCancelReport(session, cl_ord_id, report_id, request_type, "0", 0, reject_reason=1,
+                                        text=f"MassCancelRequestType {request_type!r} not supported (1, 5, 7)"))
+            return
+        matches = []
+        for order in self.open_orders():
+            if order.session != session or (account and order.account != account):
+                continue
+            if order.state not in (OrderState.NEW, OrderState.PARTIALLY_FILLED):
+                continue
+            inst = self.instruments.by_index(order.instrument_index)
+            if request_type == "1" and symbol not in (inst.symbol, inst.key):
+                continue
+            if request_type == "5" and security_type != inst.security_type:
+                continue
+            matches.append(order)
+        self._emit(MassCancelReport(session, cl_ord_id, report_id, request_type, request_type, len(matches),
+                                    symbol=symbol, security_type=security_type))
+        for order in matches:
+            self._request_cancel(order, order.cl_ord_id, "mass_cancel", report=False)
+
+    def order_status(self, session: str, cl_ord_id: str, order_id: str = "") -> None:
+        """OrderStatusRequest: an ExecutionReport (ExecType I) with the order's current state."""
+        order = self._lookup(session, cl_ord_id, order_id)
+        if order is None:
+            self._status_unknown(session, cl_ord_id, f"unknown order: ClOrdID {cl_ord_id!r}")
+            return
+        self._emit(self._status_report(order))
+
+    def mass_status(self, session: str, req_id: str, req_type: str, *, symbol: str = "", account: str = "") -> None:
+        """OrderMassStatusRequest: one status report per open order of the session (7 all, 1 by
+        instrument, 8 by account), the last with LastRptRequested=Y."""
+        orders = [o for o in self.open_orders() if o.session == session
+                  and (not account or o.account == account)
+                  and (req_type != "1" or symbol in (o.symbol, self.instruments.by_index(o.instrument_index).symbol))]
+        if not orders:
+            self._status_unknown(session, "", "no open orders", mass_status_req_id=req_id)
+            return
+        for i, order in enumerate(orders):
+            base = self._status_report(order)
+            self._emit(ExecReport(session, base.execution, mass_status_req_id=req_id, tot_num_reports=len(orders),
+                                  last_rpt_requested=i == len(orders) - 1, status_request=True,
+                                  order_qty=order.qty, ord_type=order.ord_type, stop_px=order.stop_px, tif=order.tif))
+
+    def _status_report(self, order: Order) -> ExecReport:
+        self._report_seq += 1
+        ex = self._make_execution(order, ExecType.ORDER_STATUS, exec_id=f"S{self._report_seq}-{order.order_id}")
+        return ExecReport(order.session, ex, status_request=True, order_qty=order.qty, ord_type=order.ord_type,
+                          stop_px=order.stop_px, tif=order.tif)
+
+    def _status_unknown(self, session: str, cl_ord_id: str, text: str, mass_status_req_id: str = "") -> None:
+        self._report_seq += 1
+        ex = Execution(exec_id=f"S{self._report_seq}-{NONE}", order_id=NONE, seq=0, cl_ord_id=cl_ord_id,
+                       orig_cl_ord_id="", exec_type=ExecType.ORDER_STATUS, ord_status=OrdStatus.REJECTED, symbol="",
+                       side=0, qty=0, price=0, last_qty=0, last_px=0, cum_qty=0, leaves_qty=0, cum_value=0,
+                       venue="", text=text, reason="unknown", ord_rej_reason=-1, ts=self.clock.now_ns(),
+                       account="", session=session)
+        self._emit(ExecReport(session, ex, status_request=True, mass_status_req_id=mass_status_req_id,
+                              tot_num_reports=0 if mass_status_req_id else -1,
+                              last_rpt_requested=bool(mass_status_req_id)))
+
+    def kill(self, scope: str, name: str | None = None, on: bool = True) -> int:
+        """Turn a kill switch on/off (scope global/firm/account, by name). When on, cancels the open
+        orders it covers (unsolicited Canceled reports). Returns how many cancels were sent."""
+        index = None
+        if scope == "firm":
+            index = self.directory.firms[name].index  # KeyError -> caller names it
+        elif scope == "account":
+            index = self.directory.accounts[name].index
+        self.risk.kill(scope, index, on)
+        if not on:
+            return 0
+        killed = set(self.risk.killed_accounts())
+        count = 0
+        for order in self.open_orders():
+            if self.directory.accounts[order.account].index in killed:
+                if order.state in (OrderState.NEW, OrderState.PARTIALLY_FILLED):
+                    order.text = _CAUSE_TEXT[CancelCause.KILL_SWITCH]
+                    self._request_cancel(order, order.cl_ord_id, "kill_switch", report=False)
+                    count += 1
+        self._schedule_flush()
+        return count
+
+    def end_of_day(self) -> int:
+        """End of the trading day: venues expire DAY orders (unsolicited Expired reports) and the
+        daily credit usage starts again. Returns the number of venues told."""
+        for venue in self.venues.values():
+            end_of_day = getattr(venue, "end_of_day", None)  # not in the Venue protocol: remote venues run their own
+            if end_of_day is not None:
+                end_of_day()
+        self.risk.new_day()
+        for acc in self.directory.accounts.values():
+            self._touch_risk(acc.index)
+        self._schedule_flush()
+        return len(self.venues)
+
+    def expire(self) -> None:
+        """Let venues expire GTD orders whose time has come (called periodically)."""
+        now = self.clock.now_ns()
+        for venue in self.venues.values():
+            expire = getattr(venue, "expire", None)
+            if expire is not None:
+                expire(now)
+
+    # ------------------------------------------------------------------ venue events
+    def on_venue_event(self, ev: VenueEvent) -> None:
+        """The single handler of every venue event."""
+        order = self._by_venue_id.get((ev.venue, ev.venue_cl_ord_id))
+        if order is None and ev.orig_venue_cl_ord_id:
+            order = self._by_venue_id.get((ev.venue, ev.orig_venue_cl_ord_id))
+        if order is None:
+            log.warning("venue %s event %s for unknown order %s", ev.venue, ev.kind.name, ev.venue_cl_ord_id)
+            return
+        kind = ev.kind
+        if kind == VenueEventKind.TRADE:
+            self._on_trade(order, ev)
+        elif kind == VenueEventKind.NEW:
+            self._on_ack(order, ev)
+        elif kind == VenueEventKind.CANCELED:
+            self._on_canceled(order, ev)
+        elif kind == VenueEventKind.REPLACED:
+            self._on_replaced(order, ev)
+        elif kind == VenueEventKind.REJECTED:
+            self._on_rejected(order, ev)
+        elif kind in (VenueEventKind.CANCEL_REJECTED, VenueEventKind.REPLACE_REJECTED):
+            self._on_amend_rejected(order, ev)
+        elif kind.name == "STOP_TRIGGERED":
+            if not order.state.is_terminal and order.begin_string != "FIX.4.2":
+                self._execution(order, ExecType.TRIGGERED, text="stop triggered")
+        self._schedule_flush()
+
+    def _on_ack(self, order: Order, ev: VenueEvent) -> None:
+        order.venue_order_id = ev.venue_order_id or order.venue_order_id
+        key = (ev.venue, ev.venue_cl_ord_id)
+        if key in self._absorb_ack:
+            self._absorb_ack.discard(key)
+            self._dirty(order)
+            return
+        if order.state is not OrderState.PENDING_NEW:
+            self._dirty(order)  # ack after a fill already moved it on: nothing new to tell
+            return
+        transition(order, Trigger.ACCEPTED)
+        self._execution(order, ExecType.NEW)
+
+    def _on_rejected(self, order: Order, ev: VenueEvent) -> None:
+        if order.state.is_terminal:
+            return
+        self._close_risk(order)
+        text = f"venue {ev.venue} rejected: {ev.reason}" if ev.reason else f"venue {ev.venue} rejected the order"
+        if order.state is OrderState.PENDING_NEW:
+            self._reject_order(order, OrdRejReason.BROKER_OPTION, text, reason_name="venue")
+        else:  # a resubmission after restart was refused: the order ends
+            order.text = text
+            self._end(order, Trigger.CANCELED, ExecType.CANCELED, CancelCause.VENUE, text)
+
+    def _on_trade(self, order: Order, ev: VenueEvent) -> None:
+        if ev.exec_id:
+            key = (ev.venue, ev.exec_id)
+            if key in self._seen_venue_exec:
+                return
+            self._seen_venue_exec.add(key)
+        qty, px = ev.last_qty, ev.last_px
+        if order.state.is_terminal or qty <= 0:
+            log.error("trade of %s on %s order %s ignored", qty, order.state.value, order.order_id)
+            return
+        qty = min(qty, order.leaves_qty)
+        order.venue_order_id = ev.venue_order_id or order.venue_order_id
+        acc = self.directory.accounts[order.account]
+        self.risk.on_fill(acc.index, order.instrument_index, order.side, qty, self._risk_price[order.order_id], px)
+        self.risk.set_reference_price(order.instrument_index, px)
+        order.cum_qty += qty
+        order.cum_value += qty * px
+        order.leaves_qty = order.qty - order.cum_qty
+        pending = order.state.is_pending
+        transition(order, Trigger.FILL if order.leaves_qty == 0 else Trigger.PARTIAL_FILL)
+        if order.leaves_qty == 0:
+            self._close_risk(order)
+        self._execution(order, ExecType.TRADE, last_qty=qty, last_px=px)
+        if pending and order.state is OrderState.FILLED:
+            # The pending cancel/replace can no longer happen: answer it now.
+            to = CxlRejResponseTo.REPLACE if order.pending_kind == "replace" else CxlRejResponseTo.CANCEL
+            if order.pending_kind in ("cancel", "replace"):
+                self._refuse(order.session, order, order.pending_cl_ord_id, order.cl_ord_id, to,
+                             CxlRejReason.TOO_LATE_TO_CANCEL, f"too late: order {order.order_id} is filled")
+            self._clear_pending(order)
+
+    def _on_canceled(self, order: Order, ev: VenueEvent) -> None:
+        if order.state.is_terminal:
+            return
+        cause = _CAUSE_OF_REASON.get(int(ev.reason_code), CancelCause.VENUE)
+        if (order.state is OrderState.PENDING_REPLACE and ev.reason_code == int(Reason.REPLACED_TO_FILLED)):
+            # Replaced down to what is already filled: the replace is done and the order with it.
+            self._apply_replace(order, ev)
+            return
+        if order.state is OrderState.PENDING_CANCEL and order.pending_kind in ("cancel", "mass_cancel", "kill_switch"):
+            if cause in (CancelCause.CLIENT, CancelCause.VENUE):
+                cause = {"cancel": CancelCause.CLIENT, "mass_cancel": CancelCause.MASS_CANCEL,
+                         "kill_switch": CancelCause.KILL_SWITCH}[order.pending_kind]
+        was_replace = order.state is OrderState.PENDING_REPLACE
+        text = _CAUSE_TEXT[cause] or ""
+        if cause is CancelCause.VENUE and ev.reason:
+            text = f"canceled by venue {ev.venue}: {ev.reason}"
+        self._close_risk(order)
+        if cause in _EXPIRY_CAUSES:
+            self._end(order, Trigger.EXPIRED, ExecType.EXPIRED, cause, text)
+        else:
+            self._end(order, Trigger.CANCELED, ExecType.CANCELED, cause, text)
+        if was_replace:
+            self._refuse(order.session, order, order.pending_cl_ord_id, order.cl_ord_id, CxlRejResponseTo.REPLACE,
+                         CxlRejReason.TOO_LATE_TO_CANCEL, f"too late: order {order.order_id} was canceled")
+        self._clear_pending(order)
+
+    def _end(self, order: Order, trigger: Trigger, exec_type: ExecType, cause: CancelCause, text: str) -> None:
+        client_cancel = order.state is OrderState.PENDING_CANCEL and order.pending_kind == "cancel"
+        transition(order, trigger)
+        order.leaves_qty = 0
+        self._open.pop(order.order_id, None)
+        if client_cancel:
+            orig = order.cl_ord_id
+            order.orig_cl_ord_id = orig
+            order.cl_ord_id = order.pending_cl_ord_id
+            self._execution(order, exec_type, cl_ord_id=order.cl_ord_id, orig_cl_ord_id=orig, text=text,
+                            reason=cause.value)
+        else:
+            order.text = text
+            self._execution(order, exec_type, text=text, reason=cause.value)
+
+    def _on_replaced(self, order: Order, ev: VenueEvent) -> None:
+        if order.state is not OrderState.PENDING_REPLACE:
+            log.error("REPLACED for order %s in state %s", order.order_id, order.state.value)
+            return
+        self._apply_replace(order, ev)
+
+    def _apply_replace(self, order: Order, ev: VenueEvent) -> None:
+        acc = self.directory.accounts[order.account]
+        old_leaves = order.leaves_qty
+        old_price = self._risk_price[order.order_id]
+        new_qty, new_price = order.pending_qty, order.pending_price
+        new_leaves = max(new_qty - order.cum_qty, 0)
+        new_risk_price = old_price if order.ord_type in (OrdType.MARKET, OrdType.STOP) else new_price
+        self.risk.on_replace(acc.index, order.instrument_index, order.side, old_leaves, old_price, new_leaves,
+                             new_risk_price)
+        self._risk_price[order.order_id] = new_risk_price
+        orig = order.cl_ord_id
+        order.orig_cl_ord_id = orig
+        order.cl_ord_id = order.pending_cl_ord_id
+        order.qty = max(new_qty, order.cum_qty)
+        order.price = new_price
+        order.leaves_qty = new_leaves
+        order.venue_cl_ord_id = ev.venue_cl_ord_id if ev.kind == VenueEventKind.REPLACED else order.venue_cl_ord_id
+        order.venue_order_id = ev.venue_order_id or order.venue_order_id
+        self._clear_pending(order)
+        transition(order, Trigger.REPLACED)
+        if order.state.is_terminal:
+            self._close_risk(order)
+            self._open.pop(order.order_id, None)
+        self._execution(order, ExecType.REPLACED, cl_ord_id=order.cl_ord_id, orig_cl_ord_id=orig)
+
+    def _on_amend_rejected(self, order: Order, ev: VenueEvent) -> None:
+        if not order.state.is_pending:
+            return
+        is_replace = order.state is OrderState.PENDING_REPLACE
+        kind = order.pending_kind
+        cl, orig = order.pending_cl_ord_id, order.cl_ord_id
+        transition(order, Trigger.REPLACE_REJECTED if is_replace else Trigger.CANCEL_REJECTED)
+        self._clear_pending(order)
+        self._dirty(order)
+        if kind not in ("cancel", "replace"):
+            return  # an internal cancel (mass cancel / kill switch) the venue could not do: nothing to answer
+        reason = CxlRejReason.UNKNOWN_ORDER if ev.reason_code == int(Reason.UNKNOWN_ORDER) else (
+            CxlRejReason.TOO_LATE_TO_CANCEL if ev.reason_code == int(Reason.TOO_LATE) else CxlRejReason.BROKER_OPTION)
+        self._refuse(order.session, order, cl, orig,
+                     CxlRejResponseTo.REPLACE if is_replace else CxlRejResponseTo.CANCEL, reason,
+                     f"venue {ev.venue} refused the {'replace' if is_replace else 'cancel'}: {ev.reason}")
+
+    def _clear_pending(self, order: Order) -> None:
+        order.pending_cl_ord_id = ""
+        order.pending_kind = ""
+        order.pending_qty = 0
+        order.pending_price = 0
+
+    def _close_risk(self, order: Order) -> None:
+        price = self._risk_price.pop(order.order_id, None)
+        if price is None:
+            return
+        acc = self.directory.accounts[order.account]
+        self.risk.on_close(acc.index, order.instrument_index, order.side, order.leaves_qty, price)
+        self._touch_risk(acc.index)
+
+    # ------------------------------------------------------------------ executions and batching
+    def _make_execution(self, order: Order, exec_type: ExecType, *, exec_id: str = "", cl_ord_id: str | None = None,
+                        orig_cl_ord_id: str | None = None, last_qty: int = 0, last_px: int = 0, text: str = "",
+                        reason: str = "", ord_rej_reason: int = -1, seq: int = 0) -> Execution:
+        return Execution(
+            exec_id=exec_id, order_id=order.order_id, seq=seq,
+            cl_ord_id=order.cl_ord_id if cl_ord_id is None else cl_ord_id,
+            orig_cl_ord_id=order.orig_cl_ord_id if orig_cl_ord_id is None else orig_cl_ord_id,
+            exec_type=exec_type, ord_status=order.ord_status, symbol=order.symbol, side=order.side, qty=order.qty,
+            price=order.price, last_qty=last_qty, last_px=last_px, cum_qty=order.cum_qty,
+            leaves_qty=order.leaves_qty, cum_value=order.cum_value, venue=order.venue, text=text or order.text,
+            reason=reason, ord_rej_reason=ord_rej_reason, ts=self.clock.now_ns(), account=order.account,
+            session=order.session)
+
+    def _execution(self, order: Order, exec_type: ExecType, *, cl_ord_id: str | None = None,
+                   orig_cl_ord_id: str | None = None, last_qty: int = 0, last_px: int = 0, text: str = "",
+                   reason: str = "", ord_rej_reason: OrdRejReason | None = None) -> Execution:
+        self._exec_seq += 1
+        ex = self._make_execution(order, exec_type, exec_id=f"X{self._exec_seq}", cl_ord_id=cl_ord_id,
+                                  orig_cl_ord_id=orig_cl_ord_id, last_qty=last_qty, last_px=last_px, text=text,
+                                  reason=reason, ord_rej_reason=ord_rej_reason.value if ord_rej_reason else -1,
+                                  seq=self._exec_seq)
+        order.updated_ns = ex.ts
+        row = self._dirty(order)
+        self._batch.executions.append(ex.to_row())
+        self._batch.meta["exec_seq"] = str(self._exec_seq)
+        self._batch.events.append((ex, row))
+        self._emit(ExecReport(order.session, ex, ord_rej_reason, order_qty=order.qty, ord_type=order.ord_type,
+                              stop_px=order.stop_px, tif=order.tif))
+        return ex
+
+    def _dirty(self, order: Order) -> dict[str, Any]:
+        row = order.to_row()
+        row["risk_price"] = self._risk_price.get(order.order_id, 0)
+        self._batch.orders[order.order_id] = row
+        self._schedule_flush()
+        return row
+
+    def _touch_risk(self, account_index: int) -> None:
+        self._batch.risk_usage[account_index] = None  # type: ignore[assignment]  # filled at flush
+        self._schedule_flush()
+
+    def _emit(self, output: Output) -> None:
+        self._batch.outputs.append(output)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Hand the current batch to the journal (called once per loop iteration with changes)."""
+        self._flush_scheduled = False
+        batch = self._batch
+        if batch.empty() and not batch.risk_usage:
+            return
+        self._batch = Batch()
+        for index in list(batch.risk_usage):
+            batch.risk_usage[index] = self.risk.usage(index)
+        self.in_flight += 1
+        self.journal.submit(batch, self._on_durable)
+
+    def _on_durable(self, batch: Batch) -> None:
+        self.in_flight -= 1
+        sink = self._outputs_sink
+        if sink is not None:
+            for output in batch.outputs:
+                try:
+                    sink(output)
+                except Exception:  # one broken session must not stop the others' reports
+                    log.exception("sending %s failed", type(output).__name__)
+        if self._subscribers:
+            for ex, row in batch.events:
+                event = OrderEvent(ex, Order.from_row(row))
+                for callback in list(self._subscribers):
+                    try:
+                        callback(event)
+                    except Exception:
+                        log.exception("order event subscriber failed")
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Wait until every batch handed to the journal is durable and sent."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (self.in_flight or self._flush_scheduled) and loop.time() < deadline:
+            await asyncio.sleep(0.002)
+
+    # ------------------------------------------------------------------ recovery
+    def restore(self, orders: Iterable[dict[str, Any]], cl_ord_ids: Iterable[tuple[str, str, str]],
+                meta: dict[str, str], risk_snapshot: dict[int, dict[str, Any]]) -> None:
+        """Load state saved by the journal (before venues start)."""
+        for row in orders:
+            order = Order.from_row(row)
+            self.orders[order.order_id] = order
+            if order.is_open:
+                self._open[order.order_id] = order
+                self._risk_price[order.order_id] = int(row.get("risk_price", 0))
+        for session, cl, oid in cl_ord_ids:
+            self._by_cl_ord_id[(session, cl)] = oid
+        self._order_seq = int(meta.get("order_seq", "0"))
+        self._exec_seq = int(meta.get("exec_seq", "0"))
+        if risk_snapshot:
+            self.risk.restore(risk_snapshot)
+
+    def resubmit_open_orders(self) -> int:
+        """After a restart, put every open order back on its venue (in entry order) and finish
+        what was in flight: a pending cancel completes, a pending replace is refused."""
+        count = 0
+        for order in self.open_orders():
+            venue = self.venues.get(order.venue)
+            if order.state is OrderState.PENDING_CANCEL:
+                if order.pending_kind != "cancel":
+                    order.text = _CAUSE_TEXT.get(CancelCause(order.pending_kind) if order.pending_kind in
+                                                 CancelCause._value2member_map_ else CancelCause.RESTART, "")
+                self._close_risk(order)
+                self._end(order, Trigger.CANCELED, ExecType.CANCELED,
+                          CancelCause.CLIENT if order.pending_kind == "cancel" else CancelCause.RESTART,
+                          order.text)
+                self._clear_pending(order)
+                continue
+            if order.state is OrderState.PENDING_REPLACE:
+                cl, orig = order.pending_cl_ord_id, order.cl_ord_id
+                transition(order, Trigger.REPLACE_REJECTED)
+                self._clear_pending(order)
+                self._refuse(order.session, order, cl, orig, CxlRejResponseTo.REPLACE, CxlRejReason.BROKER_OPTION,
+                             "server restarted while the replace was pending: order kept unchanged")
+            if venue is None:
+                self._close_risk(order)
+                self._end(order, Trigger.CANCELED, ExecType.CANCELED, CancelCause.VENUE,
+                          f"venue {order.venue} is no longer configured")
+                continue
+            inst = self.instruments.by_index(order.instrument_index)
+            silent = order.state is not OrderState.PENDING_NEW
+            self._send_to_venue(order, inst, venue)
+            if silent:
+                self._absorb_ack.add((order.venue, order.venue_cl_ord_id))
+            count += 1
+        self._schedule_flush()
+        return count
+
+
+def avg_px(order_or_exec: Any, tick_size: Decimal) -> Decimal:
+    """AvgPx (6) as a price: cum_value / cum_qty ticks x tick size, exact while it terminates."""
+    if order_or_exec.cum_qty == 0:
+        return Decimal(0)
+    return Decimal(order_or_exec.cum_value) * tick_size / Decimal(order_or_exec.cum_qty)

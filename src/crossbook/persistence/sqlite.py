@@ -1,0 +1,288 @@
+"""SQLite (WAL) storage of orders, executions, ClOrdIDs, risk usage and counters.
+
+``SqliteJournal`` is the order manager's journal: batches go to one writer thread which commits
+everything that queued up meanwhile in ONE transaction (group commit), then tells the event loop
+(``call_soon_threadsafe``) that those batches are durable; only then are their ExecutionReports
+sent. The loop never waits for the disk.
+
+Durability: WAL with ``synchronous=NORMAL`` (default) survives a killed process (the commit is in
+the WAL file in the OS page cache before the reports go out); ``synchronous=FULL`` also fsyncs
+each group commit, surviving power loss at a higher latency.
+
+``OrderStore`` is the read side (HTTP API, ``crossbook orders``, Python callers): its own
+connection, safe beside a running writer (WAL readers do not block the writer).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import queue
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+log = logging.getLogger("crossbook.persistence")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS orders (
+    order_id   TEXT PRIMARY KEY,
+    seq        INTEGER NOT NULL,
+    session    TEXT NOT NULL,
+    account    TEXT NOT NULL,
+    symbol     TEXT NOT NULL,
+    state      TEXT NOT NULL,
+    is_open    INTEGER NOT NULL,
+    created_ns INTEGER NOT NULL,
+    updated_ns INTEGER NOT NULL,
+    data       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS orders_open ON orders(is_open, seq);
+CREATE INDEX IF NOT EXISTS orders_account ON orders(account, seq);
+CREATE TABLE IF NOT EXISTS executions (
+    seq      INTEGER PRIMARY KEY,
+    exec_id  TEXT NOT NULL UNIQUE,
+    order_id TEXT NOT NULL,
+    account  TEXT NOT NULL,
+    symbol   TEXT NOT NULL,
+    ts       INTEGER NOT NULL,
+    data     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS executions_order ON executions(order_id, seq);
+CREATE TABLE IF NOT EXISTS cl_ord_ids (
+    session   TEXT NOT NULL,
+    cl_ord_id TEXT NOT NULL,
+    order_id  TEXT NOT NULL,
+    PRIMARY KEY (session, cl_ord_id)
+);
+CREATE TABLE IF NOT EXISTS risk_usage (
+    account INTEGER PRIMARY KEY,
+    data    TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+_STOP = object()
+
+
+@dataclass
+class RecoveredState:
+    """What a restart needs (see OrderManager.restore)."""
+
+    orders: list[dict[str, Any]] = field(default_factory=list)
+    cl_ord_ids: list[tuple[str, str, str]] = field(default_factory=list)
+    meta: dict[str, str] = field(default_factory=dict)
+    risk: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+def _connect(path: str, synchronous: str = "NORMAL") -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA busy_timeout=5000")
+    return conn
+
+
+class SqliteJournal:
+    """Group-commit journal on a writer thread. ``open()`` (creates the schema, returns what to
+    restore), ``start()`` on the event loop, ``submit()`` per batch, ``close()`` at shutdown."""
+
+    def __init__(self, path: str, *, synchronous: str = "NORMAL", max_batch: int = 4096) -> None:
+        if synchronous.upper() not in ("NORMAL", "FULL"):
+            raise ValueError(f"synchronous must be NORMAL or FULL, got {synchronous!r}")
+        self.path = path
+        self.synchronous = synchronous.upper()
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._conn: sqlite3.Connection | None = None
+        self.commits = 0
+        self.failed: BaseException | None = None
+
+    def open(self) -> RecoveredState:
+        """Create the database if needed and read back the saved state."""
+        directory = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(directory, exist_ok=True)
+        conn = _connect(self.path, self.synchronous)
+        conn.executescript(SCHEMA)
+        state = RecoveredState()
+        state.orders = [json.loads(d) for (d,) in conn.execute("SELECT data FROM orders ORDER BY seq")]
+        state.cl_ord_ids = [tuple(r) for r in conn.execute("SELECT session, cl_ord_id, order_id FROM cl_ord_ids")]
+        state.meta = dict(conn.execute("SELECT key, value FROM meta"))
+        state.risk = {int(a): json.loads(d) for a, d in conn.execute("SELECT account, data FROM risk_usage")}
+        self._conn = conn
+        return state
+
+    def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        if self._conn is None:
+            self.open()
+        self._loop = loop or asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._run, name="crossbook-journal", daemon=True)
+        self._thread.start()
+
+    def submit(self, batch, on_durable: Callable[[Any], None]) -> None:
+        if self.failed is not None:
+            raise RuntimeError(f"journal failed: {self.failed}")
+        self._queue.put((batch, on_durable))
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Commit what is queued, stop the writer thread, close the database."""
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+            self._thread = None
+        if self._conn is not None:
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error:
+                pass
+            self._conn.close()
+            self._conn = None
+
+    # -- writer thread
+    def _run(self) -> None:
+        conn = self._conn
+        assert conn is not None and self._loop is not None
+        stopping = False
+        while not stopping:
+            item = self._queue.get()
+            if item is _STOP:
+                break
+            items = [item]
+            while len(items) < self.max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stopping = True
+                    break
+                items.append(nxt)
+            try:
+                self._write(conn, [b for b, _ in items])
+            except BaseException as exc:  # the OMS must stop acknowledging: nothing more is durable
+                log.exception("journal commit failed")
+                self.failed = exc
+                return
+            self.commits += 1
+            try:
+                self._loop.call_soon_threadsafe(_deliver, items)
+            except RuntimeError:  # loop closed during shutdown
+                return
+
+    @staticmethod
+    def _write(conn: sqlite3.Connection, batches: list) -> None:
+        orders: dict[str, dict[str, Any]] = {}
+        executions: list[tuple] = []
+        cl_ord_ids: list[tuple[str, str, str]] = []
+        risk: dict[int, dict[str, Any]] = {}
+        meta: dict[str, str] = {}
+        for b in batches:
+            orders.update(b.orders)
+            executions.extend((e["seq"], e["exec_id"], e["order_id"], e["account"], e["symbol"], e["ts"],
+                               json.dumps(e)) for e in b.executions)
+            cl_ord_ids.extend(b.cl_ord_ids)
+            risk.update(b.risk_usage)
+            meta.update(b.meta)
+        conn.execute("BEGIN")
+        try:
+            if orders:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO orders(order_id, seq, session, account, symbol, state, is_open, created_ns,"
+                    " updated_ns, data) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    [(o["order_id"], o["seq"], o["session"], o["account"], o["symbol"], o["state"],
+                      0 if o["state"] in ("filled", "canceled", "rejected", "expired") else 1,
+                      o["created_ns"], o["updated_ns"], json.dumps(o)) for o in orders.values()])
+            if executions:
+                conn.executemany("INSERT OR REPLACE INTO executions(seq, exec_id, order_id, account, symbol, ts, data)"
+                                 " VALUES (?,?,?,?,?,?,?)", executions)
+            if cl_ord_ids:
+                conn.executemany("INSERT OR REPLACE INTO cl_ord_ids(session, cl_ord_id, order_id) VALUES (?,?,?)",
+                                 cl_ord_ids)
+            if risk:
+                conn.executemany("INSERT OR REPLACE INTO risk_usage(account, data) VALUES (?,?)",
+                                 [(a, json.dumps(u)) for a, u in risk.items()])
+            if meta:
+                conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?,?)", list(meta.items()))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+def _deliver(items: list) -> None:
+    for batch, on_durable in items:
+        on_durable(batch)
+
+
+OPEN_STATES = ("pending_new", "new", "partially_filled", "pending_cancel", "pending_replace")
+
+
+class OrderStore:
+    """Read-only queries over a journal database (also while a server writes to it).
+
+        >>> store = OrderStore("var/crossbook.db")          # doctest: +SKIP
+        >>> store.orders(status="open", account="ACC1")     # doctest: +SKIP
+    """
+
+    def __init__(self, path: str) -> None:
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no order database at {path}")
+        self.path = path
+        self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        self._conn.execute("PRAGMA busy_timeout=5000")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def orders(self, *, status: str | None = None, account: str | None = None, symbol: str | None = None,
+               since_ns: int | None = None, limit: int = 10000) -> list[dict[str, Any]]:
+        """Orders (as stored rows), oldest first. ``status``: open, done or None (all)."""
+        if status not in (None, "", "open", "done", "all"):
+            raise ValueError(f"status must be open, done or all, got {status!r}")
+        sql = "SELECT data FROM orders WHERE 1=1"
+        args: list[Any] = []
+        if status == "open":
+            sql += " AND is_open = 1"
+        elif status == "done":
+            sql += " AND is_open = 0"
+        if account:
+            sql += " AND account = ?"
+            args.append(account)
+        if symbol:
+            sql += " AND symbol = ?"
+            args.append(symbol)
+        if since_ns is not None:
+            sql += " AND updated_ns >= ?"
+            args.append(since_ns)
+        sql += " ORDER BY seq LIMIT ?"
+        args.append(int(limit))
+        return [json.loads(d) for (d,) in self._conn.execute(sql, args)]
+
+    def order(self, order_id: str) -> dict[str, Any] | None:
+        row = self._conn.execute("SELECT data FROM orders WHERE order_id = ?", (order_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def executions(self, *, order_id: str | None = None, account: str | None = None, symbol: str | None = None,
+                   since_ns: int | None = None, limit: int = 10000) -> list[dict[str, Any]]:
+        sql = "SELECT data FROM executions WHERE 1=1"
+        args: list[Any] = []
+        for column, value in (("order_id", order_id), ("account", account), ("symbol", symbol)):
+            if value:
+                sql += f" AND {column} = ?"
+                args.append(value)
+        if since_ns is not None:
+            sql += " AND ts >= ?"
+            args.append(since_ns)
+        sql += " ORDER BY seq LIMIT ?"
+        args.append(int(limit))
+        return [json.loads(d) for (d,) in self._conn.execute(sql, args)]
+
+    def risk_usage(self) -> dict[int, dict[str, Any]]:
+        return {int(a): json.loads(d) for a, d in self._conn.execute("SELECT account, data FROM risk_usage")}
