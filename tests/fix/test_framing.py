@@ -169,3 +169,53 @@ def test_reference_and_cython_framers_find_the_same_frames():
         assert a == b
 
     check()
+
+
+def _reference_split(data: bytes) -> list[tuple[int, bytes]] | None:
+    """Field splitting written the slow, obvious way (None = syntax error)."""
+    out: list[tuple[int, bytes]] = []
+    pos = 0
+    prev: tuple[int, bytes] | None = None
+    lengths = {96: 95, 213: 212, 89: 93, 91: 90}
+    while pos < len(data):
+        eq = data.find(b"=", pos)
+        if eq < 0:
+            return None
+        text = data[pos:eq]
+        digits = text[1:] if text[:1] == b"-" else text
+        if not (0 < len(digits) <= 9 and digits.isdigit()) or b"\x01" in text:
+            return None
+        tag = int(text)
+        if tag in lengths and prev is not None and prev[0] == lengths[tag] and prev[1].isdigit():
+            end = eq + 1 + int(prev[1])
+            if end >= len(data) or data[end] != 1:
+                return None
+        else:
+            end = data.find(b"\x01", eq + 1)
+            if end < 0:
+                return None
+        out.append((tag, data[eq + 1:end]))
+        prev = out[-1]
+        pos = end + 1
+    return out
+
+
+def test_split_fields_matches_the_obvious_version():
+    from hypothesis import given, settings, strategies as st
+    from crossbook.fix.framing import FieldSyntaxError
+
+    token = st.sampled_from([b"8=FIX.4.4", b"35=D", b"95=3", b"96=a\x01b", b"96=abc", b"-1=x", b"x=1", b"=",
+                             b"12", b"1=", b"212=1", b"213=\x01", b"0=0", b"55=A=B", b"9999999999=1"])
+
+    @settings(max_examples=400, deadline=None)
+    @given(parts=st.lists(token, max_size=8), terminated=st.booleans())
+    def check(parts, terminated):
+        data = b"\x01".join(parts) + (b"\x01" if terminated and parts else b"")
+        expected = _reference_split(data)
+        try:
+            got = split_fields(data)
+        except FieldSyntaxError:
+            got = None
+        assert got == expected
+
+    check()

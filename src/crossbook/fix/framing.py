@@ -72,35 +72,41 @@ def split_fields(data: bytes) -> list[tuple[int, bytes]]:
     """Split ``tag=value<SOH>...`` into fields; raise FieldSyntaxError on a broken field.
 
     Tags may carry a sign ("-1") because QuickFIX answers those with a Reject
-    (Invalid tag number) rather than treating the message as garbled.
+    (Invalid tag number) rather than treating the message as garbled. A data field
+    (RawData 96 after RawDataLength 95, ...) takes exactly the announced number of
+    bytes, SOH included.
     """
+    parts = data.split(SOH)
+    if parts[-1]:
+        raise FieldSyntaxError("last field is not terminated by SOH")
+    parts.pop()
     fields: list[tuple[int, bytes]] = []
-    pos = 0
-    n = len(data)
+    append = fields.append
     prev_tag = 0
     prev_value = b""
-    while pos < n:
-        eq = data.find(b"=", pos)
-        if eq < 0:
-            raise FieldSyntaxError(f"no '=' after offset {pos}")
-        tag_text = data[pos:eq]
-        if not _is_int(tag_text):
+    i = 0
+    n = len(parts)
+    while i < n:
+        tag_text, sep, value = parts[i].partition(b"=")
+        if not sep:
+            raise FieldSyntaxError(f"field {parts[i][:20]!r} has no '='")
+        if tag_text.isdigit() and len(tag_text) <= 9:
+            tag = int(tag_text)
+        elif _is_int(tag_text):
+            tag = int(tag_text)
+        else:
             raise FieldSyntaxError(f"tag {tag_text[:20]!r} is not an integer")
-        tag = int(tag_text)
-        start = eq + 1
         length_tag = _DATA_TAGS.get(tag)
         if length_tag is not None and prev_tag == length_tag and prev_value.isdigit():
-            end = start + int(prev_value)
-            if end >= n or data[end] != _SOH:
+            length = int(prev_value)
+            while len(value) < length and i + 1 < n:
+                i += 1
+                value += SOH + parts[i]
+            if len(value) != length:
                 raise FieldSyntaxError(f"data field {tag} does not match its length field {length_tag}")
-        else:
-            end = data.find(SOH, start)
-            if end < 0:
-                raise FieldSyntaxError(f"field {tag} is not terminated by SOH")
-        value = data[start:end]
-        fields.append((tag, value))
+        append((tag, value))
         prev_tag, prev_value = tag, value
-        pos = end + 1
+        i += 1
     return fields
 
 
