@@ -226,3 +226,117 @@ def test_acceptor_refuses_sessions_on_different_ports():
                 for t, p in (("A", 1000), ("B", 1001))]
     with pytest.raises(ValueError, match="SocketAcceptPort"):
         Acceptor(settings)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_engines_from_a_config_file_with_credentials_and_file_stores(tmp_path):
+    """Both ends built from one settings file; the acceptor restarts and resumes from disk."""
+    from crossbook.fix.settings import load_settings
+
+    port = _free_port()
+    cfg = tmp_path / "fix.cfg"
+    cfg.write_text(f"""
+[default]
+BeginString=FIX.4.4
+MessageStore=file
+FileStorePath={tmp_path / "store"}
+HeartBtInt=5
+
+[session venue]
+ConnectionType=acceptor
+SenderCompID=VENUE
+TargetCompID=FIRM1
+SocketAcceptHost=127.0.0.1
+SocketAcceptPort={port}
+Username=firm1
+Password=s3cret
+
+[session firm]
+ConnectionType=initiator
+SenderCompID=FIRM1
+TargetCompID=VENUE
+SocketConnectHost=127.0.0.1
+SocketConnectPort={port}
+ReconnectInterval=0.2
+Username=firm1
+Password=s3cret
+""")
+    engine = load_settings(str(cfg))
+
+    async def main():
+        venue = ExecutingVenue()
+        acceptor = Acceptor(engine.acceptors(), venue)
+        await acceptor.start()
+        firm = Collect()
+        ini = Initiator(engine.initiators()[0], firm)
+        try:
+            await ini.start()
+            assert await ini.wait_logged_on(5)
+            for i in range(3):
+                ini.send(None, b"D", [(11, b"C%d" % i)] + ORDER[1:])
+            assert await until(lambda: len(firm.messages) == 3)
+            await acceptor.stop(logout_grace=0.5)  # the whole acceptor goes away (after a Logout) ...
+            assert await until(lambda: not ini.is_logged_on())
+            venue_seqs = (acceptor.session().next_sender_seq, acceptor.session().next_target_seq)
+            assert venue_seqs == (6, 6)  # Logon, 3 reports, Logout sent; Logon, 3 orders, Logout received
+            acceptor = Acceptor(engine.acceptors(), venue)  # ... and comes back from its files
+            assert (acceptor.session().next_sender_seq, acceptor.session().next_target_seq) == venue_seqs
+            await acceptor.start()
+            assert await ini.wait_logged_on(5)
+            ini.send(None, b"D", [(11, b"C9")] + ORDER[1:])
+            assert await until(lambda: len(firm.messages) == 4)
+            assert firm.messages[-1][1][11] == b"C9"
+        finally:
+            await ini.stop()
+            await acceptor.stop()
+
+    asyncio.run(main())
+
+
+def test_wrong_password_is_refused_with_a_logout():
+    async def main():
+        acceptor = Acceptor(acceptor_settings("FIRM1", username="u", password="right"), Collect(),
+                            host="127.0.0.1", port=0)
+        await acceptor.start()
+        ini = Initiator(initiator_settings("FIRM1", acceptor.port, username="u", password="wrong"), Collect())
+        try:
+            await ini.start()
+            assert await until(lambda: ini.connect_attempts >= 2, 5)
+            assert not ini.is_logged_on() and not acceptor.is_logged_on()
+        finally:
+            await ini.stop()
+            await acceptor.stop()
+
+    asyncio.run(main())
+
+
+def test_exchange_under_uvloop():
+    import pytest
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main():
+        venue = ExecutingVenue()
+        acceptor = Acceptor(acceptor_settings("FIRM1"), venue, host="127.0.0.1", port=0)
+        await acceptor.start()
+        firm = Collect()
+        ini = Initiator(initiator_settings("FIRM1", acceptor.port), firm)
+        try:
+            await ini.start()
+            assert await ini.wait_logged_on(5)
+            ini.send(None, b"D", ORDER)
+            assert await until(lambda: len(firm.messages) == 1)
+            assert isinstance(asyncio.get_running_loop(), uvloop.Loop)
+        finally:
+            await ini.stop()
+            await acceptor.stop()
+
+    loop = uvloop.new_event_loop()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
