@@ -170,7 +170,7 @@ class _Order:
 class _Book:
     """One instrument's book with the venue's bookkeeping around it."""
 
-    __slots__ = ("instrument", "book", "oms_live", "stops", "gen", "bg_due", "ladder_next", "unit")
+    __slots__ = ("instrument", "book", "oms_live", "stops", "gen", "bg_due", "ladder_next", "unit", "bg_commands")
 
     def __init__(self, instrument: Instrument):
         self.instrument = instrument
@@ -181,6 +181,7 @@ class _Book:
         self.bg_due = 0.0                       # background commands owed (fractional)
         self.ladder_next = BACKGROUND_ID_BASE
         self.unit = instrument.lot_size
+        self.bg_commands = 0                    # background commands applied so far
 
 
 class InProcessVenue:
@@ -558,6 +559,10 @@ class InProcessVenue:
         bk = self._books[instrument.key]
         return len(bk.book) - len(bk.oms_live)
 
+    def background_commands(self, instrument: Instrument) -> int:
+        """Background flow commands applied to the instrument's book so far (ladders not counted)."""
+        return self._books[instrument.key].bg_commands
+
     def background_step(self, instrument: Instrument, n: int) -> None:
         """Apply the next ``n`` background commands to one book now (what the timer does a chunk at
         a time); deterministic for a given seed and sequence of calls."""
@@ -761,6 +766,7 @@ class InProcessVenue:
             return
         cmds = bk.gen.generate(n).commands
         cmds["owner"][cmds["op"] == OP_SUBMIT] = BACKGROUND_OWNER
+        bk.bg_commands += n
         self._process_background(bk, cmds)
         if len(bk.book) - len(bk.oms_live) > self._background.max_resting:
             self._trim(bk)
