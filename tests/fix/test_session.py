@@ -298,3 +298,33 @@ def test_resend_request_for_nothing_sent_is_ignored_but_counted():
     s.receive(peer.build(b"2", [(7, 50), (16, 0)]))
     s.receive(peer.build(b"2", [(7, 5), (16, 2)]))
     assert out(s) == [] and s.next_target_seq == 4 and s.connected
+
+
+def test_custom_validator_reasons_and_texts():
+    from crossbook.fix.session import RejectInfo
+
+    def validator(fields, begin_string, appl_ver_id):
+        tags = [t for t, _ in fields]
+        if 7777 in tags:
+            return RejectInfo(18, 7777, "Invalid/Unsupported Application Version")
+        if 6666 in tags:
+            return RejectInfo(5, 6666, "some other wording")
+        return None
+
+    s, peer, clock, app = logged_on(validator=validator)
+    s.receive(peer.build(b"D", [(7777, b"x")]))
+    s.receive(peer.build(b"D", [(6666, b"x")]))
+    first, second = out(s)
+    assert first[373] == b"18" and first[58] == b"Invalid/Unsupported Application Version"
+    assert second[58] == b"Value is incorrect (out of range) for this tag"  # QuickFIX's text wins
+    assert s.next_target_seq == 4
+
+
+def test_logout_times_out_even_without_heartbeats():
+    s, peer, clock, app = make()
+    s.receive(peer.logon(hb=0))
+    out(s)
+    s.logout()
+    clock.advance(2.5)
+    s.on_timer()
+    assert not s.connected

@@ -264,9 +264,10 @@ class _Disconnect(Exception):
 
 
 class _Reject(Exception):
-    def __init__(self, reason: int, tag: int = 0) -> None:
+    def __init__(self, reason: int, tag: int = 0, text: str | None = None) -> None:
         self.reason = reason
         self.tag = tag
+        self.text = text
 
 
 class _BadBeginString(Exception):
@@ -405,10 +406,11 @@ class Session:
             if self.sent_logon and now - self.last_received_time >= self.settings.logon_timeout:
                 self._disconnect("timed out waiting for logon response")
             return
-        if self.heart_bt_int == 0:
-            return
+        # (QuickFIX checks HeartBtInt=0 first, so such a session never times its Logout out.)
         if self.sent_logout and now - self.last_sent_time >= self.settings.logout_timeout:
             self._disconnect("timed out waiting for logout response")
+            return
+        if self.heart_bt_int == 0:
             return
         hb = self.heart_bt_int
         if now - self.last_sent_time < hb and now - self.last_received_time < hb:
@@ -499,7 +501,8 @@ class Session:
             else:
                 self.on_application_message(msg)
         except _Reject as rej:
-            self.send_reject(msg, rej.reason, rej.tag)
+            # QuickFIX's own text first (byte-exact answers), the validator's for other reasons.
+            self.send_reject(msg, rej.reason, rej.tag, REJECT_TEXTS.get(rej.reason, rej.text))
         except _BadBeginString:
             if msg_type == b"5":
                 self.on_logout(msg)
@@ -527,7 +530,7 @@ class Session:
             appl = appl_raw.decode("latin-1") if appl_raw else self.target_default_appl_ver_id
         problem = self.validator(msg.fields, self.settings.begin_string, appl)
         if problem is not None:
-            raise _Reject(problem.reason, problem.ref_tag if problem.ref_tag is not None else 0)
+            raise _Reject(problem.reason, problem.ref_tag if problem.ref_tag is not None else 0, problem.text)
 
     def _next_queued(self) -> None:
         while self.connected:
