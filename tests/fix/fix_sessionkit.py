@@ -1,6 +1,8 @@
 """Helpers for sans-IO session tests: a peer that writes messages and reads our answers."""
 from __future__ import annotations
 
+import asyncio
+
 from hypothesis import strategies as st
 
 from crossbook.fix.framing import Frame, iter_frames
@@ -139,3 +141,42 @@ def chunks(data: bytes, cuts: list[int]) -> list[bytes]:
         out.append(data[prev:p])
         prev = p
     return out
+
+
+# -- transport tests: applications and waiting
+class Collect(Application):
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, Message]] = []
+        self.logons = 0
+        self.logouts = 0
+
+    def on_logon(self, session: Session) -> None:
+        self.logons += 1
+
+    def on_logout(self, session: Session) -> None:
+        self.logouts += 1
+
+    def from_app(self, session: Session, message: Message) -> None:
+        self.messages.append((session.settings.target_comp_id, message))
+
+
+class ExecutingVenue(Collect):
+    """Answers every NewOrderSingle with an ExecutionReport on the same session."""
+
+    def from_app(self, session: Session, message: Message) -> None:
+        super().from_app(session, message)
+        session.send(b"8", [(11, message[11]), (17, b"E1"), (37, b"O1"), (39, b"0"), (150, b"0"), (54, b"1"),
+                            (55, message[55]), (14, b"0"), (151, b"100"), (6, b"0")])
+
+
+async def until(predicate, timeout: float = 5.0) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+ORDER = [(11, b"C1"), (21, b"1"), (38, b"100"), (40, b"1"), (54, b"1"), (55, b"ABC"), (60, b"20260101-00:00:00")]

@@ -11,9 +11,9 @@ import pytest
 from crossbook.fix.settings import SessionSettings
 from crossbook.fix.transport import Acceptor, Initiator
 
-from fix_sessionkit import Peer
 from crossbook.fix.session import SystemClock
-from test_transport import ORDER, Collect, ExecutingVenue, until
+
+from fix_sessionkit import ORDER, Collect, ExecutingVenue, Peer, until
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command (apt: openssl)")
 

@@ -4,38 +4,11 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from crossbook.fix.messages import Message
-from crossbook.fix.session import Application, Session
+from crossbook.fix.session import SystemClock
 from crossbook.fix.settings import SessionSettings
 from crossbook.fix.transport import Acceptor, Initiator
 
-from fix_sessionkit import Peer
-from crossbook.fix.session import SystemClock
-
-
-class Collect(Application):
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, Message]] = []
-        self.logons = 0
-        self.logouts = 0
-
-    def on_logon(self, session: Session) -> None:
-        self.logons += 1
-
-    def on_logout(self, session: Session) -> None:
-        self.logouts += 1
-
-    def from_app(self, session: Session, message: Message) -> None:
-        self.messages.append((session.settings.target_comp_id, message))
-
-
-class ExecutingVenue(Collect):
-    """Answers every NewOrderSingle with an ExecutionReport on the same session."""
-
-    def from_app(self, session: Session, message: Message) -> None:
-        super().from_app(session, message)
-        session.send(b"8", [(11, message[11]), (17, b"E1"), (37, b"O1"), (39, b"0"), (150, b"0"), (54, b"1"),
-                            (55, message[55]), (14, b"0"), (151, b"100"), (6, b"0")])
+from fix_sessionkit import ORDER, Collect, ExecutingVenue, Peer, until
 
 
 def acceptor_settings(*targets: str, **kw) -> list[SessionSettings]:
@@ -47,19 +20,6 @@ def initiator_settings(sender: str, port: int, **kw) -> SessionSettings:
                 socket_connect_host="127.0.0.1", socket_connect_port=port, heart_bt_int=5, reconnect_interval=0.2)
     base.update(kw)
     return SessionSettings(**base)
-
-
-async def until(predicate, timeout: float = 5.0) -> bool:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            return False
-        await asyncio.sleep(0.01)
-    return True
-
-
-ORDER = [(11, b"C1"), (21, b"1"), (38, b"100"), (40, b"1"), (54, b"1"), (55, b"ABC"), (60, b"20260101-00:00:00")]
 
 
 def test_initiator_and_acceptor_exchange_orders_and_log_out():
