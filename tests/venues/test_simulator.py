@@ -793,3 +793,30 @@ def test_background_orders_never_trigger_the_omss_self_trade_prevention():
             assert sum(e.last_qty for e in ev if e.kind == K.TRADE) == 800
             assert not [e for e in ev if e.reason_code in (Reason.STP_TAKER, Reason.STP_MAKER)]
     run(main())
+
+
+def test_book_listener_hears_which_books_changed_once_per_iteration():
+    async def main():
+        async with Harness(background=BackgroundFlow(seed=1, rate=1.0)) as h:
+            heard: list[frozenset] = []
+            h.venue.add_book_listener(heard.append)
+            h.order(Side.BUY, 10, 22000)
+            h.order(Side.BUY, 1, 24000, inst=ES)
+            h.order(Side.BUY, 0, 22000)                        # rejected: no book change
+            assert heard == []                                 # never from inside the call
+            await h.settle()
+            assert heard == [frozenset({"AAPL", "ESZ6"})]
+            h.venue.cancel_order("c1", "x")
+            h.venue.background_step(FX, 10)
+            await h.settle()
+            assert heard[1:] == [frozenset({"AAPL", "EUR/USD"})]
+            h.order(Side.BUY, 0, 22000)
+            await h.settle()
+            assert len(heard) == 2
+            h.venue.remove_book_listener(heard.append)
+            h.order(Side.BUY, 10, 22000)
+            await h.settle()
+            assert len(heard) == 2
+            with pytest.raises(TypeError):
+                h.venue.add_book_listener("no")
+    run(main())

@@ -247,6 +247,9 @@ class InProcessVenue:
         self._up = True
         self._started = False
         self._task: asyncio.Task | None = None
+        self._book_listeners: list[Callable[[frozenset[str]], None]] = []
+        self._dirty: set[str] = set()
+        self._md_handle: asyncio.Handle | None = None
 
     # ============================================================================================
     # Knobs
@@ -388,6 +391,8 @@ class InProcessVenue:
             bk.stops.add(oid)
         self._apply(bk, r.fills, r.cancels, now, events)
         self._push(events)
+        if self._book_listeners:
+            self._touched(bk)
 
     def cancel_order(self, venue_cl_ord_id: str, cancel_cl_ord_id: str) -> None:
         now = self._clock.now_ns()
@@ -411,6 +416,8 @@ class InProcessVenue:
         bk = o.book
         bk.book.cancel(o.oid)
         bk.stops.discard(o.oid)
+        if self._book_listeners:
+            self._touched(bk)
         orig = o.cl_ord_id
         self._chain(o, cancel_cl_ord_id)
         self._finish(o, _CANCELLED)
@@ -463,6 +470,8 @@ class InProcessVenue:
                              cum_qty=o.cum, ts=now, orig_venue_cl_ord_id=orig, ord_status=o.status)]
         self._apply(bk, r.fills, cancels, now, events)
         self._push(events)
+        if self._book_listeners:
+            self._touched(bk)
 
     def order_status(self, venue_cl_ord_id: str) -> None:
         now = self._clock.now_ns()
@@ -490,6 +499,18 @@ class InProcessVenue:
             return ([], [])
         return (bk.book.depth(Side.BUY, levels), bk.book.depth(Side.SELL, levels))
 
+    def add_book_listener(self, listener: Callable[[frozenset[str]], None]) -> None:
+        """Be told which books changed: ``listener(keys)`` is called from a loop callback, at most
+        once per loop iteration, with the listing keys of the books touched since the last call
+        (orders, cancels, fills, background flow). It is the hook for market data publishing (FIX
+        W/X in ``crossbook venue``) and event-driven routing; read the books with top_of_book/depth."""
+        if not callable(listener):
+            raise TypeError(f"listener must be callable, got {type(listener).__name__}")
+        self._book_listeners.append(listener)
+
+    def remove_book_listener(self, listener: Callable[[frozenset[str]], None]) -> None:
+        self._book_listeners.remove(listener)
+
     # ============================================================================================
     # Beyond the protocol: sessions, inspection, background
     # ============================================================================================
@@ -504,6 +525,8 @@ class InProcessVenue:
         events: list[VenueEvent] = []
         for bk in self._books.values():
             cancels = bk.book.end_of_day()
+            if self._book_listeners:
+                self._touched(bk)
             n += self._apply(bk, (), cancels, now, events)
             if self._bg_on and self._started and bk.gen is not None:
                 self._seed_ladder(bk, max(1, round(bk.gen.mid)))
@@ -522,6 +545,8 @@ class InProcessVenue:
         for bk in self._books.values():
             cancels = bk.book.expire(now)
             if cancels:
+                if self._book_listeners:
+                    self._touched(bk)
                 n += self._apply(bk, (), cancels, ts, events)
         self._emit(events)
         return n
@@ -535,6 +560,8 @@ class InProcessVenue:
             for o in [o for o in bk.oms_live.values() if owner is None or o.owner == owner]:
                 bk.book.cancel(o.oid)
                 bk.stops.discard(o.oid)
+                if self._book_listeners:
+                    self._touched(bk)
                 self._finish(o, _CANCELLED)
                 events.append(VenueEvent(_CANCELED, self.name, o.cl_ord_id, o.venue_order_id, cum_qty=o.cum,
                                          reason=REASON_TEXT[Reason.USER_CANCEL], reason_code=int(Reason.USER_CANCEL),
@@ -661,6 +688,21 @@ class InProcessVenue:
     # Internals: event delivery (one FIFO, never re-entrant)
     # ============================================================================================
 
+    def _touched(self, bk: _Book) -> None:
+        self._dirty.add(bk.instrument.key)
+        if self._md_handle is None:
+            loop = self._loop or asyncio.get_running_loop()
+            self._md_handle = loop.call_soon(self._notify_books)
+
+    def _notify_books(self) -> None:
+        self._md_handle = None
+        keys, self._dirty = frozenset(self._dirty), set()
+        for listener in list(self._book_listeners):
+            try:
+                listener(keys)
+            except Exception:
+                log.exception("venue %s: book listener raised", self.name)
+
     def _emit(self, events: list) -> None:
         """Queue events about existing orders: held while the venue is down."""
         if not events:
@@ -774,6 +816,8 @@ class InProcessVenue:
     def _process_background(self, bk: _Book, cmds: np.ndarray) -> None:
         had_oms = bool(bk.oms_live)
         fills, ended = bk.book.process(cmds)
+        if self._book_listeners:
+            self._touched(bk)
         if not had_oms:
             return  # nothing of the OMS's can have traded, triggered or ended
         now = self._clock.now_ns()
@@ -802,6 +846,8 @@ class InProcessVenue:
         cmds["op"] = OP_CANCEL
         cmds["order_id"] = ranked[:excess]
         book.process(cmds)
+        if self._book_listeners:
+            self._touched(bk)
 
     async def _housekeeping(self) -> None:
         loop = self._loop
