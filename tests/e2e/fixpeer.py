@@ -112,3 +112,12 @@ class FixPeer:
         except asyncio.TimeoutError:
             return
         raise AssertionError(f"unexpected message {msg!r}")
+
+    async def drain(self, seconds: float = 0.2) -> list[Message]:
+        """Every message arriving until ``seconds`` pass without one."""
+        out = []
+        while True:
+            try:
+                out.append(await asyncio.wait_for(self.app.queue.get(), seconds))
+            except asyncio.TimeoutError:
+                return out

@@ -20,6 +20,9 @@ def register(name: str, module: str, help_text: str) -> None:
 
 register("fix-test-server", "crossbook.fix.testserver", "FIX acceptor set up for the QuickFIX acceptance scripts")
 register("client", "crossbook.fix.client", "FIX initiator for people and scripts")
+register("serve", "crossbook.app.serve", "the OMS server: FIX acceptor, venues, HTTP API (docs/oms.md)")
+register("orders", "crossbook.app.orders", "list orders from a running server or its database")
+register("eod", "crossbook.app.eod", "end of day on a running server: expire DAY orders, new risk day")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -278,11 +278,18 @@ class FixGateway(Application):
         elif isinstance(output, MassCancelReport):
             session.send(b"r", self.mass_cancel_report_body(output))
 
-    def _instrument_fields(self, symbol_key: str) -> list[tuple[int, str]]:
+    def _instrument_fields(self, symbol_key: str, begin_string: str) -> list[tuple[int, str]]:
         inst = self.instruments.by_symbol(symbol_key) if symbol_key else None
         if inst is None:
             return [(55, symbol_key or "[N/A]")]
-        fields: list[tuple[int, str]] = [(55, inst.symbol), (167, inst.security_type)]
+        fields: list[tuple[int, str]] = [(55, inst.symbol)]
+        # SecurityType values the version's dictionary knows: FIX 4.2 says FOR for FX; no version
+        # has a crypto value, so crypto goes without 167 (the Symbol names it).
+        security_type = inst.security_type
+        if begin_string == "FIX.4.2" and security_type == "FXSPOT":
+            security_type = "FOR"
+        if security_type != "CRYPTO":
+            fields.append((167, security_type))
         if inst.maturity_month_year:
             fields.append((200, inst.maturity_month_year))
         if inst.put_or_call is not None:
@@ -314,7 +321,7 @@ class FixGateway(Application):
         body += [(150, exec_type), (39, ex.ord_status.value)]
         if ex.account:
             body.append((1, ex.account))
-        body += self._instrument_fields(ex.symbol)
+        body += self._instrument_fields(ex.symbol, begin_string)
         body.append((54, str(ex.side or 1)))
         if out.order_qty or ex.qty:
             body.append((38, str(out.order_qty or ex.qty)))
