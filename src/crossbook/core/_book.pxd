@@ -1,5 +1,6 @@
 # The compiled order book's contract: its C data layout and the typed signatures of its
 # internals, grouped as queries, commands and checks.  See docs/core.md for the design.
+cimport cython
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 
 # --- enum values (FIX values where FIX has one); mirrored by the IntEnums in _book.pyx -----------
@@ -70,20 +71,20 @@ cdef enum:
     F_POST_ONLY = 4
     F_PENDING = 8       # a waiting stop, linked in the pending-stop list (not in a level)
     F_INDEXED = 16      # present in the live id index
+    F_ICEBERG = 32      # display qty set (OrderExtra.display)
 
 # --- data layout -------------------------------------------------------------------------------
-# One pool entry per live order: 80 bytes.  `visible` doubles as the stop price while the order is
-# a pending stop (it has no displayed quantity then).  prev/next link the order into its price
-# level's FIFO, the pending-stop list, the triggered queue or (next only) the free list.
+# One pool entry per live order: 64 bytes, one cache line (the pool is 64-byte aligned), holding
+# everything matching touches.  `visible` doubles as the stop price while the order is a pending
+# stop (it has no displayed quantity then).  prev/next link the order into its price level's
+# FIFO, the pending-stop list, the triggered queue or (next only) the free list.
 ctypedef struct Order:
     int64_t id
     int64_t price
     int64_t qty            # total ordered (FIX OrderQty); filled = qty - leaves
     int64_t leaves
-    int64_t display        # iceberg slice size, 0 = fully visible
     int64_t visible        # resting: displayed now; pending stop: stop price
     int64_t owner
-    int64_t expire_time
     int32_t prev
     int32_t next
     int32_t level          # level pool index while resting, -1 otherwise
@@ -91,6 +92,12 @@ ctypedef struct Order:
     uint8_t ord_type
     uint8_t tif
     uint8_t flags
+
+# The rarely used fields, in an array parallel to the pool (16 bytes per entry): read only for
+# icebergs (F_ICEBERG) and by expire().
+ctypedef struct OrderExtra:
+    int64_t display        # iceberg slice size, 0 = fully visible
+    int64_t expire_time    # GTD expiry, 0 otherwise
 
 # A price level: FIFO of pool indices with its displayed total.  Levels live in their own pool
 # (stable indices, free list through `head`).
@@ -104,11 +111,15 @@ ctypedef struct Level:
 
 # One side's levels sorted by key ascending with the best level LAST (key = price for bids,
 # -price for asks), so the best level is O(1) and adding/removing near the touch moves little.
+# A price -> level hash map (pmap, open addressing, level pool indices, load <= 1/2) finds an
+# existing level in O(1); the sorted arrays are searched only to place a new level.
 ctypedef struct SideBook:
     int64_t* keys
     int32_t* lvl
     int32_t n
     int32_t cap
+    int32_t* pmap
+    int32_t pmap_bits
 
 # Batch rows; layouts match COMMAND_DTYPE, FILL_DTYPE and ENDED_DTYPE (aligned numpy dtypes).
 ctypedef struct Command:
@@ -140,9 +151,11 @@ ctypedef struct EndedRec:
     int32_t reason
 
 
+@cython.final
 cdef class OrderBook:
     # order pool
-    cdef Order* pool
+    cdef Order* pool                # 64-byte aligned
+    cdef OrderExtra* extra
     cdef int32_t pool_cap
     cdef int32_t free_head
     # price levels
@@ -150,13 +163,20 @@ cdef class OrderBook:
     cdef int32_t level_cap
     cdef int32_t level_free
     cdef SideBook sides[2]          # 0 = bids, 1 = asks
-    # live id index: open addressing, linear probing, slots hold pool indices (key read from pool)
+    cdef int32_t level_free_count
+    # live id index: open addressing, linear probing; a slot holds a pool index (the key is read
+    # from the pool) and the entry's distance from its home slot
     cdef int32_t* live_slots
     cdef int32_t live_bits
     cdef int32_t live_count
-    # every id ever accepted (duplicate check): open addressing int64 set
+    # every id ever accepted (duplicate check): a bitmap over a dense id window starting at
+    # seen_base, and an open-addressing int64 set for ids outside it
+    cdef uint64_t* seen_bitmap
+    cdef int64_t seen_words
+    cdef int64_t seen_base
     cdef int64_t* seen_keys
     cdef int32_t seen_bits
+    cdef int64_t seen_hashed
     cdef int64_t seen_count
     cdef bint seen_sentinel
     # stops: pending list (arrival order) and triggered queue
@@ -224,8 +244,9 @@ cdef class OrderBook:
     cdef bint _grow_pool(self) noexcept nogil
     cdef bint _grow_levels(self) noexcept nogil
     cdef bint _grow_side(self, int s) noexcept nogil
-    cdef bint _grow_live(self) noexcept nogil
-    cdef bint _grow_seen(self) noexcept nogil
+    cdef bint _rebuild_live(self, int32_t bits) noexcept nogil
+    cdef bint _rebuild_seen(self, int32_t bits) noexcept nogil
+    cdef bint _reserve_id(self, int64_t order_id) noexcept nogil
     cdef void _begin(self) noexcept nogil
 
     # --- Python boundary (GIL held) -----------------------------------------------------------
@@ -234,3 +255,4 @@ cdef class OrderBook:
     cdef object _result(self, int status)
     cdef object _rejected_enum(self, int64_t order_id, str text)
     cdef void _shrink_buffers(self) noexcept
+    cdef tuple _take_reports(self)

@@ -11,10 +11,17 @@ from enum import IntEnum
 
 import numpy as np
 
+cimport cython
 from cpython.long cimport PyLong_Check
+from cpython.buffer cimport PyBUF_FORMAT, PyBUF_ND
+from cpython.object cimport PyObject_RichCompare
 from libc.stdint cimport INT64_MAX, INT64_MIN, int32_t, int64_t, uint8_t, uint64_t, uintptr_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memcpy, memmove
+from libc.string cimport memcpy, memmove, memset
+
+
+cdef extern from "stdlib.h" nogil:
+    int posix_memalign(void** memptr, size_t alignment, size_t size)
 
 
 cdef extern from "Python.h":
@@ -112,10 +119,145 @@ REASON_TEXT = {
     Reason.INVALID_EXPIRE_TIME: "GTD order needs a positive expire_time",
 }
 
-Fill = namedtuple("Fill", "maker_id taker_id price qty")
-Fill.__doc__ = "One trade: resting order id, incoming order id, price (the maker's), quantity."
-Cancel = namedtuple("Cancel", "order_id qty reason")
-Cancel.__doc__ = "An order ended by an operation without a fill of that quantity, and why."
+
+# Fill and Cancel behave like namedtuples (attributes, unpacking, indexing, equality with plain
+# tuples) but are small C structs with a free list: building them is most of the cost of a
+# per-call result, and the int fields become Python ints only when read.
+
+@cython.freelist(1024)
+@cython.final
+cdef class Fill:
+    """One trade: resting (maker) order id, incoming (taker) order id, price (the maker's), qty.
+
+    Behaves like the namedtuple ``Fill(maker_id, taker_id, price, qty)``: attributes, unpacking,
+    indexing, and equality/ordering/hash as the 4-tuple.
+    """
+    cdef readonly int64_t maker_id
+    cdef readonly int64_t taker_id
+    cdef readonly int64_t price
+    cdef readonly int64_t qty
+
+    def __init__(self, int64_t maker_id, int64_t taker_id, int64_t price, int64_t qty):
+        self.maker_id = maker_id
+        self.taker_id = taker_id
+        self.price = price
+        self.qty = qty
+
+    cdef tuple _tuple(self):
+        return (self.maker_id, self.taker_id, self.price, self.qty)
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        if type(i) is int:
+            if i < 0:
+                i += 4
+            if i == 0:
+                return self.maker_id
+            if i == 1:
+                return self.taker_id
+            if i == 2:
+                return self.price
+            if i == 3:
+                return self.qty
+            raise IndexError("Fill index out of range")
+        return self._tuple()[i]
+
+    def __iter__(self):
+        return iter(self._tuple())
+
+    def __richcmp__(self, other, int op):
+        if isinstance(other, Fill):
+            other = (<Fill>other)._tuple()
+        elif not isinstance(other, tuple):
+            return NotImplemented
+        return PyObject_RichCompare(self._tuple(), other, op)
+
+    def __hash__(self):
+        return hash(self._tuple())
+
+    def __repr__(self):
+        return (f"Fill(maker_id={self.maker_id}, taker_id={self.taker_id}, price={self.price}, "
+                f"qty={self.qty})")
+
+    def __reduce__(self):
+        return (Fill, self._tuple())
+
+    def _asdict(self):
+        return {"maker_id": self.maker_id, "taker_id": self.taker_id, "price": self.price,
+                "qty": self.qty}
+
+
+@cython.freelist(256)
+@cython.final
+cdef class Cancel:
+    """An order ended by an operation without a fill of that quantity: id, qty, Reason.
+
+    Behaves like the namedtuple ``Cancel(order_id, qty, reason)``.
+    """
+    cdef readonly int64_t order_id
+    cdef readonly int64_t qty
+    cdef int _reason
+
+    def __init__(self, int64_t order_id, int64_t qty, reason):
+        self.order_id = order_id
+        self.qty = qty
+        self._reason = int(Reason(reason))
+
+    @property
+    def reason(self):
+        return _REASON_BY_CODE[self._reason]
+
+    cdef tuple _tuple(self):
+        return (self.order_id, self.qty, _REASON_BY_CODE[self._reason])
+
+    def __len__(self):
+        return 3
+
+    def __getitem__(self, i):
+        return self._tuple()[i]
+
+    def __iter__(self):
+        return iter(self._tuple())
+
+    def __richcmp__(self, other, int op):
+        if isinstance(other, Cancel):
+            other = (<Cancel>other)._tuple()
+        elif not isinstance(other, tuple):
+            return NotImplemented
+        return PyObject_RichCompare(self._tuple(), other, op)
+
+    def __hash__(self):
+        return hash(self._tuple())
+
+    def __repr__(self):
+        return (f"Cancel(order_id={self.order_id}, qty={self.qty}, "
+                f"reason={_REASON_BY_CODE[self._reason]!r})")
+
+    def __reduce__(self):
+        return (Cancel, self._tuple())
+
+    def _asdict(self):
+        return {"order_id": self.order_id, "qty": self.qty, "reason": self.reason}
+
+
+cdef inline Fill _new_fill(const FillRec* f):
+    cdef Fill r = Fill.__new__(Fill)
+    r.maker_id = f.maker_id
+    r.taker_id = f.taker_id
+    r.price = f.price
+    r.qty = f.qty
+    return r
+
+
+cdef inline Cancel _new_cancel(const EndedRec* e):
+    cdef Cancel r = Cancel.__new__(Cancel)
+    r.order_id = e.order_id
+    r.qty = e.qty
+    r._reason = e.reason
+    return r
+
 OrderState = namedtuple("OrderState", "side price qty leaves displayed filled")
 OrderState.__doc__ = ("A live order: side, limit price, total qty, leaves, displayed qty "
                       "(0 for a pending stop) and filled qty.")
@@ -139,11 +281,11 @@ ENDED_DTYPE = np.dtype([("cmd_index", "i8"), ("order_id", "i8"), ("qty", "i8"),
 # Quantities and prices are capped so that sums (level totals, volumes) cannot overflow int64.
 MAX_QTY = 1 << 40
 MAX_PRICE = 1 << 53
-cdef int64_t C_MAX_QTY = MAX_QTY
-cdef int64_t C_MAX_PRICE = MAX_PRICE
 
 assert COMMAND_DTYPE.itemsize == sizeof(Command), "COMMAND_DTYPE does not match the C layout"
 assert FILL_DTYPE.itemsize == sizeof(FillRec)
+assert sizeof(Order) == 64, "an Order must fill exactly one cache line"
+assert C_MAX_QTY == MAX_QTY and C_MAX_PRICE == MAX_PRICE
 assert ENDED_DTYPE.itemsize == sizeof(EndedRec)
 
 # Enum members by code, so building results does not go through IntEnum.__call__.
@@ -154,12 +296,27 @@ for _r in Reason:
 cdef list _SIDE_BY_CODE = [None, Side.BUY, Side.SELL]
 _COMMAND_FIELDS = COMMAND_DTYPE.names
 
-cdef object _tuple_new = tuple.__new__
-cdef object _FillT = Fill
-cdef object _CancelT = Cancel
 
-cdef uint64_t GOLDEN = 0x9E3779B97F4A7C15
-cdef int32_t EMPTY = -1
+# Compile-time constants (module-level cdef variables would be loaded from memory each use).
+cdef extern from *:
+    """
+    #define CB_GOLDEN 0x9E3779B97F4A7C15ULL
+    #define CB_MAX_QTY (((int64_t)1) << 40)
+    #define CB_MAX_PRICE (((int64_t)1) << 53)
+    """
+    uint64_t GOLDEN "CB_GOLDEN"
+    int64_t C_MAX_QTY "CB_MAX_QTY"
+    int64_t C_MAX_PRICE "CB_MAX_PRICE"
+
+cdef enum:
+    EMPTY = -1
+# A live-index slot holds a pool index (low IDX_BITS bits) and its distance from its home slot
+# (high bits, saturating at DIST_MAX): lookups skip entries that cannot be theirs and deletions
+# shift entries back without reading the pool.  This caps the pool at 2**26 - 1 live orders.
+cdef enum:
+    IDX_BITS = 26
+    IDX_MASK = (1 << 26) - 1
+    DIST_MAX = 31
 cdef int64_t NO_KEY = INT64_MIN          # empty slot marker of the seen-id set
 
 cdef inline int sidx(int side) noexcept nogil:
@@ -174,6 +331,44 @@ cdef inline int64_t i64min(int64_t a, int64_t b) noexcept nogil:
 cdef inline uint64_t hash_slot(int64_t key, int32_t bits) noexcept nogil:
     # Fibonacci hashing: good spread for sequential and random ids alike.
     return (<uint64_t>key * GOLDEN) >> (64 - bits)
+
+
+cdef inline int32_t pmap_find(SideBook* sb, Level* levels, int64_t price) noexcept nogil:
+    cdef uint64_t mask = (<uint64_t>1 << sb.pmap_bits) - 1
+    cdef uint64_t h = hash_slot(price, sb.pmap_bits)
+    cdef int32_t li
+    while True:
+        li = sb.pmap[h]
+        if li == EMPTY or levels[li].price == price:
+            return li
+        h = (h + 1) & mask
+
+
+cdef inline void pmap_insert(SideBook* sb, int64_t price, int32_t li) noexcept nogil:
+    cdef uint64_t mask = (<uint64_t>1 << sb.pmap_bits) - 1
+    cdef uint64_t h = hash_slot(price, sb.pmap_bits)
+    while sb.pmap[h] != EMPTY:
+        h = (h + 1) & mask
+    sb.pmap[h] = li
+
+
+cdef inline void pmap_remove(SideBook* sb, Level* levels, int32_t li) noexcept nogil:
+    # linear probing, backward-shift deletion (levels are few and their array is hot)
+    cdef int32_t bits = sb.pmap_bits
+    cdef uint64_t mask = (<uint64_t>1 << bits) - 1
+    cdef uint64_t i = hash_slot(levels[li].price, bits), j, home
+    while sb.pmap[i] != li:
+        i = (i + 1) & mask
+    j = i
+    while True:
+        j = (j + 1) & mask
+        if sb.pmap[j] == EMPTY:
+            break
+        home = hash_slot(levels[sb.pmap[j]].price, bits)
+        if ((j - home) & mask) >= ((j - i) & mask):
+            sb.pmap[i] = sb.pmap[j]
+            i = j
+    sb.pmap[i] = EMPTY
 
 
 cdef int64_t _as_i64(object value, str name) except? -1:
@@ -202,6 +397,8 @@ cdef str _enum_error(int64_t side, int64_t ord_type, int64_t tif, int64_t stp):
     return None
 
 
+@cython.freelist(64)
+@cython.final
 cdef class Result:
     """Outcome of submit/replace/cancel_result for the order concerned.
 
@@ -279,6 +476,46 @@ def _as_command_array(commands):
     return out
 
 
+cdef char* _FORMAT_BYTE = "B"
+
+
+@cython.final
+cdef class _OwnedBuffer:
+    """A malloc'd block exposed through the buffer protocol; frees it when the last numpy array
+    viewing it goes away.  Lets process() return its report buffers without copying them."""
+    cdef void* ptr
+    cdef Py_ssize_t nbytes
+
+    @staticmethod
+    cdef _OwnedBuffer wrap(void* ptr, Py_ssize_t nbytes):
+        cdef _OwnedBuffer b = _OwnedBuffer.__new__(_OwnedBuffer)
+        b.ptr = ptr
+        b.nbytes = nbytes
+        return b
+
+    def __getbuffer__(self, Py_buffer* view, int flags):
+        view.buf = self.ptr
+        view.obj = self
+        view.len = self.nbytes
+        view.readonly = 0
+        view.itemsize = 1
+        if flags & PyBUF_FORMAT:
+            view.format = _FORMAT_BYTE
+        else:
+            view.format = NULL
+        view.ndim = 1
+        view.shape = &self.nbytes if (flags & PyBUF_ND) else NULL
+        view.strides = NULL
+        view.suboffsets = NULL
+        view.internal = NULL
+
+    def __releasebuffer__(self, Py_buffer* view):
+        pass
+
+    def __dealloc__(self):
+        free(self.ptr)
+
+
 # ------------------------------------------------------------------------------------------------
 # The book
 # ------------------------------------------------------------------------------------------------
@@ -295,12 +532,14 @@ cdef class OrderBook:
         cdef int32_t i
         if capacity < 16:
             capacity = 16
-        if capacity > (1 << 30):
-            raise ValueError("capacity too large")
+        if capacity > (1 << 26) - 1:
+            raise ValueError(f"capacity must be below 2**26, got {capacity}")
         self.pool = NULL
+        self.extra = NULL
         self.levels = NULL
         self.live_slots = NULL
         self.seen_keys = NULL
+        self.seen_bitmap = NULL
         self.fills = NULL
         self.ended = NULL
         for i in range(2):
@@ -308,10 +547,13 @@ cdef class OrderBook:
             self.sides[i].lvl = NULL
             self.sides[i].n = 0
             self.sides[i].cap = 0
+            self.sides[i].pmap = NULL
+            self.sides[i].pmap_bits = 0
         self.pool_cap = 0
         self.free_head = EMPTY
         self.level_cap = 0
         self.level_free = EMPTY
+        self.level_free_count = 0
         self.stop_head = self.stop_tail = EMPTY
         self.trig_head = self.trig_tail = EMPTY
         self.n_stops = 0
@@ -322,8 +564,11 @@ cdef class OrderBook:
         self.oom = False
         # pool
         self.pool_cap = 0
-        self.pool = <Order*> malloc(capacity * sizeof(Order))
-        if self.pool == NULL:
+        if posix_memalign(<void**> &self.pool, 64, capacity * sizeof(Order)) != 0:
+            self.pool = NULL
+            raise MemoryError()
+        self.extra = <OrderExtra*> malloc(capacity * sizeof(OrderExtra))
+        if self.extra == NULL:
             raise MemoryError()
         self.pool_cap = capacity
         for i in range(capacity):
@@ -339,12 +584,16 @@ cdef class OrderBook:
         for i in range(1 << self.live_bits):
             self.live_slots[i] = EMPTY
         self.live_count = 0
-        self.seen_bits = self.live_bits
+        self.seen_bits = 4
         self.seen_keys = <int64_t*> malloc((1 << self.seen_bits) * sizeof(int64_t))
         if self.seen_keys == NULL:
             raise MemoryError()
         for i in range(1 << self.seen_bits):
             self.seen_keys[i] = NO_KEY
+        self.seen_bitmap = NULL
+        self.seen_words = 0
+        self.seen_base = 0
+        self.seen_hashed = 0
         self.seen_count = 0
         self.seen_sentinel = False
         self.fills_cap = 256
@@ -359,14 +608,17 @@ cdef class OrderBook:
 
     def __dealloc__(self):
         free(self.pool)
+        free(self.extra)
         free(self.levels)
         free(self.live_slots)
         free(self.seen_keys)
+        free(self.seen_bitmap)
         free(self.fills)
         free(self.ended)
         for i in range(2):
             free(self.sides[i].keys)
             free(self.sides[i].lvl)
+            free(self.sides[i].pmap)
 
     # ============================================================================================
     # checks and storage
@@ -374,11 +626,20 @@ cdef class OrderBook:
 
     cdef bint _grow_pool(self) noexcept nogil:
         cdef int32_t old = self.pool_cap, new = old * 2, i
-        if new > (1 << 30):
+        if new > IDX_MASK:
+            new = IDX_MASK          # pool indices must fit the live index's slots
+        if new <= old:
             return False
-        cdef Order* p = <Order*> realloc(self.pool, new * sizeof(Order))
-        if p == NULL:
+        cdef Order* p
+        if posix_memalign(<void**> &p, 64, new * sizeof(Order)) != 0:
             return False
+        cdef OrderExtra* x = <OrderExtra*> realloc(self.extra, new * sizeof(OrderExtra))
+        if x == NULL:
+            free(p)
+            return False
+        self.extra = x
+        memcpy(p, self.pool, old * sizeof(Order))
+        free(self.pool)
         self.pool = p
         for i in range(old, new):
             p[i].next = i + 1 if i + 1 < new else self.free_head
@@ -395,12 +656,13 @@ cdef class OrderBook:
         for i in range(old, new):
             p[i].head = i + 1 if i + 1 < new else self.level_free
         self.level_free = old
+        self.level_free_count += new - old
         self.level_cap = new
         return True
 
     cdef bint _grow_side(self, int s) noexcept nogil:
         cdef SideBook* sb = &self.sides[s]
-        cdef int32_t new = sb.cap * 2 if sb.cap else 64
+        cdef int32_t new = sb.cap * 2 if sb.cap else 64, bits = sb.pmap_bits, i
         cdef int64_t* k = <int64_t*> realloc(sb.keys, new * sizeof(int64_t))
         if k == NULL:
             return False
@@ -410,10 +672,26 @@ cdef class OrderBook:
             return False
         sb.lvl = l
         sb.cap = new
+        # the price map keeps load <= 1/2 at full capacity
+        while (1 << bits) < 2 * new:
+            bits += 1
+        if bits == sb.pmap_bits:
+            return True
+        cdef int32_t* m = <int32_t*> malloc((<size_t>1 << bits) * sizeof(int32_t))
+        if m == NULL:
+            return False
+        free(sb.pmap)
+        sb.pmap = m
+        sb.pmap_bits = bits
+        for i in range(1 << bits):
+            m[i] = EMPTY
+        for i in range(sb.n):
+            pmap_insert(sb, self.levels[sb.lvl[i]].price, sb.lvl[i])
         return True
 
-    cdef bint _grow_live(self) noexcept nogil:
-        cdef int32_t old_n = 1 << self.live_bits, bits = self.live_bits + 1, i, s
+    cdef bint _rebuild_live(self, int32_t bits) noexcept nogil:
+        # Rehash the live orders into 2**bits slots.
+        cdef int32_t old_n = 1 << self.live_bits, i, s, dist
         cdef uint64_t h, mask = (<uint64_t>1 << bits) - 1
         cdef int32_t* slots = <int32_t*> malloc((<size_t>1 << bits) * sizeof(int32_t))
         if slots == NULL:
@@ -423,19 +701,23 @@ cdef class OrderBook:
         for i in range(old_n):
             s = self.live_slots[i]
             if s != EMPTY:
+                s &= IDX_MASK
                 h = hash_slot(self.pool[s].id, bits)
+                dist = 0
                 while slots[h] != EMPTY:
                     h = (h + 1) & mask
-                slots[h] = s
+                    dist += 1
+                slots[h] = s | ((dist if dist < DIST_MAX else DIST_MAX) << IDX_BITS)
         free(self.live_slots)
         self.live_slots = slots
         self.live_bits = bits
         return True
 
-    cdef bint _grow_seen(self) noexcept nogil:
-        cdef int64_t old_n = <int64_t>1 << self.seen_bits, i, k
-        cdef int32_t bits = self.seen_bits + 1
-        cdef uint64_t h, mask = (<uint64_t>1 << bits) - 1
+    cdef bint _rebuild_seen(self, int32_t bits) noexcept nogil:
+        # Rehash the id set into 2**bits slots, leaving out ids the bitmap now covers.
+        cdef int64_t old_n = <int64_t>1 << self.seen_bits, i, k, kept = 0
+        cdef uint64_t h, mask = (<uint64_t>1 << bits) - 1, off
+        cdef uint64_t window = <uint64_t>self.seen_words * 64
         if bits > 40:
             return False
         cdef int64_t* keys = <int64_t*> malloc((<size_t>1 << bits) * sizeof(int64_t))
@@ -445,42 +727,71 @@ cdef class OrderBook:
             keys[i] = NO_KEY
         for i in range(old_n):
             k = self.seen_keys[i]
-            if k != NO_KEY:
-                h = hash_slot(k, bits)
-                while keys[h] != NO_KEY:
-                    h = (h + 1) & mask
-                keys[h] = k
+            if k == NO_KEY:
+                continue
+            off = <uint64_t>k - <uint64_t>self.seen_base
+            if off < window:
+                self.seen_bitmap[off >> 6] |= (<uint64_t>1) << (off & 63)
+                continue
+            h = hash_slot(k, bits)
+            while keys[h] != NO_KEY:
+                h = (h + 1) & mask
+            keys[h] = k
+            kept += 1
         free(self.seen_keys)
         self.seen_keys = keys
         self.seen_bits = bits
+        self.seen_hashed = kept
+        return True
+
+    cdef bint _reserve_id(self, int64_t order_id) noexcept nogil:
+        # Make room to record order_id as seen.  Ids go to the bitmap when it covers them, or
+        # can be made to cover them at no more than 8 bytes per id seen so far (dense ids such
+        # as 1, 2, 3 ... cost one bit each); other ids go to the hash set.
+        cdef uint64_t off, words, allowed
+        cdef uint64_t* bm
+        if self.seen_count == 0 and self.seen_words == 0:
+            self.seen_base = <int64_t>(<uint64_t>order_id & ~(<uint64_t>63))
+        off = <uint64_t>order_id - <uint64_t>self.seen_base
+        if off < <uint64_t>self.seen_words * 64:
+            return True
+        allowed = (<uint64_t>self.seen_count + 1024) * 64
+        if off < allowed:
+            words = <uint64_t>self.seen_words * 2
+            if words < off // 64 + 1:
+                words = off // 64 + 1
+            if words < 16:
+                words = 16
+            bm = <uint64_t*> realloc(self.seen_bitmap, words * sizeof(uint64_t))
+            if bm == NULL:
+                return False
+            memset(&bm[self.seen_words], 0, (words - self.seen_words) * sizeof(uint64_t))
+            self.seen_bitmap = bm
+            self.seen_words = words
+            # ids already in the hash set that the window now covers move into the bitmap
+            return self._rebuild_seen(self.seen_bits) if self.seen_hashed else True
+        while 2 * (self.seen_hashed + 1) > (<int64_t>1 << self.seen_bits):
+            if not self._rebuild_seen(self.seen_bits + 1):
+                return False
         return True
 
     cdef bint _reserve(self) noexcept nogil:
         # One operation allocates at most one pool entry and rests at most 1 + n_stops orders
         # (the order itself and every stop its trades can trigger); make room for all of that
         # up front so that nothing can fail half-way through matching.
-        cdef int32_t need = 2 + self.n_stops
-        cdef int32_t free_levels = 0, j
+        cdef int32_t need = 2 + self.n_stops, j, bits
         while self.free_head == EMPTY:
             if not self._grow_pool():
                 return False
-        j = self.level_free
-        while j != EMPTY and free_levels < need:
-            free_levels += 1
-            j = self.levels[j].head
-        while free_levels < need:
+        while self.level_free_count < need:
             if not self._grow_levels():
                 return False
-            free_levels += self.level_cap // 2
         for j in range(2):
             while self.sides[j].n + need > self.sides[j].cap:
                 if not self._grow_side(j):
                     return False
-        while 2 * (self.live_count + 1) > (1 << self.live_bits):
-            if not self._grow_live():
-                return False
-        while 2 * (self.seen_count + 1) > (<int64_t>1 << self.seen_bits):
-            if not self._grow_seen():
+        if 2 * (self.live_count + 1) > (1 << self.live_bits):
+            if not self._rebuild_live(self.live_bits + 1):
                 return False
         return True
 
@@ -527,21 +838,30 @@ cdef class OrderBook:
     cdef int32_t _find_live(self, int64_t order_id) noexcept nogil:
         cdef uint64_t mask = (<uint64_t>1 << self.live_bits) - 1
         cdef uint64_t h = hash_slot(order_id, self.live_bits)
-        cdef int32_t s
+        cdef int32_t s, d, dist = 0
         while True:
             s = self.live_slots[h]
             if s == EMPTY:
                 return EMPTY
-            if self.pool[s].id == order_id:
-                return s
+            d = s >> IDX_BITS
+            # only an entry exactly `dist` from its home can have our home: skip the others
+            # without touching their pool entries
+            if (d == dist or (d == DIST_MAX and dist > DIST_MAX)) \
+                    and self.pool[s & IDX_MASK].id == order_id:
+                return s & IDX_MASK
             h = (h + 1) & mask
+            dist += 1
 
     cdef bint _seen_contains(self, int64_t order_id) noexcept nogil:
-        cdef uint64_t mask = (<uint64_t>1 << self.seen_bits) - 1
-        cdef uint64_t h = hash_slot(order_id, self.seen_bits)
+        cdef uint64_t off = <uint64_t>order_id - <uint64_t>self.seen_base
+        cdef uint64_t mask, h
         cdef int64_t k
+        if off < <uint64_t>self.seen_words * 64:
+            return (self.seen_bitmap[off >> 6] >> (off & 63)) & 1
         if order_id == NO_KEY:
             return self.seen_sentinel
+        mask = (<uint64_t>1 << self.seen_bits) - 1
+        h = hash_slot(order_id, self.seen_bits)
         while True:
             k = self.seen_keys[h]
             if k == order_id:
@@ -559,12 +879,15 @@ cdef class OrderBook:
         return best <= price if side == BUY else best >= price
 
     cdef int32_t _level_pos(self, int s, int64_t key) noexcept nogil:
-        # first position whose key is >= key (binary search; keys ascending)
+        # First position whose key is >= key (keys ascending, best level last).  Most activity
+        # is within a few levels of the touch: scan those from the end, then binary search.
         cdef SideBook* sb = &self.sides[s]
-        cdef int32_t lo = 0, hi = sb.n, mid
-        # fast path: most activity is at or near the touch, at the end of the array
-        if hi > 0 and sb.keys[hi - 1] < key:
-            return hi
+        cdef int32_t i = sb.n, stop = sb.n - 8 if sb.n > 8 else 0, lo = 0, hi, mid
+        while i > stop and sb.keys[i - 1] >= key:
+            i -= 1
+        if i > stop or i == 0:
+            return i
+        hi = stop
         while lo < hi:
             mid = (lo + hi) >> 1
             if sb.keys[mid] < key:
@@ -679,80 +1002,104 @@ cdef class OrderBook:
     cdef void _live_insert(self, int32_t idx) noexcept nogil:
         cdef uint64_t mask = (<uint64_t>1 << self.live_bits) - 1
         cdef uint64_t h = hash_slot(self.pool[idx].id, self.live_bits)
+        cdef int32_t dist = 0
         while self.live_slots[h] != EMPTY:
             h = (h + 1) & mask
-        self.live_slots[h] = idx
+            dist += 1
+        self.live_slots[h] = idx | ((dist if dist < DIST_MAX else DIST_MAX) << IDX_BITS)
         self.live_count += 1
         self.pool[idx].flags |= F_INDEXED
 
     cdef void _live_remove(self, int32_t idx) noexcept nogil:
-        # linear probing with backward-shift deletion (no tombstones)
+        # Linear probing with backward-shift deletion.  Each slot carries its distance from its
+        # home slot, so neither the search (by pool index) nor the shift reads other orders.
         cdef int32_t bits = self.live_bits
         cdef uint64_t mask = (<uint64_t>1 << bits) - 1
-        cdef uint64_t i = hash_slot(self.pool[idx].id, bits), j, home
-        while self.live_slots[i] != idx:
+        cdef uint64_t i = hash_slot(self.pool[idx].id, bits), j, gap
+        cdef int32_t s, d
+        while self.live_slots[i] == EMPTY or (self.live_slots[i] & IDX_MASK) != idx:
             i = (i + 1) & mask
         j = i
         while True:
             j = (j + 1) & mask
-            if self.live_slots[j] == EMPTY:
+            s = self.live_slots[j]
+            if s == EMPTY:
                 break
-            home = hash_slot(self.pool[self.live_slots[j]].id, bits)
-            # move slot j back to i unless its home lies cyclically in (i, j]
-            if (i <= j and (home <= i or home > j)) or (i > j and home <= i and home > j):
-                self.live_slots[i] = self.live_slots[j]
+            d = s >> IDX_BITS
+            if d == DIST_MAX:
+                d = <int32_t>((j - hash_slot(self.pool[s & IDX_MASK].id, bits)) & mask)
+            gap = (j - i) & mask
+            if <uint64_t>d >= gap:          # its home is at or before the hole: move it back
+                d -= <int32_t>gap
+                self.live_slots[i] = (s & IDX_MASK) | ((d if d < DIST_MAX else DIST_MAX)
+                                                       << IDX_BITS)
                 i = j
         self.live_slots[i] = EMPTY
         self.live_count -= 1
         self.pool[idx].flags &= ~F_INDEXED
 
     cdef void _seen_insert(self, int64_t order_id) noexcept nogil:
-        cdef uint64_t mask = (<uint64_t>1 << self.seen_bits) - 1
-        cdef uint64_t h = hash_slot(order_id, self.seen_bits)
+        # _reserve_id() made room
+        cdef uint64_t off = <uint64_t>order_id - <uint64_t>self.seen_base
+        cdef uint64_t mask, h
+        self.seen_count += 1
+        if off < <uint64_t>self.seen_words * 64:
+            self.seen_bitmap[off >> 6] |= (<uint64_t>1) << (off & 63)
+            return
         if order_id == NO_KEY:
             self.seen_sentinel = True
             return
+        mask = (<uint64_t>1 << self.seen_bits) - 1
+        h = hash_slot(order_id, self.seen_bits)
         while self.seen_keys[h] != NO_KEY:
             h = (h + 1) & mask
         self.seen_keys[h] = order_id
-        self.seen_count += 1
+        self.seen_hashed += 1
 
     cdef void _remove_level(self, int s, int32_t pos) noexcept nogil:
         cdef SideBook* sb = &self.sides[s]
         cdef int32_t li = sb.lvl[pos]
+        pmap_remove(sb, self.levels, li)
         if pos < sb.n - 1:
             memmove(&sb.keys[pos], &sb.keys[pos + 1], (sb.n - 1 - pos) * sizeof(int64_t))
             memmove(&sb.lvl[pos], &sb.lvl[pos + 1], (sb.n - 1 - pos) * sizeof(int32_t))
         sb.n -= 1
         self.levels[li].head = self.level_free
         self.level_free = li
+        self.level_free_count += 1
 
     cdef void _rest(self, int32_t idx) noexcept nogil:
         cdef Order* o = &self.pool[idx]
         cdef int s = sidx(o.side)
         cdef SideBook* sb = &self.sides[s]
-        cdef int64_t key = side_key(s, o.price)
-        cdef int32_t pos = self._level_pos(s, key), li
+        cdef int64_t key
+        cdef int32_t pos, li = pmap_find(sb, self.levels, o.price)
         cdef Level* lv
-        if pos < sb.n and sb.keys[pos] == key:
-            li = sb.lvl[pos]
+        if li != EMPTY:
             lv = &self.levels[li]
         else:
+            key = side_key(s, o.price)
+            pos = self._level_pos(s, key)
             li = self.level_free               # reserved by _reserve()
             lv = &self.levels[li]
             self.level_free = lv.head
+            self.level_free_count -= 1
             if pos < sb.n:
                 memmove(&sb.keys[pos + 1], &sb.keys[pos], (sb.n - pos) * sizeof(int64_t))
                 memmove(&sb.lvl[pos + 1], &sb.lvl[pos], (sb.n - pos) * sizeof(int32_t))
             sb.keys[pos] = key
             sb.lvl[pos] = li
             sb.n += 1
+            pmap_insert(sb, o.price, li)
             lv.price = o.price
             lv.qty = 0
             lv.count = 0
             lv.head = EMPTY
             lv.tail = EMPTY
-        o.visible = i64min(o.display, o.leaves) if o.display > 0 else o.leaves
+        if o.flags & F_ICEBERG:
+            o.visible = i64min(self.extra[idx].display, o.leaves)
+        else:
+            o.visible = o.leaves
         o.level = li
         o.next = EMPTY
         o.prev = lv.tail
@@ -899,7 +1246,7 @@ cdef class OrderBook:
                         self._finish_filled(m)
                     else:
                         # iceberg refresh: a new slice at the back of the level, new priority
-                        mk.visible = i64min(mk.display, mk.leaves)
+                        mk.visible = i64min(self.extra[m].display, mk.leaves)
                         lv.qty += mk.visible
                         mk.next = EMPTY
                         mk.prev = lv.tail
@@ -986,7 +1333,7 @@ cdef class OrderBook:
             return self._reject(c.order_id, c.qty, R_DUPLICATE_ID)
         if c.post_only and self._would_match(c.side, c.price):
             return self._reject(c.order_id, c.qty, R_POST_ONLY_WOULD_MATCH)
-        if not self._reserve():
+        if not self._reserve() or not self._reserve_id(c.order_id):
             self.oom = True
             return ST_REJECTED
         self._seen_insert(c.order_id)
@@ -997,15 +1344,16 @@ cdef class OrderBook:
         o.price = c.price if (ot == OT_LIMIT or ot == OT_STOP_LIMIT) else 0
         o.qty = c.qty
         o.leaves = c.qty
-        o.display = c.display_qty
+        self.extra[idx].display = c.display_qty
         o.visible = 0
         o.owner = c.owner
-        o.expire_time = c.expire_time if c.tif == TIF_GTD else 0
+        self.extra[idx].expire_time = c.expire_time if c.tif == TIF_GTD else 0
         o.prev = o.next = o.level = EMPTY
         o.side = c.side
         o.ord_type = ot
         o.tif = c.tif
-        o.flags = (c.stp & F_STP_MASK) | (F_POST_ONLY if c.post_only else 0)
+        o.flags = ((c.stp & F_STP_MASK) | (F_POST_ONLY if c.post_only else 0)
+                   | (F_ICEBERG if c.display_qty > 0 else 0))
         self.subj = idx
         if ot == OT_STOP or ot == OT_STOP_LIMIT:
             o.visible = c.stop_price
@@ -1115,7 +1463,7 @@ cdef class OrderBook:
                     if reason == R_END_OF_DAY:
                         hit = o.tif == TIF_DAY
                     else:
-                        hit = o.tif == TIF_GTD and o.expire_time <= now
+                        hit = o.tif == TIF_GTD and self.extra[i].expire_time <= now
                     if hit:
                         self._unlink_resting(i)
                         self._end(i, reason)
@@ -1128,7 +1476,7 @@ cdef class OrderBook:
             if reason == R_END_OF_DAY:
                 hit = o.tif == TIF_DAY
             else:
-                hit = o.tif == TIF_GTD and o.expire_time <= now
+                hit = o.tif == TIF_GTD and self.extra[i].expire_time <= now
             if hit:
                 self._unlink_pending(i)
                 self._end(i, reason)
@@ -1167,8 +1515,7 @@ cdef class OrderBook:
         cdef int64_t i
         cdef list out = []
         for i in range(self.n_ended):
-            out.append(_tuple_new(_CancelT, (self.ended[i].order_id, self.ended[i].qty,
-                                             _REASON_BY_CODE[self.ended[i].reason])))
+            out.append(_new_cancel(&self.ended[i]))
         return out
 
     cdef object _result(self, int status):
@@ -1195,8 +1542,7 @@ cdef class OrderBook:
         if self.n_fills:
             fills = []
             for i in range(self.n_fills):
-                fills.append(_tuple_new(_FillT, (self.fills[i].maker_id, self.fills[i].taker_id,
-                                                 self.fills[i].price, self.fills[i].qty)))
+                fills.append(_new_fill(&self.fills[i]))
             r._fills = fills
         if self.n_ended:
             r._cancels = self._cancel_list()
@@ -1222,7 +1568,6 @@ cdef class OrderBook:
         """
         cdef Command c
         cdef int64_t s, ot, tf, sp
-        cdef str err
         self._start_call()
         c.op = OP_SUBMIT_
         c.order_id = _as_i64(order_id, "order_id")
@@ -1237,9 +1582,10 @@ cdef class OrderBook:
         sp = _as_i64(stp, "stp")
         c.post_only = 1 if post_only else 0
         c.expire_time = _as_i64(expire_time, "expire_time")
-        err = _enum_error(s, ot, tf, sp)
-        if err is not None:
-            return self._rejected_enum(c.order_id, err)
+        if not ((s == BUY or s == SELL) and OT_MARKET <= ot <= OT_STOP_LIMIT
+                and (tf == TIF_DAY or tf == TIF_GTC or tf == TIF_IOC or tf == TIF_FOK
+                     or tf == TIF_GTD) and STP_NONE <= sp <= STP_CANCEL_BOTH):
+            return self._rejected_enum(c.order_id, _enum_error(s, ot, tf, sp))
         c.side = <uint8_t>s
         c.ord_type = <uint8_t>ot
         c.tif = <uint8_t>tf
@@ -1323,25 +1669,50 @@ cdef class OrderBook:
         if self.oom:
             self.oom = False
             raise MemoryError(f"OrderBook ran out of memory at command {self.cmd_index}")
-        fills = np.empty(self.n_fills, FILL_DTYPE)
-        ended = np.empty(self.n_ended, ENDED_DTYPE)
-        if self.n_fills:
-            memcpy(<void*> <uintptr_t> fills.ctypes.data, self.fills, self.n_fills * sizeof(FillRec))
-        if self.n_ended:
-            memcpy(<void*> <uintptr_t> ended.ctypes.data, self.ended,
-                   self.n_ended * sizeof(EndedRec))
+        return self._take_reports()
+
+    cdef tuple _take_reports(self):
+        # Hand the report buffers to numpy without copying when they are big (the arrays own
+        # them from then on and the book starts new ones); copy small ones.
+        cdef object fills, ended
+        cdef void* p
+        if self.n_fills >= 4096:
+            p = realloc(self.fills, self.n_fills * sizeof(FillRec))
+            fills = np.frombuffer(_OwnedBuffer.wrap(p if p != NULL else self.fills,
+                                                    self.n_fills * sizeof(FillRec)), FILL_DTYPE)
+            self.fills = NULL
+            self.fills_cap = 0
+        else:
+            fills = np.empty(self.n_fills, FILL_DTYPE)
+            if self.n_fills:
+                memcpy(<void*> <uintptr_t> fills.ctypes.data, self.fills,
+                       self.n_fills * sizeof(FillRec))
+        if self.n_ended >= 4096:
+            p = realloc(self.ended, self.n_ended * sizeof(EndedRec))
+            ended = np.frombuffer(_OwnedBuffer.wrap(p if p != NULL else self.ended,
+                                                    self.n_ended * sizeof(EndedRec)), ENDED_DTYPE)
+            self.ended = NULL
+            self.ended_cap = 0
+        else:
+            ended = np.empty(self.n_ended, ENDED_DTYPE)
+            if self.n_ended:
+                memcpy(<void*> <uintptr_t> ended.ctypes.data, self.ended,
+                       self.n_ended * sizeof(EndedRec))
         self._shrink_buffers()
+        if self.fills == NULL or self.ended == NULL:
+            raise MemoryError("OrderBook could not allocate its report buffers")
         return fills, ended
 
     cdef void _shrink_buffers(self) noexcept:
-        # a huge batch leaves huge report buffers; give the memory back
+        # a huge batch leaves huge report buffers; give the memory back (or start new ones
+        # after handing the old ones over)
         cdef void* p
-        if self.fills_cap > 65536:
+        if self.fills_cap > 65536 or self.fills == NULL:
             p = realloc(self.fills, 256 * sizeof(FillRec))
             if p != NULL:
                 self.fills = <FillRec*> p
                 self.fills_cap = 256
-        if self.ended_cap > 65536:
+        if self.ended_cap > 65536 or self.ended == NULL:
             p = realloc(self.ended, 256 * sizeof(EndedRec))
             if p != NULL:
                 self.ended = <EndedRec*> p
@@ -1442,19 +1813,22 @@ cdef class OrderBook:
         """Bytes per resting order by design: one pool entry plus one live-index slot at the
         index's maximum load factor (1/2).  The seen-id set (duplicate detection over the book's
         life) costs extra per id ever accepted; see memory_usage()."""
-        return sizeof(Order) + 2 * sizeof(int32_t)
+        return sizeof(Order) + sizeof(OrderExtra) + 2 * sizeof(int32_t)
 
     def memory_usage(self):
         """Bytes currently allocated, by structure (capacities, not just what is in use)."""
         cdef dict out = {
-            "pool": self.pool_cap * sizeof(Order),
+            "pool": self.pool_cap * (sizeof(Order) + sizeof(OrderExtra)),
             "live_index": (1 << self.live_bits) * sizeof(int32_t),
-            "seen_ids": (<int64_t>1 << self.seen_bits) * sizeof(int64_t),
+            "seen_ids": (<int64_t>1 << self.seen_bits) * sizeof(int64_t)
+                        + self.seen_words * sizeof(uint64_t),
             "levels": self.level_cap * sizeof(Level)
-                      + (self.sides[0].cap + self.sides[1].cap) * (sizeof(int64_t) + sizeof(int32_t)),
+                      + (self.sides[0].cap + self.sides[1].cap) * (sizeof(int64_t) + sizeof(int32_t))
+                      + ((1 << self.sides[0].pmap_bits) + (1 << self.sides[1].pmap_bits))
+                      * sizeof(int32_t),
             "report_buffers": self.fills_cap * sizeof(FillRec) + self.ended_cap * sizeof(EndedRec),
-            "pool_entry": sizeof(Order),
+            "pool_entry": sizeof(Order) + sizeof(OrderExtra),
             "live_orders": self.live_count,
-            "seen_id_count": self.seen_count + (1 if self.seen_sentinel else 0),
+            "seen_id_count": self.seen_count,
         }
         return out
