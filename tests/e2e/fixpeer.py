@@ -21,6 +21,11 @@ class _Collector(Application):
         self.all.append(message)
         self.queue.put_nowait(message)
 
+    def from_admin(self, session, message: Message) -> None:
+        if message.msg_type == b"3":  # session-level Reject: part of what the tests check
+            self.all.append(message)
+            self.queue.put_nowait(message)
+
 
 class FixPeer:
     """Connects as ``comp_id`` to the server; ``send(msg_type, fields)``; ``expect(msg_type)``."""

@@ -283,10 +283,11 @@ class FixGateway(Application):
         if inst is None:
             return [(55, symbol_key or "[N/A]")]
         fields: list[tuple[int, str]] = [(55, inst.symbol)]
-        # SecurityType values the version's dictionary knows: FIX 4.2 says FOR for FX; no version
-        # has a crypto value, so crypto goes without 167 (the Symbol names it).
+        # Only SecurityType values the 4.2/4.4 dictionaries know (a QuickFIX peer rejects others):
+        # FX spot is FOR there (FXSPOT arrived with 5.0); no version has a crypto value, so crypto
+        # goes without 167 (the Symbol names it).
         security_type = inst.security_type
-        if begin_string == "FIX.4.2" and security_type == "FXSPOT":
+        if security_type == "FXSPOT":
             security_type = "FOR"
         if security_type != "CRYPTO":
             fields.append((167, security_type))
