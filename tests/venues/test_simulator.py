@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 
 import pytest
 
@@ -451,10 +452,9 @@ def test_events_wait_for_the_sink_and_a_failing_sink_does_not_stop_delivery():
 def test_latency_knob_delays_every_event():
     async def main():
         async with Harness(latency_ns=60_000_000) as h:
-            loop = asyncio.get_running_loop()
             arrivals = []
-            h.venue.set_event_sink(lambda ev: arrivals.append((loop.time(), ev.kind)))
-            sent = loop.time()
+            h.venue.set_event_sink(lambda ev: arrivals.append((time.monotonic(), ev.kind)))
+            sent = time.monotonic()
             h.order(Side.SELL, 10, 23000)
             h.order(Side.BUY, 10, 23000)
             await asyncio.sleep(0.01)
@@ -464,8 +464,7 @@ def test_latency_knob_delays_every_event():
                     break
                 await asyncio.sleep(0.01)
             assert [k for _, k in arrivals] == [K.NEW, K.NEW, K.TRADE, K.TRADE]
-            # never earlier than the latency (a little slack for the loop's clock resolution)
-            assert min(t for t, _ in arrivals) - sent >= 0.058
+            assert min(t for t, _ in arrivals) - sent >= 0.06 - 1e-9    # never earlier than the latency
             h.venue.latency_ns = 0
             h.order(Side.SELL, 10, 23000)
             for _ in range(3):
@@ -820,3 +819,24 @@ def test_book_listener_hears_which_books_changed_once_per_iteration():
             with pytest.raises(TypeError):
                 h.venue.add_book_listener("no")
     run(main())
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_sub_millisecond_latency_is_never_delivered_early(loop_kind):
+    """Loops wait in whole milliseconds and uvloop's loop.time() is cached per iteration: the
+    venue still never delivers an event before its latency has passed."""
+    async def main():
+        async with Harness(latency_ns=300_000) as h:
+            got = asyncio.Event()
+            h.venue.set_event_sink(lambda ev: got.set())
+            for i in range(20):
+                got.clear()
+                sent = time.monotonic()
+                h.order(Side.BUY, 1, 100, tif=TimeInForce.IOC)
+                await got.wait()
+                assert time.monotonic() - sent >= 0.0003
+    if loop_kind == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        uvloop.run(asyncio.wait_for(main(), 30))
+    else:
+        run(main())

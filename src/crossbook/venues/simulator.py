@@ -17,6 +17,7 @@ import asyncio
 import logging
 import math
 import random
+import time
 import zlib
 from collections import deque
 from collections.abc import Callable
@@ -56,6 +57,7 @@ _RESTING, _PARTIAL, _FILLED, _CANCELLED, _REJECTED_ST = (
 # Cancels that end a pending stop without triggering it.
 _NOT_A_TRIGGER = frozenset({int(Reason.USER_CANCEL), int(Reason.END_OF_DAY), int(Reason.EXPIRED)})
 _REASONS = {int(r): r for r in Reason}
+_monotonic = time.monotonic
 
 
 @dataclass(frozen=True)
@@ -243,7 +245,6 @@ class InProcessVenue:
         self._out: deque[tuple[float, VenueEvent]] = deque()
         self._held: list[VenueEvent] = []
         self._flush_handle: asyncio.Handle | None = None
-        self._flush_due = 0.0
         self._up = True
         self._started = False
         self._task: asyncio.Task | None = None
@@ -719,7 +720,7 @@ class InProcessVenue:
                 loop = self._loop = asyncio.get_running_loop()
             except RuntimeError:
                 raise RuntimeError(f"venue {self.name} needs a running asyncio loop (or loop=) to deliver events") from None
-        due = loop.time() + self._latency_s
+        due = _monotonic() + self._latency_s
         out = self._out
         for ev in events:
             out.append((due, ev))
@@ -729,14 +730,15 @@ class InProcessVenue:
     def _schedule(self) -> None:
         if self._flush_handle is not None or not self._out:
             return
-        due = self._out[0][0]
-        loop = self._loop
-        if due <= loop.time():
-            self._flush_due = due
-            self._flush_handle = loop.call_soon(self._flush)
+        wait = self._out[0][0] - _monotonic()
+        if wait <= 0:
+            self._flush_handle = self._loop.call_soon(self._flush)
         else:
-            self._flush_due = due
-            self._flush_handle = loop.call_at(due, self._flush)
+            # Due times use the monotonic clock itself, not loop.time(): uvloop's loop time is
+            # cached per iteration with millisecond resolution. Loops also wait in whole
+            # milliseconds (uvloop rounds to the nearest), so this can fire early; _flush then
+            # reschedules for the rest: an event is never delivered before its time.
+            self._flush_handle = self._loop.call_later(wait, self._flush)
 
     def _flush(self) -> None:
         self._flush_handle = None
@@ -744,9 +746,7 @@ class InProcessVenue:
         if sink is None:
             return
         out = self._out
-        # A timer may fire a little early (uvloop timers have millisecond granularity): it stands
-        # for "the event due at _flush_due is due", so never wait again for that one.
-        now = max(self._loop.time(), self._flush_due)
+        now = _monotonic()
         # Deliver only what was queued when this callback started: events the sink causes (it may
         # send orders) wait for the next callback, so a burst cannot starve the loop.
         n = len(out)
