@@ -840,3 +840,18 @@ def test_sub_millisecond_latency_is_never_delivered_early(loop_kind):
         uvloop.run(asyncio.wait_for(main(), 30))
     else:
         run(main())
+
+
+def test_background_switched_on_later_seeds_its_ladder_then():
+    async def main():
+        async with Harness(background=BackgroundFlow(seed=1, enabled=False)) as h:
+            assert not h.venue.background_enabled
+            assert h.venue.top_of_book(AAPL) == (0, 0, 0, 0)
+            h.venue.set_background(True)
+            assert h.venue.background_enabled
+            bid_px, _, ask_px, _ = h.venue.top_of_book(AAPL)
+            assert (bid_px, ask_px) == (22999, 23001)
+            h.venue.set_background(False)
+            h.venue.set_background(True)                       # once only
+            assert h.venue.depth(AAPL, 10)[0][0] == (22999, 20, 1)
+    run(main())

@@ -144,8 +144,10 @@ class BackgroundFlow:
             return cls(**values)
         except (TypeError, ValueError) as e:
             text = str(e)
-            key = text.split(" ", 1)[0].removeprefix("background.") if text.startswith("background.") else ""
-            raise ValueError(f"{where}.{key}: {text}" if key else f"{where}: {text}") from None
+            if text.startswith("background."):
+                key, _, rest = text.removeprefix("background.").partition(" ")
+                raise ValueError(f"{where}.{key}: {rest}") from None
+            raise ValueError(f"{where}: {text}") from None
 
 
 class _Order:
@@ -227,6 +229,7 @@ class InProcessVenue:
         self._books: dict[str, _Book] = {inst.key: _Book(inst) for inst in instruments.on_venue(name)}
         self._background = background
         self._bg_on = background is not None and background.enabled
+        self._seeded = False
         if background is not None:
             for bk in self._books.values():
                 self._make_generator(bk, background)
@@ -284,10 +287,19 @@ class InProcessVenue:
         return self._bg_on
 
     def set_background(self, enabled: bool) -> None:
-        """Switch background flow on or off at run time (needs a BackgroundFlow at construction)."""
+        """Switch background flow on or off at run time (needs a BackgroundFlow at construction).
+        Switched on for the first time in a started venue, it seeds the ladders as start() does."""
         if enabled and self._background is None:
             raise ValueError(f"venue {self.name} has no background flow configured")
         self._bg_on = bool(enabled)
+        if self._started:
+            self._seed_once()
+
+    def _seed_once(self) -> None:
+        if self._bg_on and not self._seeded:
+            self._seeded = True
+            for bk in self._books.values():
+                self._seed_ladder(bk, bk.instrument.reference_ticks)
 
     def set_up(self, up: bool, *, drop_held_events: bool = False) -> None:
         """Simulate a disconnect (``False``) and a reconnect (``True``).
@@ -333,11 +345,8 @@ class InProcessVenue:
         loop = asyncio.get_running_loop()
         if self._loop is None:
             self._loop = loop
-        if self._bg_on and not getattr(self, "_seeded", False):
-            for bk in self._books.values():
-                self._seed_ladder(bk, bk.instrument.reference_ticks)
-            self._seeded = True
         self._started = True
+        self._seed_once()
         self._task = self._loop.create_task(self._housekeeping(), name=f"venue {self.name} housekeeping")
 
     async def stop(self) -> None:
@@ -866,6 +875,9 @@ class InProcessVenue:
                         if n:
                             bk.bg_due -= n
                             self._background_batch(bk, n)
+                            # One book per loop turn: an order arriving meanwhile waits for one
+                            # book's chunk at most, not for all of them.
+                            await asyncio.sleep(0)
                 if self._gtd_live:
                     self.expire(self._clock.now_ns())
             except Exception:
