@@ -162,17 +162,20 @@ def test_failing_application_costs_the_connection_not_the_acceptor():
             raise RuntimeError("bug in the application")
 
     async def main():
-        acceptor = Acceptor(acceptor_settings("FIRM1"), Broken(), host="127.0.0.1", port=0)
+        broken = Broken()
+        acceptor = Acceptor(acceptor_settings("FIRM1"), broken, host="127.0.0.1", port=0)
         await acceptor.start()
         ini = Initiator(initiator_settings("FIRM1", acceptor.port), Collect())
         try:
             await ini.start()
             assert await ini.wait_logged_on(5)
             ini.send(None, b"D", ORDER)
-            assert await until(lambda: not ini.is_logged_on())
-            # The order was not counted: after the reconnect it is asked for again.
+            assert await until(lambda: broken.logouts >= 1)
+            # The order was not counted ...
             assert acceptor.session().next_target_seq == 2
-            assert await ini.wait_logged_on(5)
+            # ... so after the reconnect it is asked for again (and fails again: still no crash).
+            assert await until(lambda: broken.logons >= 2 and broken.logouts >= 2, 5)
+            assert acceptor.session().next_target_seq == 2
         finally:
             await ini.stop()
             await acceptor.stop()
@@ -300,3 +303,34 @@ def test_exchange_under_uvloop():
         loop.run_until_complete(main())
     finally:
         loop.close()
+
+
+def test_peer_that_never_reads_is_cut_off(monkeypatch):
+    """Resend requests from a peer that does not read must not grow our memory."""
+    import crossbook.fix.transport as transport
+
+    monkeypatch.setattr(transport, "MAX_WRITE_BUFFER", 64 * 1024)
+
+    async def main():
+        app = Collect()
+        acceptor = Acceptor(acceptor_settings("FIRM1"), app, host="127.0.0.1", port=0)
+        await acceptor.start()
+        session = acceptor.session()
+        for i in range(2000):  # a backlog to replay: stored while nobody is connected
+            session.send(b"8", [(11, b"C%d" % i), (58, b"x" * 200)])
+        try:
+            peer = Peer(SystemClock(), sender="FIRM1", target="VENUE")
+            peer.seq = 1
+            reader, writer = await asyncio.open_connection("127.0.0.1", acceptor.port)
+            writer.transport.pause_reading()  # we never read
+            writer.write(peer.logon())
+            for _ in range(50):
+                writer.write(peer.build(b"2", [(7, 1), (16, 0)]))
+            await writer.drain()
+            assert await until(lambda: app.logouts == 1, 10)
+            assert app.logons == 1 and not session.connected
+            writer.close()
+        finally:
+            await acceptor.stop()
+
+    asyncio.run(main())

@@ -29,6 +29,8 @@ from crossbook.fix.store import FileStore, MemoryStore, MessageStore, store_name
 log = logging.getLogger("crossbook.fix")
 
 READ_SIZE = 65536
+#: Bytes queued for a peer that does not read before the connection is dropped.
+MAX_WRITE_BUFFER = 16 << 20
 TIMER_INTERVAL = 0.1
 
 
@@ -107,6 +109,12 @@ class _Connection:
         data = self.session.data_to_send()
         if data:
             self.writer.write(data)
+            if self.writer.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
+                # The peer stopped reading (or asks for resends faster than it takes them):
+                # cut it off rather than hold its backlog in memory.
+                log.warning("%s: peer is not reading; disconnecting", self.session.session_id)
+                self.close()
+                return
         for event in self.session.events():
             if isinstance(event, SessionLog):
                 log.debug("%s: %s", event.session_id, event.text)
@@ -217,6 +225,12 @@ class _Engine:
                 conn.close()
                 break
             conn.flush()
+            if not conn.closed:
+                # Backpressure: stop reading from a peer until it takes what we already sent.
+                try:
+                    await conn.writer.drain()
+                except (ConnectionError, OSError, ssl.SSLError):
+                    break
 
     async def _logout_all(self, grace: float) -> None:
         for conn in list(self._connections.values()):
@@ -306,7 +320,9 @@ class Acceptor(_Engine):
         try:
             await self._serve_connection(reader, writer)
         except asyncio.CancelledError:
-            raise
+            # stop() cancels handlers; finishing quietly keeps asyncio's stream callback
+            # from logging the cancellation as an error.
+            pass
         except Exception:  # a bug must cost one connection, not the acceptor
             log.exception("connection handler failed")
         finally:
