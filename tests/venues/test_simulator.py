@@ -855,3 +855,43 @@ def test_background_switched_on_later_seeds_its_ladder_then():
             h.venue.set_background(True)                       # once only
             assert h.venue.depth(AAPL, 10)[0][0] == (22999, 20, 1)
     run(main())
+
+
+def test_restore_order_after_an_oms_restart():
+    async def main():
+        async with Harness() as h:
+            h.order(Side.SELL, 10, 23050)
+            await h.settle()
+            h.venue.restore_order(VenueOrder("old1", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.GTC, 100, 23000), 30)
+            assert h.events == []
+            (st,) = await h.settle()
+            assert (st.kind, st.venue_cl_ord_id, st.cum_qty, st.leaves_qty, st.ord_status) == (
+                K.STATUS, "old1", 30, 70, Status.PARTIALLY_FILLED)
+            assert st.venue_order_id
+            h.order(Side.SELL, 70, 23000)
+            ev = [e for e in await h.settle() if e.venue_cl_ord_id == "old1"]
+            assert [(e.kind, e.last_qty, e.cum_qty, e.leaves_qty, e.ord_status) for e in ev] == [
+                (K.TRADE, 70, 100, 0, Status.FILLED)]
+            # restoring one that crosses trades at once; an iceberg's display is kept only if below leaves
+            h.venue.restore_order(VenueOrder("old2", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 20, 23050,
+                                             display_qty=15), 10)
+            ev = await h.settle()
+            assert [(e.kind, e.venue_cl_ord_id, e.cum_qty) for e in ev if e.venue_cl_ord_id == "old2"] == [
+                (K.STATUS, "old2", 10), (K.TRADE, "old2", 20)]
+            other = InstrumentMaster.from_config([
+                {"symbol": "ZZZ", "asset_class": "equity", "tick_size": "0.01", "venues": ["VENUE-B"]}]).by_symbol("ZZZ")
+            h.venue.restore_order(VenueOrder("old3", other, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 20, 100), 0)
+            h.order(Side.BUY, 10, 22990)
+            h.venue.restore_order(VenueOrder("old4", AAPL, Side.SELL, OrdType.LIMIT, TimeInForce.DAY, 20, 22990,
+                                             post_only=True), 0)
+            ev = await h.settle()
+            assert [(e.kind, e.venue_cl_ord_id, e.reason_code) for e in ev] == [
+                (K.CANCELED, "old3", VenueReason.NOT_LISTED), (K.NEW, "c3", Reason.NONE),
+                (K.CANCELED, "old4", Reason.POST_ONLY_WOULD_MATCH)]
+            assert ev[0].reason == "not restored: ZZZ is not listed on VENUE-A"
+            with pytest.raises(ValueError, match="already known"):
+                h.venue.restore_order(VenueOrder("old1", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 20, 100), 0)
+            for bad in (-1, 20, 1.5):
+                with pytest.raises(ValueError, match="cum_qty"):
+                    h.venue.restore_order(VenueOrder("new", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 20, 100), bad)
+    run(main())

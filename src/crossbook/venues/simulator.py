@@ -404,6 +404,64 @@ class InProcessVenue:
         if self._book_listeners:
             self._touched(bk)
 
+    def restore_order(self, order: VenueOrder, cum_qty: int = 0) -> None:
+        """Re-enter an order the OMS still holds open after its process restarted (an in-process
+        venue's books start empty). ``order.qty`` is the order's total and ``cum_qty`` what it had
+        filled; the remainder rests with the time priority of now and may trade at once.
+
+        Answered with a STATUS event (the order's new ``venue_order_id``, ``cum_qty``,
+        ``leaves_qty``), then any trades, whose ``cum_qty`` continue from ``cum_qty``. When the order
+        cannot be restored (venue down, not listed, refused by the book) the answer is CANCELED
+        with the reason, since the client already holds it as live. No reject-ratio draw. A
+        ``venue_cl_ord_id`` the venue already knows, or ``cum_qty`` outside [0, qty), is a caller
+        bug: ValueError.
+        """
+        if not isinstance(order, VenueOrder):
+            raise TypeError(f"restore_order takes a VenueOrder, got {type(order).__name__}")
+        cl, qty = order.venue_cl_ord_id, order.qty
+        if not isinstance(cl, str) or not cl:
+            raise ValueError(f"venue_cl_ord_id must be a non-empty string, got {cl!r}")
+        if cl in self._by_cl:
+            raise ValueError(f"venue_cl_ord_id {cl} is already known to {self.name}: nothing to restore")
+        if isinstance(cum_qty, bool) or not isinstance(cum_qty, int) or not isinstance(qty, int) or not 0 <= cum_qty < qty:
+            raise ValueError(f"cum_qty must be an int in [0, qty={qty!r}), got {cum_qty!r}")
+        now = self._clock.now_ns()
+
+        def gone(code, text):
+            self._push([VenueEvent(_CANCELED, self.name, cl, "", cum_qty=cum_qty, reason=f"not restored: {text}",
+                                   reason_code=int(code), ts=now, ord_status=_CANCELLED)])
+
+        if not self.is_up:
+            return gone(VenueReason.VENUE_DOWN, self._down_text())
+        bk = self._books.get(order.instrument.key) if isinstance(order.instrument, Instrument) else None
+        if bk is None:
+            return gone(VenueReason.NOT_LISTED, f"{getattr(order.instrument, 'key', order.instrument)} is not listed on {self.name}")
+        leaves = qty - cum_qty
+        display = order.display_qty if order.display_qty < leaves else 0  # an iceberg's last slice shows in full
+        oid = self._next_oid
+        r = bk.book.submit(oid, order.side, order.price, leaves, order.ord_type, order.tif, display,
+                           order.stop_price, order.owner, order.stp, order.post_only, order.expire_time)
+        self._next_oid = oid + 1
+        status = int(r.status)
+        if status == _REJECTED_ST:
+            return gone(int(r.reason_code), r.reason)
+        o = _Order(oid, cl, f"{self._prefix}{oid}", bk, qty, order.owner, order.tif == TimeInForce.GTD)
+        o.cum, o.leaves = cum_qty, leaves
+        o.status = _PARTIAL if cum_qty else _RESTING
+        self._orders[oid] = o
+        self._by_cl[cl] = o
+        bk.oms_live[oid] = o
+        if o.gtd:
+            self._gtd_live += 1
+        if status == int(Status.STOP_PENDING):
+            bk.stops.add(oid)
+        events = [VenueEvent(VenueEventKind.STATUS, self.name, cl, o.venue_order_id, leaves_qty=leaves, cum_qty=cum_qty,
+                             ts=now, ord_status=o.status)]
+        self._apply(bk, r.fills, r.cancels, now, events)
+        self._push(events)
+        if self._book_listeners:
+            self._touched(bk)
+
     def cancel_order(self, venue_cl_ord_id: str, cancel_cl_ord_id: str) -> None:
         now = self._clock.now_ns()
         kind = VenueEventKind.CANCEL_REJECTED
