@@ -553,6 +553,7 @@ class OrderManager:
         acc = self.directory.accounts[order.account]
         self.risk.on_fill(acc.index, order.instrument_index, order.side, qty, self._risk_price[order.order_id], px)
         self.risk.set_reference_price(order.instrument_index, px)
+        self._touch_risk(acc.index)
         order.cum_qty += qty
         order.cum_value += qty * px
         order.leaves_qty = order.qty - order.cum_qty
@@ -626,6 +627,7 @@ class OrderManager:
         self.risk.on_replace(acc.index, order.instrument_index, order.side, old_leaves, old_price, new_leaves,
                              new_risk_price)
         self._risk_price[order.order_id] = new_risk_price
+        self._touch_risk(acc.index)
         orig = order.cl_ord_id
         order.orig_cl_ord_id = orig
         order.cl_ord_id = order.pending_cl_ord_id
