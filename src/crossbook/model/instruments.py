@@ -204,11 +204,13 @@ class Instrument:
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         if not isinstance(self.symbol, str) or not self.symbol.strip() or self.symbol != self.symbol.strip():
-            raise _field_error("symbol", ValueError, f"symbol must be a non-empty string without surrounding spaces, got {self.symbol!r}")
+            raise _field_error("symbol", ValueError,
+                               f"symbol must be a non-empty string without surrounding spaces, got {self.symbol!r}")
         try:
             set_(self, "asset_class", AssetClass(self.asset_class))
         except ValueError:
-            raise _field_error("asset_class", ValueError, f"asset_class must be one of {', '.join(a.value for a in AssetClass)}, "
+            raise _field_error("asset_class", ValueError,
+                               f"asset_class must be one of {', '.join(a.value for a in AssetClass)}, "
                              f"got {self.asset_class!r}") from None
         name = self.symbol
         tick = _field_decimal("tick_size", self.tick_size, f"tick_size of {name}")
@@ -216,20 +218,24 @@ class Instrument:
             raise _field_error("tick_size", ValueError, f"tick_size of {name} must be > 0, got {tick}")
         set_(self, "tick_size", tick)
         if isinstance(self.lot_size, bool) or not isinstance(self.lot_size, int):
-            raise _field_error("lot_size", TypeError, f"lot_size of {name} must be an int, got {type(self.lot_size).__name__}")
+            raise _field_error("lot_size", TypeError,
+                               f"lot_size of {name} must be an int, got {type(self.lot_size).__name__}")
         if not 1 <= self.lot_size <= MAX_QTY:
-            raise _field_error("lot_size", ValueError, f"lot_size of {name} must be between 1 and {MAX_QTY}, got {self.lot_size}")
+            raise _field_error("lot_size", ValueError,
+                               f"lot_size of {name} must be between 1 and {MAX_QTY}, got {self.lot_size}")
         mult = _field_decimal("multiplier", self.multiplier, f"multiplier of {name}")
         if mult <= 0:
             raise _field_error("multiplier", ValueError, f"multiplier of {name} must be > 0, got {mult}")
         set_(self, "multiplier", mult)
         if not isinstance(self.currency, str) or not _CCY_RE.match(self.currency):
-            raise _field_error("currency", ValueError, f"currency of {name} must be a 3-letter ISO code like USD, got {self.currency!r}")
+            raise _field_error("currency", ValueError,
+                               f"currency of {name} must be a 3-letter ISO code like USD, got {self.currency!r}")
         if isinstance(self.index, bool) or not isinstance(self.index, int) or self.index < 0:
             raise _field_error("index", ValueError, f"index of {name} must be an int >= 0, got {self.index!r}")
         self._check_derivative_fields(set_)
         if not isinstance(self.security_type, str):
-            raise _field_error("security_type", TypeError, f"security_type of {name} must be a string, got {type(self.security_type).__name__}")
+            raise _field_error("security_type", TypeError,
+                               f"security_type of {name} must be a string, got {type(self.security_type).__name__}")
         set_(self, "security_type", self.security_type.strip().upper() or _DEFAULT_SECURITY_TYPE[self.asset_class])
         venues = self.venues
         if isinstance(venues, str) or not all(isinstance(v, str) and v.strip() for v in venues):
@@ -243,9 +249,12 @@ class Instrument:
         if not self.default_venue:
             set_(self, "default_venue", venues[0])
         elif self.default_venue not in venues:
-            raise _field_error("default_venue", ValueError, f"default_venue {self.default_venue!r} of {name} is not one of its venues {list(venues)}")
+            raise _field_error("default_venue", ValueError,
+                               f"default_venue {self.default_venue!r} of {name} is not one of its venues "
+                               f"{list(venues)}")
         if not isinstance(self.key, str) or self.key != self.key.strip():
-            raise _field_error("key", ValueError, f"key of {name} must be a string without surrounding spaces, got {self.key!r}")
+            raise _field_error("key", ValueError,
+                               f"key of {name} must be a string without surrounding spaces, got {self.key!r}")
         if not self.key:
             set_(self, "key", self._derived_key())
         if self.reference_price is not None:
@@ -270,15 +279,19 @@ class Instrument:
         if mmy is None and self.expiry is not None:
             mmy = f"{self.expiry:%Y%m}"
         if mmy is None:
-            raise _field_error("maturity_month_year", ValueError, f"{name} is {ac.value}: it needs maturity_month_year (YYYYMM) or expiry")
+            raise _field_error("maturity_month_year", ValueError,
+                               f"{name} is {ac.value}: it needs maturity_month_year (YYYYMM) or expiry")
         if not isinstance(mmy, str) or not re.fullmatch(r"\d{4}(0[1-9]|1[0-2])", mmy):
-            raise _field_error("maturity_month_year", ValueError, f"maturity_month_year of {name} must be YYYYMM, got {mmy!r}")
+            raise _field_error("maturity_month_year", ValueError,
+                               f"maturity_month_year of {name} must be YYYYMM, got {mmy!r}")
         if self.expiry is not None and f"{self.expiry:%Y%m}" != mmy:
-            raise _field_error("expiry", ValueError, f"expiry {self.expiry} of {name} is not in maturity_month_year {mmy}")
+            raise _field_error("expiry", ValueError,
+                               f"expiry {self.expiry} of {name} is not in maturity_month_year {mmy}")
         set_(self, "maturity_month_year", mmy)
         if ac is AssetClass.FUTURE:
             if self.strike is not None or self.put_or_call is not None:
-                raise _field_error("strike", ValueError, f"strike and put_or_call are only for options, but {name} is a future")
+                raise _field_error("strike", ValueError,
+                                   f"strike and put_or_call are only for options, but {name} is a future")
             return
         if self.strike is None:
             raise _field_error("strike", ValueError, f"option {name} needs a strike")
@@ -287,7 +300,8 @@ class Instrument:
             raise _field_error("strike", ValueError, f"strike of {name} must be > 0, got {strike}")
         set_(self, "strike", strike)
         if self.put_or_call not in (PUT, CALL) or isinstance(self.put_or_call, bool):
-            raise _field_error("put_or_call", ValueError, f"put_or_call of option {name} must be 0 (put) or 1 (call), got {self.put_or_call!r}")
+            raise _field_error("put_or_call", ValueError,
+                               f"put_or_call of option {name} must be 0 (put) or 1 (call), got {self.put_or_call!r}")
         if self.underlying is None:
             set_(self, "underlying", name)
 
@@ -390,7 +404,8 @@ class InstrumentMaster:
             if inst.index != i:
                 inst = dataclasses.replace(inst, index=i)
             if inst.key in self._by_key:
-                raise ValueError(f"duplicate instrument key {inst.key!r} (instruments #{self._by_key[inst.key].index} and #{i})")
+                first = self._by_key[inst.key].index
+                raise ValueError(f"duplicate instrument key {inst.key!r} (instruments #{first} and #{i})")
             identity = (inst.symbol, inst.asset_class, inst.maturity_month_year, inst.strike, inst.put_or_call)
             if identity in identities:
                 raise ValueError(f"instruments {identities[identity]!r} and {inst.key!r} have the same FIX identity "

@@ -27,12 +27,14 @@ from crossbook.core import OrdType, Reason, Side, Status, STPMode, TimeInForce
 from crossbook.model.instruments import Instrument
 
 __all__ = [
+    "Level",
     "Reason",
     "Status",
     "Venue",
     "VenueEvent",
     "VenueEventKind",
     "VenueOrder",
+    "VenueEventSink",
     "VenueReason",
 ]
 
@@ -105,6 +107,10 @@ class VenueEvent:
                                    # (FIX OrdStatus numbers); -1 = not given
 
 
+#: One price level of ``depth()``: (price in ticks, displayed quantity, number of orders).
+Level = tuple[int, int, int]
+
+
 @runtime_checkable
 class Venue(Protocol):
     """One exchange as the OMS sees it. Implementations: crossbook.venues.InProcessVenue now,
@@ -148,7 +154,7 @@ class Venue(Protocol):
         """(bid px, bid qty, ask px, ask qty) in ticks / units, displayed quantity only; 0, 0 for an
         empty side; None when the instrument is not listed."""
 
-    def depth(self, instrument: Instrument, levels: int) -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]:
+    def depth(self, instrument: Instrument, levels: int) -> tuple[list[Level], list[Level]]:
         """(bids, asks), best first, each level (price, displayed qty, order count)."""
 
 

@@ -51,7 +51,8 @@ _LADDER_IDS = 1 << 40        # the start-of-day ladder takes [BASE, BASE + 2**40
 #: prevention never mistakes background liquidity for its own orders.
 BACKGROUND_OWNER = -(1 << 62)
 
-_NEW, _REJECTED, _TRADE, _CANCELED = VenueEventKind.NEW, VenueEventKind.REJECTED, VenueEventKind.TRADE, VenueEventKind.CANCELED
+_NEW, _REJECTED, _TRADE, _CANCELED = (
+    VenueEventKind.NEW, VenueEventKind.REJECTED, VenueEventKind.TRADE, VenueEventKind.CANCELED)
 _RESTING, _PARTIAL, _FILLED, _CANCELLED, _REJECTED_ST = (
     int(Status.RESTING), int(Status.PARTIALLY_FILLED), int(Status.FILLED), int(Status.CANCELLED), int(Status.REJECTED))
 # Cancels that end a pending stop without triggering it.
@@ -100,7 +101,8 @@ class BackgroundFlow:
         for name, low in (("size_lots", 1), ("ladder_levels", 0), ("max_resting", 1), ("max_per_tick", 1)):
             if getattr(self, name) < low:
                 raise ValueError(f"background.{name} must be >= {low}, got {getattr(self, name)}")
-        for name in ("rate", "half_spread", "depth_ticks", "aggressive_ticks", "volatility", "mean_lots", "aggressive_lots"):
+        for name in ("rate", "half_spread", "depth_ticks", "aggressive_ticks", "volatility", "mean_lots",
+                     "aggressive_lots"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise ValueError(f"background.{name} must be a finite number, got {v!r}")
@@ -373,7 +375,8 @@ class InProcessVenue:
         bk = self._books.get(order.instrument.key) if isinstance(order.instrument, Instrument) else None
         if bk is None:
             key = getattr(order.instrument, "key", order.instrument)
-            return self._push([self._reject_event(cl, VenueReason.NOT_LISTED, f"{key} is not listed on {self.name}", now)])
+            text = f"{key} is not listed on {self.name}"
+            return self._push([self._reject_event(cl, VenueReason.NOT_LISTED, text, now)])
         if cl in self._by_cl:
             return self._push([self._reject_event(cl, Reason.DUPLICATE_ID, f"duplicate venue_cl_ord_id {cl}", now)])
         if self._reject_ratio and self._rng.random() < self._reject_ratio:
@@ -382,7 +385,8 @@ class InProcessVenue:
         qty, lot = order.qty, bk.unit
         if isinstance(qty, int) and qty > 0 and qty % lot:
             return self._push([self._reject_event(
-                cl, VenueReason.INVALID_LOT, f"quantity {qty} is not a multiple of the lot size {lot} for {bk.instrument.key}", now)])
+                cl, VenueReason.INVALID_LOT,
+                f"quantity {qty} is not a multiple of the lot size {lot} for {bk.instrument.key}", now)])
         oid = self._next_oid
         r = bk.book.submit(oid, order.side, order.price, qty, order.ord_type, order.tif, order.display_qty,
                            order.stop_price, order.owner, order.stp, order.post_only, order.expire_time)
@@ -423,7 +427,8 @@ class InProcessVenue:
             raise ValueError(f"venue_cl_ord_id must be a non-empty string, got {cl!r}")
         if cl in self._by_cl:
             raise ValueError(f"venue_cl_ord_id {cl} is already known to {self.name}: nothing to restore")
-        if isinstance(cum_qty, bool) or not isinstance(cum_qty, int) or not isinstance(qty, int) or not 0 <= cum_qty < qty:
+        if (isinstance(cum_qty, bool) or not isinstance(cum_qty, int) or not isinstance(qty, int)
+                or not 0 <= cum_qty < qty):
             raise ValueError(f"cum_qty must be an int in [0, qty={qty!r}), got {cum_qty!r}")
         now = self._clock.now_ns()
 
@@ -435,7 +440,8 @@ class InProcessVenue:
             return gone(VenueReason.VENUE_DOWN, self._down_text())
         bk = self._books.get(order.instrument.key) if isinstance(order.instrument, Instrument) else None
         if bk is None:
-            return gone(VenueReason.NOT_LISTED, f"{getattr(order.instrument, 'key', order.instrument)} is not listed on {self.name}")
+            key = getattr(order.instrument, "key", order.instrument)
+            return gone(VenueReason.NOT_LISTED, f"{key} is not listed on {self.name}")
         leaves = qty - cum_qty
         display = order.display_qty if order.display_qty < leaves else 0  # an iceberg's last slice shows in full
         oid = self._next_oid
@@ -545,7 +551,8 @@ class InProcessVenue:
         now = self._clock.now_ns()
         o = self._by_cl.get(venue_cl_ord_id)
         if o is None:
-            ev = VenueEvent(VenueEventKind.STATUS, self.name, venue_cl_ord_id, "", reason=f"unknown order {venue_cl_ord_id}",
+            ev = VenueEvent(VenueEventKind.STATUS, self.name, venue_cl_ord_id, "",
+                            reason=f"unknown order {venue_cl_ord_id}",
                             reason_code=int(Reason.UNKNOWN_ORDER), ts=now, ord_status=_REJECTED_ST)
         else:
             ev = VenueEvent(VenueEventKind.STATUS, self.name, o.cl_ord_id, o.venue_order_id, leaves_qty=o.leaves,
@@ -703,7 +710,8 @@ class InProcessVenue:
                 exec_id = f"{self._prefix}E{self._next_exec}"
                 self._next_exec += 1
                 events.append(VenueEvent(_TRADE, name, o.cl_ord_id, o.venue_order_id, last_qty=qty, last_px=price,
-                                         leaves_qty=o.leaves, cum_qty=o.cum, exec_id=exec_id, ts=now, ord_status=o.status))
+                                         leaves_qty=o.leaves, cum_qty=o.cum, exec_id=exec_id, ts=now,
+                                         ord_status=o.status))
         ended = 0
         for oid, _qty, reason in cancels:
             if oid >= BACKGROUND_ID_BASE:
@@ -715,7 +723,8 @@ class InProcessVenue:
             self._finish(o, _CANCELLED)
             ended += 1
             events.append(VenueEvent(_CANCELED, name, o.cl_ord_id, o.venue_order_id, cum_qty=o.cum,
-                                     reason=REASON_TEXT[_REASONS[code]], reason_code=code, ts=now, ord_status=_CANCELLED))
+                                     reason=REASON_TEXT[_REASONS[code]], reason_code=code, ts=now,
+                                     ord_status=_CANCELLED))
         return ended
 
     def _finish(self, o: _Order, status: int) -> None:
@@ -740,7 +749,8 @@ class InProcessVenue:
         self._by_cl[new_cl] = o
 
     def _reject_event(self, cl: str, code: int, text: str, now: int) -> VenueEvent:
-        return VenueEvent(_REJECTED, self.name, cl, "", reason=text, reason_code=int(code), ts=now, ord_status=_REJECTED_ST)
+        return VenueEvent(_REJECTED, self.name, cl, "", reason=text, reason_code=int(code), ts=now,
+                          ord_status=_REJECTED_ST)
 
     def _request_reject(self, kind, cl: str, orig: str, o: _Order | None, code: int, text: str, now: int) -> VenueEvent:
         if o is None:
@@ -786,7 +796,8 @@ class InProcessVenue:
             try:
                 loop = self._loop = asyncio.get_running_loop()
             except RuntimeError:
-                raise RuntimeError(f"venue {self.name} needs a running asyncio loop (or loop=) to deliver events") from None
+                raise RuntimeError(f"venue {self.name} needs a running asyncio loop (or loop=) "
+                                   "to deliver events") from None
         due = _monotonic() + self._latency_s
         out = self._out
         for ev in events:
