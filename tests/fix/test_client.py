@@ -296,7 +296,7 @@ class Venue(Application):
         avg = order["notional"] / order["cum"] if order["cum"] else 0
         body = [(6, f"{avg:g}"), (11, clordid or order["clordid"]), (14, str(order["cum"])),
                 (17, self._id("E")), (37, order["order_id"]), (38, str(order["qty"])),
-                (39, status), (54, order["side"]), (55, order["symbol"]),
+                (39, status), (40, order["ord_type"]), (54, order["side"]), (55, order["symbol"]),
                 (150, exec_type), (151, str(leaves))]
         if fix42:
             body.append((20, b"0"))
@@ -315,7 +315,8 @@ class Venue(Application):
         t = m.msg_type
         if t == b"D":
             order = {"clordid": m[11], "order_id": self._id("O"), "symbol": m[55], "side": m[54],
-                     "qty": int(m[38]), "price": m.get(44), "cum": 0, "notional": 0.0}
+                     "qty": int(m[38]), "price": m.get(44), "ord_type": m[40], "cum": 0,
+                     "notional": 0.0}
             if m[55] == b"REJECT":
                 self._report(session, order, b"8", b"8", text=b"unknown symbol")
                 return
@@ -344,6 +345,7 @@ class Venue(Application):
             else:
                 order["qty"] = int(m[38])
                 order["price"] = m.get(44, order["price"])
+                order["ord_type"] = m[40]
                 self._report(session, order, b"5", b"1" if order["cum"] else b"0", orig=orig)
         elif t == b"H":
             order = self.orders.get(m[11])

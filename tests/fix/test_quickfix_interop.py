@@ -65,16 +65,14 @@ def check_clean_initiator_run(code: int, log: qfharness.EventLog, orders: int) -
 def test_control_quickfix_initiator_to_quickfix_acceptor(version, qf_initiator, qf_acceptor,
                                                          tmp_path):
     begin, appl_ver = VERSIONS[version]
-    port = qfharness.free_port()
-    acc_cfg = qfharness.write_settings(tmp_path / "acc.cfg", role="acceptor", begin_string=begin,
-                                       sender="ISLD", target="TW", port=port,
-                                       log_dir=tmp_path / "acc-log",
-                                       default_appl_ver_id=appl_ver)
+    acceptor, port = qfharness.start_acceptor(qf_acceptor, lambda port: qfharness.write_settings(
+        tmp_path / "acc.cfg", role="acceptor", begin_string=begin, sender="ISLD", target="TW",
+        port=port, log_dir=tmp_path / "acc-log", default_appl_ver_id=appl_ver))
     ini_cfg = qfharness.write_settings(tmp_path / "ini.cfg", role="initiator", begin_string=begin,
                                        sender="TW", target="ISLD", port=port, heartbeat=1,
                                        log_dir=tmp_path / "ini-log",
                                        default_appl_ver_id=appl_ver)
-    with qfharness.QuickFixAcceptor(qf_acceptor, acc_cfg) as acceptor:
+    with acceptor:
         code, log = qfharness.run_initiator(qf_initiator, ini_cfg, orders=3, heartbeats=2)
         acc_log = acceptor.stop()
     check_clean_initiator_run(code, log, orders=3)
@@ -89,7 +87,6 @@ def test_control_quickfix_initiator_to_quickfix_acceptor(version, qf_initiator, 
 # ---------------------------------------------------------------- QuickFIX initiator -> our acceptor
 
 import asyncio  # noqa: E402
-import os  # noqa: E402
 import re  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
@@ -213,17 +210,16 @@ SESSION_REJECT_SENT = " SENT SESSION-REJECT "
 
 def start_qf_acceptor(binary, tmp_path, version: str):
     begin, appl = VERSIONS[version]
-    port = qfharness.free_port()
-    cfg = qfharness.write_settings(tmp_path / "acc.cfg", role="acceptor", begin_string=begin,
-                                   sender="QFVENUE", target="CROSSBOOK", port=port,
-                                   log_dir=tmp_path / "acc-log", default_appl_ver_id=appl)
-    return qfharness.QuickFixAcceptor(binary, cfg), port
+    return qfharness.start_acceptor(binary, lambda port: qfharness.write_settings(
+        tmp_path / "acc.cfg", role="acceptor", begin_string=begin, sender="QFVENUE",
+        target="CROSSBOOK", port=port, log_dir=tmp_path / "acc-log",
+        default_appl_ver_id=appl))
 
 
 def client_flags(port: int, version: str) -> list[str]:
     return ["--port", str(port), "--sender", "CROSSBOOK", "--target", "QFVENUE",
             "--fix-version", version, "--reset", "--clordid-prefix", "X", "--heartbeat", "5",
-            "--settle", "0.3"]
+            "--settle", "0.5"]
 
 
 def check_quickfix_acceptor_saw_clean_session(acc_log: qfharness.EventLog) -> dict[str, int]:

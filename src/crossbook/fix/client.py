@@ -18,13 +18,24 @@ See docs/fix.md, section "Client", for the grammar and exit codes.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import datetime as _dt
 import itertools
+import logging
 import shlex
+import signal
+import ssl
+import sys
+import threading
 import time
 from decimal import Decimal, InvalidOperation
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
+
+from crossbook.fix.session import Application
+from crossbook.fix.settings import SessionSettings, SettingsError, load_settings
+from crossbook.fix.settings import replace as replace_settings
+from crossbook.fix.transport import Initiator
 
 SOH = "\x01"
 
@@ -802,7 +813,7 @@ def format_message(fields: FieldView) -> str:
         if g(41):
             parts.append(f"orig={g(41)}")
         parts += [side, g(38, "-"), g(55, "-")]
-        parts.append(f"@{price}" if price else ("MKT" if g(40) in (None, "1") else "-"))
+        parts.append(f"@{price}" if price else ("MKT" if g(40) == "1" else "-"))
         if stop:
             parts.append(f"stop={stop}")
         last_qty = g(32)
@@ -887,7 +898,7 @@ def _answer_ref(fields: FieldView) -> str | None:
     return fields.get(11)
 
 
-def format_request(request: Request, tracker: OrderTracker, when: str) -> str:
+def format_request(request: Request, when: str) -> str:
     """One line for a request we sent."""
     f = dict(request.fields)
     name = MSG_TYPE_NAMES.get(request.msg_type, request.msg_type)
@@ -952,32 +963,51 @@ EXIT_NO_ANSWER = 3         # no answer within --timeout
 EXIT_NO_LOGON = 4          # could not connect or log on
 
 
-class _SessionLogHandler:
-    """Collects the engine's log lines (why a connect or logon failed) for our messages."""
+class _EngineLogHandler(logging.Handler):
+    """Hands the engine's log lines (why a connect or logon failed) to the client."""
 
     def __init__(self, client: "Client") -> None:
-        import logging
-
-        class Handler(logging.Handler):
-            def emit(self, record: logging.LogRecord) -> None:
-                try:
-                    client._note_engine_log(record.getMessage())
-                except Exception:  # logging must never break the session
-                    pass
-
+        super().__init__(level=logging.DEBUG)
+        self.client = client
         self._logger = logging.getLogger("crossbook.fix")
-        self._handler = Handler(level=logging.DEBUG)
         self._previous_level = self._logger.level
 
-    def __enter__(self):
-        import logging
-        self._logger.addHandler(self._handler)
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.client._note_engine_log(record.getMessage())
+        except Exception:  # logging must never break the session
+            pass
+
+    def __enter__(self) -> "_EngineLogHandler":
+        self._logger.addHandler(self)
         self._logger.setLevel(logging.DEBUG)
         return self
 
     def __exit__(self, *exc) -> None:
-        self._logger.removeHandler(self._handler)
+        self._logger.removeHandler(self)
         self._logger.setLevel(self._previous_level)
+
+
+class _ClientApplication(Application):
+    """The engine's callbacks, forwarded to the client."""
+
+    def __init__(self, client: "Client") -> None:
+        self.client = client
+
+    def on_logon(self, session) -> None:
+        self.client.was_logged_on = True
+
+    def on_logout(self, session) -> None:
+        self.client._on_disconnected()
+
+    def from_admin(self, session, message) -> None:
+        self.client._on_admin(message)
+
+    def from_app(self, session, message) -> None:
+        self.client._on_app(message)
+
+    def to_admin(self, session, msg_type, body) -> None:
+        self.client._on_admin_sent(msg_type, body)
 
 
 class Client:
@@ -992,11 +1022,6 @@ class Client:
                  answer_timeout: float = 10.0, settle: float = 0.5, logon_timeout: float = 10.0,
                  logout_timeout: float = 5.0, ssl_context=None, clordid_prefix: str | None = None,
                  verbose: bool = False, store=None) -> None:
-        import sys
-
-        from crossbook.fix.session import Application
-        from crossbook.fix.transport import Initiator
-
         self.settings = settings
         self.out = out or sys.stdout
         self.err = err or sys.stderr
@@ -1015,26 +1040,11 @@ class Client:
         self.logout_reply_seen = False
         self.peer_logout_text: str | None = None
         self.session_lost = False
+        self.was_logged_on = False
         self.last_problem = ""
         self._seq_to_request: dict[int, str] = {}
         self._last_app_message = 0.0
-        self._lost_waiters: list = []
-        client = self
-
-        class ClientApplication(Application):
-            def on_logout(self, session) -> None:
-                client._on_disconnected()
-
-            def from_admin(self, session, message) -> None:
-                client._on_admin(message)
-
-            def from_app(self, session, message) -> None:
-                client._on_app(message)
-
-            def to_admin(self, session, msg_type, body) -> None:
-                client._on_admin_sent(msg_type, body)
-
-        self.initiator = Initiator(settings, ClientApplication(), ssl_context=ssl_context,
+        self.initiator = Initiator(settings, _ClientApplication(self), ssl_context=ssl_context,
                                    store=store)
 
     # ---------------------------------------------------------------- output
@@ -1107,6 +1117,8 @@ class Client:
             self.logout_sent = True
 
     def _on_disconnected(self) -> None:
+        if not self.was_logged_on:
+            return  # logon() reports why the logon failed
         if not self.logout_sent or self.peer_logout_text is not None:
             self.session_lost = True
             reason = (f"peer logged out: {self.peer_logout_text!r}" if self.peer_logout_text
@@ -1127,7 +1139,6 @@ class Client:
 
     async def logon(self, stop=None) -> bool:
         """Connect and log on; False (with the reason printed) on failure or ``stop``."""
-        import asyncio
         await self.initiator.start()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.logon_timeout
@@ -1164,7 +1175,7 @@ class Client:
         raw = stored[0][1] if stored else None
         # Stamp the line with the message's own SendingTime when the store kept it.
         when = _time_of(FieldView.from_raw(raw)) if raw else _clock_now()
-        self.emit(format_request(request, self.tracker, when))
+        self.emit(format_request(request, when))
         if raw is not None:
             self._emit_raw(">", raw)
         return request
@@ -1189,7 +1200,6 @@ class Client:
         Returns False when ``timeout`` (default ``answer_timeout``) passed first, or the
         session ended.
         """
-        import asyncio
         wanted = [c for c in clordids if c is not None]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (self.answer_timeout if timeout is None else timeout)
@@ -1273,8 +1283,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace):
     """SessionSettings for the client: --config's initiator session, overridden by flags."""
-    from crossbook.fix.settings import SessionSettings, SettingsError, load_settings
-    from crossbook.fix.settings import replace as replace_settings
 
     overrides: dict[str, object] = {"connection_type": "initiator"}
     if args.fix_version is not None:
@@ -1338,7 +1346,6 @@ def settings_from_args(args: argparse.Namespace):
 
 def ssl_context_from_args(args: argparse.Namespace):
     """The TLS context the flags ask for, or None (then --config's SSL* keys apply)."""
-    import ssl
     if not (args.tls or args.tls_ca or args.tls_cert or args.tls_insecure):
         if args.tls_key:
             raise ValueError("--tls-key needs --tls-cert")
@@ -1357,11 +1364,7 @@ def ssl_context_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``crossbook client``; returns the exit code."""
-    import asyncio
-    import ssl
-    import sys
 
-    from crossbook.fix.settings import SettingsError
 
     words = list(args.command or [])
     if words and words[0] == "--":
@@ -1389,9 +1392,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _main(args, settings, ssl_context, one_shot: Command | None) -> int:
-    import asyncio
-    import signal
-    import sys
 
     try:
         client = Client(settings, raw=args.raw, answer_timeout=args.timeout, settle=args.settle,
@@ -1420,7 +1420,7 @@ async def _main(args, settings, ssl_context, one_shot: Command | None) -> int:
     except (NotImplementedError, RuntimeError):  # not the main thread, or no signals here
         pass
     try:
-        with _SessionLogHandler(client):
+        with _EngineLogHandler(client):
             if not await client.logon(stop):
                 return EXIT_OK if stop.is_set() else EXIT_NO_LOGON
             if one_shot is not None:
@@ -1458,8 +1458,6 @@ async def _run_one_shot(client: Client, cmd: Command, stop) -> int:
 
 
 async def _run_interactive(client: Client, stop, stdin) -> int:
-    import asyncio
-    import threading
 
     loop = asyncio.get_running_loop()
     lines: asyncio.Queue = asyncio.Queue()

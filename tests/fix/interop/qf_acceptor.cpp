@@ -130,6 +130,7 @@ class AcceptorApp : public FIX::Application {
     er.setField(37, o.orderid);
     er.setField(38, std::to_string(o.qty));
     er.setField(39, ord_status);
+    if (!o.ordtype.empty()) er.setField(40, o.ordtype);
     if (!orig.empty()) er.setField(41, orig);
     if (!o.price.empty()) er.setField(44, o.price);
     er.setField(54, o.side);

@@ -145,6 +145,8 @@ class QuickFixAcceptor:
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> "QuickFixAcceptor":
+        if self.proc is not None:  # already started (by start_acceptor)
+            return self
         self.proc = subprocess.Popen(self._cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True,
                                      cwd=tempfile.gettempdir())
@@ -201,6 +203,24 @@ class QuickFixAcceptor:
         with contextlib.suppress(Exception):
             if self.proc is not None and self.proc.poll() is None:
                 self.stop()
+
+
+def start_acceptor(binary: Path, write_config, attempts: int = 3) -> tuple[QuickFixAcceptor, int]:
+    """Start qf_acceptor on a free port; ``write_config(port)`` returns its settings file.
+
+    A port found free can be taken by another test before QuickFIX binds it; then QuickFIX
+    exits with "Address already in use" and we try again with another port.
+    """
+    for attempt in range(attempts):
+        port = free_port()
+        acceptor = QuickFixAcceptor(binary, write_config(port))
+        try:
+            return acceptor.__enter__(), port
+        except AssertionError:
+            if attempt == attempts - 1 or not any("Address already in use" in ln
+                                                  for ln in acceptor.lines):
+                raise
+    raise AssertionError("unreachable")
 
 
 def run_initiator(binary: Path, settings: Path, *, orders: int, heartbeats: int,
