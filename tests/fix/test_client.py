@@ -17,6 +17,7 @@ from crossbook.fix.client import (
     OrderTracker,
     build_request,
     format_message,
+    format_order,
     is_rejection,
     parse_command,
 )
@@ -229,6 +230,53 @@ def test_from_raw_never_raises_on_garbage():
     view = FieldView.from_raw(b"\xff\x00garbage=|=|35|abc=def\x01")
     assert view.msg_type == ""
     assert isinstance(format_message(view), str)
+
+
+# ---------------------------------------------------------------- anything typed or received
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+WORDS = st.sampled_from(["send", "buy", "sell", "cancel", "replace", "status", "mass-cancel",
+                         "orders", "help", "quit", "K1", "100", "-5", "1e400", "NaN", "IBM",
+                         "limit", "market", "stop", "stop-limit", "qty=", "qty=5", "price=x",
+                         "tif=gtd", "side=buy", "symbol=IBM", "35=D", "44=", "=", "'", "#",
+                         "clordid=K1", "\x01", "9999999999999999999999=1", "text='a b'"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(WORDS, st.text(max_size=8)), max_size=8),
+       st.sampled_from(["FIX.4.2", "FIX.4.4", "FIXT.1.1"]))
+def test_any_line_is_a_command_or_a_value_error(words, begin):
+    tracker, ids = OrderTracker(), ClOrdIdGenerator("K")
+    build_request(parse_command("buy 100 IBM 10"), tracker, ids, begin)
+    try:
+        cmd = parse_command(" ".join(words))
+        if cmd is not None and cmd.verb not in ("help", "quit", "orders"):
+            request = build_request(cmd, tracker, ids, begin)
+            assert all("\x01" not in v and v for _, v in request.fields)
+    except ValueError as exc:
+        assert str(exc)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([6, 11, 14, 20, 31, 32, 35, 37, 38, 39, 41, 44, 45,
+                                           54, 55, 58, 60, 102, 150, 151, 372, 373, 379, 434,
+                                           531, 533]),
+                          st.one_of(st.sampled_from(["8", "9", "3", "j", "r", "K1", "K2", "x",
+                                                     "", "1e999", "NaN", "-1"]),
+                                    st.text(max_size=6))), max_size=14))
+def test_any_received_message_prints_and_tracks_without_raising(pairs):
+    tracker, ids = OrderTracker(), ClOrdIdGenerator("K")
+    build_request(parse_command("buy 100 IBM 10"), tracker, ids, "FIX.4.4")
+    build_request(parse_command("replace K1 qty=5"), tracker, ids, "FIX.4.4")
+    view = FieldView(pairs)
+    assert isinstance(format_message(view), str)
+    is_rejection(view)
+    tracker.on_execution_report(view)
+    tracker.on_cancel_reject(view)
+    tracker.on_business_reject(view)
+    for order in tracker:
+        format_order(order)
 
 
 # ======================================================================================
