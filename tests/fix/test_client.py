@@ -638,6 +638,12 @@ def test_usage_errors():
     assert code == 2 and "--tls-cert and --tls-key go together" in err
     code, err = run("--config", "/nonexistent.cfg")
     assert code == 2 and "cannot read settings file /nonexistent.cfg" in err
+    code, err = run("--port", "1", "--sender", "A", "--target", "B", "orders")
+    assert code == 2 and "'orders' is only meaningful at the prompt" in err
+    # help needs no counterparty (nothing listens on port 1)
+    helped = subprocess.run([*CLIENT, "--port", "1", "--sender", "A", "--target", "B", "help"],
+                            capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0 and helped.stdout.startswith("Commands (one per line")
 
 
 def test_config_file_and_raw_output(tmp_path):

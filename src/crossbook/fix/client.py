@@ -1380,8 +1380,11 @@ def run(args: argparse.Namespace) -> int:
             one_shot = parse_command(shlex.join(words))
             if one_shot is None:
                 raise ValueError("empty command")
-            if one_shot.verb == "quit":
-                raise ValueError("'quit' is only meaningful at the prompt")
+            if one_shot.verb in ("quit", "orders"):
+                raise ValueError(f"'{one_shot.verb}' is only meaningful at the prompt")
+            if one_shot.verb == "help":
+                print(HELP_TEXT)
+                return EXIT_OK
     except (ValueError, SettingsError, OSError, ssl.SSLError) as exc:
         print(f"crossbook client: {exc}", file=sys.stderr)
         return EXIT_USAGE
