@@ -17,16 +17,11 @@ from pathlib import Path
 import pytest
 
 from fixpeer import FixPeer
+from omskit import free_port, start_server
 from crossbook.fix.store import FileStore
 from crossbook.persistence import OrderStore
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 CONFIG = """
@@ -54,21 +49,6 @@ name = "VENUE-A"
 [[venues]]
 name = "VENUE-B"
 """
-
-
-def start_server(config: Path, log: Path) -> subprocess.Popen:
-    out = open(log, "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "crossbook.app.cli", "serve", "--config", str(config)],
-                            stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited: {log.read_text()}")
-        if b"Ctrl-C stops the server" in log.read_bytes():
-            return proc
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError(f"server did not start: {log.read_text()}")
 
 
 def http_get(port: int, path: str):

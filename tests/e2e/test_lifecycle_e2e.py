@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from conftest import make_config
+from omskit import make_config
 from fixpeer import FixPeer
 from crossbook.app.server import Server
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import make_config
+from omskit import make_config
 from fixpeer import FixPeer
 from crossbook.app.server import Server
 

@@ -23,14 +23,17 @@ def parse_since(text: str) -> int:
     """``since`` as epoch ns: an integer (ns) or an ISO 8601 time (UTC if no offset)."""
     text = text.strip()
     if text.isdigit():
-        return int(text)
+        return min(int(text), _INT64_MAX)
     try:
         t = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(f"since must be epoch nanoseconds or an ISO 8601 time, got {text!r}") from None
     if t.tzinfo is None:
         t = t.replace(tzinfo=_dt.timezone.utc)
-    return int(t.timestamp() * 1_000_000) * 1000
+    return min(int(t.timestamp() * 1_000_000) * 1000, _INT64_MAX)
+
+
+_INT64_MAX = (1 << 63) - 1
 
 
 def _price(instruments: InstrumentMaster, symbol: str, ticks: int) -> str | None:

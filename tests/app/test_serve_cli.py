@@ -1,0 +1,99 @@
+"""`crossbook serve`, `crossbook client`, `crossbook orders` and `crossbook eod` as processes."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
+from omskit import free_port, start_server, stop_server  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+CONFIG = """
+[fix]
+port = {fix}
+[http]
+port = {http}
+[storage]
+dir = "{storage}"
+[[firms]]
+name = "FIRM1"
+[[firms.accounts]]
+name = "ACC1"
+[[firms]]
+name = "FIRM42"
+[[firms.accounts]]
+name = "ACC42"
+[[sessions]]
+comp_id = "FIRM1"
+[[sessions]]
+comp_id = "FIRM42"
+begin_string = "FIX.4.2"
+[[venues]]
+name = "VENUE-A"
+[[venues]]
+name = "VENUE-B"
+"""
+
+
+def crossbook(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "crossbook.app.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_serve_client_orders_eod(tmp_path):
+    fix, http = free_port(), free_port()
+    config = tmp_path / "server.toml"
+    config.write_text(CONFIG.format(fix=fix, http=http, storage=tmp_path / "var"))
+    log = tmp_path / "serve.log"
+    proc = start_server(config, log)
+    url = f"http://127.0.0.1:{http}"
+    try:
+        banner = log.read_text()
+        assert f"FIX acceptor on 127.0.0.1:{fix}" in banner and "server CompID CROSSBOOK" in banner
+        assert "SenderCompID=FIRM42 TargetCompID=CROSSBOOK" in banner and f"HTTP API on {url}/" in banner
+        client = ["client", "--port", str(fix), "--target", "CROSSBOOK", "--reset"]
+        sell = crossbook(*client, "--sender", "FIRM42", "--fix-version", "4.2", "sell", "10", "AAPL", "230.00")
+        assert sell.returncode == 0, sell.stdout + sell.stderr
+        assert "EXEC New/New" in sell.stdout and "leaves=10" in sell.stdout
+        buy = crossbook(*client, "--sender", "FIRM1", "buy", "4", "AAPL", "230.00")
+        assert buy.returncode == 0, buy.stdout + buy.stderr
+        assert "EXEC Trade/Filled" in buy.stdout and "last=4@230.00" in buy.stdout
+        bad = crossbook(*client, "--sender", "FIRM1", "buy", "4", "AAPL", "230.001")
+        assert "Rejected" in bad.stdout and "tick" in bad.stdout
+        listed = crossbook("orders", "--status", "open", "--account", "ACC42", "--url", url, "--config", str(config))
+        assert listed.returncode == 0, listed.stderr
+        lines = listed.stdout.splitlines()
+        assert lines[0] == f"# open orders from {url}"
+        assert lines[1].split()[:4] == ["ORDER", "CLORDID", "ACCOUNT", "SYMBOL"]
+        row = lines[2].split()
+        assert row[2:8] == ["ACC42", "AAPL", "sell", "limit", "10", "230.00"] and row[8:10] == ["4", "6"]
+        assert lines[-1] == "(1 order)"
+        eod = crossbook("eod", "--url", url)
+        assert eod.returncode == 0 and "end of day done on 2 venue(s)" in eod.stdout
+    finally:
+        assert stop_server(proc) == 0
+    out = log.read_text()
+    assert "shutting down" in out and "crossbook serve: stopped" in out
+    # No server now: straight from the database.
+    listed = crossbook("orders", "--config", str(config))
+    assert listed.returncode == 0, listed.stderr
+    assert "crossbook.db" in listed.stdout.splitlines()[0] and listed.stdout.splitlines()[-1] == "(3 orders)"
+    import json
+    as_json = crossbook("orders", "--config", str(config), "--json")
+    orders = json.loads(as_json.stdout)
+    assert [o["state"] for o in orders] == ["expired", "filled", "rejected"]
+    assert orders[0]["cum_qty"] == 4 and orders[0]["leaves_qty"] == 0
+    eod = crossbook("eod", "--url", url)
+    assert eod.returncode == 1 and "no server" in eod.stderr
+
+
+def test_bad_config_fails_at_start(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text("[http]\nport = 'eighty'\n")
+    result = crossbook("serve", "--config", str(config))
+    assert result.returncode == 2
+    assert f"{config}: http.port: must be an integer" in result.stderr
