@@ -58,15 +58,18 @@ def test_default_instruments_cover_the_issue(master):
         assert inst.reference_price is not None and inst.reference_ticks > 0
     aapl, msft = master.by_symbol("AAPL"), master.by_symbol("MSFT")
     for eq in (aapl, msft):
-        assert (eq.asset_class, eq.tick_size, eq.currency, eq.security_type) == (AssetClass.EQUITY, Decimal("0.01"), "USD", "CS")
+        assert (eq.asset_class, eq.tick_size, eq.currency, eq.security_type) == (
+            AssetClass.EQUITY, Decimal("0.01"), "USD", "CS")
     es = master.by_symbol("ESZ6")
     assert (es.asset_class, es.multiplier, es.tick_size, es.maturity_month_year, es.security_type) == (
         AssetClass.FUTURE, Decimal(50), Decimal("0.25"), "202612", "FUT")
     opt = master.by_symbol("AAPL 20261218 C200")
     assert opt.symbol == "AAPL" and opt.underlying == "AAPL" and opt.put_or_call == 1
-    assert (opt.strike, opt.expiry, opt.multiplier, opt.security_type) == (Decimal(200), dt.date(2026, 12, 18), Decimal(100), "OPT")
+    assert (opt.strike, opt.expiry, opt.multiplier, opt.security_type) == (
+        Decimal(200), dt.date(2026, 12, 18), Decimal(100), "OPT")
     fx = master.by_symbol("EUR/USD")
-    assert (fx.asset_class, fx.tick_size, fx.lot_size, fx.security_type) == (AssetClass.FX_SPOT, Decimal("0.00001"), 1000, "FXSPOT")
+    assert (fx.asset_class, fx.tick_size, fx.lot_size, fx.security_type) == (
+        AssetClass.FX_SPOT, Decimal("0.00001"), 1000, "FXSPOT")
     btc = master.by_symbol("BTC-USD")
     assert (btc.asset_class, btc.multiplier, btc.security_type) == (AssetClass.CRYPTO, Decimal("0.001"), "CRYPTO")
     # one BTC unit is 0.001 BTC: 500 units at 90,000.00 is 45,000 USD
@@ -261,13 +264,18 @@ def test_resolve_ambiguous_without_a_plain_instrument():
     (dict(reference_price=230.0), TypeError, "float"),
     (dict(asset_class=AssetClass.FUTURE), ValueError, "maturity_month_year"),
     (dict(asset_class=AssetClass.FUTURE, maturity_month_year="202613"), ValueError, "YYYYMM"),
-    (dict(asset_class=AssetClass.FUTURE, maturity_month_year="202612", expiry=dt.date(2027, 1, 5)), ValueError, "expiry"),
-    (dict(asset_class=AssetClass.FUTURE, maturity_month_year="202612", strike=Decimal(5)), ValueError, "only for options"),
+    (dict(asset_class=AssetClass.FUTURE, maturity_month_year="202612", expiry=dt.date(2027, 1, 5)),
+     ValueError, "expiry"),
+    (dict(asset_class=AssetClass.FUTURE, maturity_month_year="202612", strike=Decimal(5)),
+     ValueError, "only for options"),
     (dict(asset_class=AssetClass.FUTURE, expiry="2026-12-18"), TypeError, "expiry"),
     (dict(asset_class=AssetClass.OPTION, maturity_month_year="202612", put_or_call=1), ValueError, "strike"),
-    (dict(asset_class=AssetClass.OPTION, maturity_month_year="202612", strike=Decimal(0), put_or_call=1), ValueError, "strike"),
-    (dict(asset_class=AssetClass.OPTION, maturity_month_year="202612", strike=Decimal(5), put_or_call=2), ValueError, "put_or_call"),
-    (dict(asset_class=AssetClass.OPTION, maturity_month_year="202612", strike=Decimal(5), put_or_call=True), ValueError, "put_or_call"),
+    (dict(asset_class=AssetClass.OPTION, maturity_month_year="202612", strike=Decimal(0), put_or_call=1),
+     ValueError, "strike"),
+    (dict(asset_class=AssetClass.OPTION, maturity_month_year="202612", strike=Decimal(5), put_or_call=2),
+     ValueError, "put_or_call"),
+    (dict(asset_class=AssetClass.OPTION, maturity_month_year="202612", strike=Decimal(5), put_or_call=True),
+     ValueError, "put_or_call"),
 ])
 def test_instrument_validation(kw, exc, text):
     with pytest.raises(exc, match=text):
@@ -317,9 +325,11 @@ def test_on_venue_and_venues():
 def test_from_config_full_example():
     m = InstrumentMaster.from_config([
         cfg(),
-        {"symbol": "CLF7", "asset_class": "future", "tick_size": "0.01", "multiplier": 1000, "maturity_month_year": 202701,
+        {"symbol": "CLF7", "asset_class": "future", "tick_size": "0.01", "multiplier": 1000,
+         "maturity_month_year": 202701,
          "venues": ["V1", "V2"], "default_venue": "V2", "reference_price": "70.00", "currency": "usd"},
-        {"symbol": "XYZ", "asset_class": "OPTION", "tick_size": "0.05", "multiplier": "100", "expiry": dt.date(2027, 1, 15),
+        {"symbol": "XYZ", "asset_class": "OPTION", "tick_size": "0.05", "multiplier": "100",
+         "expiry": dt.date(2027, 1, 15),
          "strike": "50", "put_or_call": "P", "venues": ["V1"], "key": "XYZ P50 JAN27", "security_type": "OPT"},
     ])
     clf7 = m.by_symbol("CLF7")
@@ -353,7 +363,8 @@ def test_from_config_full_example():
     (cfg(asset_class="future", maturity_month_year="2026-12"), "instruments[0].maturity_month_year", "YYYYMM"),
     (cfg(asset_class="future", expiry="18/12/2026"), "instruments[0].expiry", "YYYY-MM-DD"),
     (cfg(asset_class="future", expiry=dt.datetime(2026, 12, 18)), "instruments[0].expiry", "YYYY-MM-DD"),
-    (cfg(asset_class="option", maturity_month_year="202612", put_or_call="call"), "instruments[0].strike", "needs a strike"),
+    (cfg(asset_class="option", maturity_month_year="202612", put_or_call="call"),
+     "instruments[0].strike", "needs a strike"),
     (cfg(asset_class="option", maturity_month_year="202612", strike="5", put_or_call="maybe"),
      "instruments[0].put_or_call", "call or put"),
     (cfg(asset_class="option", maturity_month_year="202612", strike="5"), "instruments[0].put_or_call", "0 \\(put\\)"),

@@ -12,7 +12,8 @@ from crossbook.routing.venue import Venue, VenueEvent, VenueEventKind, VenueOrde
 
 
 def fields(cls):
-    return [(f.name, f.default if f.default is not dataclasses.MISSING else "required") for f in dataclasses.fields(cls)]
+    return [(f.name, f.default if f.default is not dataclasses.MISSING else "required")
+            for f in dataclasses.fields(cls)]
 
 
 def test_venue_order_fields_as_in_the_contract():
@@ -40,7 +41,8 @@ def test_venue_event_fields_as_in_the_contract():
 
 def test_event_kinds():
     assert [k.name for k in VenueEventKind] == [
-        "NEW", "REJECTED", "TRADE", "CANCELED", "REPLACED", "CANCEL_REJECTED", "REPLACE_REJECTED", "STOP_TRIGGERED", "STATUS"]
+        "NEW", "REJECTED", "TRADE", "CANCELED", "REPLACED", "CANCEL_REJECTED", "REPLACE_REJECTED", "STOP_TRIGGERED",
+        "STATUS"]
 
 
 def test_venue_reasons_do_not_collide_with_core_reasons():

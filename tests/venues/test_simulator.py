@@ -84,7 +84,8 @@ def test_ack_then_fill_at_the_makers_price():
             ev = await h.settle()
             assert kinds(ev) == [(K.NEW, buy), (K.TRADE, sell), (K.TRADE, buy)]
             for e in ev[1:]:
-                assert (e.last_qty, e.last_px, e.cum_qty, e.leaves_qty, e.ord_status) == (100, 23010, 100, 0, Status.FILLED)
+                assert (e.last_qty, e.last_px, e.cum_qty, e.leaves_qty, e.ord_status) == (
+                    100, 23010, 100, 0, Status.FILLED)
             assert ev[1].exec_id != ev[2].exec_id and ev[1].exec_id
             assert ev[1].venue_order_id == ack.venue_order_id != ev[2].venue_order_id
     run(main())
@@ -108,7 +109,8 @@ def test_partial_fill_then_rest_then_complete():
             h.order(Side.SELL, 20, 23000)
             ev = await h.settle()
             last = [e for e in ev if e.venue_cl_ord_id == b][-1]
-            assert (last.kind, last.last_px, last.cum_qty, last.leaves_qty, last.ord_status) == (K.TRADE, 23011, 100, 0, Status.FILLED)
+            assert (last.kind, last.last_px, last.cum_qty, last.leaves_qty, last.ord_status) == (
+                K.TRADE, 23011, 100, 0, Status.FILLED)
     run(main())
 
 
@@ -143,7 +145,8 @@ def test_cancel_and_cancel_rejects():
             h.venue.cancel_order(o, "x1")
             assert h.events == []
             (ev,) = await h.settle()
-            assert (ev.kind, ev.venue_cl_ord_id, ev.orig_venue_cl_ord_id, ev.reason_code, ev.leaves_qty, ev.ord_status) == (
+            assert (ev.kind, ev.venue_cl_ord_id, ev.orig_venue_cl_ord_id, ev.reason_code, ev.leaves_qty,
+                    ev.ord_status) == (
                 K.CANCELED, "x1", o, Reason.USER_CANCEL, 0, Status.CANCELLED)
             assert ev.reason == "cancelled on request"
             assert h.venue.top_of_book(AAPL) == (0, 0, 0, 0)
@@ -158,7 +161,8 @@ def test_cancel_and_cancel_rejects():
             assert [(e.venue_cl_ord_id, e.orig_venue_cl_ord_id, e.reason_code) for e in rej] == [
                 ("x2", o, Reason.TOO_LATE), ("x3", "nope", Reason.UNKNOWN_ORDER), ("x4", f, Reason.TOO_LATE),
                 ("x1", "c99", Reason.UNKNOWN_ORDER)]
-            assert rej[0].reason.startswith("too late to cancel") and rej[2].reason == "too late to cancel: order already filled"
+            assert rej[0].reason.startswith("too late to cancel")
+            assert rej[2].reason == "too late to cancel: order already filled"
             assert rej[2].cum_qty == 10 and rej[2].ord_status == Status.FILLED
             assert rej[1].reason == "unknown order nope" and rej[1].venue_order_id == ""
             live = h.order(Side.BUY, 10, 22000)
@@ -270,7 +274,8 @@ def test_replace_rejects():
             h.venue.replace_order(p, "p4", 10, -5)           # bad price
             ev = await h.settle()
             assert [(e.kind, e.venue_cl_ord_id, e.reason_code) for e in ev] == [
-                (K.REPLACE_REJECTED, "p2", Reason.POST_ONLY_WOULD_MATCH), (K.REPLACE_REJECTED, "z2", Reason.UNKNOWN_ORDER),
+                (K.REPLACE_REJECTED, "p2", Reason.POST_ONLY_WOULD_MATCH),
+                (K.REPLACE_REJECTED, "z2", Reason.UNKNOWN_ORDER),
                 (K.REPLACE_REJECTED, "c1", Reason.DUPLICATE_ID), (K.REPLACE_REJECTED, "p3", Reason.INVALID_QTY),
                 (K.REPLACE_REJECTED, "p4", Reason.INVALID_PRICE)]
             assert all(e.orig_venue_cl_ord_id in (p, "zz") for e in ev)
@@ -322,7 +327,8 @@ def test_new_order_rejects_carry_reason_and_code():
 def test_not_listed_and_not_started_and_down():
     async def main():
         other = InstrumentMaster.from_config([
-            {"symbol": "ZZZ", "asset_class": "equity", "tick_size": "0.01", "venues": ["VENUE-B"]}]).by_symbol("ZZZ")
+            {"symbol": "ZZZ", "asset_class": "equity", "tick_size": "0.01", "venues": ["VENUE-B"]},
+        ]).by_symbol("ZZZ")
         h = Harness()
         h.order()                               # before start: down
         async with h:
@@ -396,7 +402,8 @@ def test_events_never_reentrant_and_in_order():
         def sink(ev):
             nonlocal depth
             assert depth == 0, "sink re-entered"
-            assert ev.venue_cl_ord_id in returned or ev.orig_venue_cl_ord_id in returned, "event before the call returned"
+            assert ev.venue_cl_ord_id in returned or ev.orig_venue_cl_ord_id in returned, \
+                "event before the call returned"
             depth += 1
             seen.append((ev.kind, ev.venue_cl_ord_id))
             if ev.kind == K.NEW and len(returned) < 7:
@@ -511,7 +518,8 @@ def test_constructor_and_knob_validation():
         InProcessVenue("V", MASTER, ManualClock(), background={"rate": 5})
     with pytest.raises(ValueError):
         InProcessVenue("V", MASTER, ManualClock(), tick_s=0)
-    no_ref = InstrumentMaster.from_config([{"symbol": "NOREF", "asset_class": "equity", "tick_size": "0.01", "venues": ["V"]}])
+    no_ref = InstrumentMaster.from_config([
+        {"symbol": "NOREF", "asset_class": "equity", "tick_size": "0.01", "venues": ["V"]}])
     with pytest.raises(ValueError, match="needs a reference_price for NOREF"):
         InProcessVenue("V", no_ref, ManualClock(), background=BackgroundFlow())
     v = InProcessVenue("V", no_ref, ManualClock())
@@ -712,7 +720,8 @@ def test_background_is_deterministic_per_seed_and_differs_per_instrument():
 
 def test_background_book_stays_bounded_and_sane():
     async def main():
-        flow = BackgroundFlow(seed=2, max_resting=120, mix=FlowMix(passive=0.8, cancel=0.1, aggressive=0.05, market=0.05))
+        mix = FlowMix(passive=0.8, cancel=0.1, aggressive=0.05, market=0.05)
+        flow = BackgroundFlow(seed=2, max_resting=120, mix=mix)
         async with Harness(background=flow) as h:
             book = h.venue.order_book(FX)
             peak = 0
@@ -879,7 +888,8 @@ def test_restore_order_after_an_oms_restart():
             assert [(e.kind, e.venue_cl_ord_id, e.cum_qty) for e in ev if e.venue_cl_ord_id == "old2"] == [
                 (K.STATUS, "old2", 10), (K.TRADE, "old2", 20)]
             other = InstrumentMaster.from_config([
-                {"symbol": "ZZZ", "asset_class": "equity", "tick_size": "0.01", "venues": ["VENUE-B"]}]).by_symbol("ZZZ")
+                {"symbol": "ZZZ", "asset_class": "equity", "tick_size": "0.01", "venues": ["VENUE-B"]},
+            ]).by_symbol("ZZZ")
             h.venue.restore_order(VenueOrder("old3", other, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 20, 100), 0)
             h.order(Side.BUY, 10, 22990)
             h.venue.restore_order(VenueOrder("old4", AAPL, Side.SELL, OrdType.LIMIT, TimeInForce.DAY, 20, 22990,
@@ -893,5 +903,142 @@ def test_restore_order_after_an_oms_restart():
                 h.venue.restore_order(VenueOrder("old1", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 20, 100), 0)
             for bad in (-1, 20, 1.5):
                 with pytest.raises(ValueError, match="cum_qty"):
-                    h.venue.restore_order(VenueOrder("new", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 20, 100), bad)
+                    order = VenueOrder("new", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 20, 100)
+                    h.venue.restore_order(order, bad)
+    run(main())
+
+
+# ------------------------------------------------------------------------------------------------
+# Random streams: the event stream of every order is consistent with the book
+# ------------------------------------------------------------------------------------------------
+
+class _Model:
+    """What the OMS can know from the events alone, checked event by event."""
+
+    TERMINAL = {int(Status.FILLED), int(Status.CANCELLED)}
+
+    def __init__(self):
+        self.orders: dict[str, dict] = {}   # root id -> state
+        self.chain: dict[str, str] = {}     # any id of a chain -> root id
+        self.exec_ids: set[str] = set()
+
+    def sent(self, cl, qty, is_stop=False):
+        self.orders[cl] = {"qty": qty, "cum": 0, "done": False, "acked": False, "voi": None, "stop": is_stop}
+        self.chain[cl] = cl
+
+    def on_event(self, ev: VenueEvent):
+        root = self.chain.get(ev.venue_cl_ord_id) or self.chain.get(ev.orig_venue_cl_ord_id)
+        assert root is not None, f"event for an id never sent: {ev}"
+        o = self.orders[root]
+        k = ev.kind
+        if k == K.REJECTED:
+            assert not o["acked"] and not o["done"]
+            o["done"] = True
+            return
+        if k in (K.CANCEL_REJECTED, K.REPLACE_REJECTED):
+            if ev.reason_code not in (Reason.UNKNOWN_ORDER, VenueReason.VENUE_DOWN):
+                assert ev.cum_qty == o["cum"]
+            return
+        if k == K.STATUS:
+            assert (ev.cum_qty, ev.leaves_qty == 0 or not o["done"]) == (o["cum"], True)
+            return
+        assert not o["done"], f"{k.name} after the order ended: {ev}"
+        if k == K.NEW:
+            assert not o["acked"] and ev.cum_qty == 0 and ev.leaves_qty == o["qty"]
+            o["acked"], o["voi"] = True, ev.venue_order_id
+            return
+        assert o["acked"] and ev.venue_order_id == o["voi"]
+        if k == K.TRADE:
+            assert ev.exec_id not in self.exec_ids and ev.last_qty > 0 and ev.last_px > 0
+            self.exec_ids.add(ev.exec_id)
+            o["cum"] += ev.last_qty
+            assert (ev.cum_qty, ev.leaves_qty) == (o["cum"], o["qty"] - o["cum"]) and ev.leaves_qty >= 0
+            o["done"] = ev.leaves_qty == 0
+            assert (ev.ord_status == Status.FILLED) == o["done"]
+        elif k == K.CANCELED:
+            assert ev.cum_qty == o["cum"] and ev.leaves_qty == 0 and ev.ord_status == Status.CANCELLED
+            o["done"] = True
+        elif k == K.REPLACED:
+            self.chain[ev.venue_cl_ord_id] = root
+            assert ev.cum_qty == o["cum"]
+            o["qty"] = ev.cum_qty + ev.leaves_qty
+            o["done"] = ev.leaves_qty == 0
+        elif k == K.STOP_TRIGGERED:
+            assert o["stop"] and ev.cum_qty == o["cum"]
+            o["stop"] = False  # triggers once
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_streams_keep_events_and_books_consistent(seed):
+    import random
+
+    async def main():
+        rnd = random.Random(seed)
+        model = _Model()
+        async with Harness(background=BackgroundFlow(seed=seed, max_resting=150), reject_ratio=0.05, seed=seed) as h:
+            h.venue.set_event_sink(model.on_event)
+            insts = [AAPL, ES, FX]
+            sent: list[tuple[str, object]] = []
+            for step in range(2500):
+                r = rnd.random()
+                if r < 0.45 or not sent:
+                    inst = rnd.choice(insts)
+                    mid = h.venue.order_book(inst).last_price or inst.reference_ticks
+                    lot = inst.lot_size
+                    qty = lot * rnd.randint(1, 60)
+                    ord_type = rnd.choice([OrdType.LIMIT] * 6 + [OrdType.MARKET, OrdType.STOP, OrdType.STOP_LIMIT])
+                    tif = rnd.choice([TimeInForce.DAY] * 4 + [TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK,
+                                                              TimeInForce.GTD])
+                    side = rnd.choice([Side.BUY, Side.SELL])
+                    sign = 1 if side == Side.BUY else -1
+                    price = 0 if ord_type in (OrdType.MARKET, OrdType.STOP) else mid + sign * rnd.randint(-8, 4)
+                    stop = mid - sign * rnd.randint(-3, 6) if ord_type in (OrdType.STOP, OrdType.STOP_LIMIT) else 0
+                    display = lot * rnd.randint(1, 5) if rnd.random() < 0.15 else 0
+                    cl = f"o{step}"
+                    model.sent(cl, qty, ord_type in (OrdType.STOP, OrdType.STOP_LIMIT))
+                    h.venue.new_order(VenueOrder(
+                        cl, inst, side, ord_type, tif, qty, price, stop_price=stop, display_qty=display,
+                        post_only=rnd.random() < 0.1, expire_time=h.clock.t + rnd.randint(1, 10) * 1000
+                        if tif == TimeInForce.GTD else 0, owner=rnd.randint(1, 4),
+                        stp=rnd.choice(list(STPMode))))
+                    sent.append((cl, inst))
+                elif r < 0.6:
+                    cl, _ = rnd.choice(sent)
+                    h.venue.cancel_order(cl, f"x{step}")
+                    model.chain[f"x{step}"] = cl
+                elif r < 0.75:
+                    cl, inst = rnd.choice(sent)
+                    # any id of the chain reaches the order; use the newest order or replace id
+                    newest = next(c for c, root in reversed(model.chain.items()) if root == cl and c[0] in "oy")
+                    mid = h.venue.order_book(inst).last_price or inst.reference_ticks
+                    new_qty, new_px = inst.lot_size * rnd.randint(1, 60), mid + rnd.randint(-5, 5)
+                    h.venue.replace_order(newest, f"y{step}", new_qty, new_px)
+                    model.chain[f"y{step}"] = cl
+                elif r < 0.93:
+                    h.venue.background_step(rnd.choice(insts), rnd.randint(1, 40))
+                elif r < 0.96:
+                    h.venue.order_status(rnd.choice(sent)[0])
+                elif r < 0.97:
+                    h.venue.end_of_day()
+                else:
+                    h.clock.t += 2000
+                    h.venue.expire(h.clock.t)
+                if step % 50 == 0:
+                    await asyncio.sleep(0)
+            for _ in range(5):
+                await asyncio.sleep(0)
+            # the venue's books agree with what the events told
+            for cl, o in model.orders.items():
+                if o["voi"] is None:
+                    continue
+                oid = int(o["voi"].rsplit("-", 1)[1])
+                inst = dict(sent)[cl]
+                state = h.venue.order_book(inst).order(oid)
+                if o["done"]:
+                    assert state is None, (cl, o, state)
+                else:
+                    assert state is not None and state.filled == o["cum"] and state.qty == o["qty"], (cl, o, state)
+            assert len(model.exec_ids) > 100
+            for inst in insts:
+                assert h.venue.background_resting(inst) <= 150
     run(main())
