@@ -1,4 +1,4 @@
-# The two commands a newcomer needs: `make test` and `make bench` (`make serve` arrives with the OMS).
+# The commands a newcomer needs: `make serve`, `make test` and `make bench`.
 # Everything runs from a project-local virtualenv that these targets create on first use.
 PYTHON ?= python3
 VENV   := .venv
@@ -8,7 +8,7 @@ PYX    := $(shell find src -name '*.pyx' -o -name '*.pxd')
 # Worker processes for the test suite (pytest-xdist); the machine has 2 cores.
 JOBS   ?= auto
 
-.PHONY: install build test test-fast bench bench-short clean distclean
+.PHONY: install build test test-fast bench bench-short serve clean distclean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ test-fast: build
 # Full benchmarks: prints the comparison tables and checks the issue targets.
 bench: build
 	$(BIN)/python -m pytest benchmarks --bench-mode=full -p no:xdist -s
+
+# The OMS server on the embedded default config (docs/config.md): FIX on 127.0.0.1:9878, HTTP on
+# 127.0.0.1:8080, storage under ./var/. Ctrl-C stops it cleanly. SERVE_ARGS passes flags through.
+serve: build
+	$(BIN)/crossbook serve $(SERVE_ARGS)
 
 clean:
 	rm -rf build .pytest_cache .benchmarks
