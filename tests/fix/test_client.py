@@ -170,6 +170,34 @@ def test_cancel_replace_chain_follows_accepted_requests_only():
     assert status.msg_type == "H" and fields_of(status)[11] == "T-4"
 
 
+def test_status_requests_are_answered_by_status_reports_only():
+    tracker, ids = OrderTracker(), ClOrdIdGenerator("T-")
+    build_request(parse_command("buy 100 IBM 10"), tracker, ids, "FIX.4.4")
+    tracker.on_execution_report(er(t11="T-1", t37="O1", t39="0", t150="0"))
+    status = build_request(parse_command("status T-1"), tracker, ids, "FIX.4.4")
+    assert status.key == "status T-1" and status.clordid == "T-1"
+    assert tracker.unanswered == {"status T-1": "status"}
+    # a late fill of the order carries its ClOrdID but is no answer to the status request
+    tracker.on_execution_report(er(t11="T-1", t37="O1", t39="1", t150="F", t14="5"))
+    assert tracker.unanswered == {"status T-1": "status"}
+    # the status report may name any ClOrdID of the chain (or just the OrderID)
+    tracker.on_execution_report(er(t37="O1", t39="1", t150="I"))
+    assert not tracker.unanswered
+    # FIX.4.2 status responses say so with ExecTransType=3
+    build_request(parse_command("status O1"), tracker, ids, "FIX.4.2")
+    tracker.on_execution_report(er(t11="T-1", t37="O1", t39="1", t150="1", t20="3"))
+    assert not tracker.unanswered
+    # an order the venue does not know: its Rejected report answers
+    unknown = build_request(parse_command("status ZZ symbol=IBM side=buy"), tracker, ids,
+                            "FIX.4.4")
+    tracker.on_execution_report(er(t11="ZZ", t39="8", t150="8"))
+    assert unknown.key == "status ZZ" and not tracker.unanswered
+    # a BusinessMessageReject naming it by ClOrdID closes it too
+    build_request(parse_command("status ZZ symbol=IBM side=buy"), tracker, ids, "FIX.4.4")
+    tracker.on_business_reject(FieldView([(35, "j"), (379, "ZZ"), (380, "3")]))
+    assert not tracker.unanswered
+
+
 def test_requests_for_orders_of_another_session():
     tracker, ids = OrderTracker(), ClOrdIdGenerator("T-")
     with pytest.raises(ValueError, match="unknown order 'X9'"):

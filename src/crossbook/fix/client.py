@@ -439,9 +439,10 @@ class OrderTracker:
         self._by_order_id: dict[str, TrackedOrder] = {}
         # request ClOrdID -> verb, for requests with no answer yet
         self.unanswered: dict[str, str] = {}
-        # OrderStatusRequest ClOrdID -> its order: a status report may carry any ClOrdID
-        # of the chain (the venue's current one), so it answers by order, not by ID.
-        self._status_requests: dict[str, TrackedOrder] = {}
+        # status request key -> (its order or None, the ClOrdID it named). A status report
+        # may carry any ClOrdID of the chain (the venue's current one), so it answers by
+        # order; and an ordinary report of the order (a late fill) does not answer it.
+        self._status_requests: dict[str, tuple[TrackedOrder | None, str]] = {}
 
     def __iter__(self):
         return iter(self._orders)
@@ -472,15 +473,37 @@ class OrderTracker:
         self._by_clordid[request.clordid] = order
         self.unanswered[request.clordid] = request.kind
 
-    def note_request(self, clordid: str, verb: str, order: TrackedOrder | None = None) -> None:
-        """A request (status, mass cancel) that changes no order but awaits an answer."""
-        self.unanswered[clordid] = verb
-        if verb == "status" and order is not None:
-            self._status_requests[clordid] = order
+    def note_request(self, key: str, verb: str) -> None:
+        """A request (mass cancel, a request for an unknown order) that awaits an answer."""
+        self.unanswered[key] = verb
+
+    def note_status_request(self, order: TrackedOrder | None, clordid: str) -> str:
+        """An OrderStatusRequest naming ``clordid``; returns the key its answer clears."""
+        key = f"status {clordid}"
+        self.unanswered[key] = "status"
+        self._status_requests[key] = (order, clordid)
+        return key
+
+    def _answer_status_requests(self, order: TrackedOrder | None, clordid: str | None) -> None:
+        for key, (asked, named) in list(self._status_requests.items()):
+            if (order is not None and asked is order) or (asked is None and named == clordid):
+                del self._status_requests[key]
+                self.answered(key)
 
     def answered(self, clordid: str | None) -> bool:
         """Mark the request with this ClOrdID answered; True if it was one of ours."""
         return clordid is not None and self.unanswered.pop(clordid, None) is not None
+
+    def refused(self, key: str | None) -> bool:
+        """The request with this key was refused outright (Reject, BusinessMessageReject):
+        it is answered and no longer pending. True if it was awaiting an answer."""
+        if key is None:
+            return False
+        self._status_requests.pop(key, None)
+        order = self._by_clordid.get(key)
+        if order is not None:
+            order.pending.pop(key, None)
+        return self.answered(key)
 
     def on_execution_report(self, fields: "FieldView") -> TrackedOrder | None:
         clordid = fields.get(11)
@@ -490,10 +513,14 @@ class OrderTracker:
             order = self.find(orig)
         if order is None and fields.get(37):
             order = self._by_order_id.get(fields.get(37))
+        exec_type = fields.get(150)
+        is_status_report = exec_type == "I" or fields.get(20) == "3"  # 4.4+ / 4.2
+        if is_status_report or (order is None and exec_type == "8"):
+            # a status report, or the venue saying it does not know the order we asked about
+            self._answer_status_requests(order, clordid)
         if order is None:
             self.answered(clordid)
             return None
-        exec_type = fields.get(150)
         request = order.pending.get(clordid) if clordid else None
         if request is not None:
             if exec_type in ("4", "5") or (exec_type == "8" and request.kind == "replace"):
@@ -517,11 +544,6 @@ class OrderTracker:
         # Pending states (6, E) and PendingNew (A) still owe a final answer in strict FIX,
         # but the request has been acknowledged, which is what the one-shot mode waits for.
         self.answered(clordid)
-        if exec_type == "I" or fields.get(20) == "3":  # status report (4.4+ / 4.2)
-            for request_id, asked in list(self._status_requests.items()):
-                if asked is order:
-                    del self._status_requests[request_id]
-                    self.answered(request_id)
         order_id = fields.get(37)
         if order_id and order_id != "NONE":
             order.order_id = order_id
@@ -562,7 +584,10 @@ class OrderTracker:
 
     def on_business_reject(self, fields: "FieldView") -> None:
         # BusinessRejectRefID (379) carries the ClOrdID of the refused request when given.
-        self.answered(fields.get(379))
+        ref = fields.get(379)
+        if not self.answered(ref) and ref:
+            self._answer_status_requests(None, ref)
+            self._answer_status_requests(self.find(ref), ref)
 
 
 def _tif_code(word: str | None) -> str | None:
@@ -580,6 +605,12 @@ class Request:
     msg_type: str
     fields: tuple[tuple[int, str], ...]
     clordid: str | None
+    #: what ``OrderTracker.unanswered`` calls this request until it is answered
+    key: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.key is None:
+            object.__setattr__(self, "key", self.clordid)
 
     def to_fix_string(self) -> str:
         return "35=" + self.msg_type + "|" + "".join(f"{t}={v}|" for t, v in self.fields)
@@ -651,8 +682,8 @@ def build_request(cmd: Command, tracker: OrderTracker, ids: ClOrdIdGenerator,
         fields += [(54, side), (55, symbol)]
         # OrderStatusRequest reuses the order's ClOrdID (11 is the order's, not a new one).
         request_id = order.clordid if order else cmd.order_ref
-        tracker.note_request(request_id, "status", order)
-        return Request("H", _with_extra(fields, cmd.extra_tags), request_id)
+        key = tracker.note_status_request(order, request_id)
+        return Request("H", _with_extra(fields, cmd.extra_tags), request_id, key)
 
     if order is not None and order.is_terminal:
         raise ValueError(f"order {cmd.order_ref} is already "
@@ -889,15 +920,6 @@ def is_rejection(fields: FieldView) -> bool:
         return fields.get(531) == "0"
     return False
 
-
-def _answer_ref(fields: FieldView) -> str | None:
-    """The ClOrdID an application message answers."""
-    t = fields.msg_type
-    if t == "j":
-        return fields.get(379)
-    return fields.get(11)
-
-
 def format_request(request: Request, when: str) -> str:
     """One line for a request we sent."""
     f = dict(request.fields)
@@ -1080,9 +1102,8 @@ class Client:
         elif t == "3":
             ref = fields.get(45)
             request = self._seq_to_request.get(int(ref)) if ref and ref.isdigit() else None
-            if request is not None and self.tracker.answered(request):
+            if self.tracker.refused(request):
                 self.rejected.add(request)
-                self._drop_pending(request)
 
     def _on_app(self, message) -> None:
         fields = FieldView.from_raw(message.raw)
@@ -1090,22 +1111,25 @@ class Client:
         self._emit_raw("<", message.raw)
         self._last_app_message = time.monotonic()
         t = fields.msg_type
-        ref = _answer_ref(fields)
-        if t == "j" and not ref:
+        if t == "j":
+            # RefSeqNum names our message exactly; BusinessRejectRefID (a ClOrdID) may not
+            # be the request's key (status requests), so it comes second.
             seq = fields.get(45)
-            ref = self._seq_to_request.get(int(seq)) if seq and seq.isdigit() else None
-        was_waiting = ref is not None and ref in self.tracker.unanswered
+            key = self._seq_to_request.get(int(seq)) if seq and seq.isdigit() else None
+            for candidate in (key, fields.get(379)):
+                if self.tracker.refused(candidate):
+                    self.rejected.add(candidate)
+                    break
+            return
+        waiting = set(self.tracker.unanswered)
         if t == "8":
             self.tracker.on_execution_report(fields)
         elif t == "9":
             self.tracker.on_cancel_reject(fields)
-        elif t == "j":
-            self.tracker.answered(ref)
-            self._drop_pending(ref)
         else:
-            self.tracker.answered(ref)
-        if is_rejection(fields) and ref is not None and (was_waiting or t == "8"):
-            self.rejected.add(ref)
+            self.tracker.answered(fields.get(11))
+        if is_rejection(fields):
+            self.rejected.update(waiting - set(self.tracker.unanswered))
 
     def _on_admin_sent(self, msg_type: bytes, body) -> None:
         if msg_type == b"3":
@@ -1124,13 +1148,6 @@ class Client:
             reason = (f"peer logged out: {self.peer_logout_text!r}" if self.peer_logout_text
                       else self.last_problem or "connection closed")
             self.warn(f"session ended: {reason}")
-
-    def _drop_pending(self, clordid: str | None) -> None:
-        if clordid is None:
-            return
-        order = self.tracker.find(clordid)
-        if order is not None:
-            order.pending.pop(clordid, None)
 
     # ---------------------------------------------------------------- steps
     @property
@@ -1169,8 +1186,8 @@ class Client:
         request = build_request(cmd, self.tracker, self.ids, self.begin_string)
         seq = self.session.next_sender_seq
         self.initiator.send(None, request.msg_type, request.fields)
-        if request.clordid is not None:
-            self._seq_to_request[seq] = request.clordid
+        if request.key is not None:
+            self._seq_to_request[seq] = request.key
         stored = self.session.store.get(seq, seq)
         raw = stored[0][1] if stored else None
         # Stamp the line with the message's own SendingTime when the store kept it.
@@ -1193,14 +1210,16 @@ class Client:
             return True
         return False
 
-    async def wait_for_answers(self, clordids: Iterable[str], stop=None,
-                               settle: bool = True, timeout: float | None = None) -> bool:
-        """Wait until every request is answered, then (``settle``) for quiet on the line.
+    async def wait_for_answers(self, keys: Iterable[str | None], stop=None,
+                               settle: float | None = None, timeout: float | None = None) -> bool:
+        """Wait until every request (by ``Request.key``) is answered, then until the line
+        has been quiet for ``settle`` seconds (default: the client's ``settle``).
 
         Returns False when ``timeout`` (default ``answer_timeout``) passed first, or the
         session ended.
         """
-        wanted = [c for c in clordids if c is not None]
+        quiet_needed = self.settle if settle is None else settle
+        wanted = [c for c in keys if c is not None]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (self.answer_timeout if timeout is None else timeout)
         while any(c in self.tracker.unanswered for c in wanted):
@@ -1208,11 +1227,11 @@ class Client:
                 return False
             await asyncio.sleep(0.01)
         # Follow-on messages (the fill after the ack) usually come within milliseconds.
-        while settle and loop.time() < deadline and not self.session_lost:
+        while quiet_needed > 0 and loop.time() < deadline and not self.session_lost:
             quiet = time.monotonic() - self._last_app_message
-            if quiet >= self.settle or (stop is not None and stop.is_set()):
+            if quiet >= quiet_needed or (stop is not None and stop.is_set()):
                 break
-            await asyncio.sleep(min(0.02, self.settle - quiet + 0.001))
+            await asyncio.sleep(min(0.02, quiet_needed - quiet + 0.001))
         return True
 
     async def close(self) -> bool:
@@ -1449,15 +1468,15 @@ async def _run_one_shot(client: Client, cmd: Command, stop) -> int:
     except ValueError as exc:
         client.warn(f"error: {exc}")
         return EXIT_USAGE
-    answered = await client.wait_for_answers([request.clordid], stop)
+    answered = await client.wait_for_answers([request.key], stop)
     if stop.is_set():
         return EXIT_OK
     if client.session_lost:
         return EXIT_REJECTED
     if not answered:
-        client.warn(f"no answer to {request.clordid} within {client.answer_timeout:g}s")
+        client.warn(f"no answer to {request.key} within {client.answer_timeout:g}s")
         return EXIT_NO_ANSWER
-    return EXIT_REJECTED if request.clordid in client.rejected else EXIT_OK
+    return EXIT_REJECTED if request.key in client.rejected else EXIT_OK
 
 
 async def _run_interactive(client: Client, stop, stdin) -> int:
@@ -1529,13 +1548,14 @@ async def _run_interactive(client: Client, stop, stdin) -> int:
             if client.local_command(cmd):
                 continue
             request = client.submit(cmd)
-            outstanding.append(request.clordid)
+            outstanding.append(request.key)
             if sequential:
-                await _wait_or_warn(client, outstanding, stop, settle=False)
+                # A short quiet period lets the fill that follows an ack print first.
+                await _wait_or_warn(client, outstanding, stop, settle=min(client.settle, 0.05))
                 outstanding.clear()
             else:
                 # At a terminal, give the answer a moment so it prints before the prompt.
-                await client.wait_for_answers([request.clordid], stop, settle=False,
+                await client.wait_for_answers([request.key], stop, settle=0,
                                               timeout=min(1.0, client.answer_timeout))
         except ValueError as exc:
             client.warn(f"error: {exc}")
@@ -1543,8 +1563,9 @@ async def _run_interactive(client: Client, stop, stdin) -> int:
             ready.set()
 
 
-async def _wait_or_warn(client: Client, clordids: list[str], stop, settle: bool = True) -> None:
-    if not await client.wait_for_answers(clordids, stop, settle=settle) and not stop.is_set():
-        late = [c for c in dict.fromkeys(clordids) if c in client.tracker.unanswered]
+async def _wait_or_warn(client: Client, keys: list[str], stop,
+                        settle: float | None = None) -> None:
+    if not await client.wait_for_answers(keys, stop, settle=settle) and not stop.is_set():
+        late = [c for c in dict.fromkeys(keys) if c in client.tracker.unanswered]
         if late:
             client.warn(f"no answer within {client.answer_timeout:g}s to: {' '.join(late)}")
