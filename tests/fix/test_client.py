@@ -328,9 +328,10 @@ CLIENT = [sys.executable, "-m", "crossbook.app.cli", "client"]
 ER_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} EXEC ")
 
 
-def client_env() -> dict:
+def client_env(**extra: str) -> dict:
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
     return env
 
 
@@ -463,11 +464,12 @@ def flags(port: int, *extra: str, version: str = "4.4") -> list[str]:
             version, "--reset", "--clordid-prefix", "K", "--settle", "0.3", *extra]
 
 
-async def client(*args: str, stdin: bytes | None = None, timeout: float = 40):
+async def client(*args: str, stdin: bytes | None = None, timeout: float = 40,
+                 env: dict | None = None):
     """Run ``crossbook client`` to completion: (exit code, stdout lines, stderr)."""
     proc = await asyncio.create_subprocess_exec(
         *CLIENT, *args, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=client_env())
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env or client_env())
     out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
     return proc.returncode, out.decode().splitlines(), err.decode()
 
@@ -635,6 +637,8 @@ def test_logon_failures_are_reported_not_raised():
                                           "side=buy")
             good = await client(*flags(port, "--username", "u", "--password", "secret"),
                                 "buy", "1", "IBM")
+            from_env = await client(*flags(port, "--username", "u"), "buy", "1", "IBM",
+                                    env=client_env(CROSSBOOK_FIX_PASSWORD="secret"))
         finally:
             await acceptor.stop()
         closed = await client("--port", str(port), "--sender", "FIRM", "--target", "VENUE",
@@ -645,6 +649,7 @@ def test_logon_failures_are_reported_not_raised():
         code, out, err = unknown_compid
         assert code == 4 and "could not log on" in err and "Traceback" not in err
         assert good[0] == 0, good
+        assert from_env[0] == 0, from_env
         code, out, err = closed
         assert code == 4 and "connect failed" in err and "Traceback" not in err, err
 

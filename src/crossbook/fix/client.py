@@ -23,6 +23,7 @@ import dataclasses
 import datetime as _dt
 import itertools
 import logging
+import os
 import shlex
 import signal
 import ssl
@@ -1268,7 +1269,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="4.2, 4.4, 5.0, 5.0SP1 or 5.0SP2 (default 4.4)")
     s.add_argument("--heartbeat", type=int, metavar="SECONDS", help="HeartBtInt (default 30)")
     s.add_argument("--username", help="Username (553) sent on Logon")
-    s.add_argument("--password", help="Password (554) sent on Logon")
+    s.add_argument("--password", help="Password (554) sent on Logon (or set "
+                   "CROSSBOOK_FIX_PASSWORD, which other users cannot see in the process list)")
     s.add_argument("--reset", action="store_true", default=None,
                    help="ResetSeqNumFlag on Logon: both sides restart at sequence number 1")
     s.add_argument("--store", metavar="DIR",
@@ -1304,6 +1306,9 @@ def settings_from_args(args: argparse.Namespace):
     """SessionSettings for the client: --config's initiator session, overridden by flags."""
 
     overrides: dict[str, object] = {"connection_type": "initiator"}
+    password = args.password
+    if password is None and args.username is not None:
+        password = os.environ.get("CROSSBOOK_FIX_PASSWORD")
     if args.fix_version is not None:
         name = args.fix_version.upper().removeprefix("FIX.").replace("SP", "SP")
         key = {k.upper(): k for k in FIX_VERSIONS}.get(name)
@@ -1315,7 +1320,7 @@ def settings_from_args(args: argparse.Namespace):
     for attr, value in (("socket_connect_host", args.host), ("socket_connect_port", args.port),
                         ("sender_comp_id", args.sender), ("target_comp_id", args.target),
                         ("heart_bt_int", args.heartbeat), ("username", args.username),
-                        ("password", args.password), ("reset_on_logon", args.reset)):
+                        ("password", password), ("reset_on_logon", args.reset)):
         if value is not None:
             overrides[attr] = value
     if args.store:
