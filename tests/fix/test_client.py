@@ -774,15 +774,17 @@ def test_tls_with_a_self_signed_certificate(tmp_path):
             trusted = await client(*flags(acceptor.port, "--tls-ca", str(cert)), "buy", "1", "IBM")
             untrusted = await client(*flags(acceptor.port, "--tls", "--logon-timeout", "3"),
                                      "buy", "1", "IBM")
+            unchecked = await client(*flags(acceptor.port, "--tls-insecure"), "buy", "1", "IBM")
         finally:
             await acceptor.stop()
-        return venue, trusted, untrusted
+        return venue, trusted, untrusted, unchecked
 
-    venue, (code, out, err), (code2, _, err2) = asyncio.run(main())
+    venue, (code, out, err), (code2, _, err2), unchecked = asyncio.run(main())
     assert code == 0, err
     assert any(" EXEC Trade/Filled K1 BUY 1 IBM " in ln for ln in out), out
     assert code2 == 4 and "CERTIFICATE_VERIFY_FAILED" in err2, err2
-    assert len(venue.received) == 1
+    assert unchecked[0] == 0, unchecked
+    assert len(venue.received) == 2
 
 
 def _start_test_server():
