@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from crossbook.publish import EventBus
 from crossbook.venues import InProcessVenue
 
 log = logging.getLogger("crossbook.server")
+
+GIL_SWITCH_INTERVAL_S = 0.0002
 
 
 class SystemClock:
@@ -90,6 +93,11 @@ class Server:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        # The journal's writer thread needs the GIL to commit, and every ExecutionReport waits for
+        # that commit: with the default 5 ms switch interval a busy loop would hold reports back
+        # for milliseconds. A short interval lets the writer in promptly.
+        if sys.getswitchinterval() > GIL_SWITCH_INTERVAL_S:
+            sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         state = self.journal.open()
         for vc in self.config.venues:
             self.venues[vc.name] = InProcessVenue(vc.name, self.config.instruments, self.clock, loop,

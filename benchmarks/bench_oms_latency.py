@@ -1,0 +1,109 @@
+"""NewOrderSingle in to first ExecutionReport out, over loopback, against an in-process OMS server
+(in-process venues, SQLite journal with group commit), at a steady rate, vs a bare uvloop TCP echo
+round trip measured in the same run with the same client.
+
+The server (and the echo server) run on this process's uvloop; the load client is its own
+process (benchmarks/oms_load_client.py), open loop, latency from the intended send time.
+
+Issue 4 targets (full mode): p50 within 2x of the echo round trip; p99 under 1 ms at 20,000
+orders/s. Short mode (CI) runs a low rate and checks floors well inside what was measured.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from crossbook.app.config import DEFAULT_CONFIG, merge, parse_config
+from crossbook.app.server import Server
+from crossbook.fix.transport import install_uvloop
+
+import tomllib
+
+CLIENT = Path(__file__).resolve().parent / "oms_load_client.py"
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    k = min(len(sorted_values) - 1, max(0, int(round(p / 100 * (len(sorted_values) - 1)))))
+    return sorted_values[k]
+
+
+class _Echo(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.transport.write(data)
+
+
+async def _client(port: int, mode: str, count: int, rate: float) -> dict:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(CLIENT), "--port", str(port), "--mode", mode, "--count", str(count),
+        "--rate", str(rate), "--drain-s", "120", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise AssertionError(f"load client failed: {err.decode()[-2000:]}")
+    return json.loads(out.decode().strip().splitlines()[-1])
+
+
+async def _measure(storage: str, count: int, rate: float) -> tuple[dict, dict]:
+    data = tomllib.loads(DEFAULT_CONFIG)
+    data = merge(data, {"fix": {"port": 0, "check_latency": False}, "http": {"enabled": False},
+                        "storage": {"dir": storage}})
+    data["firms"][0]["accounts"][0]["limits"] = {}   # risk checks all run; no limit is hit
+    data["sessions"][0]["msg_rate_per_sec"] = 1_000_000
+    data["venues"] = [{"name": "VENUE-A"}, {"name": "VENUE-B"}]
+    server = Server(parse_config(data, "<bench>"))
+    await server.start()
+    echo = await asyncio.get_running_loop().create_server(_Echo, "127.0.0.1", 0)
+    try:
+        echo_port = echo.sockets[0].getsockname()[1]
+        warm = await _client(server.fix_port, "fix", min(count, 2000), min(rate, 5000))
+        assert warm["lost"] == 0
+        echo_result = await _client(echo_port, "echo", count, rate)
+        fix_result = await _client(server.fix_port, "fix", count, rate)
+        return echo_result, fix_result
+    finally:
+        echo.close()
+        await echo.wait_closed()
+        await server.stop()
+
+
+@pytest.mark.parametrize("rate", [1_000, 20_000])
+def test_oms_new_order_to_first_execution_report(tmp_path, bench_mode, bench_table, rate):
+    """At 1,000/s (a rate the server sustains: the latency of the path itself) and at the issue's
+    20,000/s (full mode only; the targets apply there)."""
+    if bench_mode.short:
+        if rate != 1_000:
+            pytest.skip("short mode runs the 1,000/s point only")
+        count = 2_000
+    else:
+        count = 10_000 if rate == 1_000 else 40_000
+    install_uvloop()
+    echo, fix = asyncio.run(_measure(str(tmp_path / "var"), count, rate))
+    assert echo["lost"] == 0 and echo["answered"] == count
+    assert fix["lost"] == 0 and fix["answered"] == count, {k: v for k, v in fix.items() if k != "latencies_us"}
+    e, f = echo["latencies_us"], fix["latencies_us"]
+    title = f"OMS latency, NewOrderSingle -> first ExecutionReport, {count:,} orders at {rate:,}/s (us)"
+    for name, values in (("uvloop TCP echo round trip", e), ("OMS D -> first 35=8", f)):
+        for p in (50, 99, 99.9):
+            bench_table.add(title, f"{name} p{p:g}", percentile(values, p), "us")
+        bench_table.add(title, f"{name} max", values[-1], "us")
+    p50_ratio = percentile(f, 50) / percentile(e, 50)
+    bench_table.add(title, "OMS p50 / echo p50", p50_ratio, "x", "target <= 2")
+    elapsed_note = f"{fix['answered']:,} answered"
+    bench_table.add(title, "orders answered", fix["answered"], "", elapsed_note)
+    if bench_mode.short or rate != 20_000:
+        # Floors: the path works at a modest rate without queueing up (measured p99 well under these).
+        assert percentile(f, 50) < 5_000 and percentile(f, 99) < 50_000
+    else:
+        assert p50_ratio <= 2.0, f"p50 {percentile(f, 50):.0f} us is {p50_ratio:.1f}x the echo round trip"
+        assert percentile(f, 99) < 1_000, f"p99 {percentile(f, 99):.0f} us at {rate}/s"
