@@ -1,6 +1,8 @@
 """Server configuration: the embedded default, and bad configs failing with the key and the reason."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from crossbook.app.config import ConfigError, load_config
@@ -65,3 +67,14 @@ def test_bad_config_names_key_and_reason(tmp_path, toml, key, reason):
 def test_missing_file():
     with pytest.raises(ConfigError, match="cannot read"):
         load_config("/nonexistent/crossbook.toml")
+
+
+def test_the_complete_example_in_docs_config_md_loads(tmp_path):
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "config.md").read_text()
+    example = docs.split("## A complete example")[1].split("```toml")[1].split("```")[0]
+    path = tmp_path / "example.toml"
+    path.write_text(example.replace("/var/lib/crossbook", str(tmp_path / "var")))
+    cfg = load_config(str(path))
+    assert [i.key for i in cfg.instruments] == ["AAPL", "ESZ6", "BTC-USD"]
+    assert cfg.restricted == ("BTC-USD",) and cfg.restricted_by_account["ACC1"] == ("ESZ6",)
+    assert cfg.limits["ACC2"].collar_bps == 1000 and not cfg.limits["ACC2"].market_orders_allowed
