@@ -1,0 +1,139 @@
+"""OrderManager without FIX: real risk engine and in-process venue, journals that hold batches."""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from crossbook.app.config import load_config
+from crossbook.app.server import SystemClock, build_risk
+from crossbook.core import OrdType, Side, TimeInForce
+from crossbook.model.enums import ExecType, OrderState
+from crossbook.model.orders import CancelOrder, NewOrder
+from crossbook.oms.manager import Batch, OrderManager
+from crossbook.oms.reports import CancelReject, ExecReport
+from crossbook.publish import EventBus
+from crossbook.routing.venue import VenueEvent, VenueEventKind
+from crossbook.venues import InProcessVenue
+
+
+class HoldingJournal:
+    """Keeps batches until release(): nothing may be sent before."""
+
+    def __init__(self) -> None:
+        self.held: list[tuple[Batch, object]] = []
+
+    def submit(self, batch, on_durable) -> None:
+        self.held.append((batch, on_durable))
+
+    def release(self) -> None:
+        held, self.held = self.held, []
+        for batch, on_durable in held:
+            on_durable(batch)
+
+
+def setup(journal=None):
+    cfg = load_config(None, {"venues": [{"name": "VENUE-A"}, {"name": "VENUE-B"}]})
+    clock = SystemClock()
+    venues = {v.name: InProcessVenue(v.name, cfg.instruments, clock) for v in cfg.venues}
+    manager = OrderManager(instruments=cfg.instruments, venues=venues, risk=build_risk(cfg),
+                           directory=cfg.directory, clock=clock, journal=journal)
+    return cfg, venues, manager
+
+
+def new(cfg, cl: str, side=Side.BUY, qty=10, price=22900, session="FIRM1", account="ACC1", tif=TimeInForce.DAY):
+    return NewOrder(session=session, begin_string="FIX.4.4", cl_ord_id=cl, firm=session, account=account,
+                    instrument_index=cfg.instruments.by_symbol("AAPL").index, side=int(side),
+                    ord_type=int(OrdType.LIMIT), tif=int(tif), qty=qty, price=price)
+
+
+def test_reports_wait_for_durability_and_subscribers_see_every_event():
+    async def scenario():
+        journal = HoldingJournal()
+        cfg, venues, m = setup(journal)
+        for v in venues.values():
+            await v.start()
+        sent = []
+        m.set_output_sink(sent.append)
+        bus = EventBus(m)
+        events, acc3 = [], []
+        bus.subscribe(events.append)
+        bus.subscribe(acc3.append, account="ACC3")
+        q = bus.queue()
+        m.new_order(new(cfg, "b1"))
+        await asyncio.sleep(0.01)              # venue ack arrives
+        assert sent == [] and events == []     # nothing before the journal says durable
+        assert m.order("O1").state is OrderState.NEW
+        journal.release()
+        assert [o.execution.exec_type for o in sent] == [ExecType.PENDING_NEW, ExecType.NEW]
+        m.new_order(new(cfg, "s1", side=Side.SELL, qty=4, session="FIRM2", account="ACC3"))
+        await asyncio.sleep(0.01)
+        journal.release()
+        kinds = [(e.order.order_id, e.execution.exec_type, e.order.cum_qty) for e in events]
+        assert kinds[-2:] in ([("O1", ExecType.TRADE, 4), ("O2", ExecType.TRADE, 4)],
+                              [("O2", ExecType.TRADE, 4), ("O1", ExecType.TRADE, 4)])
+        assert all(e.order.account == "ACC3" for e in acc3) and len(acc3) == 3
+        assert (await q.get(1)).execution.exec_id == "X1"
+        # Snapshots: later changes do not alter an event already delivered.
+        first_trade = next(e for e in events if e.order.order_id == "O1" and e.execution.exec_type is ExecType.TRADE)
+        m.cancel_order(CancelOrder(session="FIRM1", cl_ord_id="c1", orig_cl_ord_id="b1"))
+        await asyncio.sleep(0.01)
+        journal.release()
+        assert first_trade.order.state is OrderState.PARTIALLY_FILLED
+        assert m.order("O1").state is OrderState.CANCELED and m.order("O1").cl_ord_id == "c1"
+        assert isinstance(sent[-1], ExecReport) and sent[-1].execution.exec_type is ExecType.CANCELED
+        q.close()
+        for v in venues.values():
+            await v.stop()
+
+    asyncio.run(scenario())
+
+
+def test_events_for_unknown_or_unexpected_orders_are_ignored_loudly(caplog):
+    async def scenario():
+        cfg, venues, m = setup()
+        for v in venues.values():
+            await v.start()
+        sent = []
+        m.set_output_sink(sent.append)
+        m.new_order(new(cfg, "b1"))
+        await asyncio.sleep(0.01)
+        with caplog.at_level(logging.WARNING, logger="crossbook.oms"):
+            m.on_venue_event(VenueEvent(VenueEventKind.TRADE, "VENUE-A", "nope", "x", last_qty=1, last_px=1))
+            # A REPLACED nobody asked for must not rewrite the order.
+            m.on_venue_event(VenueEvent(VenueEventKind.REPLACED, "VENUE-A", "O1.1", "x"))
+        assert "unknown order" in caplog.text and "REPLACED for order O1 in state new" in caplog.text
+        assert m.order("O1").state is OrderState.NEW and m.order("O1").qty == 10
+        # A duplicated venue trade (same exec id) is applied once.
+        ev = VenueEvent(VenueEventKind.TRADE, "VENUE-A", "O1.1", "v1", last_qty=3, last_px=22900, exec_id="E-dup")
+        m.on_venue_event(ev)
+        m.on_venue_event(ev)
+        assert m.order("O1").cum_qty == 3
+        await m.drain()
+        assert sum(1 for o in sent if isinstance(o, ExecReport) and o.execution.exec_type is ExecType.TRADE) == 1
+        for v in venues.values():
+            await v.stop()
+
+    asyncio.run(scenario())
+
+
+def test_cancel_of_pending_new_is_refused_with_broker_option():
+    async def scenario():
+        cfg, venues, m = setup()
+        for v in venues.values():
+            await v.start()
+        sent = []
+        m.set_output_sink(sent.append)
+        m.new_order(new(cfg, "b1"))
+        m.cancel_order(CancelOrder(session="FIRM1", cl_ord_id="c1", orig_cl_ord_id="b1"))  # before the ack
+        await m.drain()
+        await asyncio.sleep(0.01)
+        await m.drain()
+        rej = [o for o in sent if isinstance(o, CancelReject)]
+        assert len(rej) == 1 and rej[0].reason.value == 2 and "not yet acknowledged" in rej[0].text
+        assert m.order("O1").state is OrderState.NEW
+        for v in venues.values():
+            await v.stop()
+
+    asyncio.run(scenario())
