@@ -248,8 +248,6 @@ cdef class OrderBook:
     cdef bint _rebuild_seen(self, int32_t bits) noexcept nogil
     cdef bint _reserve_id(self, int64_t order_id) noexcept nogil
     cdef void _begin(self) noexcept nogil
-    cdef void _prefetch_slot(self, const Command* c) noexcept nogil
-    cdef void _prefetch_order(self, const Command* c, bint neighbours) noexcept nogil
 
     # --- Python boundary (GIL held) -----------------------------------------------------------
     cdef int _start_call(self) except -1

@@ -303,14 +303,8 @@ cdef extern from *:
     #define CB_GOLDEN 0x9E3779B97F4A7C15ULL
     #define CB_MAX_QTY (((int64_t)1) << 40)
     #define CB_MAX_PRICE (((int64_t)1) << 53)
-    #if defined(__GNUC__) || defined(__clang__)
-    #define CB_PREFETCH_W(p) __builtin_prefetch((p), 1)
-    #else
-    #define CB_PREFETCH_W(p) ((void)(p))
-    #endif
     """
     uint64_t GOLDEN "CB_GOLDEN"
-    void prefetch_w "CB_PREFETCH_W"(const void* p) noexcept nogil
     int64_t C_MAX_QTY "CB_MAX_QTY"
     int64_t C_MAX_PRICE "CB_MAX_PRICE"
 
@@ -381,6 +375,23 @@ cdef inline void pmap_remove(SideBook* sb, Level* levels, int32_t li) noexcept n
             sb.pmap[i] = sb.pmap[j]
             i = j
     sb.pmap[i] = EMPTY
+
+
+cdef inline bint plain_limit(const Command* c) noexcept nogil:
+    # The common order, valid by construction of this test (see _validate for the full rules):
+    # a LIMIT DAY/GTC/IOC without display qty, post-only or GTD, with sane qty and price.
+    return (c.ord_type == OT_LIMIT and (c.side == BUY or c.side == SELL)
+            and (c.tif == TIF_DAY or c.tif == TIF_GTC or c.tif == TIF_IOC)
+            and c.stp <= STP_CANCEL_BOTH and c.display_qty == 0 and c.post_only == 0
+            and 0 < c.qty <= C_MAX_QTY and 0 < c.price <= C_MAX_PRICE)
+
+
+cdef inline bint has_room(OrderBook b) noexcept nogil:
+    # _reserve()'s fast path: everything an operation may need is already there
+    cdef int32_t need = 2 + b.n_stops
+    return (b.free_head != EMPTY and b.level_free_count >= need
+            and b.sides[0].n + need <= b.sides[0].cap and b.sides[1].n + need <= b.sides[1].cap
+            and 2 * (b.live_count + 1) <= (1 << b.live_bits))
 
 
 cdef int64_t _as_i64(object value, str name) except? -1:
@@ -809,11 +820,9 @@ cdef class OrderBook:
         return True
 
     cdef void _begin(self) noexcept nogil:
+        # subj_reason / subj_filled / subj_order_id are always set before they are read
         self.subj = EMPTY
         self.subj_ended = False
-        self.subj_reason = R_NONE
-        self.subj_filled = 0
-        self.subj_order_id = 0
 
     cdef int32_t _validate(self, const Command* c) noexcept nogil:
         cdef int ot = c.ord_type, tif = c.tif
@@ -1003,33 +1012,9 @@ cdef class OrderBook:
         self._emit_ended(order_id, qty, reason)
         return ST_REJECTED
 
-    cdef inline void _prefetch_slot(self, const Command* c) noexcept nogil:
-        if c.op == OP_CANCEL_ or c.op == OP_REPLACE_ or c.op == OP_SUBMIT_:
-            prefetch_w(&self.live_slots[live_home(c.order_id, self.live_bits)])
-
-    cdef inline void _prefetch_order(self, const Command* c, bint neighbours) noexcept nogil:
-        cdef int32_t s
-        cdef Order* o
-        if c.op != OP_CANCEL_ and c.op != OP_REPLACE_:
-            return
-        s = self.live_slots[live_home(c.order_id, self.live_bits)]
-        if s == EMPTY:
-            return
-        o = &self.pool[s & IDX_MASK]
-        if not neighbours:
-            prefetch_w(o)
-        elif o.id == c.order_id and o.level != EMPTY:
-            if o.prev != EMPTY:
-                prefetch_w(&self.pool[o.prev])
-            if o.next != EMPTY:
-                prefetch_w(&self.pool[o.next])
-
     cdef int32_t _alloc_order(self) noexcept nogil:
         cdef int32_t idx = self.free_head      # _reserve() guaranteed one
         self.free_head = self.pool[idx].next
-        if self.free_head != EMPTY:
-            # freed entries are cold (cancels free random old orders): fetch the next one early
-            prefetch_w(&self.pool[self.free_head])
         return idx
 
     cdef void _free_order(self, int32_t idx) noexcept nogil:
@@ -1243,8 +1228,6 @@ cdef class OrderBook:
             while t.leaves > 0 and lv.head != EMPTY:
                 m = lv.head
                 mk = &self.pool[m]
-                if mk.next != EMPTY:
-                    prefetch_w(&self.pool[mk.next])     # the FIFO is a linked list: look ahead
                 if stp != STP_NONE and mk.owner == t.owner:
                     if stp == STP_CANCEL_TAKER:
                         self._end(idx, R_STP_TAKER)
@@ -1306,7 +1289,8 @@ cdef class OrderBook:
         if o.tif == TIF_FOK and self._fok_available(idx, is_market) < o.leaves:
             self._end(idx, R_FOK_UNFILLABLE)
             return
-        if self._match(idx, is_market):
+        # (a passive order skips the matching loop altogether)
+        if (is_market or self._would_match(o.side, o.price)) and self._match(idx, is_market):
             return
         o = &self.pool[idx]
         if o.leaves == 0:
@@ -1362,20 +1346,35 @@ cdef class OrderBook:
             self._enter(idx)
 
     cdef int _submit(self, const Command* c) noexcept nogil:
-        cdef int32_t reason = self._validate(c), idx
+        cdef int32_t reason, idx
         cdef Order* o
         cdef int ot
+        # the id's bit when the dense-id bitmap covers it (the common case: one probe for the
+        # duplicate check and one store to record it)
+        cdef uint64_t off = <uint64_t>c.order_id - <uint64_t>self.seen_base
+        cdef bint in_window = off < <uint64_t>self.seen_words * 64
         self.subj_order_id = c.order_id
+        reason = R_NONE if plain_limit(c) else self._validate(c)
         if reason != R_NONE:
             return self._reject(c.order_id, c.qty, reason)
-        if self._seen_contains(c.order_id):
+        if in_window:
+            if (self.seen_bitmap[off >> 6] >> (off & 63)) & 1:
+                return self._reject(c.order_id, c.qty, R_DUPLICATE_ID)
+        elif self._seen_contains(c.order_id):
             return self._reject(c.order_id, c.qty, R_DUPLICATE_ID)
         if c.post_only and self._would_match(c.side, c.price):
             return self._reject(c.order_id, c.qty, R_POST_ONLY_WOULD_MATCH)
-        if not self._reserve() or not self._reserve_id(c.order_id):
+        if not has_room(self) and not self._reserve():
             self.oom = True
             return ST_REJECTED
-        self._seen_insert(c.order_id)
+        if in_window:
+            self.seen_bitmap[off >> 6] |= (<uint64_t>1) << (off & 63)
+            self.seen_count += 1
+        elif self._reserve_id(c.order_id):
+            self._seen_insert(c.order_id)
+        else:
+            self.oom = True
+            return ST_REJECTED
         idx = self._alloc_order()
         o = &self.pool[idx]
         ot = c.ord_type
@@ -1702,15 +1701,6 @@ cdef class OrderBook:
         try:
             with nogil:
                 for i in range(n):
-                    # Software pipelining: the batch is known ahead, so start the cache misses of
-                    # later commands now (id-index slot 4 ahead, the order it holds 2 ahead, that
-                    # order's FIFO neighbours 1 ahead); prefetches never change results.
-                    if i + 4 < n:
-                        self._prefetch_slot(&cmds[i + 4])
-                    if i + 2 < n:
-                        self._prefetch_order(&cmds[i + 2], False)
-                    if i + 1 < n:
-                        self._prefetch_order(&cmds[i + 1], True)
                     self.cmd_index = i
                     self._run(&cmds[i])
                     if self.oom:
