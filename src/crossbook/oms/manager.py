@@ -697,19 +697,23 @@ class OrderManager:
                                   reason=reason, ord_rej_reason=ord_rej_reason.value if ord_rej_reason else -1,
                                   seq=self._exec_seq)
         order.updated_ns = ex.ts
-        row = self._dirty(order)
+        self._dirty(order)
         self._batch.executions.append(ex.to_row())
         self._batch.meta["exec_seq"] = str(self._exec_seq)
-        self._batch.events.append((ex, row))
+        if self._subscribers:  # a snapshot per event only when someone listens
+            self._batch.events.append((ex, self._row(order)))
         self._emit(ExecReport(order.session, ex, ord_rej_reason, order_qty=order.qty, ord_type=order.ord_type,
                               stop_px=order.stop_px, tif=order.tif))
         return ex
 
-    def _dirty(self, order: Order) -> dict[str, Any]:
+    def _dirty(self, order: Order) -> None:
+        # The row is taken at flush: an order changed several times in one batch is serialised once.
+        self._batch.orders[order.order_id] = order  # type: ignore[assignment]
+        self._schedule_flush()
+
+    def _row(self, order: Order) -> dict[str, Any]:
         row = order.to_row()
         row["risk_price"] = self._risk_price.get(order.order_id, 0)
-        self._batch.orders[order.order_id] = row
-        self._schedule_flush()
         return row
 
     def _touch_risk(self, account_index: int) -> None:
@@ -732,6 +736,7 @@ class OrderManager:
         if batch.empty() and not batch.risk_usage:
             return
         self._batch = Batch()
+        batch.orders = {oid: self._row(order) for oid, order in batch.orders.items()}  # type: ignore[arg-type]
         for index in list(batch.risk_usage):
             batch.risk_usage[index] = self.risk.usage(index)
         self.in_flight += 1
