@@ -641,3 +641,38 @@ def test_config_bad_input():
         RiskEngine(max_accounts=0)
     with pytest.raises(ValueError, match="old_leaves must be in"):
         eng.check_replace(ACC1, AAPL, S1, BUY, LMT, 1, 15_000, -1, 15_000, 0, 0)
+
+
+def test_check_batch_releases_the_gil_and_guards_the_engine():
+    """While a batch runs in another thread, this thread gets to run (the GIL is released) and
+    every call on the engine is refused with RuntimeError instead of racing the batch."""
+    import threading
+
+    eng = make_engine()
+    n = 2_000_000
+    cols = [np.full(n, v, dtype=np.int64) for v in (ACC1, AAPL, S1, BUY, LMT, 100, 15_000, 0)]
+    for _attempt in range(5):
+        started = threading.Event()
+        result = {}
+
+        def run():
+            started.set()
+            result["codes"] = eng.check_batch(*cols)
+
+        t = threading.Thread(target=run)
+        t.start()
+        started.wait()
+        refused = False
+        while t.is_alive() and not refused:
+            try:
+                eng.check_new(ACC1, AAPL, -1, BUY, LMT, 1, 15_000, 0)
+            except RuntimeError as exc:
+                assert "check_batch" in str(exc)
+                refused = True
+        t.join()
+        assert (result["codes"] == 0).all()
+        if refused:
+            break
+    assert refused, "never ran while check_batch was running"
+    # and once the batch returned, the engine answers again
+    assert eng.check_new(ACC1, AAPL, -1, BUY, LMT, 1, 15_000, 0) is RiskCode.OK
