@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> dict:
     start = time.perf_counter() + 0.05
     pending_out = b""
     deadline = start + args.count * interval + args.drain_s
+    last_answer = [start]
 
     def receive() -> None:
         try:
@@ -76,6 +77,7 @@ def run(args: argparse.Namespace) -> dict:
             t0 = intended.pop(m.group(1), None)
             if t0 is not None:
                 latencies.append((now - t0) * 1e6)
+                last_answer[0] = now
 
     while time.perf_counter() < deadline and (sent < args.count or intended):
         now = time.perf_counter()
@@ -111,8 +113,10 @@ def run(args: argparse.Namespace) -> dict:
             receive()
     sock.close()
     latencies.sort()
+    # Orders answered per second, from the first scheduled send to the last first-answer.
+    throughput = len(latencies) / max(last_answer[0] - start, 1e-9)
     return {"mode": args.mode, "sent": sent, "answered": len(latencies), "lost": len(intended),
-            "rate": args.rate, "latencies_us": latencies}
+            "rate": args.rate, "throughput": throughput, "latencies_us": latencies}
 
 
 def main() -> int:
