@@ -394,6 +394,302 @@ cdef inline bint has_room(OrderBook b) noexcept nogil:
             and 2 * (b.live_count + 1) <= (1 << b.live_bits))
 
 
+# The hot internals, as module-level inline functions: class methods sit in a vtable, which keeps
+# the C compiler from inlining them into their callers.  The class keeps same-named methods (the
+# .pxd contract) that forward here.
+
+cdef inline void emit_fill(OrderBook self, int64_t maker, int64_t taker, int64_t price,
+                           int64_t qty) noexcept nogil:
+    cdef FillRec* p
+    if self.n_fills == self.fills_cap:
+        p = <FillRec*> realloc(self.fills, 2 * self.fills_cap * sizeof(FillRec))
+        if p == NULL:
+            self.oom = True     # the book stays consistent; only the report is lost
+            return
+        self.fills = p
+        self.fills_cap *= 2
+    p = &self.fills[self.n_fills]
+    p.cmd_index = self.cmd_index
+    p.maker_id = maker
+    p.taker_id = taker
+    p.price = price
+    p.qty = qty
+    self.n_fills += 1
+
+
+cdef inline void live_insert(OrderBook self, int32_t idx) noexcept nogil:
+    cdef uint64_t mask = (<uint64_t>1 << self.live_bits) - 1
+    cdef uint64_t h = live_home(self.pool[idx].id, self.live_bits)
+    cdef int32_t dist = 0
+    while self.live_slots[h] != EMPTY:
+        h = (h + 1) & mask
+        dist += 1
+    self.live_slots[h] = idx | ((dist if dist < DIST_MAX else DIST_MAX) << IDX_BITS)
+    self.live_count += 1
+    self.pool[idx].flags |= F_INDEXED
+
+
+cdef inline void live_remove(OrderBook self, int32_t idx) noexcept nogil:
+    # Linear probing with backward-shift deletion.  Each slot carries its distance from its
+    # home slot, so neither the search (by pool index) nor the shift reads other orders.
+    cdef int32_t bits = self.live_bits
+    cdef uint64_t mask = (<uint64_t>1 << bits) - 1
+    cdef uint64_t i = live_home(self.pool[idx].id, bits), j, gap
+    cdef int32_t s, d
+    while self.live_slots[i] == EMPTY or (self.live_slots[i] & IDX_MASK) != idx:
+        i = (i + 1) & mask
+    j = i
+    while True:
+        j = (j + 1) & mask
+        s = self.live_slots[j]
+        if s == EMPTY:
+            break
+        d = s >> IDX_BITS
+        if d == DIST_MAX:
+            d = <int32_t>((j - live_home(self.pool[s & IDX_MASK].id, bits)) & mask)
+        gap = (j - i) & mask
+        if <uint64_t>d >= gap:          # its home is at or before the hole: move it back
+            d -= <int32_t>gap
+            self.live_slots[i] = (s & IDX_MASK) | ((d if d < DIST_MAX else DIST_MAX)
+                                                   << IDX_BITS)
+            i = j
+    self.live_slots[i] = EMPTY
+    self.live_count -= 1
+    self.pool[idx].flags &= ~F_INDEXED
+
+
+cdef inline void finish_filled(OrderBook self, int32_t idx) noexcept nogil:
+    cdef Order* o = &self.pool[idx]
+    if idx == self.subj:
+        self.subj_ended = True
+        self.subj_reason = R_NONE
+        self.subj_filled = o.qty
+    if o.flags & F_INDEXED:
+        live_remove(self, idx)
+    self._free_order(idx)
+
+
+cdef inline void enter_order(OrderBook self, int32_t idx) noexcept nogil:
+    # An order entering the book (new, re-entered by replace, or a triggered stop): match,
+    # then rest or cancel the remainder.
+    cdef Order* o = &self.pool[idx]
+    cdef bint is_market = o.ord_type == OT_MARKET or o.ord_type == OT_STOP
+    if o.tif == TIF_FOK and self._fok_available(idx, is_market) < o.leaves:
+        self._end(idx, R_FOK_UNFILLABLE)
+        return
+    # (a passive order skips the matching loop altogether)
+    if (is_market or self._would_match(o.side, o.price)) and match_order(self, idx, is_market):
+        return
+    o = &self.pool[idx]
+    if o.leaves == 0:
+        finish_filled(self, idx)
+    elif is_market:
+        self._end(idx, R_MARKET_REMAINDER)
+    elif o.tif == TIF_IOC or o.tif == TIF_FOK:
+        self._end(idx, R_IOC_REMAINDER)
+    else:
+        rest_order(self, idx)
+
+
+cdef inline int submit_order(OrderBook self, const Command* c) noexcept nogil:
+    cdef int32_t reason, idx
+    cdef Order* o
+    cdef int ot
+    # the id's bit when the dense-id bitmap covers it (the common case: one probe for the
+    # duplicate check and one store to record it)
+    cdef uint64_t off = <uint64_t>c.order_id - <uint64_t>self.seen_base
+    cdef bint in_window = off < <uint64_t>self.seen_words * 64
+    self.subj_order_id = c.order_id
+    reason = R_NONE if plain_limit(c) else self._validate(c)
+    if reason != R_NONE:
+        return self._reject(c.order_id, c.qty, reason)
+    if in_window:
+        if (self.seen_bitmap[off >> 6] >> (off & 63)) & 1:
+            return self._reject(c.order_id, c.qty, R_DUPLICATE_ID)
+    elif self._seen_contains(c.order_id):
+        return self._reject(c.order_id, c.qty, R_DUPLICATE_ID)
+    if c.post_only and self._would_match(c.side, c.price):
+        return self._reject(c.order_id, c.qty, R_POST_ONLY_WOULD_MATCH)
+    if not has_room(self) and not self._reserve():
+        self.oom = True
+        return ST_REJECTED
+    if in_window:
+        self.seen_bitmap[off >> 6] |= (<uint64_t>1) << (off & 63)
+        self.seen_count += 1
+    elif self._reserve_id(c.order_id):
+        self._seen_insert(c.order_id)
+    else:
+        self.oom = True
+        return ST_REJECTED
+    idx = self._alloc_order()
+    o = &self.pool[idx]
+    ot = c.ord_type
+    o.id = c.order_id
+    o.price = c.price if (ot == OT_LIMIT or ot == OT_STOP_LIMIT) else 0
+    o.qty = c.qty
+    o.leaves = c.qty
+    if c.display_qty > 0 or c.tif == TIF_GTD:
+        # read only for icebergs (F_ICEBERG) and GTD orders: not touching it otherwise
+        # saves a cache miss per order
+        self.extra[idx].display = c.display_qty
+        self.extra[idx].expire_time = c.expire_time if c.tif == TIF_GTD else 0
+    o.visible = 0
+    o.owner = c.owner
+    o.prev = o.next = o.level = EMPTY
+    o.side = c.side
+    o.ord_type = ot
+    o.tif = c.tif
+    o.flags = ((c.stp & F_STP_MASK) | (F_POST_ONLY if c.post_only else 0)
+               | (F_ICEBERG if c.display_qty > 0 else 0))
+    self.subj = idx
+    if ot == OT_STOP or ot == OT_STOP_LIMIT:
+        o.visible = c.stop_price
+        live_insert(self, idx)
+        self._append_pending(idx)
+    else:
+        enter_order(self, idx)
+    if self.n_stops:
+        self._check_stops()
+    return subject_status(self)
+
+
+cdef inline int subject_status(OrderBook self) noexcept nogil:
+    cdef Order* o
+    if self.subj_ended:
+        if self.subj_reason == R_NONE or self.subj_reason == R_REPLACED_TO_FILLED:
+            return ST_FILLED
+        return ST_CANCELLED
+    o = &self.pool[self.subj]
+    if o.flags & F_PENDING:
+        return ST_STOP_PENDING
+    return ST_PARTIALLY_FILLED if o.qty > o.leaves else ST_RESTING
+
+# ============================================================================================
+# commands (internal)
+# ============================================================================================
+
+
+cdef inline void rest_order(OrderBook self, int32_t idx) noexcept nogil:
+    cdef Order* o = &self.pool[idx]
+    cdef int s = sidx(o.side)
+    cdef SideBook* sb = &self.sides[s]
+    cdef int64_t key
+    cdef int32_t pos, li = pmap_find(sb, self.levels, o.price)
+    cdef Level* lv
+    if li != EMPTY:
+        lv = &self.levels[li]
+    else:
+        key = side_key(s, o.price)
+        pos = self._level_pos(s, key)
+        li = self.level_free               # reserved by _reserve()
+        lv = &self.levels[li]
+        self.level_free = lv.head
+        self.level_free_count -= 1
+        if pos < sb.n:
+            memmove(&sb.keys[pos + 1], &sb.keys[pos], (sb.n - pos) * sizeof(int64_t))
+            memmove(&sb.lvl[pos + 1], &sb.lvl[pos], (sb.n - pos) * sizeof(int32_t))
+        sb.keys[pos] = key
+        sb.lvl[pos] = li
+        sb.n += 1
+        pmap_insert(sb, o.price, li)
+        lv.price = o.price
+        lv.qty = 0
+        lv.count = 0
+        lv.head = EMPTY
+        lv.tail = EMPTY
+    if o.flags & F_ICEBERG:
+        o.visible = i64min(self.extra[idx].display, o.leaves)
+    else:
+        o.visible = o.leaves
+    o.level = li
+    o.next = EMPTY
+    o.prev = lv.tail
+    if lv.tail != EMPTY:
+        self.pool[lv.tail].next = idx
+    else:
+        lv.head = idx
+    lv.tail = idx
+    lv.count += 1
+    lv.qty += o.visible
+    if not (o.flags & F_INDEXED):
+        live_insert(self, idx)
+
+
+cdef inline bint match_order(OrderBook self, int32_t idx, bint is_market) noexcept nogil:
+    # Match the incoming order against the opposite side.  Returns True when STP ended it.
+    cdef Order* t = &self.pool[idx]
+    cdef int opp_s = 1 - sidx(t.side)
+    cdef SideBook* opp = &self.sides[opp_s]
+    cdef int stp = t.flags & F_STP_MASK
+    cdef int32_t li, m
+    cdef Level* lv
+    cdef Order* mk
+    cdef int64_t q
+    while t.leaves > 0 and opp.n > 0:
+        li = opp.lvl[opp.n - 1]
+        lv = &self.levels[li]
+        if not is_market:
+            if t.side == BUY and lv.price > t.price:
+                break
+            if t.side == SELL and lv.price < t.price:
+                break
+        while t.leaves > 0 and lv.head != EMPTY:
+            m = lv.head
+            mk = &self.pool[m]
+            if stp != STP_NONE and mk.owner == t.owner:
+                if stp == STP_CANCEL_TAKER:
+                    self._end(idx, R_STP_TAKER)
+                    return True
+                # CANCEL_MAKER / CANCEL_BOTH: the whole resting order goes
+                lv.head = mk.next
+                if mk.next != EMPTY:
+                    self.pool[mk.next].prev = EMPTY
+                else:
+                    lv.tail = EMPTY
+                lv.count -= 1
+                lv.qty -= mk.visible
+                mk.level = EMPTY
+                self._end(m, R_STP_MAKER)
+                if stp == STP_CANCEL_BOTH:
+                    if lv.head == EMPTY:
+                        self._remove_level(opp_s, opp.n - 1)
+                    self._end(idx, R_STP_TAKER)
+                    return True
+                continue
+            q = i64min(t.leaves, mk.visible)
+            emit_fill(self, mk.id, t.id, lv.price, q)
+            self.last = lv.price
+            mk.visible -= q
+            mk.leaves -= q
+            t.leaves -= q
+            lv.qty -= q
+            if mk.visible == 0:
+                # leave the head of the level
+                lv.head = mk.next
+                if mk.next != EMPTY:
+                    self.pool[mk.next].prev = EMPTY
+                else:
+                    lv.tail = EMPTY
+                if mk.leaves == 0:
+                    lv.count -= 1
+                    mk.level = EMPTY
+                    finish_filled(self, m)
+                else:
+                    # iceberg refresh: a new slice at the back of the level, new priority
+                    mk.visible = i64min(self.extra[m].display, mk.leaves)
+                    lv.qty += mk.visible
+                    mk.next = EMPTY
+                    mk.prev = lv.tail
+                    if lv.tail != EMPTY:
+                        self.pool[lv.tail].next = m
+                    else:
+                        lv.head = m
+                    lv.tail = m
+        if lv.head == EMPTY:
+            self._remove_level(opp_s, opp.n - 1)
+    return False
+
+
 cdef int64_t _as_i64(object value, str name) except? -1:
     """int64 from a Python integer, with a TypeError/ValueError naming the argument."""
     cdef int overflow = 0
@@ -958,37 +1254,11 @@ cdef class OrderBook:
         return avail
 
     cdef int _subject_status(self) noexcept nogil:
-        cdef Order* o
-        if self.subj_ended:
-            if self.subj_reason == R_NONE or self.subj_reason == R_REPLACED_TO_FILLED:
-                return ST_FILLED
-            return ST_CANCELLED
-        o = &self.pool[self.subj]
-        if o.flags & F_PENDING:
-            return ST_STOP_PENDING
-        return ST_PARTIALLY_FILLED if o.qty > o.leaves else ST_RESTING
-
-    # ============================================================================================
-    # commands (internal)
-    # ============================================================================================
+        return subject_status(self)
 
     cdef void _emit_fill(self, int64_t maker, int64_t taker, int64_t price,
                          int64_t qty) noexcept nogil:
-        cdef FillRec* p
-        if self.n_fills == self.fills_cap:
-            p = <FillRec*> realloc(self.fills, 2 * self.fills_cap * sizeof(FillRec))
-            if p == NULL:
-                self.oom = True     # the book stays consistent; only the report is lost
-                return
-            self.fills = p
-            self.fills_cap *= 2
-        p = &self.fills[self.n_fills]
-        p.cmd_index = self.cmd_index
-        p.maker_id = maker
-        p.taker_id = taker
-        p.price = price
-        p.qty = qty
-        self.n_fills += 1
+        emit_fill(self, maker, taker, price, qty)
 
     cdef void _emit_ended(self, int64_t order_id, int64_t qty, int32_t reason) noexcept nogil:
         cdef EndedRec* p
@@ -1022,43 +1292,10 @@ cdef class OrderBook:
         self.free_head = idx
 
     cdef void _live_insert(self, int32_t idx) noexcept nogil:
-        cdef uint64_t mask = (<uint64_t>1 << self.live_bits) - 1
-        cdef uint64_t h = live_home(self.pool[idx].id, self.live_bits)
-        cdef int32_t dist = 0
-        while self.live_slots[h] != EMPTY:
-            h = (h + 1) & mask
-            dist += 1
-        self.live_slots[h] = idx | ((dist if dist < DIST_MAX else DIST_MAX) << IDX_BITS)
-        self.live_count += 1
-        self.pool[idx].flags |= F_INDEXED
+        live_insert(self, idx)
 
     cdef void _live_remove(self, int32_t idx) noexcept nogil:
-        # Linear probing with backward-shift deletion.  Each slot carries its distance from its
-        # home slot, so neither the search (by pool index) nor the shift reads other orders.
-        cdef int32_t bits = self.live_bits
-        cdef uint64_t mask = (<uint64_t>1 << bits) - 1
-        cdef uint64_t i = live_home(self.pool[idx].id, bits), j, gap
-        cdef int32_t s, d
-        while self.live_slots[i] == EMPTY or (self.live_slots[i] & IDX_MASK) != idx:
-            i = (i + 1) & mask
-        j = i
-        while True:
-            j = (j + 1) & mask
-            s = self.live_slots[j]
-            if s == EMPTY:
-                break
-            d = s >> IDX_BITS
-            if d == DIST_MAX:
-                d = <int32_t>((j - live_home(self.pool[s & IDX_MASK].id, bits)) & mask)
-            gap = (j - i) & mask
-            if <uint64_t>d >= gap:          # its home is at or before the hole: move it back
-                d -= <int32_t>gap
-                self.live_slots[i] = (s & IDX_MASK) | ((d if d < DIST_MAX else DIST_MAX)
-                                                       << IDX_BITS)
-                i = j
-        self.live_slots[i] = EMPTY
-        self.live_count -= 1
-        self.pool[idx].flags &= ~F_INDEXED
+        live_remove(self, idx)
 
     cdef void _seen_insert(self, int64_t order_id) noexcept nogil:
         # _reserve_id() made room
@@ -1091,49 +1328,7 @@ cdef class OrderBook:
         self.level_free_count += 1
 
     cdef void _rest(self, int32_t idx) noexcept nogil:
-        cdef Order* o = &self.pool[idx]
-        cdef int s = sidx(o.side)
-        cdef SideBook* sb = &self.sides[s]
-        cdef int64_t key
-        cdef int32_t pos, li = pmap_find(sb, self.levels, o.price)
-        cdef Level* lv
-        if li != EMPTY:
-            lv = &self.levels[li]
-        else:
-            key = side_key(s, o.price)
-            pos = self._level_pos(s, key)
-            li = self.level_free               # reserved by _reserve()
-            lv = &self.levels[li]
-            self.level_free = lv.head
-            self.level_free_count -= 1
-            if pos < sb.n:
-                memmove(&sb.keys[pos + 1], &sb.keys[pos], (sb.n - pos) * sizeof(int64_t))
-                memmove(&sb.lvl[pos + 1], &sb.lvl[pos], (sb.n - pos) * sizeof(int32_t))
-            sb.keys[pos] = key
-            sb.lvl[pos] = li
-            sb.n += 1
-            pmap_insert(sb, o.price, li)
-            lv.price = o.price
-            lv.qty = 0
-            lv.count = 0
-            lv.head = EMPTY
-            lv.tail = EMPTY
-        if o.flags & F_ICEBERG:
-            o.visible = i64min(self.extra[idx].display, o.leaves)
-        else:
-            o.visible = o.leaves
-        o.level = li
-        o.next = EMPTY
-        o.prev = lv.tail
-        if lv.tail != EMPTY:
-            self.pool[lv.tail].next = idx
-        else:
-            lv.head = idx
-        lv.tail = idx
-        lv.count += 1
-        lv.qty += o.visible
-        if not (o.flags & F_INDEXED):
-            self._live_insert(idx)
+        rest_order(self, idx)
 
     cdef void _unlink_resting(self, int32_t idx) noexcept nogil:
         cdef Order* o = &self.pool[idx]
@@ -1194,113 +1389,17 @@ cdef class OrderBook:
             self.subj_reason = reason
             self.subj_filled = o.qty - o.leaves
         if o.flags & F_INDEXED:
-            self._live_remove(idx)
+            live_remove(self, idx)
         self._free_order(idx)
 
     cdef void _finish_filled(self, int32_t idx) noexcept nogil:
-        cdef Order* o = &self.pool[idx]
-        if idx == self.subj:
-            self.subj_ended = True
-            self.subj_reason = R_NONE
-            self.subj_filled = o.qty
-        if o.flags & F_INDEXED:
-            self._live_remove(idx)
-        self._free_order(idx)
+        finish_filled(self, idx)
 
     cdef bint _match(self, int32_t idx, bint is_market) noexcept nogil:
-        # Match the incoming order against the opposite side.  Returns True when STP ended it.
-        cdef Order* t = &self.pool[idx]
-        cdef int opp_s = 1 - sidx(t.side)
-        cdef SideBook* opp = &self.sides[opp_s]
-        cdef int stp = t.flags & F_STP_MASK
-        cdef int32_t li, m
-        cdef Level* lv
-        cdef Order* mk
-        cdef int64_t q
-        while t.leaves > 0 and opp.n > 0:
-            li = opp.lvl[opp.n - 1]
-            lv = &self.levels[li]
-            if not is_market:
-                if t.side == BUY and lv.price > t.price:
-                    break
-                if t.side == SELL and lv.price < t.price:
-                    break
-            while t.leaves > 0 and lv.head != EMPTY:
-                m = lv.head
-                mk = &self.pool[m]
-                if stp != STP_NONE and mk.owner == t.owner:
-                    if stp == STP_CANCEL_TAKER:
-                        self._end(idx, R_STP_TAKER)
-                        return True
-                    # CANCEL_MAKER / CANCEL_BOTH: the whole resting order goes
-                    lv.head = mk.next
-                    if mk.next != EMPTY:
-                        self.pool[mk.next].prev = EMPTY
-                    else:
-                        lv.tail = EMPTY
-                    lv.count -= 1
-                    lv.qty -= mk.visible
-                    mk.level = EMPTY
-                    self._end(m, R_STP_MAKER)
-                    if stp == STP_CANCEL_BOTH:
-                        if lv.head == EMPTY:
-                            self._remove_level(opp_s, opp.n - 1)
-                        self._end(idx, R_STP_TAKER)
-                        return True
-                    continue
-                q = i64min(t.leaves, mk.visible)
-                self._emit_fill(mk.id, t.id, lv.price, q)
-                self.last = lv.price
-                mk.visible -= q
-                mk.leaves -= q
-                t.leaves -= q
-                lv.qty -= q
-                if mk.visible == 0:
-                    # leave the head of the level
-                    lv.head = mk.next
-                    if mk.next != EMPTY:
-                        self.pool[mk.next].prev = EMPTY
-                    else:
-                        lv.tail = EMPTY
-                    if mk.leaves == 0:
-                        lv.count -= 1
-                        mk.level = EMPTY
-                        self._finish_filled(m)
-                    else:
-                        # iceberg refresh: a new slice at the back of the level, new priority
-                        mk.visible = i64min(self.extra[m].display, mk.leaves)
-                        lv.qty += mk.visible
-                        mk.next = EMPTY
-                        mk.prev = lv.tail
-                        if lv.tail != EMPTY:
-                            self.pool[lv.tail].next = m
-                        else:
-                            lv.head = m
-                        lv.tail = m
-            if lv.head == EMPTY:
-                self._remove_level(opp_s, opp.n - 1)
-        return False
+        return match_order(self, idx, is_market)
 
     cdef void _enter(self, int32_t idx) noexcept nogil:
-        # An order entering the book (new, re-entered by replace, or a triggered stop): match,
-        # then rest or cancel the remainder.
-        cdef Order* o = &self.pool[idx]
-        cdef bint is_market = o.ord_type == OT_MARKET or o.ord_type == OT_STOP
-        if o.tif == TIF_FOK and self._fok_available(idx, is_market) < o.leaves:
-            self._end(idx, R_FOK_UNFILLABLE)
-            return
-        # (a passive order skips the matching loop altogether)
-        if (is_market or self._would_match(o.side, o.price)) and self._match(idx, is_market):
-            return
-        o = &self.pool[idx]
-        if o.leaves == 0:
-            self._finish_filled(idx)
-        elif is_market:
-            self._end(idx, R_MARKET_REMAINDER)
-        elif o.tif == TIF_IOC or o.tif == TIF_FOK:
-            self._end(idx, R_IOC_REMAINDER)
-        else:
-            self._rest(idx)
+        enter_order(self, idx)
 
     cdef void _check_stops(self) noexcept nogil:
         # Stops whose trigger the last trade price has reached are elected in arrival order into
@@ -1343,67 +1442,10 @@ cdef class OrderBook:
             self.trig_head = self.pool[idx].next
             if self.trig_head == EMPTY:
                 self.trig_tail = EMPTY
-            self._enter(idx)
+            enter_order(self, idx)
 
     cdef int _submit(self, const Command* c) noexcept nogil:
-        cdef int32_t reason, idx
-        cdef Order* o
-        cdef int ot
-        # the id's bit when the dense-id bitmap covers it (the common case: one probe for the
-        # duplicate check and one store to record it)
-        cdef uint64_t off = <uint64_t>c.order_id - <uint64_t>self.seen_base
-        cdef bint in_window = off < <uint64_t>self.seen_words * 64
-        self.subj_order_id = c.order_id
-        reason = R_NONE if plain_limit(c) else self._validate(c)
-        if reason != R_NONE:
-            return self._reject(c.order_id, c.qty, reason)
-        if in_window:
-            if (self.seen_bitmap[off >> 6] >> (off & 63)) & 1:
-                return self._reject(c.order_id, c.qty, R_DUPLICATE_ID)
-        elif self._seen_contains(c.order_id):
-            return self._reject(c.order_id, c.qty, R_DUPLICATE_ID)
-        if c.post_only and self._would_match(c.side, c.price):
-            return self._reject(c.order_id, c.qty, R_POST_ONLY_WOULD_MATCH)
-        if not has_room(self) and not self._reserve():
-            self.oom = True
-            return ST_REJECTED
-        if in_window:
-            self.seen_bitmap[off >> 6] |= (<uint64_t>1) << (off & 63)
-            self.seen_count += 1
-        elif self._reserve_id(c.order_id):
-            self._seen_insert(c.order_id)
-        else:
-            self.oom = True
-            return ST_REJECTED
-        idx = self._alloc_order()
-        o = &self.pool[idx]
-        ot = c.ord_type
-        o.id = c.order_id
-        o.price = c.price if (ot == OT_LIMIT or ot == OT_STOP_LIMIT) else 0
-        o.qty = c.qty
-        o.leaves = c.qty
-        if c.display_qty > 0 or c.tif == TIF_GTD:
-            # read only for icebergs (F_ICEBERG) and GTD orders: not touching it otherwise
-            # saves a cache miss per order
-            self.extra[idx].display = c.display_qty
-            self.extra[idx].expire_time = c.expire_time if c.tif == TIF_GTD else 0
-        o.visible = 0
-        o.owner = c.owner
-        o.prev = o.next = o.level = EMPTY
-        o.side = c.side
-        o.ord_type = ot
-        o.tif = c.tif
-        o.flags = ((c.stp & F_STP_MASK) | (F_POST_ONLY if c.post_only else 0)
-                   | (F_ICEBERG if c.display_qty > 0 else 0))
-        self.subj = idx
-        if ot == OT_STOP or ot == OT_STOP_LIMIT:
-            o.visible = c.stop_price
-            self._live_insert(idx)
-            self._append_pending(idx)
-        else:
-            self._enter(idx)
-        self._check_stops()
-        return self._subject_status()
+        return submit_order(self, c)
 
     cdef int _cancel(self, int64_t order_id, int32_t reason) noexcept nogil:
         cdef int32_t idx = self._find_live(order_id)
@@ -1477,9 +1519,10 @@ cdef class OrderBook:
             o.qty = qty
             o.leaves = new_leaves
             o.price = price
-            self._enter(idx)
-        self._check_stops()
-        return self._subject_status()
+            enter_order(self, idx)
+        if self.n_stops:
+            self._check_stops()
+        return subject_status(self)
 
     cdef void _sweep(self, int32_t reason, int64_t now) noexcept nogil:
         # end_of_day (DAY orders) or expire (GTD orders with expire_time <= now).  Reported in
@@ -1526,7 +1569,7 @@ cdef class OrderBook:
     cdef int _run(self, const Command* c) noexcept nogil:
         self._begin()
         if c.op == OP_SUBMIT_:
-            return self._submit(c)
+            return submit_order(self, c)
         if c.op == OP_CANCEL_:
             return self._cancel(c.order_id, R_USER_CANCEL)
         if c.op == OP_REPLACE_:
@@ -1632,7 +1675,7 @@ cdef class OrderBook:
         c.tif = <uint8_t>tf
         c.stp = <uint8_t>sp
         self._begin()
-        return self._result(self._submit(&c))
+        return self._result(submit_order(self, &c))
 
     def cancel(self, order_id):
         """Cancel a live order (resting or pending stop); returns the cancelled quantity, 0 if
