@@ -151,3 +151,21 @@ def test_every_risk_rejection_names_the_check(tmp_path, run):
         finally:
             await server.stop()
     run(scenario())
+
+
+def test_notional_is_converted_to_the_account_currency(tmp_path, run):
+    """ACC2 (EUR, max order notional 1,000,000 EUR, EURUSD 1.08): 4,500 AAPL @ 230.00 is
+    1,035,000 USD = 958,333 EUR (accepted); 4,800 is 1,104,000 USD = 1,022,222 EUR (rejected)."""
+    async def scenario():
+        server = await started(tmp_path)
+        try:
+            async with FixPeer(server.fix_port, "FIRM1") as p:
+                ok = p.new_order(qty=4500, price="230.00", extra=[(1, "ACC2")])
+                await p.expect_exec("A", "A", t11=ok, t1="ACC2")
+                await p.expect_exec("0", "0", t11=ok)
+                bad = p.new_order(qty=4800, price="230.00", extra=[(1, "ACC2")])
+                msg = await p.expect_exec("8", "8", t11=bad, t103="3")
+                assert msg[58].startswith(b"risk: max order notional exceeded: 1,022,222.22 EUR > limit 1,000,000.00 EUR")
+        finally:
+            await server.stop()
+    run(scenario())

@@ -137,3 +137,72 @@ def test_cancel_of_pending_new_is_refused_with_broker_option():
             await v.stop()
 
     asyncio.run(scenario())
+
+
+def test_unsolicited_venue_cancel_is_reported_with_the_venue_reason():
+    async def scenario():
+        cfg, venues, m = setup()
+        for v in venues.values():
+            await v.start()
+        sent = []
+        m.set_output_sink(sent.append)
+        m.new_order(new(cfg, "b1"))
+        await asyncio.sleep(0.01)
+        venues["VENUE-A"].cancel_all()
+        await asyncio.sleep(0.01)
+        await m.drain()
+        last = sent[-1].execution
+        assert last.exec_type is ExecType.CANCELED and last.reason == "venue"
+        assert last.text.startswith("canceled by venue VENUE-A")
+        assert m.order("O1").state is OrderState.CANCELED
+        assert m.risk.usage(0)["open_orders"] == 0
+        for v in venues.values():
+            await v.stop()
+
+    asyncio.run(scenario())
+
+
+def test_restart_finishes_pending_cancels_refuses_pending_replaces_and_resubmits():
+    async def scenario():
+        cfg, venues, m = setup()
+        for v in venues.values():
+            await v.start()
+        m.new_order(new(cfg, "a"))
+        m.new_order(new(cfg, "b"))
+        m.new_order(new(cfg, "c"))
+        await asyncio.sleep(0.01)
+        m.cancel_order(CancelOrder(session="FIRM1", cl_ord_id="a-x", orig_cl_ord_id="a"))
+        from crossbook.model.orders import ReplaceOrder
+        m.replace_order(ReplaceOrder(session="FIRM1", cl_ord_id="b-r", orig_cl_ord_id="b", qty=20, price=22900))
+        # Snapshot the state as the journal would have stored it, before the venue answers.
+        rows = [m._row(o) for o in m.orders.values()]
+        ids = [(s, c, o) for (s, c), o in m._by_cl_ord_id.items()]
+        usage = {a: m.risk.usage(a) for a in (0,)}
+        meta = {"order_seq": "3", "exec_seq": str(m._exec_seq)}
+        for v in venues.values():
+            await v.stop()
+
+        cfg2, venues2, m2 = setup()
+        for v in venues2.values():
+            await v.start()
+        sent = []
+        m2.set_output_sink(sent.append)
+        m2.restore(rows, ids, meta, usage)
+        assert m2.resubmit_open_orders() == 2
+        await asyncio.sleep(0.01)
+        await m2.drain()
+        a, b, c = m2.order("O1"), m2.order("O2"), m2.order("O3")
+        assert a.state is OrderState.CANCELED and a.cl_ord_id == "a-x"
+        assert b.state is OrderState.NEW and b.qty == 10 and b.cl_ord_id == "b"
+        assert c.state is OrderState.NEW
+        kinds = [(type(o).__name__, getattr(o, "execution", None) and o.execution.exec_type) for o in sent]
+        assert ("ExecReport", ExecType.CANCELED) in kinds and ("CancelReject", None) in kinds
+        assert not any(k == ("ExecReport", ExecType.NEW) for k in kinds)  # resubmissions are silent
+        book = venues2["VENUE-A"].order_book(cfg.instruments.by_symbol("AAPL"))
+        assert len(book) == 2
+        assert m2.risk.usage(0)["open_orders"] == 2
+        assert m2._exec_seq > int(meta["exec_seq"]) and m2.find("FIRM1", "a") is a
+        for v in venues2.values():
+            await v.stop()
+
+    asyncio.run(scenario())

@@ -582,6 +582,8 @@ class OrderManager:
             if cause in (CancelCause.CLIENT, CancelCause.VENUE):
                 cause = {"cancel": CancelCause.CLIENT, "mass_cancel": CancelCause.MASS_CANCEL,
                          "kill_switch": CancelCause.KILL_SWITCH}[order.pending_kind]
+        elif cause is CancelCause.CLIENT:
+            cause = CancelCause.VENUE  # a "user cancel" nobody here asked for: the venue's own doing
         was_replace = order.state is OrderState.PENDING_REPLACE
         text = _CAUSE_TEXT[cause] or ""
         if cause is CancelCause.VENUE and ev.reason:
