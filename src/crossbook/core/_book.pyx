@@ -478,7 +478,7 @@ cdef inline void enter_order(OrderBook self, int32_t idx) noexcept nogil:
         self._end(idx, R_FOK_UNFILLABLE)
         return
     # (a passive order skips the matching loop altogether)
-    if (is_market or self._would_match(o.side, o.price)) and match_order(self, idx, is_market):
+    if (is_market or would_match(self, o.side, o.price)) and match_order(self, idx, is_market):
         return
     o = &self.pool[idx]
     if o.leaves == 0:
@@ -499,8 +499,9 @@ cdef inline int submit_order(OrderBook self, const Command* c) noexcept nogil:
     # duplicate check and one store to record it)
     cdef uint64_t off = <uint64_t>c.order_id - <uint64_t>self.seen_base
     cdef bint in_window = off < <uint64_t>self.seen_words * 64
+    cdef bint plain = plain_limit(c)
     self.subj_order_id = c.order_id
-    reason = R_NONE if plain_limit(c) else self._validate(c)
+    reason = R_NONE if plain else self._validate(c)
     if reason != R_NONE:
         return self._reject(c.order_id, c.qty, reason)
     if in_window:
@@ -508,7 +509,7 @@ cdef inline int submit_order(OrderBook self, const Command* c) noexcept nogil:
             return self._reject(c.order_id, c.qty, R_DUPLICATE_ID)
     elif self._seen_contains(c.order_id):
         return self._reject(c.order_id, c.qty, R_DUPLICATE_ID)
-    if c.post_only and self._would_match(c.side, c.price):
+    if c.post_only and would_match(self, c.side, c.price):
         return self._reject(c.order_id, c.qty, R_POST_ONLY_WOULD_MATCH)
     if not has_room(self) and not self._reserve():
         self.oom = True
@@ -533,16 +534,21 @@ cdef inline int submit_order(OrderBook self, const Command* c) noexcept nogil:
         # saves a cache miss per order
         self.extra[idx].display = c.display_qty
         self.extra[idx].expire_time = c.expire_time if c.tif == TIF_GTD else 0
-    o.visible = 0
     o.owner = c.owner
-    o.prev = o.next = o.level = EMPTY
     o.side = c.side
     o.ord_type = ot
     o.tif = c.tif
     o.flags = ((c.stp & F_STP_MASK) | (F_POST_ONLY if c.post_only else 0)
                | (F_ICEBERG if c.display_qty > 0 else 0))
     self.subj = idx
-    if ot == OT_STOP or ot == OT_STOP_LIMIT:
+    # (visible, prev, next and level are set when the order rests or waits, and unused before)
+    if plain and not would_match(self, c.side, c.price):
+        # what enter_order does for a plain limit that cannot trade, without its general checks
+        if c.tif == TIF_IOC:
+            self._end(idx, R_IOC_REMAINDER)
+        else:
+            rest_order(self, idx)
+    elif ot == OT_STOP or ot == OT_STOP_LIMIT:
         o.visible = c.stop_price
         live_insert(self, idx)
         self._append_pending(idx)
@@ -551,6 +557,16 @@ cdef inline int submit_order(OrderBook self, const Command* c) noexcept nogil:
     if self.n_stops:
         self._check_stops()
     return subject_status(self)
+
+
+cdef inline bint would_match(OrderBook self, int side, int64_t price) noexcept nogil:
+    # would an order at this limit price trade on entry?
+    cdef SideBook* opp = &self.sides[1 - sidx(side)]
+    cdef int64_t best
+    if opp.n == 0:
+        return False
+    best = self.levels[opp.lvl[opp.n - 1]].price
+    return best <= price if side == BUY else best >= price
 
 
 cdef inline int subject_status(OrderBook self) noexcept nogil:
@@ -1189,12 +1205,7 @@ cdef class OrderBook:
             h = (h + 1) & mask
 
     cdef bint _would_match(self, int side, int64_t price) noexcept nogil:
-        cdef SideBook* opp = &self.sides[1 - sidx(side)]
-        cdef int64_t best
-        if opp.n == 0:
-            return False
-        best = self.levels[opp.lvl[opp.n - 1]].price
-        return best <= price if side == BUY else best >= price
+        return would_match(self, side, price)
 
     cdef int32_t _level_pos(self, int s, int64_t key) noexcept nogil:
         # First position whose key is >= key (keys ascending, best level last).  Most activity
@@ -1483,7 +1494,7 @@ cdef class OrderBook:
             return self._reject(order_id, qty, R_INVALID_PRICE)
         filled = o.qty - o.leaves
         if (o.flags & F_POST_ONLY) and price != o.price and not (o.flags & F_PENDING) \
-                and self._would_match(o.side, price) and qty > filled:
+                and would_match(self, o.side, price) and qty > filled:
             return self._reject(order_id, qty, R_POST_ONLY_WOULD_MATCH)
         if not self._reserve():
             self.oom = True
