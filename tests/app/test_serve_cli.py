@@ -97,3 +97,30 @@ def test_bad_config_fails_at_start(tmp_path):
     result = crossbook("serve", "--config", str(config))
     assert result.returncode == 2
     assert f"{config}: http.port: must be an integer" in result.stderr
+
+
+def test_client_session_every_verb(tmp_path):
+    fix, http = free_port(), free_port()
+    config = tmp_path / "server.toml"
+    config.write_text(CONFIG.format(fix=fix, http=http, storage=tmp_path / "var"))
+    proc = start_server(config, tmp_path / "serve.log")
+    try:
+        commands = ("buy 100 AAPL 229.00 clordid=K1\nreplace K1 qty=50\nstatus K1\ncancel K1\n"
+                    "sell 10 MSFT 421.00 clordid=K2\nmass-cancel\ncancel K9 symbol=AAPL side=buy qty=1\nquit\n")
+        result = subprocess.run([sys.executable, "-m", "crossbook.app.cli", "client", "--port", str(fix), "--sender",
+                                 "FIRM1", "--target", "CROSSBOOK", "--reset", "--settle", "0.5"],
+                                input=commands, capture_output=True, text=True, timeout=60)
+        out = result.stdout
+        assert result.returncode == 0, out + result.stderr
+        expected = ["EXEC PendingNew/PendingNew K1", "EXEC New/New K1",
+                    "EXEC PendingReplace/PendingReplace", "EXEC Replaced/New", "leaves=50",
+                    "EXEC OrderStatus/New", "EXEC PendingCancel/PendingCancel", "EXEC Canceled/Canceled",
+                    "EXEC New/New K2 SELL 10 MSFT @421.00", "MASS-CANCEL-REPORT", "affected=1",
+                    "canceled by mass cancel", "CANCEL-REJECT"]
+        position = 0
+        for text in expected:
+            found = out.find(text, position)
+            assert found >= 0, f"{text!r} missing (in order) from:\n{out}"
+            position = found
+    finally:
+        assert stop_server(proc) == 0
