@@ -22,7 +22,9 @@ register("fix-test-server", "crossbook.fix.testserver", "FIX acceptor set up for
 register("client", "crossbook.fix.client", "FIX initiator for people and scripts")
 register("serve", "crossbook.app.serve", "the OMS server: FIX acceptor, venues, HTTP API (docs/oms.md)")
 register("orders", "crossbook.app.orders", "list orders from a running server or its database")
+register("venue", "crossbook.venues.process", "one venue simulator behind a FIX acceptor (docs/venue-process.md)")
 register("eod", "crossbook.app.eod", "end of day on a running server: expire DAY orders, new risk day")
+register("loadgen", "crossbook.loadgen.cli", "open-loop FIX load generator: rate, order mix, latency percentiles (docs/loadgen.md)")
 
 
 def build_parser() -> argparse.ArgumentParser:

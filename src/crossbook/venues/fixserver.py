@@ -1,0 +1,494 @@
+"""A venue behind a FIX acceptor: the exchange side of ``crossbook venue``.
+
+:class:`VenueFixServer` puts a FIX 4.4 acceptor (``crossbook.fix``) in front of an
+:class:`~crossbook.venues.InProcessVenue`:
+
+* NewOrderSingle (D) -> ``new_order``; OrderCancelRequest (F) -> ``cancel_order``;
+  OrderCancelReplaceRequest (G) -> ``replace_order``; OrderStatusRequest (H) -> ``order_status``;
+  OrderMassStatusRequest (AF) -> one status report per live order of the session;
+  MarketDataRequest (V) -> :class:`~crossbook.venues.marketdata.MarketDataPublisher`.
+* Every :class:`~crossbook.routing.venue.VenueEvent` becomes an ExecutionReport (8) or an
+  OrderCancelReject (9) on the session that owns the order. docs/venue-process.md has the tables.
+
+Several client sessions may share the venue. ClOrdIDs are per session (two clients may both use
+``C1``): inside, the venue's ids are ``<client CompID>\\x1f<ClOrdID>``.
+
+Fault knobs beyond the simulator's (latency, reject ratio): ``disconnect_after`` drops a
+session's connection (no Logout, like a network failure) after it sent that many application
+messages, and :meth:`VenueFixServer.drop_all_sessions` (SIGUSR1 in ``crossbook venue``) drops
+every connection at once.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import zlib
+from dataclasses import dataclass
+from decimal import Decimal
+
+from crossbook.core import OrdType, Reason, Side, Status, STPMode, TimeInForce
+from crossbook.fix.messages import Message, parse_timestamp
+from crossbook.fix.session import Application, DoNotSend, Session, UnsupportedMessageType
+from crossbook.fix.settings import SessionSettings
+from crossbook.fix.transport import Acceptor
+from crossbook.model.instruments import Instrument, InstrumentMaster
+from crossbook.routing.venue import VenueEvent, VenueEventKind, VenueOrder, VenueReason
+from crossbook.venues.marketdata import MAX_DEPTH_DEFAULT, MarketDataPublisher, instrument_fields
+from crossbook.venues.simulator import InProcessVenue
+
+__all__ = ["VenueFixServer", "REASON_CODE_TAG", "STP_MODE_TAG", "SEP"]
+
+log = logging.getLogger(__name__)
+
+#: User-defined tag carrying the exact crossbook.core.Reason / VenueReason code of a reject or
+#: cancel next to the standard OrdRejReason / CxlRejReason (which are coarser).
+REASON_CODE_TAG = 5100
+#: User-defined tag on NewOrderSingle: crossbook.core.STPMode of the order (0 when absent).
+STP_MODE_TAG = 5102
+#: Separates the client CompID from its ClOrdID in the venue's internal order ids.
+SEP = "\x1f"
+
+_EXEC_TYPE = {
+    VenueEventKind.NEW: b"0", VenueEventKind.REJECTED: b"8", VenueEventKind.TRADE: b"F",
+    VenueEventKind.CANCELED: b"4", VenueEventKind.REPLACED: b"5", VenueEventKind.STOP_TRIGGERED: b"D",
+    VenueEventKind.STATUS: b"I",
+}
+# OrdRejReason (103) for new-order rejects; everything else is 99 (other) with the exact code in 5100.
+_ORD_REJ = {int(VenueReason.NOT_LISTED): b"1", int(Reason.DUPLICATE_ID): b"6", int(Reason.UNKNOWN_ORDER): b"5",
+            int(VenueReason.VENUE_DOWN): b"2", int(Reason.INVALID_QTY): b"13", int(VenueReason.INVALID_LOT): b"13"}
+# CxlRejReason (102)
+_CXL_REJ = {int(Reason.TOO_LATE): b"0", int(Reason.UNKNOWN_ORDER): b"1", int(VenueReason.VENUE_DOWN): b"2",
+            int(Reason.DUPLICATE_ID): b"6"}
+_SIDES = {b"1": Side.BUY, b"2": Side.SELL}
+_ORD_TYPES = {b"1": OrdType.MARKET, b"2": OrdType.LIMIT, b"3": OrdType.STOP, b"4": OrdType.STOP_LIMIT}
+_TIFS = {b"0": TimeInForce.DAY, b"1": TimeInForce.GTC, b"3": TimeInForce.IOC, b"4": TimeInForce.FOK,
+         b"6": TimeInForce.GTD}
+_LIVE = (int(Status.RESTING), int(Status.PARTIALLY_FILLED), int(Status.STOP_PENDING))
+_MD_TYPES = (b"W", b"X", b"Y")
+
+
+class SystemNsClock:
+    """Wall clock in UTC epoch nanoseconds (what InProcessVenue wants)."""
+
+    @staticmethod
+    def now_ns() -> int:
+        return time.time_ns()
+
+
+@dataclass(slots=True)
+class _Order:
+    """What the server remembers of a client's order to fill the ExecutionReports."""
+
+    session: str
+    cl_ord_id: str               # the client's latest ClOrdID
+    instrument: Instrument
+    side: Side
+    ord_type: OrdType
+    tif: TimeInForce
+    qty: int
+    price: int
+    stop_price: int
+    venue_order_id: str = ""
+    cum: int = 0
+    leaves: int = 0
+    notional: int = 0            # sum of last_qty x last_px (ticks), for AvgPx
+    status: int = int(Status.RESTING)
+    acked: bool = False
+
+
+class VenueFixServer(Application):
+    """An InProcessVenue served over FIX.
+
+    ``venue``: the simulator (its sink is taken over). ``sessions``: acceptor
+    ``SessionSettings``, one per client CompID (FIX.4.4). ``host``/``port``: where to listen
+    (port 0 picks a free one; read :attr:`port` after :meth:`start`). ``md_max_depth``: the most
+    levels a market data subscription gets. ``disconnect_after``: drop a session's connection after
+    it sent this many application messages (0 = never); once, or after every that many messages
+    when ``disconnect_repeat``.
+    """
+
+    def __init__(self, venue: InProcessVenue, sessions: list[SessionSettings], *, host: str = "127.0.0.1",
+                 port: int = 0, md_max_depth: int = MAX_DEPTH_DEFAULT, disconnect_after: int = 0,
+                 disconnect_repeat: bool = False, store_factory=None,
+                 reason_code_sessions: frozenset[str] | set[str] = frozenset()) -> None:
+        if not isinstance(venue, InProcessVenue):
+            raise TypeError(f"venue must be an InProcessVenue, got {type(venue).__name__}")
+        if isinstance(disconnect_after, bool) or not isinstance(disconnect_after, int) or disconnect_after < 0:
+            raise ValueError(f"disconnect_after must be an int >= 0, got {disconnect_after!r}")
+        self.venue = venue
+        self.name = venue.name
+        self.disconnect_after = disconnect_after
+        self.disconnect_repeat = bool(disconnect_repeat)
+        self.disconnects = 0                      # connections dropped by the fault knobs
+        # Client CompIDs that get the exact reason code in tag 5100 (crossbook peers). Others would
+        # refuse an unknown user-defined tag with a session Reject.
+        self._coded = frozenset(reason_code_sessions)
+        self._master: InstrumentMaster = venue._master
+        self._acceptor = Acceptor(sessions, self, host=host, port=port, store_factory=store_factory)
+        self._sessions: dict[str, Session] = {s.settings.target_comp_id: s for s in self._acceptor.sessions.values()}
+        self._orders: dict[str, _Order] = {}       # internal id (every id of the chain) -> order
+        self._pending_replace: dict[str, tuple[int, int]] = {}   # new internal id -> (qty, price)
+        self._status_reqs: dict[str, list[tuple[bytes, list]]] = {}  # asked internal id -> [(790, ident)]
+        self._msg_count: dict[str, int] = {}
+        self._live_send = False
+        self._exec_prefix = f"{self.name}-{_base36(time.time_ns() // 1000)}-X"
+        self._next_exec = 1
+        self.md = MarketDataPublisher(venue, self._master, self._send_md, max_depth=md_max_depth)
+        venue.set_event_sink(self._on_event)
+
+    # ------------------------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        return self._acceptor.port
+
+    @property
+    def acceptor(self) -> Acceptor:
+        return self._acceptor
+
+    async def start(self) -> None:
+        await self.venue.start()
+        await self._acceptor.start()
+
+    async def stop(self) -> None:
+        await self._acceptor.stop()
+        await self.venue.stop()
+        self.md.close()
+
+    def drop_all_sessions(self) -> int:
+        """Drop every connection without a Logout (a simulated network failure). Returns how many."""
+        n = 0
+        for sk in list(self._sessions):
+            n += self._drop(sk)
+        return n
+
+    def _drop(self, sk: str) -> int:
+        session = self._sessions[sk]
+        # The transport has no public per-session disconnect; closing its connection is what a
+        # cut cable looks like to both sides.
+        conn = self._acceptor._connections.get(session.session_id)
+        if conn is None or conn.closed:
+            return 0
+        log.warning("venue %s: dropping the connection of %s (fault injection)", self.name, sk)
+        self.disconnects += 1
+        conn.close()
+        return 1
+
+    # ------------------------------------------------------------------------------------------
+    # Application callbacks
+    # ------------------------------------------------------------------------------------------
+    def on_logon(self, session: Session) -> None:
+        self._msg_count[session.settings.target_comp_id] = 0
+        log.info("venue %s: %s logged on", self.name, session.session_id)
+
+    def on_logout(self, session: Session) -> None:
+        self.md.drop_session(session.settings.target_comp_id)
+        log.info("venue %s: %s logged out", self.name, session.session_id)
+
+    def to_app(self, session: Session, msg_type: bytes, body) -> None:
+        # Market data is only worth its moment: on a resend it is gap-filled, not replayed (the
+        # subscriber subscribes again and gets a fresh snapshot). Execution reports are resent.
+        if msg_type in _MD_TYPES and not self._live_send:
+            raise DoNotSend()
+
+    def from_app(self, session: Session, message: Message) -> None:
+        sk = session.settings.target_comp_id
+        mt = message.msg_type
+        if mt == b"D":
+            self._on_new_order(sk, message)
+        elif mt == b"F":
+            self._on_cancel(sk, message)
+        elif mt == b"G":
+            self._on_replace(sk, message)
+        elif mt == b"H":
+            self._on_status(sk, message)
+        elif mt == b"AF":
+            self._on_mass_status(sk, message)
+        elif mt == b"V":
+            self.md.on_request(sk, message)
+        else:
+            raise UnsupportedMessageType()
+        if self.disconnect_after:
+            n = self._msg_count.get(sk, 0) + 1
+            self._msg_count[sk] = n
+            if n >= self.disconnect_after:
+                if not self.disconnect_repeat:
+                    self.disconnect_after = 0
+                # After this message's answers are written: the drop comes between messages.
+                asyncio.get_running_loop().call_soon(self._drop, sk)
+
+    # ------------------------------------------------------------------------------------------
+    # Requests
+    # ------------------------------------------------------------------------------------------
+    def _on_new_order(self, sk: str, m: Message) -> None:
+        cl = m[11].decode("latin-1")
+        internal = sk + SEP + cl
+        side = _SIDES.get(m.get(54, b""))
+        ord_type = _ORD_TYPES.get(m.get(40, b""))
+        tif = _TIFS.get(m.get(59, b"0"))
+        ident_in = _ident_of(m)
+        try:
+            inst = self._master.resolve(_text(m, 55), _text(m, 167), _text(m, 200), _text(m, 202), _text(m, 201))
+        except ValueError as e:
+            return self._reject_raw(sk, cl, m, b"1", int(VenueReason.NOT_LISTED), str(e), ident_in)
+        if side is None:
+            return self._reject_raw(sk, cl, m, b"99", int(Reason.INVALID_ENUM),
+                                    f"Side {_text(m, 54)!r} not supported (1 buy, 2 sell)", ident_in)
+        if ord_type is None:
+            return self._reject_raw(sk, cl, m, b"99", int(Reason.INVALID_ENUM),
+                                    f"OrdType {_text(m, 40)!r} not supported (1, 2, 3, 4)", ident_in)
+        if tif is None:
+            return self._reject_raw(sk, cl, m, b"99", int(Reason.INVALID_ENUM),
+                                    f"TimeInForce {_text(m, 59)!r} not supported (0, 1, 3, 4, 6)", ident_in)
+        if internal in self._orders:
+            return self._reject_raw(sk, cl, m, b"6", int(Reason.DUPLICATE_ID), f"duplicate ClOrdID {cl}", ident_in)
+        qty = m.get_int(38)
+        if qty is None or qty <= 0:
+            return self._reject_raw(sk, cl, m, b"13", int(Reason.INVALID_QTY),
+                                    f"OrderQty must be a whole number > 0, got {_text(m, 38)!r}", ident_in)
+        try:
+            price = inst.price_to_ticks(_text(m, 44)) if ord_type in (OrdType.LIMIT, OrdType.STOP_LIMIT) else 0
+            stop = inst.price_to_ticks(_text(m, 99)) if ord_type in (OrdType.STOP, OrdType.STOP_LIMIT) else 0
+        except (ValueError, TypeError) as e:
+            return self._reject_raw(sk, cl, m, b"99", int(Reason.INVALID_PRICE), str(e), ident_in)
+        display = m.get_int(111) or 0
+        post_only = b"6" in (m.get(18) or b"").split(b" ")
+        expire_ns = 0
+        if tif == TimeInForce.GTD:
+            t = parse_timestamp(m.get(126, b""))
+            if t is None:
+                return self._reject_raw(sk, cl, m, b"99", int(Reason.INVALID_EXPIRE_TIME),
+                                        "GTD needs ExpireTime (126) as a UTC timestamp", ident_in)
+            expire_ns = int(round(t * 1e9))
+        account = m.get(1, b"")
+        owner = int(account) if account.lstrip(b"-").isdigit() and len(account) < 18 else zlib.crc32(account)
+        stp_raw = m.get_int(STP_MODE_TAG) or 0
+        stp = STPMode(stp_raw) if stp_raw in (0, 1, 2, 3) else STPMode.NONE
+        self._orders[internal] = _Order(sk, cl, inst, side, ord_type, tif, qty, price, stop, leaves=qty)
+        self.venue.new_order(VenueOrder(internal, inst, side, ord_type, tif, qty, price, stop_price=stop,
+                                        display_qty=display, post_only=post_only, expire_time=expire_ns,
+                                        owner=owner, stp=stp))
+
+    def _on_cancel(self, sk: str, m: Message) -> None:
+        cl = m[11].decode("latin-1")
+        orig = m[41].decode("latin-1")
+        self.venue.cancel_order(sk + SEP + orig, sk + SEP + cl)
+
+    def _on_replace(self, sk: str, m: Message) -> None:
+        cl = m[11].decode("latin-1")
+        orig = m[41].decode("latin-1")
+        o = self._orders.get(sk + SEP + orig)
+        qty = m.get_int(38)
+        if qty is None:
+            qty = o.qty if o is not None else 0
+        price = o.price if o is not None else 0
+        if o is not None and m.get(44) is not None and o.ord_type in (OrdType.LIMIT, OrdType.STOP_LIMIT):
+            try:
+                price = o.instrument.price_to_ticks(_text(m, 44))
+            except (ValueError, TypeError) as e:
+                return self._cancel_reject_raw(sk, cl, orig, o, b"2", b"99", int(Reason.INVALID_PRICE), str(e))
+        if o is not None:
+            self._pending_replace[sk + SEP + cl] = (qty, price)
+        self.venue.replace_order(sk + SEP + orig, sk + SEP + cl, qty, price)
+
+    def _on_status(self, sk: str, m: Message) -> None:
+        internal = sk + SEP + m[11].decode("latin-1")
+        self._status_reqs.setdefault(internal, []).append((m.get(790, b""), [(54, m.get(54, b"1"))] + _ident_of(m)))
+        self.venue.order_status(internal)
+
+    def _on_mass_status(self, sk: str, m: Message) -> None:
+        req_id = m.get(584, b"")
+        req_type = m.get(585, b"7")
+        symbol = m.get(55)
+        live = []
+        seen = set()
+        for o in self._orders.values():
+            if o.session != sk or id(o) in seen or not o.acked or o.status not in _LIVE:
+                continue
+            seen.add(id(o))
+            if req_type == b"1" and symbol is not None and o.instrument.symbol.encode() != symbol:
+                continue
+            live.append(o)
+        if not live:
+            self._send(sk, b"8", [(37, b"NONE"), (17, self._exec_id()), (150, b"I"), (39, b"8"), (54, b"1"),
+                                (55, b"[N/A]"), (151, 0), (14, 0), (6, 0), (584, req_id), (911, 0), (912, b"Y"),
+                                (58, b"no orders")])
+            return
+        for i, o in enumerate(live):
+            body = self._report_body(o, o.cl_ord_id, b"I", o.status, extra=[(584, req_id), (911, len(live))])
+            if i == len(live) - 1:
+                body.append((912, b"Y"))
+            self._send(sk, b"8", body)
+
+    # ------------------------------------------------------------------------------------------
+    # Answers
+    # ------------------------------------------------------------------------------------------
+    def _exec_id(self) -> str:
+        n = self._next_exec
+        self._next_exec = n + 1
+        return f"{self._exec_prefix}{n}"
+
+    def _report_body(self, o: _Order, cl: str, exec_type: bytes, ord_status: int, *, orig: str = "",
+                     exec_id: str = "", last_qty: int = 0, last_px: int = 0, text: str = "",
+                     code: int = 0, rej: bytes | None = None, extra=()) -> list:
+        inst = o.instrument
+        body: list = [(37, o.venue_order_id or "NONE"), (11, cl)]
+        if orig:
+            body.append((41, orig))
+        body += [(17, exec_id or self._exec_id()), (150, exec_type), (39, _ord_status(ord_status))]
+        if rej is not None:
+            body.append((103, rej))
+        body += instrument_fields(inst)
+        body += [(54, int(o.side)), (38, o.qty), (40, int(o.ord_type))]
+        if o.ord_type in (OrdType.LIMIT, OrdType.STOP_LIMIT):
+            body.append((44, _px(inst, o.price)))
+        if o.ord_type in (OrdType.STOP, OrdType.STOP_LIMIT):
+            body.append((99, _px(inst, o.stop_price)))
+        body.append((59, int(o.tif)))
+        if last_qty:
+            body += [(32, last_qty), (31, _px(inst, last_px))]
+        avg = "0" if not o.cum else format((Decimal(o.notional) / o.cum * inst.tick_size).normalize(), "f")
+        body += [(151, o.leaves), (14, o.cum), (6, avg), (60, _now_stamp())]
+        if text:
+            body.append((58, text))
+        if code:
+            body.append((REASON_CODE_TAG, code))
+        body += list(extra)
+        return body
+
+    def _reject_raw(self, sk: str, cl: str, m: Message, rej: bytes, code: int, text: str, ident) -> None:
+        """Reject a NewOrderSingle before it reaches the venue (it names nothing the venue has)."""
+        body = [(37, "NONE"), (11, cl), (17, self._exec_id()), (150, b"8"), (39, b"8"), (103, rej), *ident,
+                (54, m.get(54, b"1"))]
+        if m.get_int(38) is not None:
+            body.append((38, m[38]))
+        body += [(151, 0), (14, 0), (6, 0), (60, _now_stamp()), (58, text), (REASON_CODE_TAG, code)]
+        self._send(sk, b"8", body)
+
+    def _cancel_reject_raw(self, sk, cl, orig, o, response_to: bytes, reason: bytes, code: int, text: str) -> None:
+        self._send(sk, b"9", [
+            (37, (o.venue_order_id if o else "") or "NONE"), (11, cl), (41, orig),
+            (39, _ord_status(o.status if o else int(Status.REJECTED))), (434, response_to), (102, reason),
+            (58, text), (REASON_CODE_TAG, code)])
+
+    def _on_event(self, ev: VenueEvent) -> None:
+        sk, _, cl = ev.venue_cl_ord_id.partition(SEP)
+        session = self._sessions.get(sk)
+        if session is None:
+            log.error("venue %s: event for an id of no session: %r", self.name, ev.venue_cl_ord_id)
+            return
+        orig = ev.orig_venue_cl_ord_id.partition(SEP)[2]
+        kind = ev.kind
+        o = self._orders.get(ev.venue_cl_ord_id) or (self._orders.get(ev.orig_venue_cl_ord_id)
+                                                     if ev.orig_venue_cl_ord_id else None)
+        if kind in (VenueEventKind.CANCEL_REJECTED, VenueEventKind.REPLACE_REJECTED):
+            self._pending_replace.pop(ev.venue_cl_ord_id, None)
+            return self._cancel_reject_raw(
+                sk, cl, orig, o, b"1" if kind == VenueEventKind.CANCEL_REJECTED else b"2",
+                _CXL_REJ.get(ev.reason_code, b"99"), ev.reason_code, ev.reason)
+        if kind == VenueEventKind.STATUS:
+            return self._status_report(sk, cl, ev, o)
+        if o is None:
+            log.error("venue %s: event for an unknown order %r", self.name, ev.venue_cl_ord_id)
+            return
+        # Bring the record up to the venue's view, then report from it.
+        if ev.venue_order_id:
+            o.venue_order_id = ev.venue_order_id
+        if kind == VenueEventKind.REPLACED:
+            qty, price = self._pending_replace.pop(ev.venue_cl_ord_id, (o.qty, o.price))
+            o.qty, o.price = max(qty, ev.cum_qty), price
+            self._orders[ev.venue_cl_ord_id] = o
+        elif kind == VenueEventKind.CANCELED and ev.orig_venue_cl_ord_id:
+            self._orders[ev.venue_cl_ord_id] = o
+        if kind != VenueEventKind.REJECTED:
+            o.acked = True
+        if kind in (VenueEventKind.REPLACED, VenueEventKind.CANCELED) or kind == VenueEventKind.NEW:
+            o.cl_ord_id = cl
+        if kind == VenueEventKind.TRADE:
+            o.notional += ev.last_qty * ev.last_px
+        o.cum, o.leaves = ev.cum_qty, ev.leaves_qty
+        if ev.ord_status >= 0:
+            o.status = ev.ord_status
+        rej = None
+        if kind == VenueEventKind.REJECTED:
+            o.status = int(Status.REJECTED)
+            rej = _ORD_REJ.get(ev.reason_code, b"99")
+            del self._orders[ev.venue_cl_ord_id]
+        body = self._report_body(o, cl, _EXEC_TYPE[kind], o.status, orig=orig, exec_id=ev.exec_id,
+                                 last_qty=ev.last_qty, last_px=ev.last_px, text=ev.reason,
+                                 code=ev.reason_code, rej=rej)
+        self._send(sk, b"8", body)
+
+    def _status_report(self, sk: str, cl: str, ev: VenueEvent, o: _Order | None) -> None:
+        asked = ev.orig_venue_cl_ord_id or ev.venue_cl_ord_id
+        reqs = self._status_reqs.get(asked)
+        req_id, ident = reqs.pop(0) if reqs else (b"", [])
+        if reqs is not None and not reqs:
+            del self._status_reqs[asked]
+        extra = [(790, req_id)] if req_id else []
+        if o is None or ev.ord_status == int(Status.REJECTED) and not ev.venue_order_id:
+            # Unknown to the venue: FIX answers a status request with OrdStatus Rejected.
+            body = [(37, "NONE"), (11, asked.partition(SEP)[2]), (17, self._exec_id()), (150, b"I"), (39, b"8"),
+                    (103, b"5")]
+            body += [t for t in ident if t[0] != 54] or [(55, "[N/A]")]
+            body += [t for t in ident if t[0] == 54] or [(54, b"1")]
+            body += [(151, 0), (14, 0), (6, 0), (60, _now_stamp()), (58, ev.reason or "unknown order"),
+                     (REASON_CODE_TAG, int(Reason.UNKNOWN_ORDER)), *extra]
+            self._send(sk, b"8", body)
+            return
+        body = self._report_body(o, cl, b"I", ev.ord_status if ev.ord_status >= 0 else o.status,
+                                 orig=ev.orig_venue_cl_ord_id.partition(SEP)[2], extra=extra)
+        self._send(sk, b"8", body)
+
+    def _send(self, sk: str, msg_type: bytes, body: list) -> None:
+        if sk not in self._coded:
+            body = [f for f in body if f[0] != REASON_CODE_TAG]
+        # The simulator's texts name its internal ids ("unknown order CROSSBOOK\x1fC1"): the client
+        # knows the order by its own ClOrdID.
+        prefix = sk + SEP
+        body = [(t, v.replace(prefix, "")) if t == 58 and isinstance(v, str) else (t, v) for t, v in body]
+        self._sessions[sk].send(msg_type, body)
+
+    def _send_md(self, sk: str, msg_type: bytes, body: list) -> None:
+        session = self._sessions.get(sk)
+        if session is None or not session.is_logged_on:
+            return
+        self._live_send = True
+        try:
+            session.send(msg_type, body)
+        finally:
+            self._live_send = False
+
+
+def _ord_status(status: int) -> bytes:
+    # A stop waiting for its trigger is New to the client.
+    return b"0" if status == int(Status.STOP_PENDING) else str(status).encode()
+
+
+def _text(m: Message, tag: int) -> str | None:
+    v = m.get(tag)
+    return None if v is None else v.decode("latin-1")
+
+
+def _ident_of(m: Message) -> list:
+    return [(t, m[t]) for t in (55, 167, 200, 201, 202) if t in m]
+
+
+def _px(inst: Instrument, ticks: int) -> str:
+    return format(inst.ticks_to_price(ticks), "f")
+
+
+def _now_stamp() -> bytes:
+    t = time.time_ns()
+    return time.strftime("%Y%m%d-%H:%M:%S", time.gmtime(t // 1_000_000_000)).encode() + \
+        b".%03d" % ((t // 1_000_000) % 1000)
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if not n:
+            return out

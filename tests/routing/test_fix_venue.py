@@ -1,0 +1,408 @@
+"""FixVenue against real `crossbook venue` processes over loopback FIX.
+
+Every test starts the venue as a subprocess (port 0, its FIX stores in tmp_path), connects a
+FixVenue (a FileStore of its own), and checks the VenueEvents as the OMS would receive them: the
+order lifecycle, market data, a venue killed with -9 and restarted (its books are gone, the
+orders come back as canceled), the disconnect-after-N knob and SIGUSR1 with sequence numbers
+continuing, and reconciliation of a fill that happened while the session was down.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from crossbook.core import OrdType, Reason, Side, Status, TimeInForce
+from crossbook.fix.messages import Message
+from crossbook.fix.framing import split_fields
+from crossbook.model.instruments import DEFAULT_INSTRUMENTS, InstrumentMaster
+from crossbook.routing.fix_venue import RECONCILED, FixVenue
+from crossbook.routing.venue import Venue, VenueEvent, VenueEventKind as K, VenueOrder, VenueReason
+
+pytestmark = pytest.mark.timeout(120)
+
+MASTER = InstrumentMaster.from_config(DEFAULT_INSTRUMENTS)
+AAPL = MASTER.by_symbol("AAPL")
+FX = MASTER.by_symbol("EUR/USD")
+OPT = MASTER.by_symbol("AAPL 20261218 C200")
+READY = re.compile(r"listening on ([\d.]+):(\d+)")
+
+
+def venue_config(tmp: Path, *, port: int = 0, faults: str = "", sessions=("CROSSBOOK",), extra: str = "") -> Path:
+    text = f'[venue]\nname = "VENUE-A"\nport = {port}\nstorage = "store"\n'
+    for s in sessions:
+        text += f'\n[[sessions]]\ncomp_id = "{s}"\nreason_codes = true\n'
+    if faults:
+        text += f"\n[faults]\n{faults}\n"
+    text += extra
+    path = tmp / "venue-a.toml"
+    path.write_text(text)
+    return path
+
+
+class VenueProcess:
+    """`crossbook venue` as a child process; the port is read from its start line."""
+
+    def __init__(self, config: Path, port: int | None = None):
+        args = [sys.executable, "-m", "crossbook.app.cli", "venue", "--config", str(config)]
+        if port is not None:
+            args += ["--port", str(port)]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     cwd=config.parent)
+        self.lines: list[str] = []
+        found = threading.Event()
+        self.port = 0
+
+        def read():
+            for line in self.proc.stdout:
+                self.lines.append(line)
+                m = READY.search(line)
+                if m and not found.is_set():
+                    self.port = int(m.group(2))
+                    found.set()
+            found.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        if not found.wait(30) or not self.port:
+            self.kill()
+            raise AssertionError("venue did not start:\n" + "".join(self.lines))
+
+    def signal(self, sig) -> None:
+        self.proc.send_signal(sig)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(10)
+
+
+@pytest.fixture
+def venue_proc(tmp_path):
+    started: list[VenueProcess] = []
+
+    def start(config: Path, port: int | None = None) -> VenueProcess:
+        vp = VenueProcess(config, port)
+        started.append(vp)
+        return vp
+
+    yield start
+    for vp in started:
+        vp.kill()
+
+
+class Recorder:
+    """The OMS's side: a FixVenue whose sink and state listener record everything."""
+
+    def __init__(self, port: int, tmp: Path, *, sender="CROSSBOOK", md_depth=5, reconnect_min_s=0.05,
+                 reconnect_max_s=0.4):
+        self.venue = FixVenue("VENUE-A", MASTER, host="127.0.0.1", port=port, sender_comp_id=sender,
+                              target_comp_id="VENUE-A", store_path=str(tmp / f"oms-{sender}"), md_depth=md_depth,
+                              reconnect_min_s=reconnect_min_s, reconnect_max_s=reconnect_max_s)
+        self.events: list[VenueEvent] = []
+        self.states: list[tuple[bool, str]] = []
+        self.venue.set_event_sink(self.events.append)
+        self.venue.add_state_listener(lambda name, up, reason: self.states.append((up, reason)))
+        self._n = 0
+
+    async def __aenter__(self):
+        await self.venue.start()
+        assert await self.venue.wait_up(15), "FixVenue did not log on"
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.venue.stop()
+
+    def order(self, side, qty, price, *, inst=AAPL, ord_type=OrdType.LIMIT, tif=TimeInForce.DAY, cl=None, **kw):
+        self._n += 1
+        cl = cl or f"O{self._n}"
+        self.venue.new_order(VenueOrder(cl, inst, side, ord_type, tif, qty, price, **kw))
+        return cl
+
+    async def wait(self, pred, timeout=10.0, what="condition"):
+        deadline = time.monotonic() + timeout
+        while not pred():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}; events: {self.events}; states: {self.states}")
+            await asyncio.sleep(0.01)
+
+    def of(self, cl, kind=None):
+        return [e for e in self.events if (e.venue_cl_ord_id == cl or e.orig_venue_cl_ord_id == cl)
+                and (kind is None or e.kind == kind)]
+
+    async def wait_event(self, cl, kind, n=1, timeout=10.0):
+        await self.wait(lambda: len(self.of(cl, kind)) >= n, timeout, f"{n} {kind.name} for {cl}")
+        return self.of(cl, kind)
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 100))
+
+
+# ------------------------------------------------------------------------------------------------
+def test_fix_venue_implements_the_protocol():
+    fv = FixVenue("VENUE-A", MASTER, host="127.0.0.1", port=1, sender_comp_id="X", target_comp_id="Y")
+    assert isinstance(fv, Venue)
+    assert fv.lists(AAPL) and not fv.is_up
+    assert fv.top_of_book(AAPL) == (0, 0, 0, 0)
+
+
+def test_requests_before_start_are_answered_venue_down():
+    async def main():
+        fv = FixVenue("VENUE-A", MASTER, host="127.0.0.1", port=1, sender_comp_id="X", target_comp_id="Y")
+        events = []
+        fv.set_event_sink(events.append)
+        fv.new_order(VenueOrder("A1", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 10, 23000))
+        fv.cancel_order("A1", "A2")
+        fv.replace_order("A1", "A3", 20, 23000)
+        assert events == []                       # never re-entrant
+        await asyncio.sleep(0)
+        assert [e.kind for e in events] == [K.REJECTED, K.CANCEL_REJECTED, K.REPLACE_REJECTED]
+        assert all(e.reason_code == VenueReason.VENUE_DOWN for e in events)
+        assert events[0].reason == "venue down: VENUE-A is not started"
+    run(main())
+
+
+def test_bad_constructor_arguments_are_named():
+    with pytest.raises(ValueError, match="port"):
+        FixVenue("V", MASTER, host="h", port=0, sender_comp_id="X", target_comp_id="Y")
+    with pytest.raises(ValueError, match="reconnect_max_s"):
+        FixVenue("V", MASTER, host="h", port=1, sender_comp_id="X", target_comp_id="Y", reconnect_min_s=2,
+                 reconnect_max_s=1)
+    with pytest.raises(ValueError, match=r"venues\[1\]\.port"):
+        FixVenue.from_config({"name": "V", "host": "h", "port": "x", "sender_comp_id": "A", "target_comp_id": "B"},
+                             MASTER, where="venues[1]")
+    with pytest.raises(ValueError, match=r"venues\[0\]\.prot: unknown key"):
+        FixVenue.from_config({"name": "V", "prot": 1}, MASTER)
+
+
+def test_ack_fill_partial_fill_and_exec_id_idempotency(tmp_path, venue_proc):
+    vp = venue_proc(venue_config(tmp_path))
+
+    async def main():
+        async with Recorder(vp.port, tmp_path) as r:
+            sell = r.order(Side.SELL, 100, 23000)
+            new = (await r.wait_event(sell, K.NEW))[0]
+            assert new.venue_order_id.startswith("VENUE-A-") and new.leaves_qty == 100 and new.ord_status == 0
+            buy = r.order(Side.BUY, 40, 23005)
+            await r.wait_event(buy, K.TRADE)
+            await r.wait_event(sell, K.TRADE)
+            tb = r.of(buy, K.TRADE)[0]
+            ts = r.of(sell, K.TRADE)[0]
+            # Fill at the maker's price, both sides reported, exec ids unique.
+            assert (tb.last_qty, tb.last_px, tb.cum_qty, tb.leaves_qty, tb.ord_status) == (40, 23000, 40, 0, 2)
+            assert (ts.last_qty, ts.last_px, ts.cum_qty, ts.leaves_qty, ts.ord_status) == (40, 23000, 40, 60, 1)
+            assert ts.venue_order_id == new.venue_order_id
+            assert tb.exec_id and ts.exec_id and tb.exec_id != ts.exec_id
+            # The order entered the book: a buy at a better price than the rest fills it up.
+            buy2 = r.order(Side.BUY, 60, 23000)
+            await r.wait_event(sell, K.TRADE, 2)
+            last = r.of(sell, K.TRADE)[-1]
+            assert (last.cum_qty, last.leaves_qty, last.ord_status) == (100, 0, 2)
+            await r.wait_event(buy2, K.TRADE)
+            # Idempotency: the same ExecutionReport again (as a resend would bring it) is dropped.
+            # Take the venue's report from its file store (raw messages appended one after another).
+            n = len(r.events)
+            body = (tmp_path / "store" / "FIX.4.4-VENUE-A-CROSSBOOK.body").read_bytes()
+            frames = [b"8=FIX" + f for f in body.split(b"8=FIX")[1:]]
+            trade = next(Message(split_fields(f)) for f in frames
+                         if b"\x01150=F\x01" in f and f"\x0111={sell}\x01".encode() in f)
+            r.venue.from_app(r.venue.session, trade)
+            await asyncio.sleep(0.05)
+            assert len(r.events) == n and r.venue.duplicate_execs_dropped == 1
+    run(main())
+
+
+def test_cancel_replace_status_and_rejects(tmp_path, venue_proc):
+    vp = venue_proc(venue_config(tmp_path))
+
+    async def main():
+        async with Recorder(vp.port, tmp_path) as r:
+            a = r.order(Side.SELL, 100, 23100)
+            oid = (await r.wait_event(a, K.NEW))[0].venue_order_id
+            # Replace: FIX semantics, new id, same venue order id.
+            r.venue.replace_order(a, "A-r1", 150, 23110)
+            rep = (await r.wait_event("A-r1", K.REPLACED))[0]
+            assert (rep.orig_venue_cl_ord_id, rep.venue_order_id, rep.leaves_qty, rep.ord_status) == (a, oid, 150, 0)
+            r.venue.order_status("A-r1")
+            st = (await r.wait_event("A-r1", K.STATUS))[0]
+            assert (st.leaves_qty, st.cum_qty, st.ord_status, st.venue_order_id) == (150, 0, 0, oid)
+            # The replaced order rests at its new price in the venue's market data.
+            await r.wait(lambda: r.venue.top_of_book(AAPL)[2:] == (23110, 150), what="ask 231.10 x 150")
+            r.venue.cancel_order("A-r1", "A-c1")
+            c = (await r.wait_event("A-c1", K.CANCELED))[0]
+            assert (c.orig_venue_cl_ord_id, c.reason_code, c.ord_status) == ("A-r1", Reason.USER_CANCEL, 4)
+            r.venue.cancel_order("A-r1", "A-c2")
+            cr = (await r.wait_event("A-c2", K.CANCEL_REJECTED))[0]
+            assert cr.reason_code == Reason.TOO_LATE and cr.reason.startswith("too late to cancel")
+            r.venue.replace_order("nope", "B-r1", 10, 23000)
+            rr = (await r.wait_event("B-r1", K.REPLACE_REJECTED))[0]
+            assert rr.reason_code == Reason.UNKNOWN_ORDER and rr.reason == "unknown order nope"
+            r.venue.order_status("ghost")
+            st = (await r.wait_event("ghost", K.STATUS))[0]
+            assert st.reason_code == Reason.UNKNOWN_ORDER and st.ord_status == 8 and st.venue_order_id == ""
+            # Rejects: off-lot at the venue, post-only that would match, duplicate id locally.
+            f = r.order(Side.BUY, 1500, 108000, inst=FX)
+            rej = (await r.wait_event(f, K.REJECTED))[0]
+            assert rej.reason_code == VenueReason.INVALID_LOT and "lot size 1000" in rej.reason
+            r.order(Side.SELL, 10, 23200)
+            p = r.order(Side.BUY, 10, 23200, post_only=True)
+            assert (await r.wait_event(p, K.REJECTED))[0].reason_code == Reason.POST_ONLY_WOULD_MATCH
+            r.venue.new_order(VenueOrder(a, AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 1, 23000))
+            assert (await r.wait_event(a, K.REJECTED))[0].reason_code == Reason.DUPLICATE_ID
+            # IOC remainder is cancelled by the venue, and an option (instrument fields) trades.
+            i = r.order(Side.BUY, 30, 23200, tif=TimeInForce.IOC)
+            await r.wait_event(i, K.CANCELED)
+            assert r.of(i, K.TRADE)[0].last_qty == 10
+            assert r.of(i, K.CANCELED)[0].reason_code == Reason.IOC_REMAINDER
+            o1 = r.order(Side.SELL, 2, 3250, inst=OPT)
+            o2 = r.order(Side.BUY, 2, 3250, inst=OPT)
+            assert (await r.wait_event(o2, K.TRADE))[0].last_px == 3250
+            assert (await r.wait_event(o1, K.TRADE))[0].ord_status == 2
+    run(main())
+
+
+def test_market_data_snapshot_and_incrementals_follow_the_book(tmp_path, venue_proc):
+    vp = venue_proc(venue_config(tmp_path))
+
+    async def main():
+        async with Recorder(vp.port, tmp_path, md_depth=3) as r:
+            fv = r.venue
+            await r.wait(lambda: fv.top_of_book(AAPL) == (0, 0, 0, 0), what="empty book")
+            for k, px in enumerate((23010, 23020, 23030, 23040)):
+                r.order(Side.SELL, 10 * (k + 1), px)
+            b = r.order(Side.BUY, 5, 22990)
+            await r.wait(lambda: fv.top_of_book(AAPL) == (22990, 5, 23010, 10), what="top of book")
+            # Top 3 only: the 4th ask level is not shown.
+            await r.wait(lambda: fv.depth(AAPL, 10)[1] == [(23010, 10, 1), (23020, 20, 1), (23030, 30, 1)],
+                         what="three ask levels")
+            # A trade takes out the best ask: the 4th level enters the window.
+            r.order(Side.BUY, 10, 23010)
+            await r.wait(lambda: fv.depth(AAPL, 10)[1] == [(23020, 20, 1), (23030, 30, 1), (23040, 40, 1)],
+                         what="ask window moved")
+            r.venue.cancel_order(b, "b-c")
+            await r.wait(lambda: fv.top_of_book(AAPL)[:2] == (0, 0), what="bid gone")
+            r.order(Side.SELL, 7, 23020)
+            await r.wait(lambda: fv.depth(AAPL, 1)[1] == [(23020, 27, 2)], what="two orders at 230.20")
+            # Another instrument's book is separate.
+            assert fv.top_of_book(FX) == (0, 0, 0, 0)
+    run(main())
+
+
+def test_kill_9_and_restart_reconciles_live_orders_as_canceled(tmp_path, venue_proc):
+    cfg = venue_config(tmp_path)
+    vp = venue_proc(cfg)
+    port = vp.port
+
+    async def main():
+        async with Recorder(port, tmp_path) as r:
+            live = r.order(Side.SELL, 100, 23300)
+            await r.wait_event(live, K.NEW)
+            partial = r.order(Side.SELL, 50, 23200)
+            await r.wait_event(partial, K.NEW)
+            r.order(Side.BUY, 20, 23200)
+            await r.wait_event(partial, K.TRADE)
+            done = r.order(Side.BUY, 5, 23000)
+            r.venue.cancel_order(done, "done-c")
+            await r.wait_event("done-c", K.CANCELED)
+            seq_out = r.venue.session.next_sender_seq
+            vp.kill()                                                        # kill -9
+            await r.wait(lambda: not r.venue.is_up, what="down")
+            assert r.states[-1][0] is False
+            r.order(Side.BUY, 1, 23000, cl="while-down")
+            down = (await r.wait_event("while-down", K.REJECTED))[0]
+            assert down.reason_code == VenueReason.VENUE_DOWN and down.reason == "venue down: VENUE-A is disconnected"
+            n_before = len(r.events)
+            venue_proc(cfg, port=port)                                     # same port, same stores
+            await r.wait(lambda: r.venue.is_up, timeout=20, what="reconnected")
+            # Both live orders are gone with the venue's books: CANCELED (unknown order), then STATUS.
+            for cl, cum in ((live, 0), (partial, 20)):
+                c = (await r.wait_event(cl, K.CANCELED))[0]
+                assert c.reason_code == Reason.UNKNOWN_ORDER and "restarted" in c.reason and c.cum_qty == cum
+                st = (await r.wait_event(cl, K.STATUS))[0]
+                assert st.reason == RECONCILED and st.ord_status == Status.CANCELLED
+            # Nothing about the finished order, nothing doubled.
+            later = r.events[n_before:]
+            assert not [e for e in later if e.venue_cl_ord_id in (done, "done-c")]
+            assert not [e for e in later if e.kind == K.TRADE]
+            # Sequence numbers continued on both sides (no reset), and trading goes on.
+            assert r.venue.session.next_sender_seq > seq_out
+            assert r.venue.logons == 2
+            again = r.order(Side.SELL, 10, 23100)
+            await r.wait_event(again, K.NEW)
+    run(main())
+
+
+def test_disconnect_after_n_messages_then_reconnect_with_sequence_numbers_continuing(tmp_path, venue_proc):
+    vp = venue_proc(venue_config(tmp_path, faults="disconnect_after_messages = 3"))
+
+    async def main():
+        async with Recorder(vp.port, tmp_path, md_depth=0) as r:
+            seq0 = r.venue.session.next_sender_seq
+            cls = [r.order(Side.SELL, 10, 23100 + k) for k in range(3)]
+            await r.wait(lambda: r.venue.logons == 2, timeout=15, what="dropped and logged on again")
+            for cl in cls:
+                await r.wait_event(cl, K.NEW)
+                await r.wait_event(cl, K.STATUS)             # reconciliation after the reconnect
+            assert [s[0] for s in r.states] == [True, False, True]
+            # Each order acknowledged exactly once; our numbers went on from where they were.
+            assert all(len(r.of(cl, K.NEW)) == 1 for cl in cls)
+            assert all(r.of(cl, K.STATUS)[0].reason == RECONCILED and r.of(cl, K.STATUS)[0].ord_status == 0
+                       for cl in cls)
+            assert r.venue.session.next_sender_seq >= seq0 + 3 + 1 + 3   # 3 orders, Logon, 3 status requests
+            x = r.order(Side.BUY, 10, 23100)
+            await r.wait_event(x, K.TRADE)
+    run(main())
+
+
+def test_sigusr1_drop_and_fill_while_down_is_delivered_once(tmp_path, venue_proc):
+    vp = venue_proc(venue_config(tmp_path, sessions=("CROSSBOOK", "OTHER")))
+
+    async def main():
+        async with Recorder(vp.port, tmp_path, reconnect_min_s=1.5, reconnect_max_s=2.0) as r, \
+                Recorder(vp.port, tmp_path, sender="OTHER", md_depth=0) as other:
+            mine = r.order(Side.SELL, 100, 23100)
+            await r.wait_event(mine, K.NEW)
+            vp.signal(signal.SIGUSR1)                           # drops both sessions
+            await r.wait(lambda: not r.venue.is_up, what="down")
+            await other.wait(lambda: other.venue.logons == 2, what="other back")
+            # While we are away, another member lifts 60 of our offer.
+            t = other.order(Side.BUY, 60, 23100)
+            await other.wait_event(t, K.TRADE)
+            await r.wait(lambda: r.venue.is_up, timeout=15, what="reconnected")
+            trade = (await r.wait_event(mine, K.TRADE))[0]
+            assert (trade.last_qty, trade.last_px, trade.cum_qty, trade.leaves_qty) == (60, 23100, 60, 40)
+            st = (await r.wait_event(mine, K.STATUS))[0]
+            assert (st.reason, st.cum_qty, st.leaves_qty, st.ord_status) == (RECONCILED, 60, 40, 1)
+            await asyncio.sleep(0.2)
+            assert len(r.of(mine, K.TRADE)) == 1                # resent once, reconciled, not doubled
+            assert not r.of(mine, K.CANCELED)
+    run(main())
+
+
+def test_venue_command_rejects_a_bad_config(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[venue]\nname = "VENUE-A"\nport = 0\n[[sessions]]\ncomp_id = "X"\n[faults]\nlatency = 5\n')
+    p = subprocess.run([sys.executable, "-m", "crossbook.app.cli", "venue", "--config", str(bad)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2
+    assert "faults.latency: unknown key" in p.stderr
+
+
+def test_venue_command_stops_cleanly_on_sigterm(tmp_path, venue_proc):
+    vp = venue_proc(venue_config(tmp_path))
+    assert vp.stop() == 0
+    assert any("stopped" in line for line in vp.lines)
+    assert (tmp_path / "store" / "FIX.4.4-VENUE-A-CROSSBOOK.seqnums").exists()
