@@ -87,6 +87,10 @@ def test_serve_client_orders_eod(tmp_path):
     orders = json.loads(as_json.stdout)
     assert [o["state"] for o in orders] == ["expired", "filled", "rejected"]
     assert orders[0]["cum_qty"] == 4 and orders[0]["leaves_qty"] == 0
+    # The same query from Python.
+    from crossbook.app.orders import query_orders
+    rows, source = query_orders(status="done", account="ACC1", config=str(config))
+    assert source.endswith("crossbook.db") and [o["state"] for o in rows] == ["filled", "rejected"]
     eod = crossbook("eod", "--url", url)
     assert eod.returncode == 1 and "no server" in eod.stderr
 

@@ -225,3 +225,43 @@ def test_fix42_semantics(tmp_path, run):
         finally:
             await server.stop()
     run(scenario())
+
+
+def test_ex_destination_routes_to_the_named_venue(tmp_path, run):
+    async def scenario():
+        server = await started(tmp_path)
+        try:
+            async with FixPeer(server.fix_port, "FIRM1") as a, FixPeer(server.fix_port, "FIRM2") as b:
+                await rest(b, side="2", qty=10, price="230.00", extra=[(100, "VENUE-B")])
+                inst = server.config.instruments.by_symbol("AAPL")
+                assert server.venues["VENUE-B"].top_of_book(inst)[2:] == (23000, 10)
+                assert server.venues["VENUE-A"].top_of_book(inst)[2:] == (0, 0)
+                # Without ExDestination the buy goes to the default venue (VENUE-A): no trade.
+                await rest(a, qty=10, price="230.00")
+                cl = a.new_order(qty=10, price="230.00", extra=[(100, "VENUE-B")])
+                await a.expect_exec("A", "A", t11=cl)
+                await a.expect_exec("0", "0", t11=cl)
+                await a.expect_exec("F", "2", t11=cl, t30="VENUE-B")
+                bad = a.new_order(qty=10, price="230.00", extra=[(100, "VENUE-Z")])
+                msg = await a.expect_exec("8", "8", t11=bad, t103="99")
+                assert b"VENUE-Z" in msg[58]
+        finally:
+            await server.stop()
+    run(scenario())
+
+
+def test_an_order_trades_against_background_liquidity(tmp_path, run):
+    async def scenario():
+        server = await started(tmp_path, venues=[
+            {"name": "VENUE-A", "background": {"enabled": True, "rate": 50.0, "seed": 7}},
+            {"name": "VENUE-B"}])
+        try:
+            async with FixPeer(server.fix_port, "FIRM1") as a:
+                cl = a.new_order(qty=5, price="232.00")   # above the ladder around 230.00: marketable
+                await a.expect_exec("A", "A", t11=cl)
+                msgs = await a.drain(0.5)
+                assert msgs and msgs[-1][39] == b"2" and msgs[-1][14] == b"5", msgs
+                assert all(m[30] == b"VENUE-A" for m in msgs if m[150] == b"F")
+        finally:
+            await server.stop()
+    run(scenario())
