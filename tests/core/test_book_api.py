@@ -354,3 +354,61 @@ def test_other_calls_refused_while_process_runs_in_another_thread():
         t.join()
     # either the poke landed before/after the batch, or it was refused with a clear message
     assert all("busy" in e for e in errors)
+
+
+# ---- order ids: any int64, duplicates caught whatever the id pattern ------------------------------
+
+def test_duplicate_ids_are_caught_across_sparse_dense_and_negative_ids():
+    # ids first land in the hash set (below the dense window, far away, negative), then dense ids
+    # make the bitmap window grow over some of them: every earlier id must stay a duplicate
+    book = OrderBook(capacity=16)
+    used = []
+    early = [1000, 5, 3, 10 ** 12, -7, 2 ** 62, 1001, 999]
+    for i, oid in enumerate(early):
+        assert book.submit(oid, BUY, 100 + i, 1).status is Status.RESTING
+        used.append(oid)
+    for oid in range(1002, 200_000, 3):
+        assert book.submit(oid, SELL, 10_000, 1).status is Status.RESTING
+        used.append(oid)
+    for oid in used[:20] + used[-20:] + early:
+        assert book.submit(oid, SELL, 20_000, 1).reason_code is Reason.DUPLICATE_ID
+    for oid in (1003, 4, 6, 10 ** 12 + 1, -8, 200_001):      # never used: accepted
+        assert book.submit(oid, SELL, 20_000, 1).status is Status.RESTING
+
+
+def test_random_ids_against_a_python_set():
+    rng = np.random.default_rng(7)
+    ids = rng.integers(-(2 ** 63), 2 ** 63 - 1, size=20_000, dtype=np.int64)
+    ids = np.concatenate([ids, ids[rng.integers(0, len(ids), 2_000)]])      # some repeats
+    rng.shuffle(ids)
+    book, seen = OrderBook(capacity=16), set()
+    for oid in ids.tolist():
+        res = book.submit(oid, BUY, 100, 1)
+        assert (res.reason_code is Reason.DUPLICATE_ID) == (oid in seen)
+        seen.add(oid)
+    assert len(book) == len(seen)
+    for oid in list(seen)[::3]:
+        assert book.cancel(oid) == 1
+        assert oid not in book
+    assert len(book) == len(seen) - len(list(seen)[::3])
+
+
+def test_many_ids_with_the_same_hash_home():
+    # 40 ids that share their home slot in a 128-slot index: probe distances pass the 5-bit
+    # saturation point of the index's distance tags, and lookups and deletions must still work
+    golden, bits = 0x9E3779B97F4A7C15, 7
+    home = lambda oid: ((oid * golden) % 2 ** 64) >> (64 - bits)
+    same = [oid for oid in range(1, 200_000) if home(oid) == 5][:40]
+    assert len(same) == 40
+    book = OrderBook(capacity=64)
+    for oid in same:
+        assert book.submit(oid, SELL, 200 + oid % 7, 1).status is Status.RESTING
+    assert all(oid in book for oid in same)
+    rng = np.random.default_rng(3)
+    order = rng.permutation(len(same)).tolist()
+    for k, i in enumerate(order):
+        assert book.cancel(same[i]) == 1
+        for j in order[k + 1:]:
+            assert same[j] in book
+        assert same[i] not in book
+    assert len(book) == 0
