@@ -169,3 +169,50 @@ def test_notional_is_converted_to_the_account_currency(tmp_path, run):
         finally:
             await server.stop()
     run(scenario())
+
+
+def test_random_bad_new_orders_always_get_an_answer(tmp_path, run):
+    """Seeded random garbage in the fields of NewOrderSingles: every one is answered (session
+    Reject, BusinessMessageReject or ExecutionReport) and the session stays up."""
+    import random
+    rng = random.Random(2026)
+    values = {
+        55: ["AAPL", "MSFT", "ESZ6", "EUR/USD", "BTC-USD", "", "NOPE", "AAPL 20261218 C200", "\u00e9"],
+        54: ["1", "2", "5", "9", "", "x"],
+        38: ["1", "0", "-5", "1.5", "abc", "1000", "99999999999999999999", "1e3"],
+        40: ["1", "2", "3", "4", "P", ""],
+        44: ["230.00", "230.001", "-1", "0", "abc", "1e2", "999999999999999"],
+        99: ["231.00", "x", ""],
+        59: ["0", "1", "3", "4", "6", "2", "Z"],
+        111: ["1", "0", "1000000"],
+        18: ["6", "6 G", "Q"],
+        1: ["ACC1", "ACC2", "ACC3", "NOPE"],
+        100: ["VENUE-A", "VENUE-B", "NOPE"],
+        126: ["20990101-00:00:00", "bad"],
+        167: ["CS", "OPT", "FUT", "ZZZ"],
+    }
+
+    async def scenario():
+        server = await started(tmp_path)
+        try:
+            async with FixPeer(server.fix_port, "FIRM1") as p:
+                for i in range(150):
+                    fields = [(11, f"R{i}"), (60, "20260101-00:00:00")]
+                    for tag, choices in values.items():
+                        if tag in (55, 54, 38, 40) or rng.random() < 0.3:
+                            v = rng.choice(choices)
+                            if v != "" or rng.random() < 0.3:
+                                fields.append((tag, v))
+                    p.send("D", fields)
+                    answers = []
+                    while not answers or answers[-1].msg_type == b"8" and answers[-1][150] in (b"A", b"0", b"F"):
+                        m = await p.expect(timeout=5)
+                        answers.append(m)
+                        if m.msg_type == b"8" and m[150] in (b"A", b"0", b"F") and m[39] in (b"0", b"2", b"1"):
+                            break
+                    assert answers[0].msg_type in (b"3", b"j", b"8"), answers
+                    await p.drain(0.01)
+                assert p.initiator.is_logged_on()
+        finally:
+            await server.stop()
+    run(scenario(), timeout=120)

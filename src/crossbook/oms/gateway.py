@@ -84,6 +84,7 @@ class FixGateway(Application):
         self.instruments = instruments
         self.directory = directory
         self.sessions: dict[str, Session] = {}
+        self._resolved: dict[tuple, Instrument] = {}
         manager.set_output_sink(self.send_output)
 
     # ------------------------------------------------------------------ session callbacks
@@ -94,6 +95,15 @@ class FixGateway(Application):
         key = session.settings.target_comp_id
         if key not in self.directory.sessions:
             raise BusinessReject(4, "session is not configured for order entry")  # 4: application not available
+        try:
+            self._dispatch(key, session, message)
+        except (BusinessReject, UnsupportedMessageType):
+            raise
+        except Exception as exc:  # a bug must cost one message, answered, not the session
+            log.exception("handling %r failed", message)
+            raise BusinessReject(0, f"internal error handling the message: {type(exc).__name__}") from None
+
+    def _dispatch(self, key: str, session: Session, message: Message) -> None:
         mt = message.msg_type
         if mt == b"D":
             self.on_new_order_single(key, session.settings.begin_string, message)
@@ -180,12 +190,21 @@ class FixGateway(Application):
                         post_only=post_only, expire_time=expire, ex_destination=_text(msg, 100))
 
     def resolve_instrument(self, msg: Message) -> Instrument:
+        key = (msg.get(55), msg.get(167), msg.get(200), msg.get(202), msg.get(201), msg.get(15))
+        inst = self._resolved.get(key)
+        if inst is not None:
+            return inst
         try:
-            return self.instruments.resolve(
+            inst = self.instruments.resolve(
                 _text(msg, 55), security_type=_text(msg, 167) or None, maturity_month_year=_text(msg, 200) or None,
                 strike=_text(msg, 202) or None, put_or_call=_text(msg, 201) or None, currency=_text(msg, 15) or None)
         except ValueError as exc:
             raise _Refused(OrdRejReason.UNKNOWN_SYMBOL, str(exc)) from None
+        # The master is fixed for the server's life: remember what these field values named
+        # (bounded, since clients choose the values).
+        if len(self._resolved) < 10_000:
+            self._resolved[key] = inst
+        return inst
 
     @staticmethod
     def quantity(inst: Instrument, msg: Message, tag: int, name: str) -> int:
