@@ -151,6 +151,10 @@ ctypedef struct EndedRec:
     int32_t reason
 
 
+# The book.  Everything below the Python API is `noexcept nogil` C.  The hottest of these methods
+# (_submit, _enter, _match, _rest, _would_match, _subject_status, _emit_fill, _finish_filled,
+# _live_insert, _live_remove) forward to module-level `cdef inline` functions in _book.pyx, which
+# the C compiler can inline (methods sit in a vtable); the signatures here stay the contract.
 @cython.final
 cdef class OrderBook:
     # order pool
