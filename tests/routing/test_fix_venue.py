@@ -406,3 +406,40 @@ def test_venue_command_stops_cleanly_on_sigterm(tmp_path, venue_proc):
     assert vp.stop() == 0
     assert any("stopped" in line for line in vp.lines)
     assert (tmp_path / "store" / "FIX.4.4-VENUE-A-CROSSBOOK.seqnums").exists()
+
+
+def test_oms_restart_restore_order_and_session_reset_reconciliation(tmp_path, venue_proc):
+    vp = venue_proc(venue_config(tmp_path))
+
+    async def main():
+        async with Recorder(vp.port, tmp_path) as r:
+            resting = r.order(Side.SELL, 50, 23200)
+            oid = (await r.wait_event(resting, K.NEW))[0].venue_order_id
+        # The OMS process "restarts" with the same store: sequence numbers continue, the venue
+        # resends nothing new, and restore_order (before start) asks about the open order.
+        r2 = Recorder(vp.port, tmp_path)
+        r2.venue.restore_order(VenueOrder(resting, AAPL, Side.SELL, OrdType.LIMIT, TimeInForce.DAY, 50, 23200),
+                               venue_order_id=oid)
+        async with r2:
+            st = (await r2.wait_event(resting, K.STATUS))[0]
+            assert (st.reason, st.leaves_qty, st.ord_status, st.venue_order_id) == (RECONCILED, 50, 0, oid)
+            # Someone else fills 20 while we are gone ...
+            taker = r2.order(Side.BUY, 20, 23200, cl="T1")
+            await r2.wait_event(taker, K.TRADE)
+            await r2.wait_event(resting, K.TRADE)
+        # ... and this time the OMS comes back with a reset session (ResetSeqNumFlag): no resend,
+        # so the fill is only found by reconciliation, as one TRADE with a stable exec id.
+        r3 = Recorder(vp.port, tmp_path / "fresh")
+        r3.venue = FixVenue("VENUE-A", MASTER, host="127.0.0.1", port=vp.port, sender_comp_id="CROSSBOOK",
+                            target_comp_id="VENUE-A", reset_on_logon=True, md_depth=0)
+        r3.venue.set_event_sink(r3.events.append)
+        r3.venue.restore_order(VenueOrder(resting, AAPL, Side.SELL, OrdType.LIMIT, TimeInForce.DAY, 50, 23200),
+                               venue_order_id=oid)
+        async with r3:
+            tr = (await r3.wait_event(resting, K.TRADE))[0]
+            assert (tr.last_qty, tr.last_px, tr.cum_qty, tr.leaves_qty, tr.ord_status) == (20, 23200, 20, 30, 1)
+            assert tr.exec_id == f"{oid}-RECON-20"
+            st = (await r3.wait_event(resting, K.STATUS))[0]
+            assert (st.reason, st.cum_qty, st.leaves_qty) == (RECONCILED, 20, 30)
+            assert r3.venue.session.next_sender_seq < 10          # the session was reset
+    run(main())
