@@ -128,3 +128,15 @@ def test_client_session_every_verb(tmp_path):
             position = found
     finally:
         assert stop_server(proc) == 0
+
+
+def test_port_in_use_fails_at_start_with_the_reason(tmp_path):
+    import socket
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = crossbook("serve", "--fix-port", str(port), "--http-port", "0", "--storage", str(tmp_path / "var"),
+                           "--no-background")
+    assert result.returncode == 1
+    assert "cannot start" in result.stderr and "address already in use" in result.stderr
