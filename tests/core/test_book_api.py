@@ -337,13 +337,18 @@ def test_other_calls_refused_while_process_runs_in_another_thread():
     errors = []
     done = threading.Event()
 
+    calls = [lambda: b.submit(-1, BUY, 1, 1), lambda: b.depth(BUY, 5), lambda: b.order(7),
+             lambda: b.best_ask(), lambda: 5 in b, lambda: b.live_order_ids(),
+             lambda: b.cancel(3)]
+
     def poke():
+        k = 0
         while not done.is_set():
             try:
-                b.submit(-1, BUY, 1, 1)
+                calls[k % len(calls)]()
             except RuntimeError as e:
                 errors.append(str(e))
-                return
+            k += 1
 
     t = threading.Thread(target=poke)
     t.start()
@@ -352,8 +357,11 @@ def test_other_calls_refused_while_process_runs_in_another_thread():
     finally:
         done.set()
         t.join()
-    # either the poke landed before/after the batch, or it was refused with a clear message
+    # calls landed before or after the batch, or were refused with a clear message
     assert all("busy" in e for e in errors)
+    bid, ask = b.best_bid(), b.best_ask()
+    assert bid is None or ask is None or bid[0] < ask[0]
+    assert len(b) == len(b.live_order_ids())
 
 
 # ---- order ids: any int64, duplicates caught whatever the id pattern ------------------------------

@@ -255,6 +255,7 @@ cdef class OrderBook:
 
     # --- Python boundary (GIL held) -----------------------------------------------------------
     cdef int _start_call(self) except -1
+    cdef int _check_idle(self) except -1
     cdef list _cancel_list(self)
     cdef object _result(self, int status)
     cdef object _rejected_enum(self, int64_t order_id, str text)

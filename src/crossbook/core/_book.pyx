@@ -1597,6 +1597,12 @@ cdef class OrderBook:
     # Python API
     # ============================================================================================
 
+    cdef int _check_idle(self) except -1:
+        # process() runs without the GIL: reading the book meanwhile could see freed memory
+        if self.busy:
+            raise RuntimeError("OrderBook is busy in process() on another thread")
+        return 0
+
     cdef int _start_call(self) except -1:
         if self.busy:
             raise RuntimeError("OrderBook is busy in process() on another thread")
@@ -1820,6 +1826,7 @@ cdef class OrderBook:
         """(price, displayed qty at that level) of the best bid, or None."""
         cdef SideBook* sb = &self.sides[0]
         cdef Level* lv
+        self._check_idle()
         if sb.n == 0:
             return None
         lv = &self.levels[sb.lvl[sb.n - 1]]
@@ -1829,6 +1836,7 @@ cdef class OrderBook:
         """(price, displayed qty at that level) of the best ask, or None."""
         cdef SideBook* sb = &self.sides[1]
         cdef Level* lv
+        self._check_idle()
         if sb.n == 0:
             return None
         lv = &self.levels[sb.lvl[sb.n - 1]]
@@ -1841,6 +1849,7 @@ cdef class OrderBook:
         cdef Level* lv
         cdef int32_t pos
         cdef list out = []
+        self._check_idle()
         if sd != BUY and sd != SELL:
             raise ValueError(f"unknown side {sd}")
         if n < 0:
@@ -1857,8 +1866,10 @@ cdef class OrderBook:
     def order(self, order_id):
         """OrderState(side, price, qty, leaves, displayed, filled) of a live order, or None."""
         cdef int64_t oid = _as_i64(order_id, "order_id")
-        cdef int32_t idx = self._find_live(oid)
+        cdef int32_t idx
         cdef Order* o
+        self._check_idle()
+        idx = self._find_live(oid)
         if idx == EMPTY:
             return None
         o = &self.pool[idx]
@@ -1867,7 +1878,9 @@ cdef class OrderBook:
 
     def is_pending_stop(self, order_id):
         """True when the order is a live stop still waiting for its trigger."""
-        cdef int32_t idx = self._find_live(_as_i64(order_id, "order_id"))
+        cdef int64_t oid = _as_i64(order_id, "order_id")
+        self._check_idle()
+        cdef int32_t idx = self._find_live(oid)
         return idx != EMPTY and (self.pool[idx].flags & F_PENDING) != 0
 
     @property
@@ -1879,7 +1892,9 @@ cdef class OrderBook:
         return self.live_count
 
     def __contains__(self, order_id):
-        return self._find_live(_as_i64(order_id, "order_id")) != EMPTY
+        cdef int64_t oid = _as_i64(order_id, "order_id")
+        self._check_idle()
+        return self._find_live(oid) != EMPTY
 
     def live_order_ids(self):
         """Ids of all live orders in book order: bids best first, asks best first (FIFO within
@@ -1887,6 +1902,7 @@ cdef class OrderBook:
         cdef list out = []
         cdef int s
         cdef int32_t pos, i
+        self._check_idle()
         for s in range(2):
             pos = self.sides[s].n - 1
             while pos >= 0:
