@@ -443,3 +443,50 @@ def test_oms_restart_restore_order_and_session_reset_reconciliation(tmp_path, ve
             assert (st.reason, st.cum_qty, st.leaves_qty) == (RECONCILED, 20, 30)
             assert r3.venue.session.next_sender_seq < 10          # the session was reset
     run(main())
+
+
+def test_in_process_server_knobs_stop_trigger_and_bounded_memory():
+    """The server in this process (no subprocess): reject ratio, latency, a stop's trigger over FIX,
+    and finished orders forgotten beyond max_done_orders on both sides."""
+    from crossbook.venues.process import build_server, parse_venue_config
+
+    async def main():
+        doc = {"venue": {"name": "VENUE-A", "port": 0}, "sessions": [{"comp_id": "CROSSBOOK", "reason_codes": True}],
+               "faults": {"reject_ratio": 1.0, "latency_us": 20_000}}
+        srv = build_server(parse_venue_config(doc))
+        srv._max_done = 2
+        await srv.start()
+        fv = FixVenue("VENUE-A", MASTER, host="127.0.0.1", port=srv.port, sender_comp_id="CROSSBOOK",
+                      target_comp_id="VENUE-A", md_depth=0, max_done_orders=2)
+        events: list[VenueEvent] = []
+        fv.set_event_sink(events.append)
+        await fv.start()
+        try:
+            assert await fv.wait_up(10)
+            t0 = time.monotonic()
+            fv.new_order(VenueOrder("R1", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 10, 23000))
+            while not events:
+                await asyncio.sleep(0.002)
+            assert time.monotonic() - t0 >= 0.02                 # the latency knob held the answer
+            assert events[0].kind == K.REJECTED and events[0].reason_code == VenueReason.SIMULATED_REJECT
+            srv.venue.reject_ratio = 0.0
+            srv.venue.latency_ns = 0
+            events.clear()
+            fv.new_order(VenueOrder("S1", AAPL, Side.BUY, OrdType.STOP, TimeInForce.DAY, 10, 0, stop_price=23050))
+            fv.new_order(VenueOrder("M1", AAPL, Side.SELL, OrdType.LIMIT, TimeInForce.DAY, 20, 23050))
+            fv.new_order(VenueOrder("M2", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 5, 23050))
+            deadline = time.monotonic() + 10
+            while not [e for e in events if e.venue_cl_ord_id == "S1" and e.kind == K.TRADE]:
+                assert time.monotonic() < deadline, events
+                await asyncio.sleep(0.01)
+            kinds = [e.kind for e in events if e.venue_cl_ord_id == "S1"]
+            assert kinds == [K.NEW, K.STOP_TRIGGERED, K.TRADE]
+            # R1 (rejected), M2 and S1 (filled) finished, M1 lives on (15 of 20): the connector
+            # remembers the last 2 finished orders only, the server likewise.
+            assert [t.ids[0] for t in fv._done] == ["M2", "S1"]
+            assert "R1" not in fv._orders and "M1" in fv._orders and "S1" in fv._orders
+            assert len(srv._done) == 2 and all(o.finished for o in srv._done)
+        finally:
+            await fv.stop()
+            await srv.stop()
+    run(main())

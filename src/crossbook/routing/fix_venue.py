@@ -95,6 +95,8 @@ class _Tracked:
     notional: int = 0             # sum of last_qty x last_px seen (ticks)
     status: int = int(Status.RESTING)
     pending: dict[str, str] = field(default_factory=dict)   # request cl id -> "cancel" | "replace"
+    ids: list[str] = field(default_factory=list)             # every id of the chain
+    forgotten_after: bool = False                            # queued in _done
 
 
 @dataclass(slots=True)
@@ -153,15 +155,18 @@ class FixVenue(Application):
     ``store_path``: directory of the FIX FileStore (None: memory, sequence numbers survive
     reconnects but not an OMS restart). ``heartbeat_s``: HeartBtInt. ``reconnect_min_s`` /
     ``reconnect_max_s``: backoff bounds. ``md_depth``: levels kept per side (0: no market data
-    subscription). ``reason_codes``: expect tag 5100 (crossbook venues with ``reason_codes = true``);
-    without it the reason code is derived from the standard fields and the text.
+    subscription). Reason codes are read from tag 5100 when the venue sends it (a crossbook venue
+    session with ``reason_codes = true``); otherwise they are derived from OrdRejReason /
+    CxlRejReason and the text.
+    ``max_done_orders``: finished orders remembered (late reports, status); the oldest are
+    forgotten first.
     """
 
     def __init__(self, name: str, instruments: InstrumentMaster, *, host: str, port: int, sender_comp_id: str,
                  target_comp_id: str, store_path: str | None = None, heartbeat_s: int = 30,
                  reconnect_min_s: float = 0.2, reconnect_max_s: float = 10.0, md_depth: int = 5,
                  username: str | None = None, password: str | None = None, reset_on_logon: bool = False,
-                 logon_timeout_s: float = 10.0, clock=None) -> None:
+                 logon_timeout_s: float = 10.0, clock=None, max_done_orders: int = 1_000_000) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"venue name must be a non-empty string, got {name!r}")
         if not isinstance(instruments, InstrumentMaster):
@@ -198,6 +203,8 @@ class FixVenue(Application):
         self._orders: dict[str, _Tracked] = {}
         self._awaiting: set[str] = set()                     # D/F/G ids not answered yet
         self._pending_replace: dict[str, tuple[int, int]] = {}
+        self._done: deque[_Tracked] = deque()
+        self._max_done = max_done_orders
         self._seen_exec: set[str] = set()
         self._seen_order: deque[str] = deque()
         self._max_seen = 1_000_000
@@ -300,6 +307,7 @@ class FixVenue(Application):
             body.append((111, order.display_qty))
         if int(order.stp):
             body.append((STP_MODE_TAG, int(order.stp)))
+        t.ids.append(cl)
         self._orders[cl] = t
         self._awaiting.add(cl)
         self._send(b"D", body)
@@ -370,7 +378,7 @@ class FixVenue(Application):
             raise ValueError(f"venue_cl_ord_id {cl} is already tracked by {self.name}")
         t = _Tracked(cl, order.instrument, order.side, order.ord_type, order.tif, order.qty, order.price,
                      order.stop_price, venue_order_id=venue_order_id, acked=True, cum=cum_qty,
-                     leaves=order.qty - cum_qty)
+                     leaves=order.qty - cum_qty, ids=[cl])
         self._orders[cl] = t
         if self.is_up:
             self._send_status(cl, reconcile=True)
@@ -501,9 +509,11 @@ class FixVenue(Application):
             t.pending.pop(ev.venue_cl_ord_id, None)
             t.cl_ord_id = ev.venue_cl_ord_id
             self._orders[ev.venue_cl_ord_id] = t
+            t.ids.append(ev.venue_cl_ord_id)
         elif kind == _K.CANCELED and ev.orig_venue_cl_ord_id:
             t.pending.pop(ev.venue_cl_ord_id, None)
             self._orders[ev.venue_cl_ord_id] = t
+            t.ids.append(ev.venue_cl_ord_id)
         t.acked = t.acked or kind != _K.REJECTED
         t.cum = max(t.cum, ev.cum_qty)
         t.leaves = ev.leaves_qty
@@ -512,6 +522,19 @@ class FixVenue(Application):
         if kind in (_K.REJECTED, _K.CANCELED) or ev.ord_status in _DONE:
             t.done = True
             t.leaves = 0
+            self._finished(t)
+
+    def _finished(self, t: _Tracked) -> None:
+        """Remember a finished order for a while (late reports, status), then forget it."""
+        if t.forgotten_after:
+            return
+        t.forgotten_after = True
+        self._done.append(t)
+        if len(self._done) > self._max_done:
+            old = self._done.popleft()
+            for i in old.ids:
+                if self._orders.get(i) is old:
+                    del self._orders[i]
 
     def _on_cancel_reject(self, m: Message) -> None:
         cl = _txt(m, 11) or ""
@@ -576,6 +599,7 @@ class FixVenue(Application):
         self._awaiting.discard(t.cl_ord_id)
         t.done = True
         t.leaves = 0
+        self._finished(t)
         if not t.acked:
             t.status = int(Status.REJECTED)
             self._queue(VenueEvent(_K.REJECTED, self.name, t.cl_ord_id, "",
@@ -624,6 +648,8 @@ class FixVenue(Application):
                                    ord_status=status))
         elif status in _DONE:
             t.done = True
+        if t.done:
+            self._finished(t)
         self._awaiting.discard(t.cl_ord_id)
 
     # -- market data

@@ -24,6 +24,7 @@ import asyncio
 import logging
 import time
 import zlib
+from collections import deque
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -65,6 +66,7 @@ _ORD_TYPES = {b"1": OrdType.MARKET, b"2": OrdType.LIMIT, b"3": OrdType.STOP, b"4
 _TIFS = {b"0": TimeInForce.DAY, b"1": TimeInForce.GTC, b"3": TimeInForce.IOC, b"4": TimeInForce.FOK,
          b"6": TimeInForce.GTD}
 _LIVE = (int(Status.RESTING), int(Status.PARTIALLY_FILLED), int(Status.STOP_PENDING))
+_DONE = (int(Status.FILLED), int(Status.CANCELLED), int(Status.REJECTED))
 _MD_TYPES = (b"W", b"X", b"Y")
 
 
@@ -95,6 +97,8 @@ class _Order:
     notional: int = 0            # sum of last_qty x last_px (ticks), for AvgPx
     status: int = int(Status.RESTING)
     acked: bool = False
+    ids: list[str] | None = None  # every internal id of the chain (to forget them together)
+    finished: bool = False
 
 
 class VenueFixServer(Application):
@@ -105,13 +109,15 @@ class VenueFixServer(Application):
     (port 0 picks a free one; read :attr:`port` after :meth:`start`). ``md_max_depth``: the most
     levels a market data subscription gets. ``disconnect_after``: drop a session's connection after
     it sent this many application messages (0 = never); once, or after every that many messages
-    when ``disconnect_repeat``.
+    when ``disconnect_repeat``. ``reason_code_sessions``: client CompIDs that get tag 5100.
+    ``max_done_orders``: finished orders remembered for their reports (oldest forgotten first).
     """
 
     def __init__(self, venue: InProcessVenue, sessions: list[SessionSettings], *, host: str = "127.0.0.1",
                  port: int = 0, md_max_depth: int = MAX_DEPTH_DEFAULT, disconnect_after: int = 0,
                  disconnect_repeat: bool = False, store_factory=None,
-                 reason_code_sessions: frozenset[str] | set[str] = frozenset()) -> None:
+                 reason_code_sessions: frozenset[str] | set[str] = frozenset(),
+                 max_done_orders: int = 1_000_000) -> None:
         if not isinstance(venue, InProcessVenue):
             raise TypeError(f"venue must be an InProcessVenue, got {type(venue).__name__}")
         if isinstance(disconnect_after, bool) or not isinstance(disconnect_after, int) or disconnect_after < 0:
@@ -128,6 +134,8 @@ class VenueFixServer(Application):
         self._acceptor = Acceptor(sessions, self, host=host, port=port, store_factory=store_factory)
         self._sessions: dict[str, Session] = {s.settings.target_comp_id: s for s in self._acceptor.sessions.values()}
         self._orders: dict[str, _Order] = {}       # internal id (every id of the chain) -> order
+        self._done: deque[_Order] = deque()        # finished orders, oldest first (bounded memory)
+        self._max_done = max_done_orders
         self._pending_replace: dict[str, tuple[int, int]] = {}   # new internal id -> (qty, price)
         self._status_reqs: dict[str, list[tuple[bytes, list]]] = {}  # asked internal id -> [(790, ident)]
         self._msg_count: dict[str, int] = {}
@@ -264,7 +272,8 @@ class VenueFixServer(Application):
         owner = int(account) if account.lstrip(b"-").isdigit() and len(account) < 18 else zlib.crc32(account)
         stp_raw = m.get_int(STP_MODE_TAG) or 0
         stp = STPMode(stp_raw) if stp_raw in (0, 1, 2, 3) else STPMode.NONE
-        self._orders[internal] = _Order(sk, cl, inst, side, ord_type, tif, qty, price, stop, leaves=qty)
+        self._orders[internal] = _Order(sk, cl, inst, side, ord_type, tif, qty, price, stop, leaves=qty,
+                                        ids=[internal])
         self.venue.new_order(VenueOrder(internal, inst, side, ord_type, tif, qty, price, stop_price=stop,
                                         display_qty=display, post_only=post_only, expire_time=expire_ns,
                                         owner=owner, stp=stp))
@@ -398,8 +407,10 @@ class VenueFixServer(Application):
             qty, price = self._pending_replace.pop(ev.venue_cl_ord_id, (o.qty, o.price))
             o.qty, o.price = max(qty, ev.cum_qty), price
             self._orders[ev.venue_cl_ord_id] = o
+            o.ids.append(ev.venue_cl_ord_id)
         elif kind == VenueEventKind.CANCELED and ev.orig_venue_cl_ord_id:
             self._orders[ev.venue_cl_ord_id] = o
+            o.ids.append(ev.venue_cl_ord_id)
         if kind != VenueEventKind.REJECTED:
             o.acked = True
         if kind in (VenueEventKind.REPLACED, VenueEventKind.CANCELED) or kind == VenueEventKind.NEW:
@@ -418,6 +429,14 @@ class VenueFixServer(Application):
                                  last_qty=ev.last_qty, last_px=ev.last_px, text=ev.reason,
                                  code=ev.reason_code, rej=rej)
         self._send(sk, b"8", body)
+        if o.status in _DONE and not o.finished and kind != VenueEventKind.REJECTED:
+            o.finished = True
+            self._done.append(o)
+            if len(self._done) > self._max_done:
+                old = self._done.popleft()
+                for i in old.ids:
+                    if self._orders.get(i) is old:
+                        del self._orders[i]
 
     def _status_report(self, sk: str, cl: str, ev: VenueEvent, o: _Order | None) -> None:
         asked = ev.orig_venue_cl_ord_id or ev.venue_cl_ord_id
