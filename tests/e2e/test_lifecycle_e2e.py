@@ -1,10 +1,8 @@
 """Every order lifecycle path over real FIX sessions on loopback against a real Server."""
 from __future__ import annotations
 
-import asyncio
 from decimal import Decimal
 
-import pytest
 
 from omskit import make_config
 from fixpeer import FixPeer

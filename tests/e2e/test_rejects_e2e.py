@@ -1,7 +1,6 @@
 """Bad input and every pre-trade risk rejection, with the exact FIX answers."""
 from __future__ import annotations
 
-import pytest
 
 from omskit import make_config
 from fixpeer import FixPeer

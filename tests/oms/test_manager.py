@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import pytest
 
 from crossbook.app.config import load_config
 from crossbook.app.server import SystemClock, build_risk

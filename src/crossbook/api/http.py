@@ -136,7 +136,6 @@ class HttpApi:
         data = json.loads(body) if body else {}
         if not isinstance(data, dict):
             raise HttpError(400, "the request body must be a JSON object")
-        route = (method, tuple(parts[:1]), len(parts))
         instruments = self.server.config.instruments
         store = self._store
         assert store is not None
@@ -189,7 +188,6 @@ class HttpApi:
         if parts == ["eod"] and method == "POST":
             venues = self.server.manager.end_of_day()
             return 200, {"end_of_day": True, "venues": venues}
-        del route
         raise HttpError(404, f"no route {method} {url.path}")
 
     def _kill_state(self) -> dict[str, Any]:

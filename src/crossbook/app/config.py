@@ -7,7 +7,7 @@ uses); docs/config.md documents every key with a complete example.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 

@@ -24,7 +24,7 @@ from crossbook.core import OrdType, TimeInForce
 from crossbook.fix.codec import parse_utc_timestamp, format_utc_timestamp
 from crossbook.fix.messages import Message
 from crossbook.fix.session import Application, BusinessReject, Session, UnsupportedMessageType
-from crossbook.model.enums import ExecType, OrdRejReason
+from crossbook.model.enums import CxlRejReason, CxlRejResponseTo, ExecType, OrdRejReason
 from crossbook.model.instruments import Instrument, InstrumentMaster, LotSizeError, PriceError
 from crossbook.model.orders import CancelOrder, NewOrder, ReplaceOrder
 from crossbook.oms.accounts import Directory
@@ -277,7 +277,6 @@ class FixGateway(Application):
             if order.ord_type in (OrdType.LIMIT, OrdType.STOP_LIMIT):
                 price = self.price(inst, msg, 44, "Price") if msg.get(44) else order.price
         except _Refused as refused:
-            from crossbook.model.enums import CxlRejReason, CxlRejResponseTo
             self.manager._refuse(key, order, cl, orig, CxlRejResponseTo.REPLACE, CxlRejReason.BROKER_OPTION,
                                  refused.text)
             return

@@ -62,9 +62,10 @@ _CAUSE_TEXT = {
 
 @dataclass(slots=True)
 class Batch:
-    """One group of changes that becomes durable at once, and what to send after."""
+    """One group of changes that becomes durable at once, and what to send after. While the batch
+    is open, ``orders`` maps order_id -> the changed Order; flush() turns them into rows."""
 
-    orders: dict[str, dict[str, Any]] = field(default_factory=dict)     # order_id -> row
+    orders: dict[str, dict[str, Any]] = field(default_factory=dict)     # order_id -> row (after flush)
     executions: list[dict[str, Any]] = field(default_factory=list)
     cl_ord_ids: list[tuple[str, str, str]] = field(default_factory=list)  # (session, clordid, order_id)
     risk_usage: dict[int, dict[str, Any]] = field(default_factory=dict)   # account index -> usage
@@ -185,7 +186,7 @@ class OrderManager:
             return order
         acc = self.directory.accounts[order.account]
         sess = self.directory.sessions[cmd.session]
-        risk_price = self._risk_price_of(order, inst)
+        risk_price = self._risk_price_of(order)
         code = self.risk.check_new(acc.index, inst.index, sess.index, cmd.side, cmd.ord_type, cmd.qty,
                                    risk_price if cmd.ord_type != OrdType.MARKET else 0, self.clock.now_ns())
         if code != 0:
@@ -215,7 +216,9 @@ class OrderManager:
             expire_time=order.expire_time, owner=acc.index + 1, stp=acc.stp))
         self._dirty(order)
 
-    def _risk_price_of(self, order: Order, inst: Instrument) -> int:
+    @staticmethod
+    def _risk_price_of(order: Order) -> int:
+        """The price an order's risk usage is held at: its stop price for a stop, else its limit."""
         if order.ord_type == OrdType.STOP:
             return order.stop_px
         return order.price
