@@ -809,10 +809,9 @@ def test_against_fix_test_server(version, sender):
         echo = subprocess.run([*CLIENT, *base, "--raw", "send", "sell", "10", "IBM", "limit", "99.5"],
                               capture_output=True, text=True, timeout=60)
         # On FIXT the server's BusinessMessageReject carries DefaultApplVerID(1137), as
-        # QuickFIX's does; the FIX.5.0SP2 dictionary does not define 1137 for 35=j, so a
-        # validating initiator (ours, or QuickFIX's) rejects it. Not validating here.
-        lenient = ["--no-validate"] if version.startswith("5") else []
-        refused = subprocess.run([*CLIENT, *base, *lenient, "status", "ABC", "symbol=IBM",
+        # QuickFIX's does, although no FIX.5.0 dictionary defines it for 35=j; the client
+        # validates and must take it without a Reject.
+        refused = subprocess.run([*CLIENT, *base, "--raw", "status", "ABC", "symbol=IBM",
                                   "side=sell"], capture_output=True, text=True, timeout=60)
         piped = subprocess.run([*CLIENT, *base], input="buy 1 IBM\nbuy 2 IBM 3\n",
                                capture_output=True, text=True, timeout=60)
@@ -827,6 +826,10 @@ def test_against_fix_test_server(version, sender):
     assert refused.returncode == 1
     assert "BUSINESS-REJECT refseq=2 reftype=OrderStatusRequest reason=UnsupportedMessageType" \
         in refused.stdout
+    assert "SENT SESSION-REJECT" not in refused.stdout, refused.stdout
+    if version.startswith("5"):
+        assert any(ln.startswith("  < ") and "|35=j|" in ln and "|1137=9|" in ln
+                   for ln in refused.stdout.splitlines()), refused.stdout
     assert piped.returncode == 0, piped.stderr
     assert [ln.split()[1:3] for ln in piped.stdout.splitlines() if "ORDER-ECHO" in ln] == [
         ["ORDER-ECHO", "T1"], ["ORDER-ECHO", "T2"]]

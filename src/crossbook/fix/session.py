@@ -213,44 +213,101 @@ class Application:
 
 
 # -- validation hook --------------------------------------------------------------------
+#: ``RejectInfo.kind`` values: what the session does with a message a validator refuses.
+REJECT = "reject"                            # session-level Reject (35=3) with ``reason``
+GARBLED = "garbled"                          # ignore it, as a bad CheckSum: no answer, no seq advance
+UNSUPPORTED_VERSION = "unsupported_version"  # Logout "Incorrect BeginString", as a wrong BeginString
+
+
 @dataclass(frozen=True)
 class RejectInfo:
-    """What a validator found: a SessionRejectReason, the tag (or None) and optional text."""
+    """What a validator found: a SessionRejectReason, the tag (or None) and optional text.
 
-    reason: int
+    ``kind`` is ``"reject"`` (the default: answer with a Reject carrying ``reason``),
+    ``"garbled"`` (drop the message without advancing the expected MsgSeqNum; ``reason``
+    is ignored) or ``"unsupported_version"`` (answer as for a wrong BeginString).
+    """
+
+    reason: int | None
     ref_tag: int | None = None
     text: str | None = None
+    kind: str = REJECT
 
 
 Validator = Callable[[list[tuple[int, bytes]], str, "str | None"], "RejectInfo | None"]
-"""(fields in wire order, BeginString, ApplVerID for FIXT application messages) -> problem or None."""
+"""(fields in wire order, BeginString, ApplVerID for FIXT application messages) -> problem or None.
+
+The ApplVerID argument is the counterparty's DefaultApplVerID (from its Logon); a message's
+own ApplVerID(1128) is in the fields. It may name a version the engine does not know: a
+validator must answer such a message, never raise.
+"""
 
 
 def dictionary_validator(settings: SessionSettings) -> Validator | None:
-    """A validator backed by crossbook.fix.dictionary/validation, or None if not installed."""
+    """A validator backed by crossbook.fix.dictionary/validation, or None if not installed.
+
+    The dictionary is loaded once, at construction, for the session's BeginString (and its
+    DefaultApplVerID on FIXT). ``validate()`` picks the application spec from a message's
+    ApplVerID(1128) itself, falling back to the session's when the value is unknown, and
+    rejects a value outside the enumeration (373=5): an unknown version never raises. The
+    counterparty's DefaultApplVerID (from its Logon) is used for messages without 1128
+    when it names a known version; otherwise the session's applies.
+    """
     try:
-        from crossbook.fix.dictionary import load_dictionary  # type: ignore[import-not-found]
-        from crossbook.fix.validation import ValidationOptions, validate  # type: ignore[import-not-found]
+        from crossbook.fix.dictionary import load_dictionary
+        from crossbook.fix.validation import ValidationOptions, validate
     except ImportError:
         return None
     options = _validation_options(ValidationOptions, settings)
-    cache: dict[tuple[str, str | None], Any] = {}
+    is_fixt = settings.is_fixt
+    if is_fixt:
+        base = load_dictionary(settings.begin_string, appl_ver_id=settings.default_appl_ver_id)
+    else:
+        base = load_dictionary(settings.begin_string)
+    # The counterparty's DefaultApplVerID -> dictionary, for the values the engine knows
+    # (numbers or names); anything else maps to None and the session's dictionary is used.
+    by_appl: dict[str | None, Any] = {None: base}
+
+    def dictionary_for(appl_ver_id: str | None) -> Any:
+        dd = by_appl.get(appl_ver_id, by_appl)
+        if dd is by_appl:
+            try:
+                dd = load_dictionary(settings.begin_string, appl_ver_id=appl_ver_id)
+            except ValueError:
+                dd = base
+            if len(by_appl) < 16:  # a peer cycling through junk values must not grow this
+                by_appl[appl_ver_id] = dd
+        return dd
 
     def run(fields: list[tuple[int, bytes]], begin_string: str, appl_ver_id: str | None) -> RejectInfo | None:
-        key = (begin_string, appl_ver_id)
-        dd = cache.get(key)
-        if dd is None:
-            if begin_string == "FIXT.1.1":
-                dd = load_dictionary(begin_string, appl_ver_id=appl_ver_id or settings.default_appl_ver_id)
-            else:
-                dd = load_dictionary(begin_string)
-            cache[key] = dd
+        dd = dictionary_for(appl_ver_id) if is_fixt and appl_ver_id is not None else base
+        if is_fixt and len(fields) > 3 and fields[2] == (35, b"j"):
+            fields = _without_business_reject_appl_ver(fields)
         err = validate(fields, dd, options=options)
         if err is None:
             return None
-        return RejectInfo(int(err.reason), err.ref_tag, getattr(err, "text", None))
+        if err.kind == GARBLED:
+            return RejectInfo(None, None, err.text, GARBLED)
+        if err.kind == UNSUPPORTED_VERSION:
+            return RejectInfo(None, err.ref_tag, err.text, UNSUPPORTED_VERSION)
+        return RejectInfo(err.reason, err.ref_tag, err.text)
 
     return run
+
+
+def _without_business_reject_appl_ver(fields: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+    """A FIXT BusinessMessageReject without its first body DefaultApplVerID(1137).
+
+    QuickFIX's acceptor (and ours, because the acceptance scripts expect it byte for byte)
+    puts 1137 in every BusinessMessageReject on FIXT, but no FIX.5.0 dictionary defines
+    1137 for 35=j. Validating it would answer every such reject with a Reject (373=2), so a
+    QuickFIX or crossbook acceptor could never refuse a message to us; the tag is accepted
+    here, once, and everything else in the message is still checked.
+    """
+    for i in range(3, len(fields)):
+        if fields[i][0] == 1137:
+            return fields[:i] + fields[i + 1:]
+    return fields
 
 
 def _validation_options(cls: Any, settings: SessionSettings) -> Any:
@@ -272,6 +329,10 @@ class _Reject(Exception):
 
 class _BadBeginString(Exception):
     pass
+
+
+class _Garbled(Exception):
+    """Internal: the message is garbled after all (a validator said so); ignore it."""
 
 
 # -- the session ------------------------------------------------------------------------
@@ -375,11 +436,10 @@ class Session:
         if not self.connected:
             return
         if isinstance(event, Garbled):
-            self._log(f"garbled input ignored: {event.reason}")
-            if not self.is_logged_on:
-                self._disconnect(f"garbled message before logon: {event.reason}")
-            elif b"\x0135=A\x01" in event.skipped[:40]:
-                self._disconnect("garbled Logon")
+            try:
+                self._on_garbled(event.reason, b"\x0135=A\x01" in event.skipped[:40])
+            except _Disconnect as exc:
+                self._disconnect(str(exc))
             return
         self.next_message(Message(event.fields, event.raw))
 
@@ -511,6 +571,17 @@ class Session:
                 self._incr_target()
         except BusinessReject as rej:
             self.send_business_reject(msg, rej.reason, rej.ref_tag or 0, rej.text)
+        except _Garbled as exc:
+            self._on_garbled(str(exc), msg_type == b"A")
+
+    def _on_garbled(self, reason: str, is_logon: bool) -> None:
+        """Garbled input is ignored (the expected MsgSeqNum stays); before logon, or a garbled
+        Logon, ends the connection (QuickFIX)."""
+        self._log(f"garbled input ignored: {reason}")
+        if not self.is_logged_on:
+            raise _Disconnect(f"garbled message before logon: {reason}")
+        if is_logon:
+            raise _Disconnect("garbled Logon")
 
     def _validate(self, msg: Message) -> None:
         if self.validator is None:
@@ -524,13 +595,21 @@ class Session:
             if parse_timestamp(msg[52]) is None:
                 raise _Reject(INCORRECT_DATA_FORMAT, 52)
             return
-        appl = None
-        if self.settings.is_fixt and not msg.is_admin:
-            appl_raw = msg.get(1128)
-            appl = appl_raw.decode("latin-1") if appl_raw else self.target_default_appl_ver_id
+        # The counterparty's DefaultApplVerID; a message's own ApplVerID(1128) is in its fields.
+        appl = self.target_default_appl_ver_id if self.settings.is_fixt and not msg.is_admin else None
         problem = self.validator(msg.fields, self.settings.begin_string, appl)
-        if problem is not None:
+        if problem is None:
+            return
+        kind = problem.kind
+        if kind == REJECT:
+            if type(problem.reason) is not int:
+                raise TypeError(f"validator returned a Reject without an int reason: {problem!r}")
             raise _Reject(problem.reason, problem.ref_tag if problem.ref_tag is not None else 0, problem.text)
+        if kind == GARBLED:
+            raise _Garbled(problem.text or "garbled message")
+        if kind == UNSUPPORTED_VERSION:
+            raise _BadBeginString()
+        raise ValueError(f"validator returned an unknown RejectInfo kind {kind!r}")
 
     def _next_queued(self) -> None:
         while self.connected:
