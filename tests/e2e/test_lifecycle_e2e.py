@@ -1,6 +1,7 @@
 """Every order lifecycle path over real FIX sessions on loopback against a real Server."""
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 
@@ -262,4 +263,34 @@ def test_an_order_trades_against_background_liquidity(tmp_path, run):
                 assert all(m[30] == b"VENUE-A" for m in msgs if m[150] == b"F")
         finally:
             await server.stop()
+    run(scenario())
+
+
+def test_cancel_on_disconnect_per_session(tmp_path, run):
+    async def scenario():
+        server = await started(tmp_path, sessions=[
+            {"comp_id": "FIRM1", "firm": "FIRM1"},
+            {"comp_id": "FIRM2", "firm": "FIRM2", "cancel_on_disconnect": True},
+            {"comp_id": "FIRM42", "firm": "FIRM42", "begin_string": "FIX.4.2"}])
+        try:
+            async with FixPeer(server.fix_port, "FIRM1") as a:
+                keep = await rest(a, qty=10, price="229.00")
+            async with FixPeer(server.fix_port, "FIRM2") as b:
+                gone = await rest(b, qty=10, price="229.00")
+            await asyncio.sleep(0.05)
+            await server.manager.drain()
+            orders = {o.cl_ord_id: o for o in server.manager.orders.values()}
+            assert orders[keep].state.value == "new"
+            assert orders[gone].state.value == "canceled" and orders[gone].text == "canceled on disconnect"
+            # The report waits in the session's store: a client that does not reset gets it by resend.
+            assert server.risk.usage(server.config.directory.accounts["ACC3"].index)["open_orders"] == 0
+            # Shutting the server down is not a disconnect: FIRM2's order rests through it.
+            b = FixPeer(server.fix_port, "FIRM2")
+            await b.__aenter__()
+            survivor = await rest(b, qty=10, price="229.00")
+        finally:
+            await server.stop()
+        await b.initiator.stop(logout_grace=0.2)
+        orders = {o.cl_ord_id: o for o in server.manager.orders.values()}
+        assert orders[survivor].state.value == "new"
     run(scenario())

@@ -236,7 +236,8 @@ def parse_config(data: dict, source: str = "<string>") -> ServerConfig:
     for si, sess in enumerate(sessions):
         where = f"sessions[{si}]"
         sess = _table(sess, where, source)
-        _check_keys(sess, {"comp_id", "firm", "begin_string", "msg_rate_per_sec"}, where, source)
+        _check_keys(sess, {"comp_id", "firm", "begin_string", "msg_rate_per_sec", "cancel_on_disconnect"}, where,
+                    source)
         comp = _str(sess, "comp_id", where, source, required=True)
         if comp in directory.sessions:
             raise ConfigError(f"{where}.comp_id", f"session {comp!r} is defined twice", source)
@@ -251,7 +252,8 @@ def parse_config(data: dict, source: str = "<string>") -> ServerConfig:
         rate = sess.get("msg_rate_per_sec")
         if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int) or not 1 <= rate <= 1_000_000_000):
             raise ConfigError(f"{where}.msg_rate_per_sec", f"must be an integer in 1..1000000000, got {rate!r}", source)
-        directory.sessions[comp] = ClientSessionSpec(comp, begin, firm, si, rate)
+        directory.sessions[comp] = ClientSessionSpec(comp, begin, firm, si, rate,
+                                                     _bool(sess, "cancel_on_disconnect", where, source, False))
 
     t = _table(data.get("risk"), "risk", source)
     _check_keys(t, {"restricted"}, "risk", source)

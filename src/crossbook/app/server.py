@@ -152,6 +152,8 @@ class Server:
             await asyncio.gather(self._expiry_task, return_exceptions=True)
         if self.http is not None:
             await self.http.stop()
+        if self.gateway is not None:
+            self.gateway.stopping = True  # our own logouts must not trigger cancel-on-disconnect
         if self.acceptor is not None:
             await self.acceptor.stop(logout_grace=1.0)
         for venue in self.venues.values():

@@ -139,4 +139,5 @@ class CancelCause(str, Enum):
     END_OF_DAY = "end_of_day"
     VENUE = "venue"                   # unsolicited by the venue, any other reason
     KILL_SWITCH = "kill_switch"
+    DISCONNECT = "disconnect"         # the client session dropped (cancel_on_disconnect)
     RESTART = "restart"

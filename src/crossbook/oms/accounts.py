@@ -36,6 +36,7 @@ class ClientSessionSpec:
     firm: str
     index: int
     msg_rate_per_sec: int | None = None
+    cancel_on_disconnect: bool = False
 
 
 @dataclass(slots=True)

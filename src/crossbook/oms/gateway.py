@@ -85,11 +85,19 @@ class FixGateway(Application):
         self.directory = directory
         self.sessions: dict[str, Session] = {}
         self._resolved: dict[tuple, Instrument] = {}
+        #: Set while the server shuts down: its own logouts are not client disconnects.
+        self.stopping = False
         manager.set_output_sink(self.send_output)
 
     # ------------------------------------------------------------------ session callbacks
     def on_create(self, session: Session) -> None:
         self.sessions[session.settings.target_comp_id] = session
+
+    def on_logout(self, session: Session) -> None:
+        spec = self.directory.sessions.get(session.settings.target_comp_id)
+        if spec is not None and spec.cancel_on_disconnect and not self.stopping:
+            count = self.manager.cancel_session_orders(spec.comp_id)
+            log.info("%s disconnected: %d open orders canceled", spec.comp_id, count)
 
     def from_app(self, session: Session, message: Message) -> None:
         key = session.settings.target_comp_id

@@ -57,6 +57,7 @@ _CAUSE_TEXT = {
     CancelCause.CLIENT: "",
     CancelCause.VENUE: "canceled by venue",
     CancelCause.RESTART: "canceled: server restarted while the cancel was pending",
+    CancelCause.DISCONNECT: "canceled on disconnect",
 }
 
 
@@ -469,6 +470,19 @@ class OrderManager:
         self._schedule_flush()
         return count
 
+    def cancel_session_orders(self, session: str) -> int:
+        """Cancel every open order of ``session`` (cancel-on-disconnect): unsolicited Canceled
+        reports, stored for the session's next logon. Orders with a request in flight or not yet
+        acknowledged are left to finish. Returns how many cancels were sent."""
+        count = 0
+        for order in self.open_orders():
+            if order.session == session and order.state in (OrderState.NEW, OrderState.PARTIALLY_FILLED):
+                order.text = _CAUSE_TEXT[CancelCause.DISCONNECT]
+                self._request_cancel(order, order.cl_ord_id, "disconnect", report=False)
+                count += 1
+        self._schedule_flush()
+        return count
+
     def end_of_day(self) -> int:
         """End of the trading day: venues expire DAY orders (unsolicited Expired reports) and the
         daily credit usage starts again. Returns the number of venues told."""
@@ -581,10 +595,12 @@ class OrderManager:
             # Replaced down to what is already filled: the replace is done and the order with it.
             self._apply_replace(order, ev)
             return
-        if order.state is OrderState.PENDING_CANCEL and order.pending_kind in ("cancel", "mass_cancel", "kill_switch"):
+        if order.state is OrderState.PENDING_CANCEL and order.pending_kind in ("cancel", "mass_cancel", "kill_switch",
+                                                                               "disconnect"):
             if cause in (CancelCause.CLIENT, CancelCause.VENUE):
                 cause = {"cancel": CancelCause.CLIENT, "mass_cancel": CancelCause.MASS_CANCEL,
-                         "kill_switch": CancelCause.KILL_SWITCH}[order.pending_kind]
+                         "kill_switch": CancelCause.KILL_SWITCH,
+                         "disconnect": CancelCause.DISCONNECT}[order.pending_kind]
         elif cause is CancelCause.CLIENT:
             cause = CancelCause.VENUE  # a "user cancel" nobody here asked for: the venue's own doing
         was_replace = order.state is OrderState.PENDING_REPLACE
