@@ -47,7 +47,7 @@ __all__ = ["VenueConfig", "SessionConfig", "load_venue_config", "parse_venue_con
 log = logging.getLogger("crossbook.venue")
 
 _VENUE_KEYS = ("name", "comp_id", "host", "port", "storage", "seed", "tick_s", "log_level")
-_SESSION_KEYS = ("comp_id", "username", "password", "reset_on_logon", "reason_codes")
+_SESSION_KEYS = ("comp_id", "username", "password", "reset_on_logon", "reason_codes", "validate")
 _FAULT_KEYS = ("latency_us", "reject_ratio", "disconnect_after_messages", "disconnect_repeat")
 _MD_KEYS = ("max_depth",)
 _TOP_KEYS = ("venue", "sessions", "background", "faults", "market_data", "instruments")
@@ -64,6 +64,7 @@ class SessionConfig:
     password: str | None = None
     reset_on_logon: bool = False
     reason_codes: bool = False
+    validate: bool = True
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ class VenueConfig:
                 password=s.password, store="file" if self.storage else "memory", file_store_path=self.storage,
                 socket_accept_host=self.host, socket_accept_port=self.port,
                 # Our tags 5100/5102 travel between crossbook peers; other clients may ignore them.
-                validate_user_defined_fields=False))
+                validate_user_defined_fields=False, use_data_dictionary=s.validate))
         return out
 
 
@@ -137,8 +138,9 @@ def _bool(t: dict, key: str, where: str, default: bool) -> bool:
     return v
 
 
-def parse_venue_config(doc: dict, *, base_dir: str = ".") -> VenueConfig:
-    """Validate a parsed TOML document; ``base_dir`` anchors a relative ``venue.storage``."""
+def parse_venue_config(doc: dict) -> VenueConfig:
+    """Validate a parsed TOML document (a relative ``venue.storage`` is taken from the working
+    directory, as the server's ``storage.dir``)."""
     _unknown(doc, _TOP_KEYS, "")
     v = _table(doc, "venue")
     _unknown(v, _VENUE_KEYS, "venue")
@@ -150,9 +152,8 @@ def parse_venue_config(doc: dict, *, base_dir: str = ".") -> VenueConfig:
     port = _int(v, "port", "venue", -1, -1, 65535)
     if port < 0:
         raise _err("venue.port", "required (0 = any free port)")
+    # Relative to the working directory, like the server's storage.dir.
     storage = _str(v, "storage", "venue", None)
-    if storage is not None and not os.path.isabs(storage):
-        storage = os.path.normpath(os.path.join(base_dir, storage))
     seed = _int(v, "seed", "venue", 0, 0, 2**63 - 1)
     tick_s = v.get("tick_s", 0.05)
     if isinstance(tick_s, bool) or not isinstance(tick_s, (int, float)) or not 0 < tick_s <= 60:
@@ -176,7 +177,8 @@ def parse_venue_config(doc: dict, *, base_dir: str = ".") -> VenueConfig:
         if any(x.comp_id == cid for x in sessions):
             raise _err(f"{where}.comp_id", f"duplicate session {cid!r}")
         sessions.append(SessionConfig(cid, _str(s, "username", where, None), _str(s, "password", where, None),
-                                      _bool(s, "reset_on_logon", where, False), _bool(s, "reason_codes", where, False)))
+                                      _bool(s, "reset_on_logon", where, False), _bool(s, "reason_codes", where, False),
+                                      _bool(s, "validate", where, True)))
 
     background = None
     if "background" in doc:
@@ -223,7 +225,7 @@ def load_venue_config(path: str) -> VenueConfig:
     except tomllib.TOMLDecodeError as e:
         raise VenueConfigError(f"{path}: not valid TOML: {e}") from None
     try:
-        return parse_venue_config(doc, base_dir=os.path.dirname(os.path.abspath(path)))
+        return parse_venue_config(doc)
     except VenueConfigError as e:
         raise VenueConfigError(f"{path}: {e}") from None
 
