@@ -438,12 +438,13 @@ class LoadRun:
                 return
             self._answer(req, now, exec_type == b"8")
         else:
+            late = cl in self.timed_out_ids
+            if late:
+                self._late(cl)   # the first late answer; later reports on the order are follow-ups
             s = self.sessions[wire.index - self.session_offset]
             order = s.orders.get(cl)
             if order is None:
-                if cl in self.timed_out_ids:
-                    self._late(cl)
-                else:
+                if not late:
                     self.unmatched += 1
                 return
             self.follow_up += 1
