@@ -205,3 +205,38 @@ def test_restart_finishes_pending_cancels_refuses_pending_replaces_and_resubmits
             await v.stop()
 
     asyncio.run(scenario())
+
+
+def test_kill_switch_catches_orders_still_pending_new():
+    async def scenario():
+        cfg, venues, m = setup()
+        for v in venues.values():
+            await v.start()
+        sent = []
+        m.set_output_sink(sent.append)
+        m.new_order(new(cfg, "b1"))
+        assert m.kill("account", "ACC1") == 0         # nothing acknowledged yet
+        await asyncio.sleep(0.01)
+        await m.drain()
+        assert m.order("O1").state is OrderState.CANCELED
+        assert sent[-1].execution.text == "canceled by kill switch"
+        for v in venues.values():
+            await v.stop()
+
+    asyncio.run(scenario())
+
+
+def test_kill_switch_state_survives_a_restart():
+    async def scenario():
+        cfg, venues, m = setup(HoldingJournal())
+        m.kill("firm", "FIRM2")
+        m.kill("account", "ACC1")
+        m.kill("account", "ACC1", on=False)
+        m.flush()
+        meta = m.journal.held[-1][0].meta
+        cfg2, venues2, m2 = setup()
+        m2.restore([], [], meta, {})
+        assert m2.risk.kill_state() == {"global": False, "firms": [1], "accounts": []}
+        assert m2._killed == frozenset({cfg.directory.accounts["ACC3"].index})
+
+    asyncio.run(scenario())

@@ -12,6 +12,7 @@ Nothing here blocks: no I/O, no locks.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -117,6 +118,7 @@ class OrderManager:
         self._risk_price: dict[str, int] = {}                 # order_id -> price its risk usage is held at
         self._absorb_ack: set[tuple[str, str]] = set()        # resubmitted after restart: ack is silent
         self._seen_venue_exec: set[tuple[str, str]] = set()
+        self._killed: frozenset[int] = frozenset()           # account indices a kill switch blocks
         self._order_seq = 0
         self._exec_seq = 0
         self._report_seq = 0
@@ -457,9 +459,12 @@ class OrderManager:
         elif scope == "account":
             index = self.directory.accounts[name].index
         self.risk.kill(scope, index, on)
+        killed = self._killed = frozenset(self.risk.killed_accounts())
+        # A kill switch must survive a restart: it is stored with the next batch.
+        self._batch.meta["kill_state"] = json.dumps(self.risk.kill_state())
+        self._schedule_flush()
         if not on:
             return 0
-        killed = set(self.risk.killed_accounts())
         count = 0
         for order in self.open_orders():
             if self.directory.accounts[order.account].index in killed:
@@ -543,6 +548,10 @@ class OrderManager:
             return
         transition(order, Trigger.ACCEPTED)
         self._execution(order, ExecType.NEW)
+        if self._killed and self.directory.accounts[order.account].index in self._killed:
+            # The kill switch went on while this order was on its way: it must not stay open.
+            order.text = _CAUSE_TEXT[CancelCause.KILL_SWITCH]
+            self._request_cancel(order, order.cl_ord_id, "kill_switch", report=False)
 
     def _on_rejected(self, order: Order, ev: VenueEvent) -> None:
         if order.state.is_terminal:
@@ -802,6 +811,14 @@ class OrderManager:
             self._by_cl_ord_id[(session, cl)] = oid
         self._order_seq = int(meta.get("order_seq", "0"))
         self._exec_seq = int(meta.get("exec_seq", "0"))
+        if meta.get("kill_state"):
+            state = json.loads(meta["kill_state"])
+            self.risk.kill("global", None, bool(state.get("global")))
+            for firm in state.get("firms", []):
+                self.risk.kill("firm", firm, True)
+            for account in state.get("accounts", []):
+                self.risk.kill("account", account, True)
+            self._killed = frozenset(self.risk.killed_accounts())
         if risk_snapshot:
             self.risk.restore(risk_snapshot)
 
