@@ -310,6 +310,9 @@ cdef extern from *:
 
 cdef enum:
     EMPTY = -1
+    # what submit/replace return when they did not reject: the order's status is then worked
+    # out by subject_status(), which the batch path does not need
+    ACCEPTED = 1000
 # A live-index slot holds a pool index (low IDX_BITS bits) and its distance from its home slot
 # (high bits, saturating at DIST_MAX): lookups skip entries that cannot be theirs and deletions
 # shift entries back without reading the pool.  This caps the pool at 2**26 - 1 live orders.
@@ -556,7 +559,17 @@ cdef inline int submit_order(OrderBook self, const Command* c) noexcept nogil:
         enter_order(self, idx)
     if self.n_stops:
         self._check_stops()
-    return subject_status(self)
+    return ACCEPTED
+
+
+cdef inline void pop_best_level(OrderBook self, SideBook* sb) noexcept nogil:
+    # remove_level() for the best level, the last of the sorted array: nothing to move
+    cdef int32_t li = sb.lvl[sb.n - 1]
+    pmap_remove(sb, self.levels, li)
+    sb.n -= 1
+    self.levels[li].head = self.level_free
+    self.level_free = li
+    self.level_free_count += 1
 
 
 cdef inline bint would_match(OrderBook self, int side, int64_t price) noexcept nogil:
@@ -668,7 +681,7 @@ cdef inline bint match_order(OrderBook self, int32_t idx, bint is_market) noexce
                 self._end(m, R_STP_MAKER)
                 if stp == STP_CANCEL_BOTH:
                     if lv.head == EMPTY:
-                        self._remove_level(opp_s, opp.n - 1)
+                        pop_best_level(self, opp)
                     self._end(idx, R_STP_TAKER)
                     return True
                 continue
@@ -702,7 +715,7 @@ cdef inline bint match_order(OrderBook self, int32_t idx, bint is_market) noexce
                         lv.head = m
                     lv.tail = m
         if lv.head == EMPTY:
-            self._remove_level(opp_s, opp.n - 1)
+            pop_best_level(self, opp)
     return False
 
 
@@ -1533,7 +1546,7 @@ cdef class OrderBook:
             enter_order(self, idx)
         if self.n_stops:
             self._check_stops()
-        return subject_status(self)
+        return ACCEPTED
 
     cdef void _sweep(self, int32_t reason, int64_t now) noexcept nogil:
         # end_of_day (DAY orders) or expire (GTD orders with expire_time <= now).  Reported in
@@ -1627,6 +1640,8 @@ cdef class OrderBook:
         if self.oom:
             self.oom = False
             raise MemoryError("OrderBook could not grow its buffers")
+        if status == ACCEPTED:
+            status = subject_status(self)       # only the per-call API needs it
         r.order_id = self.subj_order_id
         r._status = status
         if status == ST_REJECTED:
