@@ -647,8 +647,7 @@ cdef inline void rest_order(OrderBook self, int32_t idx) noexcept nogil:
 cdef inline bint match_order(OrderBook self, int32_t idx, bint is_market) noexcept nogil:
     # Match the incoming order against the opposite side.  Returns True when STP ended it.
     cdef Order* t = &self.pool[idx]
-    cdef int opp_s = 1 - sidx(t.side)
-    cdef SideBook* opp = &self.sides[opp_s]
+    cdef SideBook* opp = &self.sides[1 - sidx(t.side)]
     cdef int stp = t.flags & F_STP_MASK
     cdef int32_t li, m
     cdef Level* lv
@@ -979,7 +978,7 @@ cdef class OrderBook:
             new = IDX_MASK          # pool indices must fit the live index's slots
         if new <= old:
             return False
-        cdef Order* p
+        cdef Order* p = NULL
         if posix_memalign(<void**> &p, 64, new * sizeof(Order)) != 0:
             return False
         cdef OrderExtra* x = <OrderExtra*> realloc(self.extra, new * sizeof(OrderExtra))
@@ -1042,7 +1041,7 @@ cdef class OrderBook:
         # Rehash the live orders into 2**bits slots.
         cdef int32_t old_n = 1 << self.live_bits, i, s, dist
         cdef uint64_t h, mask = (<uint64_t>1 << bits) - 1
-        cdef int32_t* slots
+        cdef int32_t* slots = NULL
         if posix_memalign(<void**> &slots, 64, (<size_t>1 << bits) * sizeof(int32_t)) != 0:
             return False
         for i in range(1 << bits):
@@ -1128,7 +1127,7 @@ cdef class OrderBook:
         # One operation allocates at most one pool entry and rests at most 1 + n_stops orders
         # (the order itself and every stop its trades can trigger); make room for all of that
         # up front so that nothing can fail half-way through matching.
-        cdef int32_t need = 2 + self.n_stops, j, bits
+        cdef int32_t need = 2 + self.n_stops, j
         while self.free_head == EMPTY:
             if not self._grow_pool():
                 return False
