@@ -648,12 +648,40 @@ def test_logon_failures_are_reported_not_raised():
         assert "could not log on" in err and "Invalid Username or Password" in err, err
         code, out, err = unknown_compid
         assert code == 4 and "could not log on" in err and "Traceback" not in err
+        assert err.rstrip().endswith("(FIX.4.4): connection closed"), err   # closed without a reply
         assert good[0] == 0, good
         assert from_env[0] == 0, from_env
         code, out, err = closed
-        assert code == 4 and "connect failed" in err and "Traceback" not in err, err
+        assert code == 4 and "connect failed: Connection refused" in err and "Traceback" not in err, err
+        # One attempt only: the reason is reported, the client does not retry in silence.
+        assert err.count("could not log on") == 1, err
 
     asyncio.run(main())
+
+
+def test_silent_acceptor_is_reported_as_a_logon_timeout():
+    """A counterparty that takes the connection and never answers the Logon: the engine's
+    logon timeout ends the attempt and the client prints why (from the Initiator's API)."""
+    async def main():
+        held = []
+
+        async def hold(reader, writer):
+            held.append(writer)
+            await reader.read()
+
+        server = await asyncio.start_server(hold, "127.0.0.1", 0)
+        try:
+            return await client(*flags(server.sockets[0].getsockname()[1], "--logon-timeout", "1"),
+                                "buy", "1", "IBM")
+        finally:
+            for w in held:
+                w.close()
+            server.close()
+            await server.wait_closed()
+
+    code, out, err = asyncio.run(main())
+    assert code == 4, (out, err)
+    assert "could not log on" in err and "timed out waiting for logon response" in err, err
 
 
 def test_usage_errors():

@@ -334,3 +334,129 @@ def test_peer_that_never_reads_is_cut_off(monkeypatch):
             await acceptor.stop()
 
     asyncio.run(main())
+
+
+# -- why an initiator could not log on: last_disconnect_reason, max_logon_attempts ---------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_initiator_gives_up_after_max_logon_attempts_with_the_reason():
+    async def main():
+        port = _free_port()  # nothing listens there
+        ini = Initiator(initiator_settings("FIRM1", port), Collect(), max_logon_attempts=3)
+        await ini.start()
+        try:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            assert not await ini.wait_logged_on(20)
+            assert loop.time() - started < 15  # returned when it gave up, not at the timeout
+            assert ini.gave_up and ini.connect_attempts == 3 and ini.logon_failures == 3
+            assert ini.last_disconnect_reason.startswith("connect failed: ")
+            assert "refused" in ini.last_disconnect_reason.lower(), ini.last_disconnect_reason
+            await asyncio.sleep(0.5)  # three reconnect intervals and more: no fourth attempt
+            assert ini.connect_attempts == 3
+        finally:
+            await ini.stop()
+
+    asyncio.run(main())
+
+
+def test_logon_refused_with_a_logout_reports_its_text():
+    async def main():
+        acceptor = Acceptor(acceptor_settings("FIRM1", username="u", password="right"), Collect(),
+                            host="127.0.0.1", port=0)
+        await acceptor.start()
+        ini = Initiator(initiator_settings("FIRM1", acceptor.port, username="u", password="wrong"), Collect(),
+                        max_logon_attempts=1)
+        try:
+            await ini.start()
+            assert not await ini.wait_logged_on(10)
+            assert ini.gave_up and ini.connect_attempts == 1
+            assert ini.last_disconnect_reason == "logout: Invalid Username or Password"
+            assert ini.session().last_disconnect_reason == "logout: Invalid Username or Password"
+        finally:
+            await ini.stop()
+            await acceptor.stop()
+
+    asyncio.run(main())
+
+
+def test_unknown_comp_id_closed_by_the_acceptor_is_a_failed_attempt():
+    async def main():
+        acceptor = Acceptor(acceptor_settings("FIRM1"), Collect(), host="127.0.0.1", port=0)
+        await acceptor.start()
+        ini = Initiator(initiator_settings("STRANGER", acceptor.port), Collect(), max_logon_attempts=2)
+        try:
+            await ini.start()
+            assert not await ini.wait_logged_on(10)
+            assert ini.gave_up and ini.connect_attempts == 2
+            assert ini.last_disconnect_reason == "connection closed"
+        finally:
+            await ini.stop()
+            await acceptor.stop()
+
+    asyncio.run(main())
+
+
+def test_no_logon_answer_is_reported_as_a_logon_timeout():
+    async def main():
+        # A server that accepts the connection and never answers.
+        silent: list[asyncio.StreamWriter] = []
+
+        async def hold(reader, writer):
+            silent.append(writer)
+            await reader.read()
+
+        server = await asyncio.start_server(hold, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        ini = Initiator(initiator_settings("FIRM1", port, logon_timeout=0.5), Collect(), max_logon_attempts=1)
+        try:
+            await ini.start()
+            assert not await ini.wait_logged_on(10)
+            assert ini.gave_up
+            assert ini.last_disconnect_reason == "timed out waiting for logon response"
+        finally:
+            await ini.stop()
+            for w in silent:
+                w.close()
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(main())
+
+
+def test_a_logon_resets_the_failure_count_and_the_reason_follows_the_session():
+    async def main():
+        port = _free_port()
+        venue = Collect()
+        ini = Initiator(initiator_settings("FIRM1", port), Collect(), max_logon_attempts=50)
+        await ini.start()
+        try:
+            assert await until(lambda: ini.logon_failures >= 2, 10)
+            acceptor = Acceptor(acceptor_settings("FIRM1"), venue, host="127.0.0.1", port=port)
+            await acceptor.start()
+            try:
+                assert await ini.wait_logged_on(10)
+                acceptor.session().logout("maintenance")
+                acceptor._connections[acceptor.session().session_id].flush()
+                assert await until(lambda: ini.last_disconnect_reason == "logout: maintenance", 10)
+                assert ini.logon_failures == 0 and not ini.gave_up
+                assert await ini.wait_logged_on(10)  # and it reconnects
+            finally:
+                await ini.stop()
+                await acceptor.stop()
+        finally:
+            await ini.stop()
+
+    asyncio.run(main())
+
+
+def test_max_logon_attempts_is_checked():
+    import pytest
+    for bad in (0, -1, 1.5, True, "3"):
+        with pytest.raises(ValueError, match="max_logon_attempts"):
+            Initiator(initiator_settings("FIRM1", 1), Collect(), max_logon_attempts=bad)

@@ -987,7 +987,12 @@ EXIT_NO_LOGON = 4          # could not connect or log on
 
 
 class _EngineLogHandler(logging.Handler):
-    """Hands the engine's log lines (why a connect or logon failed) to the client."""
+    """With ``-v``, shows the engine's own log lines (resends, rejects, disconnects) on stderr.
+
+    Only for people: the client learns why a logon failed or a session ended from the
+    engine's API (``Initiator.last_disconnect_reason``, ``Session.last_disconnect_reason``),
+    never from these texts.
+    """
 
     def __init__(self, client: "Client") -> None:
         super().__init__(level=logging.DEBUG)
@@ -997,18 +1002,20 @@ class _EngineLogHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.client._note_engine_log(record.getMessage())
+            self.client.warn(f"# {record.getMessage()}")
         except Exception:  # logging must never break the session
             pass
 
     def __enter__(self) -> "_EngineLogHandler":
-        self._logger.addHandler(self)
-        self._logger.setLevel(logging.DEBUG)
+        if self.client.verbose:
+            self._logger.addHandler(self)
+            self._logger.setLevel(logging.DEBUG)
         return self
 
     def __exit__(self, *exc) -> None:
-        self._logger.removeHandler(self)
-        self._logger.setLevel(self._previous_level)
+        if self.client.verbose:
+            self._logger.removeHandler(self)
+            self._logger.setLevel(self._previous_level)
 
 
 class _ClientApplication(Application):
@@ -1064,11 +1071,11 @@ class Client:
         self.peer_logout_text: str | None = None
         self.session_lost = False
         self.was_logged_on = False
-        self.last_problem = ""
         self._seq_to_request: dict[int, str] = {}
         self._last_app_message = 0.0
+        # One attempt: a person or a script wants the reason a logon failed, not retries.
         self.initiator = Initiator(settings, _ClientApplication(self), ssl_context=ssl_context,
-                                   store=store)
+                                   store=store, max_logon_attempts=1)
 
     # ---------------------------------------------------------------- output
     def emit(self, line: str) -> None:
@@ -1082,13 +1089,6 @@ class Client:
             self.emit(f"  {arrow} " + raw.decode("latin-1").replace(SOH, "|"))
 
     # ---------------------------------------------------------------- engine callbacks
-    def _note_engine_log(self, text: str) -> None:
-        if "connect failed" in text or "disconnecting" in text or "refused" in text \
-                or "timed out" in text or text.startswith("logout"):
-            self.last_problem = text
-        if self.verbose:
-            self.warn(f"# {text}")
-
     def _on_admin(self, message) -> None:
         fields = FieldView.from_raw(message.raw)
         t = fields.msg_type
@@ -1147,7 +1147,7 @@ class Client:
         if not self.logout_sent or self.peer_logout_text is not None:
             self.session_lost = True
             reason = (f"peer logged out: {self.peer_logout_text!r}" if self.peer_logout_text
-                      else self.last_problem or "connection closed")
+                      else self.session.last_disconnect_reason or "connection closed")
             self.warn(f"session ended: {reason}")
 
     # ---------------------------------------------------------------- steps
@@ -1158,27 +1158,34 @@ class Client:
     async def logon(self, stop=None) -> bool:
         """Connect and log on; False (with the reason printed) on failure or ``stop``."""
         await self.initiator.start()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.logon_timeout
+        # The engine bounds the attempt itself (the connect and the Logon answer each within
+        # LogonTimeout, set from --logon-timeout) and, allowed one attempt, gives up with the
+        # reason; the wait below is only a safety net around that.
+        bound = 2 * max(self.logon_timeout, self.settings.logon_timeout) + 1.0
+        waiters = {asyncio.ensure_future(self.initiator.wait_logged_on(bound))}
+        if stop is not None:
+            waiters.add(asyncio.ensure_future(stop.wait()))
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+        if self.session.is_logged_on:
+            return True
         s = self.settings
-        while not self.session.is_logged_on:
-            failed = None
-            if self.peer_logout_text is not None:
-                failed = f"logon refused: {self.peer_logout_text or 'Logout without text'}"
-            elif self.initiator.connect_attempts >= 2:
-                # The initiator retries by itself; a client reports the first failure instead.
-                failed = self.last_problem or "connection closed before logon"
-            elif loop.time() >= deadline:
-                failed = f"no Logon answer within {self.logon_timeout:g}s"
-            elif stop is not None and stop.is_set():
-                failed = "interrupted"
-            if failed:
-                self.warn(f"could not log on to {s.socket_connect_host}:{s.socket_connect_port} "
-                          f"as {s.sender_comp_id} -> {s.target_comp_id} ({s.begin_string}): {failed}")
-                await self.initiator.stop(logout_grace=0.0)
-                return False
-            await asyncio.sleep(0.02)
-        return True
+        if stop is not None and stop.is_set():
+            failed = "interrupted"
+        elif self.peer_logout_text is not None:
+            failed = f"logon refused: {self.peer_logout_text or 'Logout without text'}"
+        elif self.initiator.gave_up:
+            failed = self.initiator.last_disconnect_reason or "connection closed before logon"
+        else:
+            failed = f"no Logon answer within {bound:g}s"
+        self.warn(f"could not log on to {s.socket_connect_host}:{s.socket_connect_port} "
+                  f"as {s.sender_comp_id} -> {s.target_comp_id} ({s.begin_string}): {failed}")
+        await self.initiator.stop(logout_grace=0.0)
+        return False
 
     def submit(self, cmd: Command) -> Request:
         """Build and send one request; raises ValueError when it cannot be sent."""

@@ -372,6 +372,12 @@ class Session:
         #: Called (no arguments) whenever output is queued; transports use it to flush promptly.
         self.on_output: Callable[[], None] | None = None
         self._reader = FrameReader(settings.max_message_size)
+        #: Why the last connection ended ("logout: <text>", "timed out waiting for logon
+        #: response", "connection closed", ...); None before the first disconnect.
+        self.last_disconnect_reason: str | None = None
+        #: Logons completed since the session was created (transports compare it across a
+        #: connection to tell a failed logon from a dropped session).
+        self.logon_count = 0
         self._reset_state()
         self.heart_bt_int = settings.heart_bt_int if self.initiate else 0
         self.application.on_create(self)
@@ -413,10 +419,10 @@ class Session:
             self.heart_bt_int = self.settings.heart_bt_int
             self.send_logon()
 
-    def on_disconnected(self) -> None:
-        """The connection is gone (either side closed it)."""
+    def on_disconnected(self, reason: str = "connection closed") -> None:
+        """The connection is gone (either side closed it); ``reason`` says why, if known."""
         if self.connected:
-            self._disconnect("connection closed", request=False)
+            self._disconnect(reason, request=False)
 
     def receive(self, data: bytes) -> None:
         """Bytes from the peer."""
@@ -754,6 +760,7 @@ class Session:
             self._incr_target()
             self._next_queued()
         if self.is_logged_on:
+            self.logon_count += 1
             self._events.append(LoggedOn(self.session_id))
             self.application.on_logon(self)
 
@@ -1019,6 +1026,7 @@ class Session:
         if not self.connected:
             return
         self.connected = False
+        self.last_disconnect_reason = reason
         self._log(f"disconnecting: {reason}")
         if request:
             self._events.append(DisconnectRequested(self.session_id, reason))

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl
 from typing import Callable, Iterable
 
 from crossbook.fix.framing import FrameReader, Garbled
 from crossbook.fix.messages import FieldValue, Message
 from crossbook.fix.session import (
-    Application, Clock, DisconnectRequested, Session, SessionID, SessionLog, SystemClock, Validator,
+    Application, Clock, DisconnectRequested, LoggedOn, Session, SessionID, SessionLog, SystemClock, Validator,
 )
 from crossbook.fix.settings import SessionSettings
 from crossbook.fix.store import FileStore, MemoryStore, MessageStore, store_name
@@ -84,13 +85,24 @@ def client_ssl_context(settings: SessionSettings) -> ssl.SSLContext | None:
     return ctx
 
 
+def _describe_connect_error(exc: BaseException) -> str:
+    """A short reason for a failed connect: "Connection refused", "timed out", the TLS error."""
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
+    if isinstance(exc, OSError) and not isinstance(exc, ssl.SSLError) and exc.errno and exc.errno > 0:
+        return os.strerror(exc.errno)  # asyncio's own text ("Connect call failed (...)") hides it
+    return str(exc) or type(exc).__name__
+
+
 class _Connection:
     """Glue between one socket and one session: writes its output, closes on request."""
 
-    def __init__(self, session: Session, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, session: Session, writer: asyncio.StreamWriter,
+                 on_logon: Callable[[], None] | None = None) -> None:
         self.session = session
         self.writer = writer
         self.closed = False
+        self.on_logon = on_logon
         self._flush_scheduled = False
         session.on_output = self._schedule_flush
 
@@ -113,22 +125,24 @@ class _Connection:
                 # The peer stopped reading (or asks for resends faster than it takes them):
                 # cut it off rather than hold its backlog in memory.
                 log.warning("%s: peer is not reading; disconnecting", self.session.session_id)
-                self.close()
+                self.close(f"peer is not reading (more than {MAX_WRITE_BUFFER} bytes waiting)")
                 return
         for event in self.session.events():
             if isinstance(event, SessionLog):
                 log.debug("%s: %s", event.session_id, event.text)
             elif isinstance(event, DisconnectRequested):
                 log.info("%s: %s", event.session_id, event.reason)
-                self.close()
+                self.close(event.reason)
+            elif isinstance(event, LoggedOn) and self.on_logon is not None:
+                self.on_logon()
 
-    def close(self) -> None:
+    def close(self, reason: str = "connection closed") -> None:
         if self.closed:
             return
         self.closed = True
         if self.session.on_output == self._schedule_flush:
             self.session.on_output = None
-        self.session.on_disconnected()
+        self.session.on_disconnected(reason)
         self.session.data_to_send()
         self.session.events()
         try:
@@ -382,37 +396,73 @@ class Acceptor(_Engine):
 
 
 class Initiator(_Engine):
-    """One session that connects out, logs on and reconnects after a disconnect."""
+    """One session that connects out, logs on and reconnects after a disconnect.
+
+    It reconnects every ``ReconnectInterval`` seconds for as long as it runs, unless
+    ``max_logon_attempts`` is given: after that many connection attempts in a row that
+    end without a logon (connect refused or timed out, TLS failure, Logon refused, no
+    Logon answer, connection closed), it stops trying and ``gave_up`` becomes True. A
+    logon resets the count. ``last_disconnect_reason`` always says why the last attempt
+    or connection ended.
+    """
 
     def __init__(self, settings: SessionSettings, application: Application | None = None, *,
                  ssl_context: ssl.SSLContext | None = None, clock: Clock | None = None,
-                 store: MessageStore | None = None, validator: Validator | None | str = "dictionary") -> None:
+                 store: MessageStore | None = None, validator: Validator | None | str = "dictionary",
+                 max_logon_attempts: int | None = None) -> None:
         super().__init__(clock)
         if not settings.is_initiator:
             raise ValueError(f"session {settings.key()} is not an initiator (ConnectionType=initiator)")
+        if max_logon_attempts is not None and (isinstance(max_logon_attempts, bool)
+                                               or not isinstance(max_logon_attempts, int)
+                                               or max_logon_attempts < 1):
+            raise ValueError(f"max_logon_attempts must be None or an int >= 1, got {max_logon_attempts!r}")
         self.settings = settings
         self.application = application or Application()
         self.ssl_context = ssl_context if ssl_context is not None else client_ssl_context(settings)
         self._build_sessions([settings], self.application, (lambda s: store) if store is not None else None, validator)
         self._task: asyncio.Task | None = None
         self._stopping = False
+        self.max_logon_attempts = max_logon_attempts
+        #: Connection attempts so far (each TCP connect tried counts).
         self.connect_attempts = 0
+        #: Attempts in a row that ended without a logon.
+        self.logon_failures = 0
+        #: Why the last connection attempt or connection ended; None while none has.
+        self.last_disconnect_reason: str | None = None
+        #: True once ``max_logon_attempts`` failed attempts in a row made the initiator stop.
+        self.gave_up = False
+        self._changed: asyncio.Event | None = None
 
     async def start(self) -> None:
         """Start connecting in the background."""
         self._stopping = False
+        self.gave_up = False
+        self.logon_failures = 0
+        self._changed = asyncio.Event()
         self._start_timer()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def wait_logged_on(self, timeout: float) -> bool:
-        """Wait until the session is logged on; False on timeout."""
+        """Wait until the session is logged on; False on timeout or when the initiator gave
+        up (``gave_up``; ``last_disconnect_reason`` says why)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while not self.session().is_logged_on:
-            if loop.time() >= deadline:
+        session = self.session()
+        while not session.is_logged_on:
+            remaining = deadline - loop.time()
+            if self.gave_up or remaining <= 0:
                 return False
-            await asyncio.sleep(0.02)
+            changed = self._changed
+            if changed is None:  # not started: nothing will change by itself but the clock
+                await asyncio.sleep(min(remaining, 0.05))
+                continue
+            changed.clear()
+            try:
+                await asyncio.wait_for(changed.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
         return True
 
     async def stop(self, logout_grace: float = 2.0) -> None:
@@ -429,6 +479,23 @@ class Initiator(_Engine):
         await self._stop_timer()
         self.session().store.close()
 
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+
+    def _attempt_ended(self, reason: str, logged_on: bool) -> None:
+        """Book-keeping after a connect failure or the end of a connection."""
+        self.last_disconnect_reason = reason
+        if logged_on:
+            self.logon_failures = 0
+        else:
+            self.logon_failures += 1
+            if self.max_logon_attempts is not None and self.logon_failures >= self.max_logon_attempts:
+                log.info("%s: giving up after %d attempts without a logon: %s", self.settings.key(),
+                         self.logon_failures, reason)
+                self.gave_up = True
+        self._notify()
+
     async def _run(self) -> None:
         s = self.settings
         while not self._stopping:
@@ -440,10 +507,13 @@ class Initiator(_Engine):
                                             server_hostname=s.socket_connect_host if self.ssl_context else None),
                     timeout=s.logon_timeout)
             except (OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
-                log.info("%s: connect failed: %s", s.key(), exc)
+                text = _describe_connect_error(exc)
+                log.info("%s: connect failed: %s", s.key(), text)
+                self._attempt_ended(f"connect failed: {text}", logged_on=False)
             else:
                 session = self.session()
-                conn = _Connection(session, writer)
+                logons_before = session.logon_count
+                conn = _Connection(session, writer, on_logon=self._notify)
                 self._connections[session.session_id] = conn
                 try:
                     session.on_connected()
@@ -453,6 +523,8 @@ class Initiator(_Engine):
                 finally:
                     conn.close()
                     self._connections.pop(session.session_id, None)
-            if self._stopping:
+                    self._attempt_ended(session.last_disconnect_reason or "connection closed",
+                                        logged_on=session.logon_count > logons_before)
+            if self._stopping or self.gave_up:
                 break
             await asyncio.sleep(s.reconnect_interval)
