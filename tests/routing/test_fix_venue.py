@@ -490,3 +490,32 @@ def test_in_process_server_knobs_stop_trigger_and_bounded_memory():
             await fv.stop()
             await srv.stop()
     run(main())
+
+
+def test_reconnect_backs_off_exponentially_and_resets_after_logon(tmp_path, venue_proc):
+    import socket
+    with socket.socket() as s:          # a port with nobody listening (yet)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    async def main():
+        fv = FixVenue("VENUE-A", MASTER, host="127.0.0.1", port=port, sender_comp_id="CROSSBOOK",
+                      target_comp_id="VENUE-A", md_depth=0, reconnect_min_s=0.05, reconnect_max_s=0.4,
+                      store_path=str(tmp_path / "oms"))
+        states = []
+        fv.add_state_listener(lambda name, up, why: states.append((up, why)))
+        await fv.start()
+        await asyncio.sleep(1.2)
+        attempts = fv._initiator.connect_attempts
+        # 0.05 + 0.1 + 0.2 + 0.4 + 0.4 ... : about 5 tries in 1.2 s (a fixed 0.05 s would make ~20).
+        assert 3 <= attempts <= 8 and fv._initiator.delay == 0.4
+        vp = venue_proc(venue_config(tmp_path), port=port)
+        assert await fv.wait_up(5)
+        assert fv._initiator.delay == 0.05 and states == [(True, f"logged on to 127.0.0.1:{port}")]
+        vp.kill()
+        await asyncio.sleep(0.3)
+        await fv.stop()
+        assert states[-1] == (False, "disconnected") and not fv.is_up
+        with pytest.raises(RuntimeError, match="stopped"):
+            await fv.start()
+    run(main())

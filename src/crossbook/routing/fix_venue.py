@@ -196,6 +196,7 @@ class FixVenue(Application):
         self._initiator = _BackoffInitiator(self.settings, self, min_s=float(reconnect_min_s),
                                             max_s=float(reconnect_max_s))
         self._started = False
+        self._stopped = False
         self._up = False
         self._sink: Callable[[VenueEvent], None] | None = None
         self._state_listeners: list[Callable[[str, bool, str], None]] = []
@@ -252,9 +253,12 @@ class FixVenue(Application):
         return self._initiator.session()
 
     async def start(self) -> None:
-        """Start connecting (in the background; watch ``is_up`` or a state listener)."""
+        """Start connecting (in the background; watch ``is_up`` or a state listener). A FixVenue
+        is started once: after ``stop()`` its store is closed; build a new one to connect again."""
         if self._started:
             return
+        if self._stopped:
+            raise RuntimeError(f"FixVenue {self.name} was stopped; build a new one to connect again")
         self._loop = asyncio.get_running_loop()
         self._started = True
         await self._initiator.start()
@@ -273,6 +277,7 @@ class FixVenue(Application):
         """Log out and stop reconnecting; afterwards requests get VENUE_DOWN "is not started"."""
         if not self._started:
             return
+        self._stopped = True
         await self._initiator.stop()
         self._started = False
         self._set_down("stopped")
@@ -415,7 +420,7 @@ class FixVenue(Application):
         self._reconcile()
 
     def on_logout(self, session: Session) -> None:
-        self._set_down("disconnected")
+        self._set_down("stopped" if self._stopped else "disconnected")
 
     def to_app(self, session: Session, msg_type: bytes, body) -> None:
         if self._live_send:
