@@ -21,6 +21,7 @@ from crossbook.fix.settings import SessionSettings
 from crossbook.fix.transport import Acceptor
 from crossbook.oms.gateway import FixGateway
 from crossbook.oms.manager import OrderManager
+from crossbook.oms.validation import MemoValidator
 from crossbook.persistence import SqliteJournal
 from crossbook.publish import EventBus
 from crossbook.venues import InProcessVenue
@@ -115,7 +116,8 @@ class Server:
             await venue.start()
         self.resubmitted = self.manager.resubmit_open_orders()
         self.gateway = FixGateway(self.manager, self.config.instruments, self.config.directory)
-        self.acceptor = Acceptor(self.session_settings(), self.gateway, clock=self.clock)
+        settings = self.session_settings()
+        self.acceptor = Acceptor(settings, self.gateway, clock=self.clock, validator=MemoValidator(settings))
         await self.acceptor.start()
         if self.config.http.enabled:
             from crossbook.api.http import HttpApi
