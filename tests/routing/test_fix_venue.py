@@ -9,7 +9,6 @@ continuing, and reconciliation of a fill that happened while the session was dow
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import subprocess

@@ -104,7 +104,8 @@ class _Order:
 class VenueFixServer(Application):
     """An InProcessVenue served over FIX.
 
-    ``venue``: the simulator (its sink is taken over). ``sessions``: acceptor
+    ``venue``: the simulator (its sink is taken over). ``instruments``: the master FIX instrument
+    fields are resolved against (the venue's own). ``sessions``: acceptor
     ``SessionSettings``, one per client CompID (FIX.4.4). ``host``/``port``: where to listen
     (port 0 picks a free one; read :attr:`port` after :meth:`start`). ``md_max_depth``: the most
     levels a market data subscription gets. ``disconnect_after``: drop a session's connection after
@@ -113,8 +114,8 @@ class VenueFixServer(Application):
     ``max_done_orders``: finished orders remembered for their reports (oldest forgotten first).
     """
 
-    def __init__(self, venue: InProcessVenue, sessions: list[SessionSettings], *, host: str = "127.0.0.1",
-                 port: int = 0, md_max_depth: int = MAX_DEPTH_DEFAULT, disconnect_after: int = 0,
+    def __init__(self, venue: InProcessVenue, instruments: InstrumentMaster, sessions: list[SessionSettings], *,
+                 host: str = "127.0.0.1", port: int = 0, md_max_depth: int = MAX_DEPTH_DEFAULT, disconnect_after: int = 0,
                  disconnect_repeat: bool = False, store_factory=None,
                  reason_code_sessions: frozenset[str] | set[str] = frozenset(),
                  max_done_orders: int = 1_000_000) -> None:
@@ -130,7 +131,9 @@ class VenueFixServer(Application):
         # Client CompIDs that get the exact reason code in tag 5100 (crossbook peers). Others would
         # refuse an unknown user-defined tag with a session Reject.
         self._coded = frozenset(reason_code_sessions)
-        self._master: InstrumentMaster = venue._master
+        if not isinstance(instruments, InstrumentMaster):
+            raise TypeError(f"instruments must be an InstrumentMaster, got {type(instruments).__name__}")
+        self._master = instruments
         self._acceptor = Acceptor(sessions, self, host=host, port=port, store_factory=store_factory)
         self._sessions: dict[str, Session] = {s.settings.target_comp_id: s for s in self._acceptor.sessions.values()}
         self._orders: dict[str, _Order] = {}       # internal id (every id of the chain) -> order

@@ -239,7 +239,7 @@ def build_server(cfg: VenueConfig, *, port: int | None = None) -> VenueFixServer
         settings = cfg.session_settings()
     except SettingsError as e:
         raise VenueConfigError(f"sessions: {e}") from None
-    return VenueFixServer(venue, settings, host=cfg.host, port=cfg.port if port is None else port,
+    return VenueFixServer(venue, cfg.instruments, settings, host=cfg.host, port=cfg.port if port is None else port,
                           md_max_depth=cfg.md_max_depth, disconnect_after=cfg.disconnect_after_messages,
                           disconnect_repeat=cfg.disconnect_repeat,
                           reason_code_sessions={s.comp_id for s in cfg.sessions if s.reason_codes})
