@@ -420,3 +420,19 @@ def test_many_ids_with_the_same_hash_home():
             assert same[j] in book
         assert same[i] not in book
     assert len(book) == 0
+
+
+@pytest.mark.parametrize("capacity, exc", [(-1, ValueError), (2 ** 26, ValueError),
+                                           (2 ** 70, ValueError), (1.5, TypeError),
+                                           ("10", TypeError)])
+def test_bad_capacity_raises(capacity, exc):
+    with pytest.raises(exc, match="capacity"):
+        OrderBook(capacity=capacity)
+
+
+def test_small_capacities_still_work():
+    for cap in (0, 1, 16):
+        b = OrderBook(capacity=cap)
+        for i in range(100):
+            b.submit(i, BUY, 100 - i % 10, 1)
+        assert len(b) == 100

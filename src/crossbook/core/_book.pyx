@@ -875,12 +875,12 @@ cdef class OrderBook:
     book raise RuntimeError.
     """
 
-    def __cinit__(self, int capacity=1024):
-        cdef int32_t i
-        if capacity < 16:
-            capacity = 16
-        if capacity > (1 << 26) - 1:
-            raise ValueError(f"capacity must be below 2**26, got {capacity}")
+    def __cinit__(self, capacity=1024):
+        cdef int32_t i, ncap
+        cdef int64_t cap = _as_i64(capacity, "capacity")
+        if cap < 0 or cap > (1 << 26) - 1:
+            raise ValueError(f"capacity must be in [0, 2**26), got {capacity}")
+        ncap = <int32_t>cap if cap > 16 else 16
         self.pool = NULL
         self.extra = NULL
         self.levels = NULL
@@ -911,19 +911,19 @@ cdef class OrderBook:
         self.oom = False
         # pool
         self.pool_cap = 0
-        if posix_memalign(<void**> &self.pool, 64, capacity * sizeof(Order)) != 0:
+        if posix_memalign(<void**> &self.pool, 64, ncap * sizeof(Order)) != 0:
             self.pool = NULL
             raise MemoryError()
-        self.extra = <OrderExtra*> malloc(capacity * sizeof(OrderExtra))
+        self.extra = <OrderExtra*> malloc(ncap * sizeof(OrderExtra))
         if self.extra == NULL:
             raise MemoryError()
-        self.pool_cap = capacity
-        for i in range(capacity):
-            self.pool[i].next = i + 1 if i + 1 < capacity else EMPTY
+        self.pool_cap = ncap
+        for i in range(ncap):
+            self.pool[i].next = i + 1 if i + 1 < ncap else EMPTY
         self.free_head = 0
-        # live index sized for `capacity` orders at load <= 1/2
+        # live index sized for `ncap` orders at load <= 1/2
         self.live_bits = 4
-        while (1 << self.live_bits) < 2 * capacity:
+        while (1 << self.live_bits) < 2 * ncap:
             self.live_bits += 1
         if posix_memalign(<void**> &self.live_slots, 64,
                           (1 << self.live_bits) * sizeof(int32_t)) != 0:
