@@ -313,3 +313,21 @@ def test_duplicate_subscription_id_is_rejected_and_snapshot_only_does_not_subscr
         h.md.on_request("S2", md_request("R1", sub="0"))      # another session may reuse the id
         assert h.sent[2][1] == b"W" and h.md.subscription_count == 1
     asyncio.run(main())
+
+
+def test_missing_field_without_validation_is_answered_not_fatal():
+    async def main():
+        srv = build_server(parse_venue_config(config(sessions=[{"comp_id": "PLAIN", "validate": False}])))
+        await srv.start()
+        try:
+            async with Client(srv.port) as c:
+                c.send("F", [(11, "x-c"), (54, "2")])               # no OrigClOrdID
+                c.send("D", [(11, "K9"), (55, "AAPL"), (54, "2"), (40, "2"), (38, "5"), (44, "231.00")])
+                got = await c.wait(2)
+                br = got[0]
+                assert (br[35], br[380], br[58]) == (b"j", b"5", b"Required tag missing (41)")
+                assert got[1][35] == b"8" and got[1][150] == b"0"    # the session goes on
+                assert c.init.session().is_logged_on
+        finally:
+            await srv.stop()
+    asyncio.run(main())

@@ -30,7 +30,10 @@ from decimal import Decimal
 
 from crossbook.core import OrdType, Reason, Side, Status, STPMode, TimeInForce
 from crossbook.fix.messages import Message, parse_timestamp
-from crossbook.fix.session import Application, DoNotSend, Session, UnsupportedMessageType
+from crossbook.fix.session import (
+    BUSINESS_REJECT_OTHER, CONDITIONALLY_REQUIRED_FIELD_MISSING, Application, BusinessReject, DoNotSend, Session,
+    UnsupportedMessageType,
+)
 from crossbook.fix.settings import SessionSettings
 from crossbook.fix.transport import Acceptor
 from crossbook.model.instruments import Instrument, InstrumentMaster
@@ -203,6 +206,17 @@ class VenueFixServer(Application):
             raise DoNotSend()
 
     def from_app(self, session: Session, message: Message) -> None:
+        try:
+            self._dispatch(session, message)
+        except KeyError as e:
+            # Only reachable with validate = false (the dictionary would have sent a Reject): answer,
+            # never let a bad message drop the connection (the client would resend it forever).
+            tag = e.args[0] if e.args and isinstance(e.args[0], int) else None
+            raise BusinessReject(CONDITIONALLY_REQUIRED_FIELD_MISSING, "Required tag missing", tag) from None
+        except (ValueError, TypeError) as e:
+            raise BusinessReject(BUSINESS_REJECT_OTHER, f"cannot handle the message: {e}") from None
+
+    def _dispatch(self, session: Session, message: Message) -> None:
         sk = session.settings.target_comp_id
         mt = message.msg_type
         if mt == b"D":
