@@ -471,6 +471,12 @@ def test_in_process_server_knobs_stop_trigger_and_bounded_memory():
             srv.venue.reject_ratio = 0.0
             srv.venue.latency_ns = 0
             events.clear()
+            fv.new_order(VenueOrder("Z1", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 10, 0))   # no price
+            while not events:
+                await asyncio.sleep(0.002)
+            assert events[0].kind == K.REJECTED and events[0].reason_code == Reason.INVALID_PRICE
+            assert "0.00" in events[0].reason
+            events.clear()
             fv.new_order(VenueOrder("S1", AAPL, Side.BUY, OrdType.STOP, TimeInForce.DAY, 10, 0, stop_price=23050))
             fv.new_order(VenueOrder("M1", AAPL, Side.SELL, OrdType.LIMIT, TimeInForce.DAY, 20, 23050))
             fv.new_order(VenueOrder("M2", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 5, 23050))
@@ -480,10 +486,10 @@ def test_in_process_server_knobs_stop_trigger_and_bounded_memory():
                 await asyncio.sleep(0.01)
             kinds = [e.kind for e in events if e.venue_cl_ord_id == "S1"]
             assert kinds == [K.NEW, K.STOP_TRIGGERED, K.TRADE]
-            # R1 (rejected), M2 and S1 (filled) finished, M1 lives on (15 of 20): the connector
+            # R1, Z1 (rejected), M2 and S1 (filled) finished, M1 lives on (15 of 20): the connector
             # remembers the last 2 finished orders only, the server likewise.
             assert [t.ids[0] for t in fv._done] == ["M2", "S1"]
-            assert "R1" not in fv._orders and "M1" in fv._orders and "S1" in fv._orders
+            assert "R1" not in fv._orders and "Z1" not in fv._orders and "M1" in fv._orders and "S1" in fv._orders
             assert len(srv._done) == 2 and all(o.finished for o in srv._done)
         finally:
             await fv.stop()
