@@ -127,7 +127,8 @@ def test_kill_9_during_order_stream_then_restart(tmp_path, run):
         assert oid in before, f"acknowledged order {cl} ({oid}) lost"
         assert before[oid]["cum_qty"] >= cum_seen[oid]
     db = OrderStore(str(storage / "crossbook.db"))
-    stored_exec_ids = {e["exec_id"] for e in db.executions()}
+    stored_execs = db.executions()
+    stored_exec_ids = stored_all = {e["exec_id"] for e in stored_execs}
     db.close()
     assert set(fills) <= stored_exec_ids, "a fill the client saw is not in the database"
 
@@ -172,6 +173,14 @@ def test_kill_9_during_order_stream_then_restart(tmp_path, run):
                     msgs.append(await peer.expect("8", timeout=10))
                 # No reset: the server's numbers continued past everything received before the kill.
                 assert all(int(m[34]) > last_seq_before for m in peer.app.all)
+                # Every fill of FIRM1 stored at the kill reached the client: before the kill, or
+                # after the restart (sent again with PossResend, then resent to us on logon).
+                await asyncio.sleep(0.3)
+                received = set(fills) | {m[17].decode() for m in peer.app.all if m.msg_type == b"8"}
+                stored = {e["exec_id"] for e in stored_execs if e["session"] == "FIRM1" and e["exec_type"] == "F"}
+                assert stored <= received, sorted(stored - received)[:5]
+                again = [m for m in peer.app.all if m.get(97) == b"Y"]
+                assert all(m[17].decode() in stored_all for m in again)
                 # A ClOrdID acknowledged before the crash is still known: duplicate.
                 dup = next(iter(acked))
                 peer.new_order(qty=1, price="229.00", cl_ord_id=dup)

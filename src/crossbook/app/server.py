@@ -108,7 +108,7 @@ class Server:
                                                   reject_ratio=vc.reject_ratio, seed=vc.seed)
         self.manager = OrderManager(instruments=self.config.instruments, venues=dict(self.venues), risk=self.risk,
                                     directory=self.config.directory, clock=self.clock, journal=self.journal)
-        self.manager.restore(state.orders, state.cl_ord_ids, state.meta, state.risk)
+        self.manager.restore(state.orders, state.cl_ord_ids, state.meta, state.risk, state.recent_executions)
         self.restored_orders = len(state.orders)
         self.bus = EventBus(self.manager)
         self.journal.start(loop)

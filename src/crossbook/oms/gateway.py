@@ -298,7 +298,8 @@ class FixGateway(Application):
             log.error("no FIX session %s for %s", output.session, type(output).__name__)
             return
         if isinstance(output, ExecReport):
-            session.send(b"8", self.execution_report_body(session.settings.begin_string, output))
+            session.send(b"8", self.execution_report_body(session.settings.begin_string, output),
+                         header=[(97, "Y")] if output.poss_resend else ())
         elif isinstance(output, CancelReject):
             session.send(b"9", self.cancel_reject_body(session.settings.begin_string, output))
         elif isinstance(output, MassCancelReport):

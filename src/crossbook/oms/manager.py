@@ -119,6 +119,8 @@ class OrderManager:
         self._absorb_ack: set[tuple[str, str]] = set()        # resubmitted after restart: ack is silent
         self._seen_venue_exec: set[tuple[str, str]] = set()
         self._killed: frozenset[int] = frozenset()           # account indices a kill switch blocks
+        self._sent_exec_seq: dict[str, int] = {}             # session -> highest stored ExecID seq sent
+        self._unsent: list[dict[str, Any]] = []              # stored executions to send again after a restart
         self._order_seq = 0
         self._exec_seq = 0
         self._report_seq = 0
@@ -776,11 +778,22 @@ class OrderManager:
         self.in_flight -= 1
         sink = self._outputs_sink
         if sink is not None:
+            sent = self._sent_exec_seq
+            moved = False
             for output in batch.outputs:
                 try:
                     sink(output)
                 except Exception:  # one broken session must not stop the others' reports
                     log.exception("sending %s failed", type(output).__name__)
+                    continue
+                seq = output.execution.seq if isinstance(output, ExecReport) else 0
+                if seq > sent.get(output.session, 0):
+                    sent[output.session] = seq
+                    moved = True
+            if moved:
+                # Which stored reports went out: rides along with the next batch (no commit of its
+                # own), so after a crash at most the last batch's reports are sent again.
+                self._batch.meta["sent_exec_seq"] = json.dumps(sent)
         if self._subscribers:
             for ex, row in batch.events:
                 event = OrderEvent(ex, Order.from_row(row))
@@ -799,8 +812,12 @@ class OrderManager:
 
     # ------------------------------------------------------------------ recovery
     def restore(self, orders: Iterable[dict[str, Any]], cl_ord_ids: Iterable[tuple[str, str, str]],
-                meta: dict[str, str], risk_snapshot: dict[int, dict[str, Any]]) -> None:
-        """Load state saved by the journal (before venues start)."""
+                meta: dict[str, str], risk_snapshot: dict[int, dict[str, Any]],
+                recent_executions: Iterable[dict[str, Any]] = ()) -> None:
+        """Load state saved by the journal (before venues start). ``recent_executions`` are the
+        stored executions that may not have been sent (see SqliteJournal.open)."""
+        self._sent_exec_seq = {k: int(v) for k, v in json.loads(meta.get("sent_exec_seq", "{}")).items()}
+        self._unsent = [e for e in recent_executions if e["seq"] > self._sent_exec_seq.get(e["session"], 0)]
         for row in orders:
             order = Order.from_row(row)
             self.orders[order.order_id] = order
@@ -823,8 +840,17 @@ class OrderManager:
             self.risk.restore(risk_snapshot)
 
     def resubmit_open_orders(self) -> int:
-        """After a restart, put every open order back on its venue (in entry order) and finish
-        what was in flight: a pending cancel completes, a pending replace is refused."""
+        """After a restart: send again (PossResend) the stored reports that may not have gone out,
+        put every open order back on its venue (in entry order) and finish what was in flight: a
+        pending cancel completes, a pending replace is refused."""
+        for row in sorted(self._unsent, key=lambda e: e["seq"]):
+            ex = Execution.from_row(row)
+            order = self.orders.get(ex.order_id)
+            rej = OrdRejReason(ex.ord_rej_reason) if ex.ord_rej_reason in OrdRejReason._value2member_map_ else None
+            self._emit(ExecReport(ex.session, ex, rej, order_qty=ex.qty, ord_type=order.ord_type if order else 0,
+                                  stop_px=order.stop_px if order else 0, tif=order.tif if order else 0,
+                                  poss_resend=True))
+        self._unsent = []
         count = 0
         for order in self.open_orders():
             venue = self.venues.get(order.venue)

@@ -26,6 +26,7 @@ class ExecReport:
     ord_type: int = 0
     stop_px: int = 0
     tif: int = 0
+    poss_resend: bool = False  # sent again after a restart: PossResend (97=Y), the client dedups by ExecID
 
 
 @dataclass(frozen=True, slots=True)

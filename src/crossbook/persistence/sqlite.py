@@ -78,6 +78,7 @@ class RecoveredState:
     cl_ord_ids: list[tuple[str, str, str]] = field(default_factory=list)
     meta: dict[str, str] = field(default_factory=dict)
     risk: dict[int, dict[str, Any]] = field(default_factory=dict)
+    recent_executions: list[dict[str, Any]] = field(default_factory=list)  # may not have been sent
 
 
 def _connect(path: str, synchronous: str = "NORMAL") -> sqlite3.Connection:
@@ -116,6 +117,13 @@ class SqliteJournal:
         state.cl_ord_ids = [tuple(r) for r in conn.execute("SELECT session, cl_ord_id, order_id FROM cl_ord_ids")]
         state.meta = dict(conn.execute("SELECT key, value FROM meta"))
         state.risk = {int(a): json.loads(d) for a, d in conn.execute("SELECT account, data FROM risk_usage")}
+        # Executions past the lowest "sent up to" mark of any session that has executions: the
+        # order manager sends again those its sessions may not have received.
+        sent = {k: int(v) for k, v in json.loads(state.meta.get("sent_exec_seq", "{}")).items()}
+        sessions = [s for (s,) in conn.execute("SELECT DISTINCT json_extract(data, '$.session') FROM executions")]
+        floor = min((sent.get(s, 0) for s in sessions), default=0)
+        state.recent_executions = [json.loads(d) for (d,) in
+                                   conn.execute("SELECT data FROM executions WHERE seq > ? ORDER BY seq", (floor,))]
         self._conn = conn
         return state
 
