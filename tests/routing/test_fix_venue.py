@@ -520,7 +520,7 @@ def test_reconnect_backs_off_exponentially_and_resets_after_logon(tmp_path, venu
         vp.kill()
         await asyncio.sleep(0.3)
         await fv.stop()
-        assert states[-1] == (False, "disconnected") and not fv.is_up
+        assert states[-1] == (False, "disconnected: connection closed") and not fv.is_up
         with pytest.raises(RuntimeError, match="stopped"):
             await fv.start()
     run(main())

@@ -119,6 +119,8 @@ class _BackoffInitiator(Initiator):
         self.delay = self.min_s
 
     async def _run(self) -> None:
+        # The engine's Initiator._run with one change, the pause between attempts. (A delay hook
+        # in fix.transport would let this go; see docs/venue-process.md.) No TLS: venues are local.
         s = self.settings
         while not self._stopping:
             self.connect_attempts += 1
@@ -127,10 +129,12 @@ class _BackoffInitiator(Initiator):
                     asyncio.open_connection(s.socket_connect_host, s.socket_connect_port, limit=READ_SIZE),
                     timeout=s.logon_timeout)
             except (OSError, asyncio.TimeoutError) as exc:
-                log.info("%s: connect failed: %s", s.key(), exc)
+                log.info("%s: connect failed: %s", s.key(), exc or type(exc).__name__)
+                self._attempt_ended(f"connect failed: {exc or type(exc).__name__}", logged_on=False)
             else:
                 session = self.session()
-                conn = _Connection(session, writer)
+                logons_before = session.logon_count
+                conn = _Connection(session, writer, on_logon=self._notify)
                 self._connections[session.session_id] = conn
                 try:
                     session.on_connected()
@@ -140,7 +144,9 @@ class _BackoffInitiator(Initiator):
                 finally:
                     conn.close()
                     self._connections.pop(session.session_id, None)
-            if self._stopping:
+                    self._attempt_ended(session.last_disconnect_reason or "connection closed",
+                                        logged_on=session.logon_count > logons_before)
+            if self._stopping or self.gave_up:
                 break
             await asyncio.sleep(self.delay)
             self.delay = min(self.delay * 2, self.max_s)
@@ -420,7 +426,8 @@ class FixVenue(Application):
         self._reconcile()
 
     def on_logout(self, session: Session) -> None:
-        self._set_down("stopped" if self._stopped else "disconnected")
+        why = getattr(session, "last_disconnect_reason", None)
+        self._set_down("stopped" if self._stopped else f"disconnected: {why}" if why else "disconnected")
 
     def to_app(self, session: Session, msg_type: bytes, body) -> None:
         if self._live_send:
