@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
 
@@ -238,5 +239,40 @@ def test_kill_switch_state_survives_a_restart():
         m2.restore([], [], meta, {})
         assert m2.risk.kill_state() == {"global": False, "firms": [1], "accounts": []}
         assert m2._killed == frozenset({cfg.directory.accounts["ACC3"].index})
+
+    asyncio.run(scenario())
+
+
+def test_reports_not_marked_sent_are_sent_again_with_poss_resend():
+    async def scenario():
+        journal = HoldingJournal()
+        cfg, venues, m = setup(journal)
+        for v in venues.values():
+            await v.start()
+        m.set_output_sink(lambda out: None)
+        m.new_order(new(cfg, "b1"))
+        await asyncio.sleep(0.01)
+        m.flush()
+        executions = [e for b, _ in journal.held for e in b.executions]
+        assert [e["exec_type"] for e in executions] == ["A", "0"]
+        first, *_ = journal.held
+        journal.held = [first]
+        journal.release()                    # only the PendingNew batch went out before the "crash"
+        m.flush()
+        meta = {**journal.held[-1][0].meta} if journal.held else {}
+        meta.update({"order_seq": "1", "exec_seq": "2"})
+        assert json.loads(meta["sent_exec_seq"]) == {"FIRM1": 1}
+        cfg2, venues2, m2 = setup()
+        for v in venues2.values():
+            await v.start()
+        sent = []
+        m2.set_output_sink(sent.append)
+        m2.restore([m._row(m.order("O1"))], [("FIRM1", "b1", "O1")], meta, {}, executions)
+        m2.resubmit_open_orders()
+        await m2.drain()
+        again = [o for o in sent if isinstance(o, ExecReport) and o.poss_resend]
+        assert [o.execution.exec_id for o in again] == ["X2"]
+        for v in list(venues.values()) + list(venues2.values()):
+            await v.stop()
 
     asyncio.run(scenario())
