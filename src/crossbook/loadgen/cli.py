@@ -117,10 +117,11 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    print(report.format_table())
-    if args.json:
-        if args.json == "-":
-            print(report.to_json())
-        else:
+    if args.json == "-":
+        print(report.format_table(), file=sys.stderr)   # stdout carries the JSON alone
+        print(report.to_json())
+    else:
+        print(report.format_table())
+        if args.json:
             Path(args.json).write_text(report.to_json() + "\n")
     return 0 if all(c.consistent for c in report.counts.values()) else 1

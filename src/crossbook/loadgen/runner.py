@@ -312,11 +312,12 @@ class LoadRun:
         r = rng.random()
         a, b, c = self._cut
         kind = PASSIVE if r < a else MARKETABLE if r < b else CANCEL if r < c else REPLACE
+        drawn = kind
         if kind == PASSIVE and s.live_passive >= self.config.max_resting:
             kind = CANCEL
-            self.substituted += 1
         if (kind == CANCEL or kind == REPLACE) and not s.pool:
             kind = PASSIVE if s.live_passive < self.config.max_resting else MARKETABLE
+        if kind != drawn:
             self.substituted += 1
         if kind == CANCEL:
             order = s.pool[int(rng.random() * len(s.pool))]
