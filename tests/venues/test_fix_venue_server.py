@@ -213,11 +213,11 @@ def entries(body, start):
 
 
 class MD:
-    def __init__(self):
+    def __init__(self, conflate_s=0.0):
         self.venue = InProcessVenue("VENUE-A", MASTER, Clock())
         self.sent: list[tuple[object, bytes, list]] = []
         self.md = MarketDataPublisher(self.venue, MASTER, lambda s, mt, body: self.sent.append((s, mt, body)),
-                                      max_depth=5)
+                                      max_depth=5, conflate_s=conflate_s)
         self.venue.set_event_sink(lambda ev: None)
         self.n = 0
 
@@ -331,3 +331,40 @@ def test_missing_field_without_validation_is_answered_not_fatal():
         finally:
             await srv.stop()
     asyncio.run(main())
+
+
+def test_conflation_sends_the_book_as_it_is_at_the_end_of_the_interval():
+    async def main():
+        h = MD(conflate_s=0.05)
+        await h.venue.start()
+        h.md.on_request("S1", md_request("R1", depth=3))
+        await h.settle()
+        for k in range(5):                       # five changes in separate loop turns
+            h.order(Side.SELL, 10, 23010 + k)
+            await asyncio.sleep(0)
+        cancel_me = h.order(Side.SELL, 10, 23100)
+        await asyncio.sleep(0)
+        h.venue.cancel_order(cancel_me, "c")
+        assert await h.settle() == []            # nothing before the interval ends
+        await asyncio.sleep(0.08)
+        sent = await h.settle()
+        assert len(sent) == 1 and sent[0][1] == b"X"
+        news = [(e[279], e[270]) for e in entries(sent[0][2], 279)]
+        assert news == [(b"0", "230.10"), (b"0", "230.11"), (b"0", "230.12")]   # top 3; 231.00 never shown
+        h.order(Side.SELL, 10, 23000)
+        await asyncio.sleep(0)                   # the change is seen: the subscription is dirty
+        await asyncio.sleep(0)
+        assert h.md._dirty
+        h.md.on_request("S1", md_request("R1", sub="2"))
+        await asyncio.sleep(0.08)
+        assert await h.settle() == []            # unsubscribed while dirty: nothing
+        h.md.close()
+        await h.venue.stop()
+    asyncio.run(main())
+
+
+def test_conflation_knob_is_checked():
+    with pytest.raises(ValueError, match="conflate_s"):
+        MarketDataPublisher(InProcessVenue("VENUE-A", MASTER, Clock()), MASTER, lambda *a: None, conflate_s=-1)
+    cfg = parse_venue_config(config(market_data={"conflate_ms": 25}))
+    assert build_server(cfg).md.conflate_s == 0.025

@@ -115,13 +115,14 @@ class VenueFixServer(Application):
     it sent this many application messages (0 = never); once, or after every that many messages
     when ``disconnect_repeat``. ``reason_code_sessions``: client CompIDs that get tag 5100.
     ``max_done_orders``: finished orders remembered for their reports (oldest forgotten first).
+    ``md_conflate_s``: market data conflation interval (MarketDataPublisher).
     """
 
     def __init__(self, venue: InProcessVenue, instruments: InstrumentMaster, sessions: list[SessionSettings], *,
                  host: str = "127.0.0.1", port: int = 0, md_max_depth: int = MAX_DEPTH_DEFAULT, disconnect_after: int = 0,
                  disconnect_repeat: bool = False, store_factory=None,
                  reason_code_sessions: frozenset[str] | set[str] = frozenset(),
-                 max_done_orders: int = 1_000_000) -> None:
+                 max_done_orders: int = 1_000_000, md_conflate_s: float = 0.0) -> None:
         if not isinstance(venue, InProcessVenue):
             raise TypeError(f"venue must be an InProcessVenue, got {type(venue).__name__}")
         if isinstance(disconnect_after, bool) or not isinstance(disconnect_after, int) or disconnect_after < 0:
@@ -148,7 +149,8 @@ class VenueFixServer(Application):
         self._live_send = False
         self._exec_prefix = f"{self.name}-{_base36(time.time_ns() // 1000)}-X"
         self._next_exec = 1
-        self.md = MarketDataPublisher(venue, self._master, self._send_md, max_depth=md_max_depth)
+        self.md = MarketDataPublisher(venue, self._master, self._send_md, max_depth=md_max_depth,
+                                      conflate_s=md_conflate_s)
         venue.set_event_sink(self._on_event)
 
     # ------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ Prices go on the wire as decimals of the instrument's tick grid; inside they are
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -75,11 +76,20 @@ class MarketDataPublisher:
     ``venue`` is anything with ``depth(instrument, levels)`` and ``add_book_listener`` (an
     ``InProcessVenue``); ``send(session, msg_type, body)`` writes a message on a session.
     ``max_depth`` caps MarketDepth (and is what depth 0, "full book", means here).
+    ``conflate_s``: 0 sends an update after every loop turn that changed a book; more sends at
+    most one per subscription and instrument per that many seconds, with the state at its end
+    (fewer messages and a smaller FIX store, at the cost of staleness).
     """
 
-    def __init__(self, venue, instruments: InstrumentMaster, send: Send, *, max_depth: int = MAX_DEPTH_DEFAULT):
+    def __init__(self, venue, instruments: InstrumentMaster, send: Send, *, max_depth: int = MAX_DEPTH_DEFAULT,
+                 conflate_s: float = 0.0):
         if isinstance(max_depth, bool) or not isinstance(max_depth, int) or not 1 <= max_depth <= 1000:
             raise ValueError(f"max_depth must be an int from 1 to 1000, got {max_depth!r}")
+        if isinstance(conflate_s, bool) or not isinstance(conflate_s, (int, float)) or not 0 <= conflate_s <= 60:
+            raise ValueError(f"conflate_s must be seconds from 0 to 60, got {conflate_s!r}")
+        self.conflate_s = float(conflate_s)
+        self._dirty: dict[tuple[int, str], tuple[_Subscription, Instrument]] = {}
+        self._timer: asyncio.TimerHandle | None = None
         self._venue = venue
         self._master = instruments
         self._send = send
@@ -93,6 +103,9 @@ class MarketDataPublisher:
         return len(self._subs)
 
     def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._venue.remove_book_listener(self._on_books_changed)
         self._subs.clear()
         self._by_key.clear()
@@ -186,10 +199,26 @@ class MarketDataPublisher:
         for key in keys:
             for sub in list(self._by_key.get(key, ())):
                 inst = next(i for i in sub.instruments if i.key == key)
-                try:
-                    self._update(sub, inst)
-                except Exception:
-                    log.exception("market data update for %s failed", key)
+                if self.conflate_s:
+                    # Conflation: the book's state when the interval ends, once, whatever happened in it.
+                    self._dirty[(id(sub), key)] = (sub, inst)
+                    continue
+                self._publish(sub, inst)
+        if self._dirty and self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.conflate_s, self._flush_dirty)
+
+    def _flush_dirty(self) -> None:
+        self._timer = None
+        dirty, self._dirty = self._dirty, {}
+        for sub, inst in dirty.values():
+            if self._subs.get((sub.session, sub.req_id)) is sub:
+                self._publish(sub, inst)
+
+    def _publish(self, sub: _Subscription, inst: Instrument) -> None:
+        try:
+            self._update(sub, inst)
+        except Exception:
+            log.exception("market data update for %s failed", inst.key)
 
     def _update(self, sub: _Subscription, inst: Instrument) -> None:
         b, a = self._levels(sub, inst)

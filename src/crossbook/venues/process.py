@@ -20,6 +20,7 @@ The TOML file (every key in docs/venue-process.md)::
     disconnect_repeat = false
     [market_data]
     max_depth = 10
+    conflate_ms = 0
     [[instruments]]             # absent = the default instrument set (DEFAULT_INSTRUMENTS)
 
 Signals: SIGINT / SIGTERM stop cleanly (sessions logged out, stores closed); SIGUSR1 drops every
@@ -49,7 +50,7 @@ log = logging.getLogger("crossbook.venue")
 _VENUE_KEYS = ("name", "comp_id", "host", "port", "storage", "seed", "tick_s", "log_level")
 _SESSION_KEYS = ("comp_id", "username", "password", "reset_on_logon", "reason_codes", "validate")
 _FAULT_KEYS = ("latency_us", "reject_ratio", "disconnect_after_messages", "disconnect_repeat")
-_MD_KEYS = ("max_depth",)
+_MD_KEYS = ("max_depth", "conflate_ms")
 _TOP_KEYS = ("venue", "sessions", "background", "faults", "market_data", "instruments")
 
 
@@ -84,6 +85,7 @@ class VenueConfig:
     disconnect_after_messages: int
     disconnect_repeat: bool
     md_max_depth: int
+    md_conflate_ms: int
     instruments: InstrumentMaster = field(repr=False)
 
     def session_settings(self) -> list[SessionSettings]:
@@ -199,6 +201,7 @@ def parse_venue_config(doc: dict) -> VenueConfig:
     md = _table(doc, "market_data")
     _unknown(md, _MD_KEYS, "market_data")
     depth = _int(md, "max_depth", "market_data", 10, 1, 1000)
+    conflate_ms = _int(md, "conflate_ms", "market_data", 0, 0, 60_000)
 
     entries = doc.get("instruments", DEFAULT_INSTRUMENTS)
     try:
@@ -212,7 +215,7 @@ def parse_venue_config(doc: dict) -> VenueConfig:
             if inst.reference_price is None:
                 raise _err("instruments", f"{inst.key} needs a reference_price: background flow is centred on it")
     return VenueConfig(name, comp_id, host, port, storage, seed, float(tick_s), log_level, tuple(sessions),
-                       background, latency_us, float(rr), after, repeat, depth, master)
+                       background, latency_us, float(rr), after, repeat, depth, conflate_ms, master)
 
 
 def load_venue_config(path: str) -> VenueConfig:
@@ -240,8 +243,8 @@ def build_server(cfg: VenueConfig, *, port: int | None = None) -> VenueFixServer
     except SettingsError as e:
         raise VenueConfigError(f"sessions: {e}") from None
     return VenueFixServer(venue, cfg.instruments, settings, host=cfg.host, port=cfg.port if port is None else port,
-                          md_max_depth=cfg.md_max_depth, disconnect_after=cfg.disconnect_after_messages,
-                          disconnect_repeat=cfg.disconnect_repeat,
+                          md_max_depth=cfg.md_max_depth, md_conflate_s=cfg.md_conflate_ms / 1000,
+                          disconnect_after=cfg.disconnect_after_messages, disconnect_repeat=cfg.disconnect_repeat,
                           reason_code_sessions={s.comp_id for s in cfg.sessions if s.reason_codes})
 
 
