@@ -73,8 +73,11 @@ def test_short_run_against_crossbook_serve(tmp_path):
         _stop(serve)
     _consistent(report)
     assert report["total"]["sent"] == 600 and report["planned"] == 600
-    assert report["total"]["timed_out"] == 0 and report["total"]["rejected"] == 0
     counts = report["counts"]
+    assert report["total"]["timed_out"] == 0
+    # New orders are all accepted; a cancel or replace may race a fill by another session's
+    # marketable order and get "too late" (OrderCancelReject), which is a correct answer.
+    assert counts["passive"]["rejected"] == counts["marketable"]["rejected"] == 0
     assert counts["passive"]["acked"] > 0 and counts["marketable"]["acked"] > 0
     assert counts["cancel"]["acked"] > 0 and counts["replace"]["acked"] > 0
     assert report["sessions"] == 3 and report["seq_gaps"] == 0 and report["unmatched"] == 0
