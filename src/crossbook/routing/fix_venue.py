@@ -511,6 +511,15 @@ class FixVenue(Application):
     def _apply(self, t: _Tracked, ev: VenueEvent) -> None:
         """Bring the tracked order to the venue's view after ``ev``."""
         kind = ev.kind
+        if kind == _K.REJECTED:
+            # A refused order leaves no trace at the venue, whose ids may then be used again.
+            t.done = True
+            t.leaves = 0
+            t.status = int(Status.REJECTED)
+            for i in t.ids:
+                if self._orders.get(i) is t:
+                    del self._orders[i]
+            return
         if ev.venue_order_id:
             t.venue_order_id = ev.venue_order_id
         if kind == _K.NEW:
