@@ -524,3 +524,24 @@ def test_reconnect_backs_off_exponentially_and_resets_after_logon(tmp_path, venu
         with pytest.raises(RuntimeError, match="stopped"):
             await fv.start()
     run(main())
+
+
+def test_resend_replays_only_unanswered_order_entry():
+    from crossbook.fix.session import DoNotSend
+
+    async def main():
+        fv = FixVenue("VENUE-A", MASTER, host="127.0.0.1", port=1, sender_comp_id="CROSSBOOK",
+                      target_comp_id="VENUE-A", md_depth=0)
+        fv._up = fv._started = True            # as if logged on: requests go to the session store
+        fv.new_order(VenueOrder("W1", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 1, 23000))
+        fv.new_order(VenueOrder("W2", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 1, 23000))
+        fv._awaiting.discard("W2")              # W2 was answered
+        s = fv.session
+        fv.to_app(s, b"D", [(11, b"W1")])       # still unanswered: replayed
+        for mt, body in ((b"D", [(11, b"W2")]), (b"H", [(11, b"W1")]), (b"V", [(262, b"x")])):
+            with pytest.raises(DoNotSend):
+                fv.to_app(s, mt, body)
+        # What was actually stored: two NewOrderSingles with the right prices and ids.
+        stored = [raw for _, raw in s.store.get(1, 10)]
+        assert len(stored) == 2 and b"\x0111=W1\x01" in stored[0] and b"\x0144=230.00\x01" in stored[0]
+    run(main())
