@@ -180,8 +180,8 @@ class LoadRun:
             raise
 
     async def close(self) -> None:
-        for s in self.sessions:
-            await s.wire.logout(2.0)
+        """Log every session out at once (each waits at most 2 s for the server's Logout)."""
+        await asyncio.gather(*(s.wire.logout(2.0) for s in self.sessions))
 
     # ------------------------------------------------------------------ the run
     async def run(self) -> Report:
@@ -198,6 +198,9 @@ class LoadRun:
         try:
             last_slot = await self._drive(start)
             await self._drain(start)
+        except BaseException:
+            await self.close()   # log out even when the run fails (server stopped reading, cancelled)
+            raise
         finally:
             if gc_was_enabled:
                 gc.enable()
