@@ -1,0 +1,193 @@
+"""The router's audit trail: every routing decision and every child order, stored and queryable.
+
+One row per fact: the decision for a parent (policy, the market data seen, the plan), each child
+sent (where, price, quantity, why), each child event (ack, fill, cancel, reject, replace), each
+answer to the parent, venue up/down notices and reconciliation outcomes. Rows are plain dicts:
+
+    {"seq", "ts", "parent_id", "parent_cl", "event", "venue", "child_id", "qty", "price", "detail"}
+
+``detail`` is a dict (stored as JSON). Two implementations of the same small interface
+(:class:`AuditLog`): :class:`MemoryAuditLog` (tests, embedders) and :class:`SqliteAuditLog`, a
+table in an SQLite file (WAL) written by one writer thread that commits everything queued
+meanwhile in one transaction (group commit, the habit of crossbook.persistence.SqliteJournal), so
+the event loop never waits for the disk. ``crossbook.routing`` may not import
+``crossbook.persistence`` (layout rule), hence its own small writer; the OMS's journal can
+implement :class:`AuditLog` instead and receive the rows in its own batches.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import sqlite3
+import threading
+from typing import Any, Protocol
+
+__all__ = ["AuditLog", "MemoryAuditLog", "SqliteAuditLog", "read_audit"]
+
+log = logging.getLogger("crossbook.routing.audit")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS routing_audit (
+    seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts        INTEGER NOT NULL,
+    router    TEXT NOT NULL,
+    parent_id TEXT NOT NULL,
+    parent_cl TEXT NOT NULL,
+    event     TEXT NOT NULL,
+    venue     TEXT NOT NULL,
+    child_id  TEXT NOT NULL,
+    qty       INTEGER NOT NULL,
+    price     INTEGER NOT NULL,
+    detail    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS routing_audit_parent ON routing_audit(parent_id, seq);
+CREATE INDEX IF NOT EXISTS routing_audit_parent_cl ON routing_audit(parent_cl, seq);
+"""
+
+_COLUMNS = ("ts", "router", "parent_id", "parent_cl", "event", "venue", "child_id", "qty", "price", "detail")
+_STOP = object()
+
+
+class AuditLog(Protocol):
+    """Where the router's audit rows go."""
+
+    def record(self, row: dict[str, Any]) -> None:
+        """Store one row (keys: ts, router, parent_id, parent_cl, event, venue, child_id, qty,
+        price, detail). Must not block the event loop."""
+
+    def query(self, parent_id: str) -> list[dict[str, Any]]:
+        """Every row of one parent (by the router's parent id or its first ClOrdID), oldest first,
+        including rows recorded but not yet committed."""
+
+    def close(self) -> None:
+        """Make everything durable and release resources."""
+
+
+class MemoryAuditLog:
+    """Rows kept in a list (no durability)."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def record(self, row: dict[str, Any]) -> None:
+        row = dict(row, seq=len(self.rows) + 1)
+        self.rows.append(row)
+
+    def query(self, parent_id: str) -> list[dict[str, Any]]:
+        return [r for r in self.rows if parent_id in (r["parent_id"], r["parent_cl"])]
+
+    def close(self) -> None:
+        pass
+
+
+class SqliteAuditLog:
+    """The ``routing_audit`` table in the SQLite file ``path`` (created if needed, WAL).
+
+    ``record`` queues the row for the writer thread, which commits all queued rows in one
+    transaction (group commit). ``query`` waits until what was recorded before it is committed,
+    then reads: it is for operators and tests, not the hot path. ``close`` commits the rest.
+    The file can be the OMS's own database (a separate table) or a file of its own.
+    """
+
+    def __init__(self, path: str, *, synchronous: str = "NORMAL", max_batch: int = 4096) -> None:
+        if not isinstance(path, str) or not path:
+            raise ValueError(f"audit path must be a non-empty string, got {path!r}")
+        if synchronous.upper() not in ("NORMAL", "FULL"):
+            raise ValueError(f"synchronous must be NORMAL or FULL, got {synchronous!r}")
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self.path = path
+        self.max_batch = max_batch
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        self._conn.execute("PRAGMA busy_timeout=5000")
+        self._conn.executescript(SCHEMA)
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._recorded = 0
+        self._committed = 0
+        self._cond = threading.Condition()
+        self.commits = 0
+        self.failed: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="crossbook-routing-audit", daemon=True)
+        self._thread.start()
+
+    def record(self, row: dict[str, Any]) -> None:
+        if self.failed is not None:
+            raise RuntimeError(f"routing audit log failed: {self.failed}")
+        self._recorded += 1
+        self._queue.put(tuple(json.dumps(row[c]) if c == "detail" else row[c] for c in _COLUMNS))
+
+    def sync(self, timeout: float = 10.0) -> bool:
+        """Wait until every row recorded so far is committed; False on timeout."""
+        target = self._recorded
+        with self._cond:
+            return self._cond.wait_for(lambda: self._committed >= target or self.failed is not None, timeout)
+
+    def query(self, parent_id: str) -> list[dict[str, Any]]:
+        self.sync()
+        return _select(self._conn, parent_id)
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join(10)
+            self._thread = None
+        self._conn.close()
+
+    def _run(self) -> None:
+        conn = self._conn
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            rows = [item]
+            stop = False
+            while len(rows) < self.max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stop = True
+                    break
+                rows.append(nxt)
+            try:
+                conn.execute("BEGIN")
+                conn.executemany(f"INSERT INTO routing_audit({', '.join(_COLUMNS)}) VALUES "
+                                 f"({', '.join('?' * len(_COLUMNS))})", rows)
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                log.exception("routing audit commit failed")
+                self.failed = exc
+                with self._cond:
+                    self._cond.notify_all()
+                return
+            self.commits += 1
+            with self._cond:
+                self._committed += len(rows)
+                self._cond.notify_all()
+            if stop:
+                return
+
+
+def _select(conn: sqlite3.Connection, parent_id: str) -> list[dict[str, Any]]:
+    cur = conn.execute("SELECT seq, ts, router, parent_id, parent_cl, event, venue, child_id, qty, price, detail "
+                       "FROM routing_audit WHERE parent_id = ? OR parent_cl = ? ORDER BY seq", (parent_id, parent_id))
+    out = []
+    for seq, ts, router, pid, pcl, event, venue, child, qty, price, detail in cur:
+        out.append({"seq": seq, "ts": ts, "router": router, "parent_id": pid, "parent_cl": pcl, "event": event,
+                    "venue": venue, "child_id": child, "qty": qty, "price": price, "detail": json.loads(detail)})
+    return out
+
+
+def read_audit(path: str, parent_id: str) -> list[dict[str, Any]]:
+    """Read one parent's audit rows straight from a database file (e.g. from another process)."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no routing audit database at {path}")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return _select(conn, parent_id)
+    finally:
+        conn.close()

@@ -1,0 +1,1040 @@
+"""SmartRouter: a Venue made of venues. The OMS sends it the client's (parent) order exactly as it
+would to an exchange; the router cuts it into child orders on real venues (InProcessVenue,
+FixVenue) by its policy, aggregates the children's events and answers upstream as one venue:
+
+* ``NEW`` once (when the first child is acknowledged), ``TRADE`` per child fill (``exec_id``
+  ``"<venue>:<child exec id>"``, ``last_px`` the child's price, the parent's exact cum/leaves),
+  ``CANCELED`` once when the parent ends without a full fill, ``REJECTED`` when no child was ever
+  accepted.
+* Cancel and replace of the parent go to its live children; ``CANCELED`` / ``REPLACED`` /
+  ``CANCEL_REJECTED`` / ``REPLACE_REJECTED`` come only when every child has answered. A replace
+  down cuts children newest first; a replace up adds quantity by the policy.
+* A venue that goes down: new orders go to the venues still up (BEST_PRICE, SWEEP) or are
+  rejected (DIRECT); live children there are marked unknown and reconciled when it comes back
+  (FixVenue reconciles itself on logon; in-process venues are asked ``order_status``), then the
+  parent hears what really happened. Child fills are applied once (exec id idempotency).
+* Every decision and child is written to the audit trail (crossbook.routing.audit), queryable
+  with :meth:`SmartRouter.audit`.
+
+docs/routing.md describes the whole behaviour and the configuration.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from crossbook.core import OrdType, Reason, Status
+from crossbook.model.instruments import Instrument
+from crossbook.routing.audit import AuditLog, MemoryAuditLog
+from crossbook.routing.policies import (
+    ChildPlan, Policy, VenueQuote, plan_best_price, plan_direct, plan_sweep,
+)
+from crossbook.routing.venue import Level, Venue, VenueEvent, VenueEventKind, VenueOrder, VenueReason
+
+__all__ = ["RouterConfig", "SmartRouter", "build_router", "load_routers"]
+
+log = logging.getLogger("crossbook.routing.router")
+
+_K = VenueEventKind
+_RESTING, _PARTIAL, _FILLED, _CANCELLED, _REJECTED = (
+    int(Status.RESTING), int(Status.PARTIALLY_FILLED), int(Status.FILLED), int(Status.CANCELLED),
+    int(Status.REJECTED))
+_DONE_STATUS = (_FILLED, _CANCELLED, _REJECTED)
+#: ``reason`` of FixVenue's STATUS closing its reconciliation of one order (crossbook.routing.fix_venue).
+_RECONCILED = "reconciled after reconnect"
+
+
+class _SystemClock:
+    @staticmethod
+    def now_ns() -> int:
+        return time.time_ns()
+
+
+# ================================================================================================
+# Configuration
+# ================================================================================================
+@dataclass(frozen=True)
+class RouterConfig:
+    """One ``[[routers]]`` table: ``name`` (what ExDestination or an instrument's config names),
+    ``policy``, ``venues`` (in order of preference; DIRECT uses the first), ``rest_venue`` (where a
+    remainder rests; default the first venue), ``depth_levels`` (market data levels read per
+    venue), ``watch_s`` (how often venues without up/down notices are checked), ``audit_path``
+    (SQLite file of the audit trail; empty = in memory)."""
+
+    name: str
+    policy: Policy
+    venues: tuple[str, ...]
+    rest_venue: str = ""
+    depth_levels: int = 10
+    watch_s: float = 0.05
+    audit_path: str = ""
+
+    _KEYS = ("name", "policy", "venues", "rest_venue", "depth_levels", "watch_s", "audit_path")
+
+    @classmethod
+    def from_config(cls, table: object, *, known_venues: Iterable[str] | None = None,
+                    where: str = "routers[0]") -> RouterConfig:
+        """From a TOML table; errors are ValueError naming the key (``routers[1].policy: ...``)."""
+        if not isinstance(table, dict):
+            raise ValueError(f"{where}: must be a table, got {type(table).__name__}")
+        for k in table:
+            if k not in cls._KEYS:
+                raise ValueError(f"{where}.{k}: unknown key (known: {', '.join(cls._KEYS)})")
+        name = table.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"{where}.name: required, a non-empty string (got {name!r})")
+        if "policy" not in table:
+            raise ValueError(f"{where}.policy: required (direct, best_price, sweep, split)")
+        policy = Policy.parse(table["policy"], f"{where}.policy")
+        venues = table.get("venues")
+        if (not isinstance(venues, list) or not venues
+                or not all(isinstance(v, str) and v for v in venues)):
+            raise ValueError(f"{where}.venues: required, a non-empty list of venue names (got {venues!r})")
+        if len(set(venues)) != len(venues):
+            raise ValueError(f"{where}.venues: a venue appears twice: {venues}")
+        if policy is Policy.DIRECT and len(venues) != 1:
+            raise ValueError(f"{where}.venues: a direct router routes to exactly one venue, got {venues}")
+        known = set(known_venues) if known_venues is not None else None
+        if known is not None:
+            for v in venues:
+                if v not in known:
+                    raise ValueError(f"{where}.venues: {v!r} is not a configured venue "
+                                     f"(venues: {', '.join(sorted(known))})")
+            if name in known:
+                raise ValueError(f"{where}.name: {name!r} is already a venue's name")
+        rest = table.get("rest_venue", venues[0])
+        if not isinstance(rest, str) or rest not in venues:
+            raise ValueError(f"{where}.rest_venue: must be one of the router's venues {venues}, got {rest!r}")
+        depth = table.get("depth_levels", 10)
+        if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= 1000:
+            raise ValueError(f"{where}.depth_levels: an int from 1 to 1000, got {depth!r}")
+        watch = table.get("watch_s", 0.05)
+        if isinstance(watch, bool) or not isinstance(watch, (int, float)) or not 0 < watch <= 60:
+            raise ValueError(f"{where}.watch_s: seconds in (0, 60], got {watch!r}")
+        audit_path = table.get("audit_path", "")
+        if not isinstance(audit_path, str):
+            raise ValueError(f"{where}.audit_path: a file path string, got {audit_path!r}")
+        return cls(name, policy, tuple(venues), rest, depth, float(watch), audit_path)
+
+
+def load_routers(tables: object, known_venues: Iterable[str], *, where: str = "routers") -> tuple[RouterConfig, ...]:
+    """Every ``[[routers]]`` table of a config (None or [] = no routers); names must be unique."""
+    if tables is None:
+        return ()
+    if not isinstance(tables, list):
+        raise ValueError(f"{where}: must be a list of [[{where}]] tables, got {type(tables).__name__}")
+    known = list(known_venues)
+    out = [RouterConfig.from_config(t, known_venues=known, where=f"{where}[{i}]") for i, t in enumerate(tables)]
+    names = [r.name for r in out]
+    for i, n in enumerate(names):
+        if n in names[:i]:
+            raise ValueError(f"{where}[{i}].name: router {n!r} is defined twice")
+    return tuple(out)
+
+
+def build_router(config: RouterConfig, venues: dict[str, Venue], clock=None, *,
+                 audit: AuditLog | None = None) -> SmartRouter:
+    """A SmartRouter over the named venues (``venues``: every configured venue by name). The audit
+    log is ``audit``, else an SqliteAuditLog at ``config.audit_path``, else in memory."""
+    if audit is None and config.audit_path:
+        from crossbook.routing.audit import SqliteAuditLog
+        audit = SqliteAuditLog(config.audit_path)
+    missing = [v for v in config.venues if v not in venues]
+    if missing:
+        raise ValueError(f"router {config.name}: venues not built: {missing}")
+    return SmartRouter(config.name, [venues[v] for v in config.venues], config.policy, rest_venue=config.rest_venue,
+                       clock=clock, audit=audit, depth_levels=config.depth_levels, watch_s=config.watch_s)
+
+
+# ================================================================================================
+# Event taps: one sink per venue, shared by every router using it and the OMS
+# ================================================================================================
+class _Tap:
+    """The single sink of one venue: events about a router's children go to that router, every
+    other event (the OMS's own orders at the venue) goes on to the upstream sink unchanged."""
+
+    def __init__(self, venue: Venue) -> None:
+        self.venue = venue
+        self.routers: list[SmartRouter] = []
+        self.upstream: Callable[[VenueEvent], None] | None = None
+
+    def __call__(self, ev: VenueEvent) -> None:
+        for r in self.routers:
+            if r._owns(ev):
+                r._on_child_event(ev)
+                return
+        if self.upstream is not None:
+            self.upstream(ev)
+
+
+_TAPS: dict[int, _Tap] = {}
+
+
+def _tap_for(venue: Venue) -> _Tap:
+    tap = _TAPS.get(id(venue))
+    if tap is None or tap.venue is not venue:
+        tap = _TAPS[id(venue)] = _Tap(venue)
+    return tap
+
+
+# ================================================================================================
+# State
+# ================================================================================================
+class _Child:
+    __slots__ = ("id", "cl", "parent", "venue", "seq", "qty", "price", "cum", "leaves", "acked", "done", "unknown",
+                 "mirror", "requests", "want", "venue_order_id", "reason_code", "reason", "reconciling")
+
+    def __init__(self, cid: str, parent: _Parent, venue: Venue, seq: int, qty: int, price: int, mirror: bool):
+        self.id = cid
+        self.cl = cid                   # latest id of the child's chain at the venue
+        self.parent = parent
+        self.venue = venue
+        self.seq = seq
+        self.qty = qty
+        self.price = price
+        self.cum = 0
+        self.leaves = qty
+        self.acked = False
+        self.done = False
+        self.unknown = False            # its venue went down while it was live
+        self.reconciling = False        # an order_status is out for it (in-process venues)
+        self.mirror = mirror            # carries the parent's own type/TIF (rests); else a taking IOC/FOK child
+        self.requests: dict[str, tuple] = {}   # request id -> ("cancel",) | ("replace", qty, price)
+        self.want: tuple | None = None  # a cancel/replace refused "venue down": sent again after reconciliation
+        self.venue_order_id = ""
+        self.reason_code = 0
+        self.reason = ""
+
+
+class _Pending:
+    __slots__ = ("kind", "req", "orig", "qty", "price", "waiting", "refused", "add")
+
+    def __init__(self, kind: str, req: str, orig: str, qty: int = 0, price: int = 0, add: int = 0):
+        self.kind = kind
+        self.req = req
+        self.orig = orig
+        self.qty = qty
+        self.price = price
+        self.add = add
+        self.waiting: set[str] = set()
+        self.refused: list[str] = []
+
+
+class _Parent:
+    __slots__ = ("id", "cl", "ids", "order", "qty", "price", "cum", "acked", "done", "children", "child_seq",
+                 "wave", "may_rest", "pending", "ending", "rejects")
+
+    def __init__(self, pid: str, order: VenueOrder):
+        self.id = pid
+        self.cl = order.venue_cl_ord_id
+        self.ids = [order.venue_cl_ord_id]
+        self.order = order
+        self.qty = order.qty
+        self.price = order.price
+        self.cum = 0
+        self.acked = False
+        self.done = False
+        self.children: list[_Child] = []
+        self.child_seq = 0
+        self.wave = False               # taking children out; the remainder is decided when they are done
+        self.may_rest = False
+        self.pending: _Pending | None = None
+        self.ending: tuple[int, str] | None = None   # unsolicited end in progress: (reason code, text)
+        self.rejects: list[str] = []
+
+    @property
+    def leaves(self) -> int:
+        return 0 if self.done else self.qty - self.cum
+
+    def live(self) -> list[_Child]:
+        return [c for c in self.children if not c.done]
+
+    def status(self) -> int:
+        if self.cum >= self.qty:
+            return _FILLED
+        return _PARTIAL if self.cum else _RESTING
+
+
+# ================================================================================================
+# The router
+# ================================================================================================
+class SmartRouter:
+    """A Venue that routes each (parent) order over ``venues`` by ``policy``.
+
+    ``venues``: Venue objects in order of preference (ties in price go to the earlier one; DIRECT
+    uses the first). ``rest_venue``: name of the venue where a remainder rests (default the
+    first; when it is down, the first up venue listing the instrument). ``clock``: ``now_ns()``.
+    ``audit``: an AuditLog (default in memory). ``depth_levels``: market data levels read per
+    venue. ``watch_s``: how often venues without up/down notices (in-process ones) are checked.
+    """
+
+    def __init__(self, name: str, venues: list[Venue], policy: Policy | str = Policy.SWEEP, *,
+                 rest_venue: str = "", clock=None, audit: AuditLog | None = None, depth_levels: int = 10,
+                 watch_s: float = 0.05) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"router name must be a non-empty string, got {name!r}")
+        if not isinstance(venues, (list, tuple)) or not venues:
+            raise ValueError("venues must be a non-empty list of Venue objects")
+        for v in venues:
+            if not isinstance(v, Venue):
+                raise TypeError(f"venues must implement the Venue protocol, got {type(v).__name__}")
+        names = [v.name for v in venues]
+        if len(set(names)) != len(names):
+            raise ValueError(f"a venue appears twice: {names}")
+        self.policy = Policy.parse(policy)
+        if self.policy is Policy.DIRECT and len(venues) != 1:
+            raise ValueError(f"a direct router routes to exactly one venue, got {names}")
+        if rest_venue and rest_venue not in names:
+            raise ValueError(f"rest_venue {rest_venue!r} is not one of the router's venues {names}")
+        if isinstance(depth_levels, bool) or not isinstance(depth_levels, int) or depth_levels < 1:
+            raise ValueError(f"depth_levels must be an int >= 1, got {depth_levels!r}")
+        self.name = name
+        self.venues: list[Venue] = list(venues)
+        self._by_name = {v.name: v for v in venues}
+        self._pref = {v.name: i for i, v in enumerate(venues)}
+        self.rest_venue = rest_venue or names[0]
+        self.depth_levels = depth_levels
+        self.watch_s = float(watch_s)
+        self._clock = clock or _SystemClock()
+        self._audit: AuditLog = audit if audit is not None else MemoryAuditLog()
+        self._prefix = f"{name}-{_base36(time.time_ns() // 1000)}-"
+        self._ids = itertools.count(1)
+        self._parents: dict[str, _Parent] = {}      # any id of a parent's chain (and its requests) -> parent
+        self._by_pid: dict[str, _Parent] = {}
+        self._children: dict[str, _Child] = {}      # any id of a child's chain and its requests -> child
+        self._seen_exec: set[tuple[str, str]] = set()
+        self._sink: Callable[[VenueEvent], None] | None = None
+        self._out: deque[VenueEvent] = deque()
+        self._flush_handle: asyncio.Handle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._started = False
+        self._watch_task: asyncio.Task | None = None
+        self._up_seen: dict[str, bool] = {}
+        self._listening: set[str] = set()           # venues that tell us up/down themselves
+        #: Counters (tests, monitoring).
+        self.children_sent = 0
+        self.duplicate_execs_dropped = 0
+
+    # ============================================================================================
+    # Venue protocol
+    # ============================================================================================
+    def lists(self, instrument: Instrument) -> bool:
+        return any(v.lists(instrument) for v in self.venues)
+
+    def set_event_sink(self, sink: Callable[[VenueEvent], None]) -> None:
+        """Install the upstream sink (the OMS's). The router also becomes the sink of its venues:
+        events about orders that are not its children go on to ``sink`` unchanged."""
+        if not callable(sink):
+            raise TypeError(f"sink must be callable, got {type(sink).__name__}")
+        self._sink = sink
+        self._install_taps()
+        if self._out:
+            self._schedule()
+
+    @property
+    def is_up(self) -> bool:
+        return self._started and any(v.is_up for v in self.venues)
+
+    async def start(self) -> None:
+        """Take over the venues' sinks (again: call after the OMS installed its sinks), start the
+        venues (idempotent for both kinds), listen to up/down notices, start the watch task."""
+        if self._started:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._install_taps()
+        for v in self.venues:
+            add = getattr(v, "add_state_listener", None)
+            if add is not None and v.name not in self._listening:
+                add(self._on_venue_state)
+                self._listening.add(v.name)
+            await v.start()
+            self._up_seen[v.name] = v.is_up
+        self._started = True
+        self._watch_task = self._loop.create_task(self._watch(), name=f"router {self.name} watch")
+
+    async def stop(self) -> None:
+        """Stop routing (new orders are rejected "venue down"). The venues are shared with the
+        OMS and stay up: their owner stops them."""
+        self._started = False
+        task, self._watch_task = self._watch_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    def new_order(self, order: VenueOrder) -> None:
+        if not isinstance(order, VenueOrder):
+            raise TypeError(f"new_order takes a VenueOrder, got {type(order).__name__}")
+        cl = order.venue_cl_ord_id
+        if not isinstance(cl, str) or not cl:
+            raise ValueError(f"venue_cl_ord_id must be a non-empty string, got {cl!r}")
+        if isinstance(order.qty, bool) or not isinstance(order.qty, int) or order.qty <= 0:
+            return self._emit(self._reject(cl, Reason.INVALID_QTY, f"quantity must be a positive int, got {order.qty!r}"))
+        if cl in self._parents:
+            return self._emit(self._reject(cl, Reason.DUPLICATE_ID, f"duplicate venue_cl_ord_id {cl}"))
+        inst = order.instrument
+        if not self._started:
+            return self._emit(self._reject(cl, VenueReason.VENUE_DOWN, f"venue down: {self.name} is not started"))
+        listing = [v for v in self.venues if v.lists(inst)]
+        if not listing:
+            key = getattr(inst, "key", inst)
+            return self._emit(self._reject(cl, VenueReason.NOT_LISTED,
+                                           f"{key} is not listed on any venue of {self.name}"))
+        parent = _Parent(f"{self._prefix}{next(self._ids)}", order)
+        self._parents[cl] = parent
+        self._by_pid[parent.id] = parent
+        self._record(parent, "parent_new", qty=order.qty, price=order.price,
+                     detail={"side": int(order.side), "ord_type": int(order.ord_type), "tif": int(order.tif),
+                             "instrument": inst.key, "policy": self.policy.value})
+        up = [v for v in listing if v.is_up]
+        if self.policy is Policy.DIRECT and not up:
+            return self._refuse_parent(parent, f"venue down: router {self.name} routes direct to {listing[0].name}, "
+                                               f"which is down")
+        if not up:
+            return self._refuse_parent(parent, f"venue down: no venue of {self.name} is up for {inst.key} ("
+                                       + ", ".join(v.name for v in listing) + " down)")
+        self._route(parent, order.qty, up)
+
+    def cancel_order(self, venue_cl_ord_id: str, cancel_cl_ord_id: str) -> None:
+        kind = _K.CANCEL_REJECTED
+        parent = self._parents.get(venue_cl_ord_id)
+        if not self._started:
+            return self._emit(self._req_reject(kind, cancel_cl_ord_id, venue_cl_ord_id, parent, VenueReason.VENUE_DOWN,
+                                               f"venue down: {self.name} is not started"))
+        if not isinstance(cancel_cl_ord_id, str) or not cancel_cl_ord_id:
+            raise ValueError(f"cancel_cl_ord_id must be a non-empty string, got {cancel_cl_ord_id!r}")
+        problem = self._amend_problem(parent, venue_cl_ord_id, cancel_cl_ord_id, "cancel")
+        if problem:
+            return self._emit(self._req_reject(kind, cancel_cl_ord_id, venue_cl_ord_id, parent, *problem))
+        self._parents[cancel_cl_ord_id] = parent
+        parent.pending = _Pending("cancel", cancel_cl_ord_id, parent.cl)
+        parent.may_rest = False
+        self._record(parent, "parent_cancel_requested", detail={"request": cancel_cl_ord_id,
+                                                                "live_children": [c.id for c in parent.live()]})
+        for child in parent.live():
+            self._cancel_child(child, parent.pending)
+        self._progress(parent)
+
+    def replace_order(self, venue_cl_ord_id: str, new_venue_cl_ord_id: str, qty: int, price: int) -> None:
+        kind = _K.REPLACE_REJECTED
+        new = new_venue_cl_ord_id
+        parent = self._parents.get(venue_cl_ord_id)
+        if not self._started:
+            return self._emit(self._req_reject(kind, new, venue_cl_ord_id, parent, VenueReason.VENUE_DOWN,
+                                               f"venue down: {self.name} is not started"))
+        if not isinstance(new, str) or not new:
+            raise ValueError(f"new_venue_cl_ord_id must be a non-empty string, got {new!r}")
+        if isinstance(qty, bool) or not isinstance(qty, int) or isinstance(price, bool) or not isinstance(price, int):
+            raise TypeError(f"qty and price must be ints (units, ticks), got {qty!r}, {price!r}")
+        problem = self._amend_problem(parent, venue_cl_ord_id, new, "replace")
+        if problem:
+            return self._emit(self._req_reject(kind, new, venue_cl_ord_id, parent, *problem))
+        if qty <= 0:
+            return self._emit(self._req_reject(kind, new, venue_cl_ord_id, parent, Reason.INVALID_QTY,
+                                               f"quantity must be positive, got {qty}"))
+        self._parents[new] = parent
+        limit_type = parent.order.ord_type in (OrdType.LIMIT, OrdType.STOP_LIMIT)
+        new_price = price if limit_type else parent.price
+        old_leaves = parent.qty - parent.cum
+        new_leaves = max(qty - parent.cum, 0)
+        pend = parent.pending = _Pending("replace", new, parent.cl, qty, new_price)
+        live = sorted(parent.live(), key=lambda c: c.seq)
+        reduce = max(old_leaves - new_leaves, 0)
+        unallocated = old_leaves - sum(c.leaves for c in live)
+        cut_left = max(reduce - max(unallocated, 0), 0)
+        targets: dict[str, int] = {c.id: c.leaves for c in live}
+        for c in reversed(live):                      # newest first
+            if cut_left <= 0:
+                break
+            cut = min(c.leaves, cut_left)
+            targets[c.id] -= cut
+            cut_left -= cut
+        add = max(new_leaves - old_leaves, 0)
+        grow = None
+        if add and self.policy is not Policy.SWEEP:
+            # Single-child policies grow their child; SWEEP routes the added quantity afresh after.
+            grow = next((c for c in reversed(live) if c.mirror), None)
+            if grow is not None:
+                targets[grow.id] += add
+                add = 0
+        pend.add = add
+        self._record(parent, "parent_replace_requested", qty=qty, price=new_price,
+                     detail={"request": new, "old_leaves": old_leaves, "new_leaves": new_leaves,
+                             "child_targets": targets, "add_by_policy": add})
+        for c in live:
+            target = targets[c.id]
+            px = new_price if (c.mirror and limit_type) else c.price
+            if target <= 0:
+                self._cancel_child(c, pend)
+            elif target != c.leaves or px != c.price:
+                self._replace_child(c, pend, c.cum + target, px)
+        self._progress(parent)
+
+    def order_status(self, venue_cl_ord_id: str) -> None:
+        parent = self._parents.get(venue_cl_ord_id)
+        now = self._clock.now_ns()
+        if parent is None:
+            ev = VenueEvent(_K.STATUS, self.name, venue_cl_ord_id, "", reason=f"unknown order {venue_cl_ord_id}",
+                            reason_code=int(Reason.UNKNOWN_ORDER), ts=now, ord_status=_REJECTED)
+        else:
+            status = _CANCELLED if parent.done and parent.cum < parent.qty else parent.status()
+            ev = VenueEvent(_K.STATUS, self.name, parent.cl, parent.id, leaves_qty=parent.leaves, cum_qty=parent.cum,
+                            ts=now, ord_status=status,
+                            orig_venue_cl_ord_id=venue_cl_ord_id if venue_cl_ord_id != parent.cl else "")
+        self._emit(ev)
+
+    def top_of_book(self, instrument: Instrument) -> tuple[int, int, int, int] | None:
+        """The consolidated top of book of the up venues: best bid/ask and the displayed quantity
+        summed over the venues showing that price."""
+        if not self.lists(instrument):
+            return None
+        bids, asks = self.depth(instrument, 1)
+        return (bids[0][0] if bids else 0, bids[0][1] if bids else 0, asks[0][0] if asks else 0,
+                asks[0][1] if asks else 0)
+
+    def depth(self, instrument: Instrument, levels: int = 10) -> tuple[list[Level], list[Level]]:
+        """Consolidated depth of the up venues: levels merged by price, quantities and order counts summed."""
+        bids: dict[int, list[int]] = {}
+        asks: dict[int, list[int]] = {}
+        for v in self.venues:
+            if not v.is_up or not v.lists(instrument):
+                continue
+            vb, va = v.depth(instrument, levels)
+            for book, side in ((bids, vb), (asks, va)):
+                for px, qty, n in side:
+                    lv = book.setdefault(px, [0, 0])
+                    lv[0] += qty
+                    lv[1] += n
+        return ([(p, *bids[p]) for p in sorted(bids, reverse=True)[:levels]],
+                [(p, *asks[p]) for p in sorted(asks)[:levels]])
+
+    # ============================================================================================
+    # Beyond the protocol
+    # ============================================================================================
+    def audit(self, parent_id: str) -> list[dict]:
+        """The audit trail of one parent, oldest first: ``parent_id`` is the router's order id (the
+        ``venue_order_id`` of its events) or any venue_cl_ord_id of its chain."""
+        parent = self._parents.get(parent_id) or self._by_pid.get(parent_id)
+        return self._audit.query(parent.id if parent is not None else parent_id)
+
+    def children_of(self, parent_id: str) -> list[dict]:
+        """The parent's children as dicts (id, latest cl, venue, venue_order_id, qty, price, cum,
+        leaves, done, unknown, mirror), oldest first; ``parent_id`` as for :meth:`audit`."""
+        parent = self._parents.get(parent_id) or self._by_pid.get(parent_id)
+        if parent is None:
+            return []
+        return [{"id": c.id, "cl": c.cl, "venue": c.venue.name, "venue_order_id": c.venue_order_id, "qty": c.qty, "price": c.price, "cum": c.cum,
+                 "leaves": c.leaves, "done": c.done, "unknown": c.unknown, "mirror": c.mirror}
+                for c in parent.children]
+
+    # ============================================================================================
+    # Routing
+    # ============================================================================================
+    def _quotes(self, inst: Instrument, up: list[Venue]) -> list[VenueQuote]:
+        out = []
+        for v in up:
+            bids, asks = v.depth(inst, self.depth_levels)
+            out.append(VenueQuote(v.name, self._pref[v.name], tuple(tuple(lv) for lv in bids),
+                                  tuple(tuple(lv) for lv in asks)))
+        return out
+
+    def _route(self, parent: _Parent, qty: int, up: list[Venue] | None = None) -> None:
+        """Decide and send children for ``qty`` of the parent (at entry, or added by a replace up)."""
+        order = parent.order
+        inst = order.instrument
+        if up is None:
+            up = [v for v in self.venues if v.lists(inst) and v.is_up]
+        if not up:
+            return self._end_parent(parent, int(VenueReason.VENUE_DOWN),
+                                    f"venue down: no venue of {self.name} is up for {inst.key}")
+        quotes = self._quotes(inst, up) if self.policy is not Policy.DIRECT else []
+        if self.policy is Policy.DIRECT:
+            plan = plan_direct(up[0].name, qty, parent.price)
+        elif self.policy is Policy.BEST_PRICE:
+            plan = plan_best_price(order.side, qty, parent.price, quotes)
+        else:
+            sweepable = (order.ord_type in (OrdType.LIMIT, OrdType.MARKET) and not order.post_only)
+            plan = plan_sweep(order.side, order.ord_type, order.tif, qty, parent.price, quotes, sweepable=sweepable)
+        self._record(parent, "decision", qty=qty, price=parent.price,
+                     detail={"policy": self.policy.value, "market": [q.as_dict() for q in quotes],
+                             "up": [v.name for v in up], "note": plan.note, "killed": plan.killed,
+                             "children": [{"venue": c.venue, "qty": c.qty, "price": c.price, "why": c.why,
+                                           "mirror": c.mirror, "tif": int(c.tif)} for c in plan.children],
+                             "rest": plan.rest})
+        if plan.killed:
+            parent.done = True
+            if not parent.acked:
+                parent.acked = True
+                self._emit(self._parent_event(parent, _K.NEW))
+            return self._finish(parent, int(Reason.FOK_UNFILLABLE), plan.killed)
+        parent.may_rest = plan.rest and parent.pending is None
+        if plan.children and not plan.children[0].mirror:
+            parent.wave = True
+        if not plan.children:
+            if plan.rest:
+                return self._rest(parent)
+            # Nothing displayed and the order may not rest: send it whole to the preferred venue
+            # (market data can lag, liquidity can be hidden); it ends there as the venue decides.
+            plan.children.append(ChildPlan(up[0].name, qty, parent.price, "nothing displayed: whole order to "
+                                           f"preferred venue {up[0].name}", mirror=True))
+        for cp in plan.children:
+            self._send_child(parent, self._by_name[cp.venue], cp)
+
+    def _rest(self, parent: _Parent) -> None:
+        """Send what is left of the parent as one resting child (the rest venue, else the first up)."""
+        qty = parent.qty - parent.cum - sum(c.leaves for c in parent.live())
+        if qty <= 0:
+            return
+        inst = parent.order.instrument
+        cands = [self._by_name[self.rest_venue]] + [v for v in self.venues if v.name != self.rest_venue]
+        venue = next((v for v in cands if v.lists(inst) and v.is_up), None)
+        if venue is None:
+            return self._end_parent(parent, int(VenueReason.VENUE_DOWN),
+                                    f"venue down: no venue of {self.name} is up to rest the remainder {qty}")
+        why = "remainder rests at " + venue.name + ("" if venue.name == self.rest_venue
+                                                   else f" ({self.rest_venue} down)")
+        parent.may_rest = False
+        self._send_child(parent, venue, ChildPlan(venue.name, qty, parent.price, why, mirror=True))
+
+    def _send_child(self, parent: _Parent, venue: Venue, cp: ChildPlan) -> None:
+        parent.child_seq += 1
+        cid = f"{parent.id}.{parent.child_seq}"
+        o = parent.order
+        if cp.mirror:
+            vo = VenueOrder(cid, o.instrument, o.side, o.ord_type, o.tif, cp.qty, parent.price, o.stop_price,
+                            o.display_qty, o.post_only, o.expire_time, o.owner, o.stp)
+        else:
+            vo = VenueOrder(cid, o.instrument, o.side, OrdType.LIMIT, cp.tif, cp.qty, cp.price, owner=o.owner, stp=o.stp)
+        child = _Child(cid, parent, venue, parent.child_seq, cp.qty, vo.price, cp.mirror)
+        parent.children.append(child)
+        self._children[cid] = child
+        self.children_sent += 1
+        self._record(parent, "child_sent", venue=venue.name, child=cid, qty=cp.qty, price=vo.price,
+                     detail={"why": cp.why, "ord_type": int(vo.ord_type), "tif": int(vo.tif)})
+        venue.new_order(vo)
+
+    def _cancel_child(self, child: _Child, pend: _Pending | None) -> None:
+        rid = f"{child.id}.c{len(child.requests) + 1}"
+        child.requests[rid] = ("cancel",)
+        self._children[rid] = child
+        if pend is not None:
+            pend.waiting.add(rid)
+        self._record(child.parent, "child_cancel_sent", venue=child.venue.name, child=child.id,
+                     detail={"request": rid})
+        child.venue.cancel_order(child.cl, rid)
+
+    def _replace_child(self, child: _Child, pend: _Pending | None, qty: int, price: int) -> None:
+        rid = f"{child.id}.r{len(child.requests) + 1}"
+        child.requests[rid] = ("replace", qty, price)
+        self._children[rid] = child
+        if pend is not None:
+            pend.waiting.add(rid)
+        self._record(child.parent, "child_replace_sent", venue=child.venue.name, child=child.id, qty=qty, price=price,
+                     detail={"request": rid})
+        child.venue.replace_order(child.cl, rid, qty, price)
+
+    # ============================================================================================
+    # Child events
+    # ============================================================================================
+    def _owns(self, ev: VenueEvent) -> bool:
+        c = self._children.get(ev.venue_cl_ord_id)
+        if c is None and ev.orig_venue_cl_ord_id:
+            c = self._children.get(ev.orig_venue_cl_ord_id)
+        return c is not None and c.venue.name == ev.venue
+
+    def _on_child_event(self, ev: VenueEvent) -> None:
+        child = self._children.get(ev.venue_cl_ord_id)
+        if child is None:
+            child = self._children[ev.orig_venue_cl_ord_id]
+        parent = child.parent
+        kind = ev.kind
+        if kind == _K.TRADE:
+            key = (ev.venue, ev.exec_id)
+            if ev.exec_id and key in self._seen_exec:
+                self.duplicate_execs_dropped += 1
+                return
+            if ev.exec_id:
+                self._seen_exec.add(key)
+        self._record(parent, "child_" + kind.name.lower(), venue=ev.venue, child=child.id,
+                     qty=ev.last_qty if kind == _K.TRADE else ev.leaves_qty, price=ev.last_px,
+                     detail={"cl": ev.venue_cl_ord_id, "cum": ev.cum_qty, "leaves": ev.leaves_qty,
+                             "reason": ev.reason, "reason_code": ev.reason_code, "exec_id": ev.exec_id,
+                             "ord_status": ev.ord_status})
+        if ev.venue_order_id:
+            child.venue_order_id = ev.venue_order_id
+        if kind == _K.NEW:
+            child.acked = True
+            if not parent.acked and not parent.done:
+                parent.acked = True
+                self._emit(self._parent_event(parent, _K.NEW))
+        elif kind == _K.TRADE:
+            self._child_fill(child, ev.last_qty, ev.last_px, ev.exec_id, ev.leaves_qty)
+        elif kind == _K.REJECTED:
+            self._child_done(child, ev.reason_code, ev.reason)
+            parent.rejects.append(f"{ev.venue}: {ev.reason}")
+        elif kind == _K.CANCELED:
+            requested = ev.venue_cl_ord_id in child.requests
+            self._answered(child, ev.venue_cl_ord_id)
+            self._child_done(child, ev.reason_code, ev.reason)
+            if not requested and child.mirror and parent.ending is None and parent.pending is None \
+                    and not parent.done and ev.reason_code not in (int(Reason.IOC_REMAINDER),
+                                                                    int(Reason.MARKET_REMAINDER),
+                                                                    int(Reason.FOK_UNFILLABLE)):
+                # The venue ended a resting child on its own (end of day, expiry, self-trade
+                # prevention, lost in a venue restart): the parent ends with the same reason.
+                self._end_parent(parent, ev.reason_code, f"{ev.venue}: {ev.reason}" if ev.reason else ev.venue)
+        elif kind == _K.REPLACED:
+            req = child.requests.get(ev.venue_cl_ord_id)
+            if req is not None and req[0] == "replace":
+                child.qty, child.price = max(req[1], ev.cum_qty), req[2]
+            child.cl = ev.venue_cl_ord_id
+            child.cum = max(child.cum, ev.cum_qty)
+            child.leaves = ev.leaves_qty
+            self._answered(child, ev.venue_cl_ord_id)
+            if ev.leaves_qty <= 0 or ev.ord_status in _DONE_STATUS:
+                self._child_done(child, 0, "")
+        elif kind in (_K.CANCEL_REJECTED, _K.REPLACE_REJECTED):
+            req = child.requests.get(ev.venue_cl_ord_id)
+            self._answered(child, ev.venue_cl_ord_id)
+            if ev.reason_code == int(VenueReason.VENUE_DOWN) and not child.done:
+                # Unreachable: the request is made again once the venue is back and reconciled.
+                child.unknown = True
+                child.want = req
+                if ev.venue not in self._listening:
+                    self._up_seen[ev.venue] = False   # so that the watch sees it come back and reconciles
+            elif ev.reason_code not in (int(Reason.TOO_LATE), int(Reason.UNKNOWN_ORDER)) and parent.pending:
+                parent.pending.refused.append(f"{ev.venue} refused the "
+                                              f"{'cancel' if kind == _K.CANCEL_REJECTED else 'replace'} of child "
+                                              f"{child.id}: {ev.reason}")
+        elif kind == _K.STATUS:
+            self._child_status(child, ev)
+        elif kind == _K.STOP_TRIGGERED:
+            if not parent.done:
+                self._emit(self._parent_event(parent, _K.STOP_TRIGGERED))
+        self._progress(parent)
+
+    def _child_fill(self, child: _Child, qty: int, px: int, exec_id: str, leaves: int | None) -> None:
+        parent = child.parent
+        child.cum += qty
+        child.leaves = max(child.qty - child.cum, 0) if leaves is None else leaves
+        if child.leaves <= 0:
+            child.done = True
+        if parent.done or qty <= 0:
+            log.error("router %s: fill of %s on child %s of a finished parent ignored", self.name, qty, child.id)
+            return
+        if not parent.acked:
+            parent.acked = True
+            self._emit(self._parent_event(parent, _K.NEW))
+        qty = min(qty, parent.qty - parent.cum)
+        parent.cum += qty
+        ev = self._parent_event(parent, _K.TRADE)
+        ev.last_qty, ev.last_px, ev.exec_id = qty, px, f"{child.venue.name}:{exec_id}"
+        if parent.cum >= parent.qty:
+            parent.done = True
+            ev.leaves_qty = 0
+        self._emit(ev)
+
+    def _child_done(self, child: _Child, code: int, text: str) -> None:
+        child.done = True
+        child.leaves = 0
+        child.unknown = False
+        child.want = None
+        child.reason_code, child.reason = code, text
+
+    def _answered(self, child: _Child, rid: str) -> None:
+        pend = child.parent.pending
+        if pend is not None:
+            pend.waiting.discard(rid)
+
+    def _child_status(self, child: _Child, ev: VenueEvent) -> None:
+        """Reconciliation answers: FixVenue's own (reason RECONCILED, after its corrective events)
+        or the answer to our order_status for an in-process venue."""
+        if ev.reason == _RECONCILED:
+            child.unknown = False
+            if ev.ord_status in _DONE_STATUS and not child.done:
+                self._child_done(child, ev.reason_code, ev.reason)
+        elif child.reconciling:
+            child.reconciling = False
+            child.unknown = False
+            if ev.reason_code == int(Reason.UNKNOWN_ORDER) and ev.ord_status == _REJECTED:
+                if not child.done:
+                    self._child_done(child, int(Reason.UNKNOWN_ORDER),
+                                     f"order unknown at {ev.venue} after reconnect: it is no longer live")
+            else:
+                if ev.cum_qty > child.cum and not child.done:
+                    # Fills the venue made while we could not hear it (events dropped): the
+                    # missing quantity at the child's limit price, the best the venue can have given.
+                    self._record(child.parent, "reconcile_fill", venue=ev.venue, child=child.id,
+                                 qty=ev.cum_qty - child.cum, price=child.price,
+                                 detail={"venue_cum": ev.cum_qty, "known_cum": child.cum,
+                                         "note": "price of missed fills taken as the child's limit"})
+                    self._child_fill(child, ev.cum_qty - child.cum, child.price,
+                                     f"{ev.venue_order_id or child.id}-RECON-{ev.cum_qty}", ev.leaves_qty)
+                if ev.ord_status in _DONE_STATUS and not child.done:
+                    self._child_done(child, 0, "found finished by reconciliation")
+        else:
+            return
+        self._record(child.parent, "child_reconciled", venue=ev.venue, child=child.id,
+                     detail={"cum": child.cum, "done": child.done})
+        if not child.done and child.want is not None:
+            want, child.want = child.want, None
+            pend = child.parent.pending
+            if want[0] == "cancel":
+                self._cancel_child(child, pend)
+            else:
+                self._replace_child(child, pend, want[1], want[2])
+
+    # ============================================================================================
+    # Venue up / down
+    # ============================================================================================
+    def _on_venue_state(self, name: str, up: bool, reason: str) -> None:
+        if name not in self._by_name:
+            return
+        self._up_seen[name] = up
+        self._venue_changed(self._by_name[name], up, reason)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.watch_s)
+            for v in self.venues:
+                if v.name in self._listening:
+                    continue
+                up = v.is_up
+                if up != self._up_seen.get(v.name, up):
+                    self._up_seen[v.name] = up
+                    try:
+                        self._venue_changed(v, up, "up" if up else "down")
+                    except Exception:
+                        log.exception("router %s: handling venue %s %s failed", self.name, v.name,
+                                      "up" if up else "down")
+                self._up_seen[v.name] = up
+
+    def _venue_changed(self, venue: Venue, up: bool, reason: str) -> None:
+        touched = {}
+        for child in list(self._children.values()):
+            if child.venue is venue and not child.done and not child.parent.done:
+                touched[child.id] = child
+        for child in touched.values():
+            if not up:
+                child.unknown = True
+                self._record(child.parent, "child_unknown", venue=venue.name, child=child.id,
+                             detail={"reason": reason})
+            elif child.unknown and venue.name not in self._listening:
+                # A venue without its own reconciliation: ask it what became of the child.
+                child.reconciling = True
+                venue.order_status(child.cl)
+
+    # ============================================================================================
+    # Parent progress
+    # ============================================================================================
+    def _progress(self, parent: _Parent) -> None:
+        if parent.done:
+            if parent.pending is not None and not parent.pending.waiting:
+                self._answer_too_late(parent)
+            return
+        live = parent.live()
+        pend = parent.pending
+        if pend is not None:
+            blocked = any(c.want is not None or c.unknown for c in live)
+            if pend.waiting or blocked:
+                return
+            if pend.kind == "cancel":
+                if live:
+                    return  # children still live whose cancel was refused: they report on their own
+                return self._finish(parent, int(Reason.USER_CANCEL), "cancelled on request")
+            return self._complete_replace(parent)
+        if live:
+            return
+        # No child is live.
+        if parent.ending is not None:
+            code, text = parent.ending
+            return self._finish(parent, code, text)
+        if parent.wave:
+            parent.wave = False
+            if parent.may_rest and parent.qty > parent.cum:
+                return self._rest(parent)
+        if parent.qty > parent.cum:
+            last = next((c for c in reversed(parent.children) if c.reason_code), None)
+            code = last.reason_code if last is not None else int(Reason.IOC_REMAINDER)
+            if parent.order.ord_type == OrdType.MARKET and code == int(Reason.IOC_REMAINDER):
+                code = int(Reason.MARKET_REMAINDER)
+            text = last.reason if last is not None and last.reason else "remainder not routed"
+            self._finish(parent, code, text)
+
+    def _end_parent(self, parent: _Parent, code: int, text: str) -> None:
+        """End the parent on the router's or a venue's initiative: cancel its live children first."""
+        if parent.done or parent.ending is not None:
+            return
+        parent.ending = (int(code), text)
+        parent.may_rest = False
+        self._record(parent, "parent_ending", detail={"reason": text, "reason_code": int(code)})
+        for child in parent.live():
+            if not any(r[0] == "cancel" for r in child.requests.values()):
+                self._cancel_child(child, None)
+        if not parent.live():
+            self._finish(parent, int(code), text)
+
+    def _finish(self, parent: _Parent, code: int, text: str) -> None:
+        """The parent ends without a full fill: REJECTED if nothing was ever accepted, else CANCELED
+        (carrying the pending cancel's id when a cancel was asked for)."""
+        parent.done = True
+        pend = parent.pending
+        if not parent.acked and parent.cum == 0:
+            reason = "; ".join(parent.rejects) or text
+            self._record(parent, "parent_rejected", detail={"reason": reason})
+            self._emit(VenueEvent(_K.REJECTED, self.name, parent.cl, "", reason=reason, reason_code=int(code),
+                                  ts=self._clock.now_ns(), ord_status=_REJECTED))
+            if pend is not None:
+                parent.pending = None
+            return
+        ev = self._parent_event(parent, _K.CANCELED)
+        ev.leaves_qty, ev.ord_status = 0, _CANCELLED
+        if pend is not None and pend.kind == "cancel":
+            ev.venue_cl_ord_id, ev.orig_venue_cl_ord_id = pend.req, pend.orig
+            ev.reason, ev.reason_code = "cancelled on request", int(Reason.USER_CANCEL)
+            parent.cl = pend.req
+            parent.ids.append(pend.req)
+            parent.pending = None
+        else:
+            ev.reason, ev.reason_code = text, int(code)
+        self._record(parent, "parent_canceled", detail={"reason": ev.reason, "reason_code": ev.reason_code,
+                                                        "cum": parent.cum})
+        self._emit(ev)
+        if pend is not None and pend.kind == "replace":
+            parent.pending = None
+            self._emit(self._req_reject(_K.REPLACE_REJECTED, pend.req, pend.orig, parent, Reason.TOO_LATE,
+                                        "too late to replace: order already done"))
+
+    def _answer_too_late(self, parent: _Parent) -> None:
+        pend, parent.pending = parent.pending, None
+        kind = _K.CANCEL_REJECTED if pend.kind == "cancel" else _K.REPLACE_REJECTED
+        what = "cancel" if pend.kind == "cancel" else "replace"
+        self._record(parent, f"parent_{what}_rejected", detail={"request": pend.req, "reason": "filled"})
+        self._emit(self._req_reject(kind, pend.req, pend.orig, parent, Reason.TOO_LATE,
+                                    f"too late to {what}: order already filled"))
+
+    def _complete_replace(self, parent: _Parent) -> None:
+        pend, parent.pending = parent.pending, None
+        if pend.refused:
+            text = "; ".join(pend.refused)
+            self._record(parent, "parent_replace_rejected", detail={"request": pend.req, "reason": text})
+            self._emit(self._req_reject(_K.REPLACE_REJECTED, pend.req, pend.orig, parent, 0, text))
+            return
+        parent.qty = max(pend.qty, parent.cum)
+        parent.price = pend.price
+        parent.cl = pend.req
+        parent.ids.append(pend.req)
+        ev = self._parent_event(parent, _K.REPLACED)
+        ev.orig_venue_cl_ord_id = pend.orig
+        if parent.cum >= parent.qty:
+            parent.done = True
+            ev.leaves_qty = 0
+        self._record(parent, "parent_replaced", qty=parent.qty, price=parent.price, detail={"request": pend.req})
+        self._emit(ev)
+        if parent.done:
+            return
+        missing = parent.qty - parent.cum - sum(c.leaves for c in parent.live())
+        if missing > 0:
+            self._route(parent, missing)
+        elif not parent.live():
+            self._progress(parent)
+
+    # ============================================================================================
+    # Upstream events
+    # ============================================================================================
+    def _parent_event(self, parent: _Parent, kind: VenueEventKind) -> VenueEvent:
+        return VenueEvent(kind, self.name, parent.cl, parent.id, leaves_qty=parent.qty - parent.cum,
+                          cum_qty=parent.cum, ts=self._clock.now_ns(), ord_status=parent.status())
+
+    def _reject(self, cl: str, code: int, text: str) -> VenueEvent:
+        return VenueEvent(_K.REJECTED, self.name, cl, "", reason=text, reason_code=int(code), ts=self._clock.now_ns(),
+                          ord_status=_REJECTED)
+
+    def _refuse_parent(self, parent: _Parent, text: str) -> None:
+        parent.done = True
+        self._record(parent, "parent_rejected", detail={"reason": text})
+        self._emit(self._reject(parent.cl, VenueReason.VENUE_DOWN, text))
+
+    def _req_reject(self, kind, cl: str, orig: str, parent: _Parent | None, code: int, text: str) -> VenueEvent:
+        if parent is None:
+            return VenueEvent(kind, self.name, cl, "", reason=text, reason_code=int(code), ts=self._clock.now_ns(),
+                              orig_venue_cl_ord_id=orig, ord_status=_REJECTED)
+        status = _CANCELLED if parent.done and parent.cum < parent.qty else parent.status()
+        return VenueEvent(kind, self.name, cl, parent.id, leaves_qty=parent.leaves, cum_qty=parent.cum, reason=text,
+                          reason_code=int(code), ts=self._clock.now_ns(), orig_venue_cl_ord_id=orig,
+                          ord_status=status)
+
+    def _amend_problem(self, parent: _Parent | None, orig: str, req: str, what: str) -> tuple[int, str] | None:
+        if parent is None:
+            return (int(Reason.UNKNOWN_ORDER), f"unknown order {orig}")
+        if req in self._parents:
+            return (int(Reason.DUPLICATE_ID), f"duplicate venue_cl_ord_id {req}")
+        if parent.done:
+            return (int(Reason.TOO_LATE), f"too late to {what}: order already "
+                    + ("filled" if parent.cum >= parent.qty else "done"))
+        if parent.pending is not None or parent.ending is not None:
+            return (0, f"cannot {what}: a {parent.pending.kind if parent.pending else 'cancel'} of the order is "
+                       f"still in progress at its venues")
+        return None
+
+    def _emit(self, ev: VenueEvent) -> None:
+        self._out.append(ev)
+        if self._flush_handle is None and self._sink is not None:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        if self._flush_handle is not None or not self._out:
+            return
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        self._flush_handle = loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        sink = self._sink
+        if sink is None:
+            return
+        out = self._out
+        n = len(out)
+        while n and out:
+            ev = out.popleft()
+            n -= 1
+            try:
+                sink(ev)
+            except Exception:
+                log.exception("router %s: event sink raised on %s %s", self.name, ev.kind.name, ev.venue_cl_ord_id)
+        if out:
+            self._schedule()
+
+    def _install_taps(self) -> None:
+        for v in self.venues:
+            tap = _tap_for(v)
+            if self not in tap.routers:
+                tap.routers.append(self)
+            if self._sink is not None:
+                tap.upstream = self._sink
+            v.set_event_sink(tap)
+
+    def _record(self, parent: _Parent, event: str, *, venue: str = "", child: str = "", qty: int = 0, price: int = 0,
+                detail: dict | None = None) -> None:
+        try:
+            self._audit.record({"ts": self._clock.now_ns(), "router": self.name, "parent_id": parent.id,
+                                "parent_cl": parent.ids[0], "event": event, "venue": venue, "child_id": child,
+                                "qty": int(qty), "price": int(price), "detail": detail or {}})
+        except Exception:
+            log.exception("router %s: audit record failed", self.name)
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if not n:
+            return out
