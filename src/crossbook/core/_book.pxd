@@ -259,5 +259,6 @@ cdef class OrderBook:
     cdef list _cancel_list(self)
     cdef object _result(self, int status)
     cdef object _rejected_enum(self, int64_t order_id, str text)
+    cdef void _presize_reports(self, Py_ssize_t n) noexcept
     cdef void _shrink_buffers(self) noexcept
     cdef tuple _take_reports(self)
