@@ -547,3 +547,37 @@ def test_router_config_loader_names_the_key():
         await asyncio.sleep(0.01)
         assert events[0].kind == K.REJECTED and events[0].reason == "venue down: SOR is not started"
     run(main())
+
+
+def test_finished_parents_are_forgotten_oldest_first():
+    async def main():
+        clock = Clock()
+        a = InProcessVenue("VENUE-A", MASTER, clock)
+        b = InProcessVenue("VENUE-B", MASTER, clock)
+        router = SmartRouter("SOR", [a, b], "sweep", clock=clock, max_done_parents=2)
+        events = []
+        router.set_event_sink(events.append)
+        await a.start()
+        await b.start()
+        await router.start()
+        for k in range(5):   # nothing displayed, IOC: sent whole to the preferred venue, cancelled there
+            router.new_order(VenueOrder(f"P{k}", AAPL, BUY, OrdType.LIMIT, TimeInForce.IOC, 10, 23000))
+        deadline = time.monotonic() + 5
+        while len([e for e in events if e.kind == K.CANCELED]) < 5:
+            assert time.monotonic() < deadline, events
+            await asyncio.sleep(0.002)
+        assert all(e.reason_code == Reason.IOC_REMAINDER for e in events if e.kind == K.CANCELED)
+        for k in range(5):
+            router.order_status(f"P{k}")
+        await asyncio.sleep(0.01)
+        statuses = [e for e in events if e.kind == K.STATUS]
+        assert [s.ord_status for s in statuses] == [Status.REJECTED] * 3 + [Status.CANCELLED] * 2
+        assert router.children_of("P0") == [] and len(router.children_of("P4")) == 1
+        # A late request about a forgotten parent is "unknown", one about a remembered one "too late".
+        router.cancel_order("P0", "c0")
+        router.cancel_order("P4", "c4")
+        await asyncio.sleep(0.01)
+        rej = [e for e in events if e.kind == K.CANCEL_REJECTED]
+        assert [r.reason_code for r in rej] == [Reason.UNKNOWN_ORDER, Reason.TOO_LATE]
+        await router.stop()
+    run(main())

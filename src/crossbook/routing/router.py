@@ -187,7 +187,8 @@ def _tap_for(venue: Venue) -> _Tap:
 # ================================================================================================
 class _Child:
     __slots__ = ("id", "cl", "parent", "venue", "seq", "qty", "price", "cum", "leaves", "acked", "done", "unknown",
-                 "mirror", "requests", "want", "venue_order_id", "reason_code", "reason", "reconciling")
+                 "mirror", "requests", "want", "venue_order_id", "reason_code", "reason", "reconciling",
+                 "aliases")
 
     def __init__(self, cid: str, parent: _Parent, venue: Venue, seq: int, qty: int, price: int, mirror: bool):
         self.id = cid
@@ -209,6 +210,7 @@ class _Child:
         self.venue_order_id = ""
         self.reason_code = 0
         self.reason = ""
+        self.aliases: list[str] = []    # every key it is registered under (ids, request ids)
 
 
 class _Pending:
@@ -227,7 +229,7 @@ class _Pending:
 
 class _Parent:
     __slots__ = ("id", "cl", "ids", "order", "qty", "price", "cum", "acked", "done", "children", "child_seq",
-                 "wave", "may_rest", "pending", "ending", "rejects")
+                 "wave", "may_rest", "pending", "ending", "rejects", "aliases", "retired")
 
     def __init__(self, pid: str, order: VenueOrder):
         self.id = pid
@@ -246,6 +248,8 @@ class _Parent:
         self.pending: _Pending | None = None
         self.ending: tuple[int, str] | None = None   # unsolicited end in progress: (reason code, text)
         self.rejects: list[str] = []
+        self.aliases: list[str] = []    # every key it is registered under (chain ids, request ids)
+        self.retired = False
 
     @property
     def leaves(self) -> int:
@@ -275,7 +279,7 @@ class SmartRouter:
 
     def __init__(self, name: str, venues: list[Venue], policy: Policy | str = Policy.SWEEP, *,
                  rest_venue: str = "", clock=None, audit: AuditLog | None = None, depth_levels: int = 10,
-                 watch_s: float = 0.05) -> None:
+                 watch_s: float = 0.05, max_done_parents: int = 100_000) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"router name must be a non-empty string, got {name!r}")
         if not isinstance(venues, (list, tuple)) or not venues:
@@ -291,6 +295,8 @@ class SmartRouter:
             raise ValueError(f"a direct router routes to exactly one venue, got {names}")
         if rest_venue and rest_venue not in names:
             raise ValueError(f"rest_venue {rest_venue!r} is not one of the router's venues {names}")
+        if isinstance(max_done_parents, bool) or not isinstance(max_done_parents, int) or max_done_parents < 0:
+            raise ValueError(f"max_done_parents must be an int >= 0, got {max_done_parents!r}")
         if isinstance(depth_levels, bool) or not isinstance(depth_levels, int) or depth_levels < 1:
             raise ValueError(f"depth_levels must be an int >= 1, got {depth_levels!r}")
         self.name = name
@@ -308,6 +314,10 @@ class SmartRouter:
         self._by_pid: dict[str, _Parent] = {}
         self._children: dict[str, _Child] = {}      # any id of a child's chain and its requests -> child
         self._seen_exec: set[tuple[str, str]] = set()
+        self._seen_order: deque[tuple[str, str]] = deque()
+        self._max_seen = 1_000_000
+        self._done_parents: deque[_Parent] = deque()
+        self._max_done = max_done_parents
         self._sink: Callable[[VenueEvent], None] | None = None
         self._out: deque[VenueEvent] = deque()
         self._flush_handle: asyncio.Handle | None = None
@@ -385,7 +395,7 @@ class SmartRouter:
             return self._emit(self._reject(cl, VenueReason.NOT_LISTED,
                                            f"{key} is not listed on any venue of {self.name}"))
         parent = _Parent(f"{self._prefix}{next(self._ids)}", order)
-        self._parents[cl] = parent
+        self._alias_parent(cl, parent)
         self._by_pid[parent.id] = parent
         self._record(parent, "parent_new", qty=order.qty, price=order.price,
                      detail={"side": int(order.side), "ord_type": int(order.ord_type), "tif": int(order.tif),
@@ -398,6 +408,7 @@ class SmartRouter:
             return self._refuse_parent(parent, f"venue down: no venue of {self.name} is up for {inst.key} ("
                                        + ", ".join(v.name for v in listing) + " down)")
         self._route(parent, order.qty, up)
+        self._maybe_retire(parent)
 
     def cancel_order(self, venue_cl_ord_id: str, cancel_cl_ord_id: str) -> None:
         kind = _K.CANCEL_REJECTED
@@ -410,7 +421,7 @@ class SmartRouter:
         problem = self._amend_problem(parent, venue_cl_ord_id, cancel_cl_ord_id, "cancel")
         if problem:
             return self._emit(self._req_reject(kind, cancel_cl_ord_id, venue_cl_ord_id, parent, *problem))
-        self._parents[cancel_cl_ord_id] = parent
+        self._alias_parent(cancel_cl_ord_id, parent)
         parent.pending = _Pending("cancel", cancel_cl_ord_id, parent.cl)
         parent.may_rest = False
         self._record(parent, "parent_cancel_requested", detail={"request": cancel_cl_ord_id,
@@ -436,7 +447,7 @@ class SmartRouter:
         if qty <= 0:
             return self._emit(self._req_reject(kind, new, venue_cl_ord_id, parent, Reason.INVALID_QTY,
                                                f"quantity must be positive, got {qty}"))
-        self._parents[new] = parent
+        self._alias_parent(new, parent)
         limit_type = parent.order.ord_type in (OrdType.LIMIT, OrdType.STOP_LIMIT)
         new_price = price if limit_type else parent.price
         old_leaves = parent.qty - parent.cum
@@ -611,7 +622,7 @@ class SmartRouter:
             vo = VenueOrder(cid, o.instrument, o.side, OrdType.LIMIT, cp.tif, cp.qty, cp.price, owner=o.owner, stp=o.stp)
         child = _Child(cid, parent, venue, parent.child_seq, cp.qty, vo.price, cp.mirror)
         parent.children.append(child)
-        self._children[cid] = child
+        self._alias_child(cid, child)
         self.children_sent += 1
         self._record(parent, "child_sent", venue=venue.name, child=cid, qty=cp.qty, price=vo.price,
                      detail={"why": cp.why, "ord_type": int(vo.ord_type), "tif": int(vo.tif)})
@@ -620,7 +631,7 @@ class SmartRouter:
     def _cancel_child(self, child: _Child, pend: _Pending | None) -> None:
         rid = f"{child.id}.c{len(child.requests) + 1}"
         child.requests[rid] = ("cancel",)
-        self._children[rid] = child
+        self._alias_child(rid, child)
         if pend is not None:
             pend.waiting.add(rid)
         self._record(child.parent, "child_cancel_sent", venue=child.venue.name, child=child.id,
@@ -630,7 +641,7 @@ class SmartRouter:
     def _replace_child(self, child: _Child, pend: _Pending | None, qty: int, price: int) -> None:
         rid = f"{child.id}.r{len(child.requests) + 1}"
         child.requests[rid] = ("replace", qty, price)
-        self._children[rid] = child
+        self._alias_child(rid, child)
         if pend is not None:
             pend.waiting.add(rid)
         self._record(child.parent, "child_replace_sent", venue=child.venue.name, child=child.id, qty=qty, price=price,
@@ -659,6 +670,9 @@ class SmartRouter:
                 return
             if ev.exec_id:
                 self._seen_exec.add(key)
+                self._seen_order.append(key)
+                if len(self._seen_order) > self._max_seen:
+                    self._seen_exec.discard(self._seen_order.popleft())
         self._record(parent, "child_" + kind.name.lower(), venue=ev.venue, child=child.id,
                      qty=ev.last_qty if kind == _K.TRADE else ev.leaves_qty, price=ev.last_px,
                      detail={"cl": ev.venue_cl_ord_id, "cum": ev.cum_qty, "leaves": ev.leaves_qty,
@@ -832,6 +846,10 @@ class SmartRouter:
     # Parent progress
     # ============================================================================================
     def _progress(self, parent: _Parent) -> None:
+        self._advance(parent)
+        self._maybe_retire(parent)
+
+    def _advance(self, parent: _Parent) -> None:
         if parent.done:
             if parent.pending is not None and not parent.pending.waiting:
                 self._answer_too_late(parent)
@@ -958,6 +976,35 @@ class SmartRouter:
         parent.done = True
         self._record(parent, "parent_rejected", detail={"reason": text})
         self._emit(self._reject(parent.cl, VenueReason.VENUE_DOWN, text))
+        self._maybe_retire(parent)
+
+    def _alias_parent(self, key: str, parent: _Parent) -> None:
+        self._parents[key] = parent
+        parent.aliases.append(key)
+
+    def _alias_child(self, key: str, child: _Child) -> None:
+        self._children[key] = child
+        child.aliases.append(key)
+
+    def _maybe_retire(self, parent: _Parent) -> None:
+        """A finished parent with nothing outstanding is remembered for a while (status, late
+        requests answered "too late"), then forgotten, oldest first, so memory stays bounded.
+        Events arriving later for a forgotten child go on to the upstream sink unchanged."""
+        if parent.retired or not parent.done or parent.pending is not None or parent.live():
+            return
+        parent.retired = True
+        done = self._done_parents
+        done.append(parent)
+        while len(done) > self._max_done:
+            old = done.popleft()
+            for key in old.aliases:
+                if self._parents.get(key) is old:
+                    del self._parents[key]
+            self._by_pid.pop(old.id, None)
+            for child in old.children:
+                for key in child.aliases:
+                    if self._children.get(key) is child:
+                        del self._children[key]
 
     def _req_reject(self, kind, cl: str, orig: str, parent: _Parent | None, code: int, text: str) -> VenueEvent:
         if parent is None:
