@@ -246,7 +246,8 @@ class OrderManager:
     def _remember_cl_ord_id(self, order: Order, cl_ord_id: str) -> None:
         self._by_cl_ord_id[(order.session, cl_ord_id)] = order.order_id
         order.cl_ord_ids.append(cl_ord_id)
-        self._batch.cl_ord_ids.append((order.session, cl_ord_id, order.order_id))
+        # Stored with the order's row (its cl_ord_ids), from which a restart rebuilds the index.
+        self._dirty(order)
 
     def _duplicate(self, session: str, cl_ord_id: str) -> bool:
         return (session, cl_ord_id) in self._by_cl_ord_id
