@@ -524,6 +524,14 @@ def test_router_config_loader_names_the_key():
             load_routers([table], venues)
     with pytest.raises(ValueError, match=r"routers\[1\]\.name: router 'SOR' is defined twice"):
         load_routers([{"name": "SOR", "policy": "sweep", "venues": venues}] * 2, venues)
+    with pytest.raises(ValueError, match=r"routers\[0\]\.instruments: unknown instrument 'ZZZ'"):
+        load_routers([{"name": "SOR", "policy": "sweep", "venues": venues, "instruments": ["ZZZ"]}], venues,
+                     known_instruments=[i.key for i in MASTER])
+    two = [{"name": "S1", "policy": "sweep", "venues": venues, "instruments": ["AAPL"]},
+           {"name": "S2", "policy": "best_price", "venues": venues, "instruments": ["MSFT", "AAPL"]}]
+    with pytest.raises(ValueError, match=r"routers\[1\]\.instruments: 'AAPL' is already routed by 'S1'"):
+        load_routers(two, venues)
+    assert load_routers(two[:1], venues, known_instruments=["AAPL"])[0].instruments == ("AAPL",)
     with pytest.raises(ValueError, match="routers: must be a list"):
         load_routers({"name": "SOR"}, venues)
 

@@ -64,7 +64,8 @@ class RouterConfig:
     ``policy``, ``venues`` (in order of preference; DIRECT uses the first), ``rest_venue`` (where a
     remainder rests; default the first venue), ``depth_levels`` (market data levels read per
     venue), ``watch_s`` (how often venues without up/down notices are checked), ``audit_path``
-    (SQLite file of the audit trail; empty = in memory)."""
+    (SQLite file of the audit trail; empty = in memory), ``instruments`` (listing keys whose
+    orders go to this router when ExDestination names nothing: the per-instrument choice)."""
 
     name: str
     policy: Policy
@@ -73,12 +74,13 @@ class RouterConfig:
     depth_levels: int = 10
     watch_s: float = 0.05
     audit_path: str = ""
+    instruments: tuple[str, ...] = ()
 
-    _KEYS = ("name", "policy", "venues", "rest_venue", "depth_levels", "watch_s", "audit_path")
+    _KEYS = ("name", "policy", "venues", "rest_venue", "depth_levels", "watch_s", "audit_path", "instruments")
 
     @classmethod
     def from_config(cls, table: object, *, known_venues: Iterable[str] | None = None,
-                    where: str = "routers[0]") -> RouterConfig:
+                    known_instruments: Iterable[str] | None = None, where: str = "routers[0]") -> RouterConfig:
         """From a TOML table; errors are ValueError naming the key (``routers[1].policy: ...``)."""
         if not isinstance(table, dict):
             raise ValueError(f"{where}: must be a table, got {type(table).__name__}")
@@ -119,21 +121,38 @@ class RouterConfig:
         audit_path = table.get("audit_path", "")
         if not isinstance(audit_path, str):
             raise ValueError(f"{where}.audit_path: a file path string, got {audit_path!r}")
-        return cls(name, policy, tuple(venues), rest, depth, float(watch), audit_path)
+        insts = table.get("instruments", [])
+        if not isinstance(insts, list) or not all(isinstance(i, str) and i for i in insts):
+            raise ValueError(f"{where}.instruments: a list of instrument keys, got {insts!r}")
+        if known_instruments is not None:
+            known_i = set(known_instruments)
+            for i in insts:
+                if i not in known_i:
+                    raise ValueError(f"{where}.instruments: unknown instrument {i!r}")
+        return cls(name, policy, tuple(venues), rest, depth, float(watch), audit_path, tuple(insts))
 
 
-def load_routers(tables: object, known_venues: Iterable[str], *, where: str = "routers") -> tuple[RouterConfig, ...]:
-    """Every ``[[routers]]`` table of a config (None or [] = no routers); names must be unique."""
+def load_routers(tables: object, known_venues: Iterable[str], *, known_instruments: Iterable[str] | None = None,
+                 where: str = "routers") -> tuple[RouterConfig, ...]:
+    """Every ``[[routers]]`` table of a config (None or [] = no routers); names must be unique and
+    an instrument may name at most one router."""
     if tables is None:
         return ()
     if not isinstance(tables, list):
         raise ValueError(f"{where}: must be a list of [[{where}]] tables, got {type(tables).__name__}")
     known = list(known_venues)
-    out = [RouterConfig.from_config(t, known_venues=known, where=f"{where}[{i}]") for i, t in enumerate(tables)]
+    known_i = list(known_instruments) if known_instruments is not None else None
+    out = [RouterConfig.from_config(t, known_venues=known, known_instruments=known_i, where=f"{where}[{i}]")
+           for i, t in enumerate(tables)]
     names = [r.name for r in out]
-    for i, n in enumerate(names):
-        if n in names[:i]:
-            raise ValueError(f"{where}[{i}].name: router {n!r} is defined twice")
+    claimed: dict[str, str] = {}
+    for i, r in enumerate(out):
+        if r.name in names[:i]:
+            raise ValueError(f"{where}[{i}].name: router {r.name!r} is defined twice")
+        for inst in r.instruments:
+            if inst in claimed:
+                raise ValueError(f"{where}[{i}].instruments: {inst!r} is already routed by {claimed[inst]!r}")
+            claimed[inst] = r.name
     return tuple(out)
 
 
