@@ -1,12 +1,14 @@
 // A real QuickFIX initiator for the interoperability test.
 //
-//   qf_initiator --config FILE [--orders N] [--heartbeats K] [--timeout S] [--symbol SYM]
+//   qf_initiator --config FILE [--orders N] [--heartbeats K] [--sent-heartbeats H]
+//                [--timeout S] [--symbol SYM]
 //
 // Logs on with the session in FILE (one [SESSION]; UseDataDictionary=N because
 // Debian's package ships no spec XMLs), sends N NewOrderSingles (ClOrdID QF-1..QF-N),
 // waits until every one of them is answered by an application message carrying its
-// ClOrdID (an echo or an ExecutionReport), waits for K Heartbeats from the peer,
-// then logs out and waits for the peer's Logout. Exit 0 only if all of that happened
+// ClOrdID (an echo or an ExecutionReport), waits for K Heartbeats from the peer
+// and until it has sent H Heartbeats itself (so the peer has seen QuickFIX's timer
+// at work before the Logout, whatever the phase of the two timers), then logs out and waits for the peer's Logout. Exit 0 only if all of that happened
 // and no Reject (35=3) or BusinessMessageReject (35=j) arrived.
 #include "qf_common.h"
 
@@ -100,7 +102,7 @@ std::string counts(const std::map<std::string, int>& by_type) {
 
 int main(int argc, char** argv) {
   std::string config;
-  int orders = 3, heartbeats = 1;
+  int orders = 3, heartbeats = 1, sent_heartbeats = 0;
   double timeout = 20;
   std::string symbol = "IBM";
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -108,6 +110,7 @@ int main(int argc, char** argv) {
     if (key == "--config") config = value;
     else if (key == "--orders") orders = std::stoi(value);
     else if (key == "--heartbeats") heartbeats = std::stoi(value);
+    else if (key == "--sent-heartbeats") sent_heartbeats = std::stoi(value);
     else if (key == "--timeout") timeout = std::stod(value);
     else if (key == "--symbol") symbol = value;
     else { std::cerr << "unknown option " << key << std::endl; return 2; }
@@ -153,6 +156,8 @@ int main(int argc, char** argv) {
       return fail("orders_not_answered");
     if (!app.waiter.wait_for(timeout, [&] { return count_of(app.received, "0") >= heartbeats; }))
       return fail("no_heartbeats");
+    if (!app.waiter.wait_for(timeout, [&] { return count_of(app.sent, "0") >= sent_heartbeats; }))
+      return fail("no_heartbeat_sent");
 
     FIX::Session* session = FIX::Session::lookupSession(app.session_id);
     int next_sender_before_logout = session->getExpectedSenderNum();

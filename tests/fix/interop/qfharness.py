@@ -11,6 +11,7 @@ import fcntl
 import hashlib
 import os
 import queue
+import random
 import shutil
 import socket
 import subprocess
@@ -65,8 +66,36 @@ def build(name: str) -> Path:
     return binary
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A port that is free now, for a program that binds it later (QuickFIX cannot bind 0
+    and tell us the port).
+
+    Taken outside the kernel's ephemeral range: there, every outgoing connection on the
+    machine (and every bind to port 0) may take the port between our check and QuickFIX's
+    bind; below the range only a program naming the port itself can, and
+    ``start_acceptor`` retries that case.
+    """
+    low, _ = _ephemeral_range()
+    top = min(low, 65536) - 1
+    bottom = max(1024, top - 20000)
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randint(bottom, top)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    with socket.socket() as s:  # a machine with every low port taken: the kernel's choice
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
@@ -150,7 +179,8 @@ class QuickFixAcceptor:
         self.proc = subprocess.Popen(self._cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True,
                                      cwd=tempfile.gettempdir())
-        threading.Thread(target=self._pump, daemon=True).start()
+        self._reader = threading.Thread(target=self._pump, daemon=True)
+        self._reader.start()
         self.wait_for(lambda line: line == "READY", 20, "READY")
         return self
 
@@ -178,20 +208,31 @@ class QuickFixAcceptor:
             if predicate(line):
                 return line
 
-    def stop(self) -> EventLog:
-        """Close stdin, collect everything it printed, and wait for it to exit."""
+    def stop(self, timeout: float = 60) -> EventLog:
+        """Close stdin, wait for it to exit, and collect everything it printed.
+
+        The output is complete: the reader thread is joined (it ends at the end of the
+        program's stdout) before the lines are taken, instead of waiting a fixed time for
+        lines that a loaded machine may deliver late.
+        """
         assert self.proc is not None
         if self.proc.stdin and not self.proc.stdin.closed:
-            self.proc.stdin.close()
+            try:
+                self.proc.stdin.close()
+            except OSError:  # it already exited and the pipe is broken
+                pass
         try:
-            self.proc.wait(timeout=20)
+            self.proc.wait(timeout=timeout)
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()
                 self.proc.wait()
+        self._reader.join(timeout)
+        if self._reader.is_alive():
+            raise AssertionError(f"qf_acceptor's output did not end within {timeout}s of its exit")
         while True:
             try:
-                line = self._lines.get(timeout=5)
+                line = self._lines.get_nowait()
             except queue.Empty:
                 break
             if line is None:
@@ -205,7 +246,7 @@ class QuickFixAcceptor:
                 self.stop()
 
 
-def start_acceptor(binary: Path, write_config, attempts: int = 3) -> tuple[QuickFixAcceptor, int]:
+def start_acceptor(binary: Path, write_config, attempts: int = 5) -> tuple[QuickFixAcceptor, int]:
     """Start qf_acceptor on a free port; ``write_config(port)`` returns its settings file.
 
     A port found free can be taken by another test before QuickFIX binds it; then QuickFIX
@@ -224,11 +265,17 @@ def start_acceptor(binary: Path, write_config, attempts: int = 3) -> tuple[Quick
 
 
 def run_initiator(binary: Path, settings: Path, *, orders: int, heartbeats: int,
-                  timeout: float = 20, symbol: str = "IBM") -> tuple[int, EventLog]:
-    """Run qf_initiator to completion; returns its exit code and event lines."""
+                  timeout: float = 20, symbol: str = "IBM",
+                  sent_heartbeats: int = 0) -> tuple[int, EventLog]:
+    """Run qf_initiator to completion; returns its exit code and event lines.
+
+    It logs out once ``orders`` are answered, ``heartbeats`` Heartbeats came from the peer
+    and it sent ``sent_heartbeats`` itself; every wait is bounded by ``timeout``.
+    """
     result = subprocess.run(
         [str(binary), "--config", str(settings), "--orders", str(orders),
-         "--heartbeats", str(heartbeats), "--timeout", str(timeout), "--symbol", symbol],
+         "--heartbeats", str(heartbeats), "--sent-heartbeats", str(sent_heartbeats),
+         "--timeout", str(timeout), "--symbol", symbol],
         capture_output=True, text=True, timeout=timeout * 5 + 30, cwd=tempfile.gettempdir())
     lines = result.stdout.splitlines() + [f"STDERR {ln}" for ln in result.stderr.splitlines()]
     return result.returncode, EventLog(lines)
