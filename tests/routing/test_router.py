@@ -589,3 +589,20 @@ def test_finished_parents_are_forgotten_oldest_first():
         assert [r.reason_code for r in rej] == [Reason.UNKNOWN_ORDER, Reason.TOO_LATE]
         await router.stop()
     run(main())
+
+
+def test_venue_ends_the_resting_child_while_a_replace_is_out():
+    async def main():
+        async with Rig(latency_ns=10_000_000) as r:
+            p = r.parent(BUY, 100, 22990)
+            await r.wait(lambda: r.up(K.NEW), "ack")
+            r.a.end_of_day()                               # the venue expires the child...
+            r.router.replace_order(p, "R1", 100, 22995)    # ...while the client's replace goes out
+            await r.wait(lambda: r.up(K.REPLACE_REJECTED), "replace refused")
+            await asyncio.sleep(0.03)
+            assert [e.kind for e in r.up()] == [K.NEW, K.CANCELED, K.REPLACE_REJECTED]
+            c, rr = r.up()[1:]
+            assert c.reason_code == Reason.END_OF_DAY and c.venue_cl_ord_id == p
+            assert rr.reason_code == Reason.TOO_LATE and rr.venue_cl_ord_id == "R1"
+            assert len(r.router.children_of(p)) == 1       # nothing re-routed
+    run(main())

@@ -713,7 +713,7 @@ class SmartRouter:
             requested = ev.venue_cl_ord_id in child.requests
             self._answered(child, ev.venue_cl_ord_id)
             self._child_done(child, ev.reason_code, ev.reason)
-            if not requested and child.mirror and parent.ending is None and parent.pending is None \
+            if not requested and child.mirror and parent.ending is None \
                     and not parent.done and ev.reason_code not in (int(Reason.IOC_REMAINDER),
                                                                     int(Reason.MARKET_REMAINDER),
                                                                     int(Reason.FOK_UNFILLABLE)):
@@ -883,6 +883,11 @@ class SmartRouter:
                 if live:
                     return  # children still live whose cancel was refused: they report on their own
                 return self._finish(parent, int(Reason.USER_CANCEL), "cancelled on request")
+            if parent.ending is not None:
+                # The order ended at a venue while the replace was out: the replace is too late.
+                if not live:
+                    self._finish(parent, *parent.ending)
+                return
             return self._complete_replace(parent)
         if live:
             return
