@@ -152,9 +152,10 @@ ctypedef struct EndedRec:
 
 
 # The book.  Everything below the Python API is `noexcept nogil` C.  The hottest of these methods
-# (_submit, _enter, _match, _rest, _would_match, _subject_status, _emit_fill, _finish_filled,
-# _live_insert, _live_remove) forward to module-level `cdef inline` functions in _book.pyx, which
-# the C compiler can inline (methods sit in a vtable); the signatures here stay the contract.
+# (_run, _submit, _cancel, _find_live, _enter, _match, _rest, _would_match, _subject_status,
+# _emit_fill, _finish_filled, _live_insert, _live_remove) forward to module-level `cdef inline`
+# functions in _book.pyx, which the C compiler inlines (methods sit in a vtable); the signatures
+# here stay the contract.
 @cython.final
 cdef class OrderBook:
     # order pool

@@ -298,8 +298,16 @@ _COMMAND_FIELDS = COMMAND_DTYPE.names
 
 
 # Compile-time constants (module-level cdef variables would be loaded from memory each use).
+# And: every `cdef inline` function of this module is inlined for real.  GCC's size heuristics
+# otherwise keep rest_order / match_order / submit_order as separate calls, and their prologues
+# and register spills cost ~30 instructions per command on the batch path (measured with
+# callgrind: 332 -> 303 instructions per command, about 8% of the batch time).
 cdef extern from *:
     """
+    #if defined(__GNUC__)
+    #undef CYTHON_INLINE
+    #define CYTHON_INLINE inline __attribute__((always_inline, unused))
+    #endif
     #define CB_GOLDEN 0x9E3779B97F4A7C15ULL
     #define CB_MAX_QTY (((int64_t)1) << 40)
     #define CB_MAX_PRICE (((int64_t)1) << 53)
@@ -560,6 +568,57 @@ cdef inline int submit_order(OrderBook self, const Command* c) noexcept nogil:
     if self.n_stops:
         self._check_stops()
     return ACCEPTED
+
+
+cdef inline int32_t find_live(OrderBook self, int64_t order_id) noexcept nogil:
+    cdef uint64_t mask = (<uint64_t>1 << self.live_bits) - 1
+    cdef uint64_t h = live_home(order_id, self.live_bits)
+    cdef int32_t s, d, dist = 0
+    while True:
+        s = self.live_slots[h]
+        if s == EMPTY:
+            return EMPTY
+        d = s >> IDX_BITS
+        # only an entry exactly `dist` from its home can have our home: skip the others
+        # without touching their pool entries
+        if (d == dist or (d == DIST_MAX and dist > DIST_MAX)) \
+                and self.pool[s & IDX_MASK].id == order_id:
+            return s & IDX_MASK
+        h = (h + 1) & mask
+        dist += 1
+
+
+cdef inline int cancel_order(OrderBook self, int64_t order_id, int32_t reason) noexcept nogil:
+    cdef int32_t idx = find_live(self, order_id)
+    self.subj_order_id = order_id
+    if idx == EMPTY:
+        return self._reject(order_id, 0,
+                            R_TOO_LATE if self._seen_contains(order_id) else R_UNKNOWN_ORDER)
+    self.subj = idx
+    if self.pool[idx].flags & F_PENDING:
+        self._unlink_pending(idx)
+    else:
+        self._unlink_resting(idx)
+    self._end(idx, reason)
+    return ST_CANCELLED
+
+
+cdef inline int run_command(OrderBook self, const Command* c) noexcept nogil:
+    self.subj = EMPTY                   # _begin()
+    self.subj_ended = False
+    if c.op == OP_SUBMIT_:
+        return submit_order(self, c)
+    if c.op == OP_CANCEL_:
+        return cancel_order(self, c.order_id, R_USER_CANCEL)
+    if c.op == OP_REPLACE_:
+        return self._replace(c.order_id, c.qty, c.price)
+    if c.op == OP_END_OF_DAY_:
+        self._sweep(R_END_OF_DAY, 0)
+        return ST_CANCELLED
+    if c.op == OP_EXPIRE_:
+        self._sweep(R_EXPIRED, c.expire_time)
+        return ST_CANCELLED
+    return self._reject(c.order_id, c.qty, R_INVALID_ENUM)
 
 
 cdef inline void pop_best_level(OrderBook self, SideBook* sb) noexcept nogil:
@@ -1226,21 +1285,7 @@ cdef class OrderBook:
     # ============================================================================================
 
     cdef int32_t _find_live(self, int64_t order_id) noexcept nogil:
-        cdef uint64_t mask = (<uint64_t>1 << self.live_bits) - 1
-        cdef uint64_t h = live_home(order_id, self.live_bits)
-        cdef int32_t s, d, dist = 0
-        while True:
-            s = self.live_slots[h]
-            if s == EMPTY:
-                return EMPTY
-            d = s >> IDX_BITS
-            # only an entry exactly `dist` from its home can have our home: skip the others
-            # without touching their pool entries
-            if (d == dist or (d == DIST_MAX and dist > DIST_MAX)) \
-                    and self.pool[s & IDX_MASK].id == order_id:
-                return s & IDX_MASK
-            h = (h + 1) & mask
-            dist += 1
+        return find_live(self, order_id)
 
     cdef bint _seen_contains(self, int64_t order_id) noexcept nogil:
         cdef uint64_t off = <uint64_t>order_id - <uint64_t>self.seen_base
@@ -1515,20 +1560,7 @@ cdef class OrderBook:
         return submit_order(self, c)
 
     cdef int _cancel(self, int64_t order_id, int32_t reason) noexcept nogil:
-        cdef int32_t idx = self._find_live(order_id)
-        cdef Order* o
-        self.subj_order_id = order_id
-        if idx == EMPTY:
-            return self._reject(order_id, 0,
-                                R_TOO_LATE if self._seen_contains(order_id) else R_UNKNOWN_ORDER)
-        self.subj = idx
-        o = &self.pool[idx]
-        if o.flags & F_PENDING:
-            self._unlink_pending(idx)
-        else:
-            self._unlink_resting(idx)
-        self._end(idx, reason)
-        return ST_CANCELLED
+        return cancel_order(self, order_id, reason)
 
     cdef int _replace(self, int64_t order_id, int64_t qty, int64_t price) noexcept nogil:
         cdef int32_t idx = self._find_live(order_id)
@@ -1634,20 +1666,7 @@ cdef class OrderBook:
             i = nxt
 
     cdef int _run(self, const Command* c) noexcept nogil:
-        self._begin()
-        if c.op == OP_SUBMIT_:
-            return submit_order(self, c)
-        if c.op == OP_CANCEL_:
-            return self._cancel(c.order_id, R_USER_CANCEL)
-        if c.op == OP_REPLACE_:
-            return self._replace(c.order_id, c.qty, c.price)
-        if c.op == OP_END_OF_DAY_:
-            self._sweep(R_END_OF_DAY, 0)
-            return ST_CANCELLED
-        if c.op == OP_EXPIRE_:
-            self._sweep(R_EXPIRED, c.expire_time)
-            return ST_CANCELLED
-        return self._reject(c.order_id, c.qty, R_INVALID_ENUM)
+        return run_command(self, c)
 
     # ============================================================================================
     # Python API
@@ -1821,7 +1840,7 @@ cdef class OrderBook:
             with nogil:
                 for i in range(n):
                     self.cmd_index = i
-                    self._run(&cmds[i])
+                    run_command(self, &cmds[i])
                     if self.oom:
                         break
         finally:
