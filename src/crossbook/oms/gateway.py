@@ -24,7 +24,7 @@ from crossbook.core import OrdType, TimeInForce
 from crossbook.fix.codec import parse_utc_timestamp, format_utc_timestamp
 from crossbook.fix.messages import Message
 from crossbook.fix.session import Application, BusinessReject, Session, UnsupportedMessageType
-from crossbook.model.enums import CxlRejReason, CxlRejResponseTo, ExecType, OrdRejReason
+from crossbook.model.enums import CxlRejReason, CxlRejResponseTo, ExecType, OrdRejReason, OrdStatus
 from crossbook.model.instruments import Instrument, InstrumentMaster, LotSizeError, PriceError
 from crossbook.model.orders import CancelOrder, NewOrder, ReplaceOrder
 from crossbook.oms.accounts import Directory
@@ -39,8 +39,15 @@ _SIDES = {b"1": 1, b"2": 2}
 _ORD_TYPES = {b"1": OrdType.MARKET, b"2": OrdType.LIMIT, b"3": OrdType.STOP, b"4": OrdType.STOP_LIMIT}
 _TIFS = {b"0": TimeInForce.DAY, b"1": TimeInForce.GTC, b"3": TimeInForce.IOC, b"4": TimeInForce.FOK,
          b"6": TimeInForce.GTD}
-_ORD_TYPE_FIX = {int(v): k.decode() for k, v in _ORD_TYPES.items()}
-_TIF_FIX = {int(v): k.decode() for k, v in _TIFS.items()}
+# Report values as wire bytes: the session's field conversion passes bytes straight through.
+_ORD_TYPE_FIX = {int(v): k for k, v in _ORD_TYPES.items()}
+_TIF_FIX = {int(v): k for k, v in _TIFS.items()}
+_SIDE_FIX = {1: b"1", 2: b"2"}
+_EXEC_TYPE_FIX = {e: e.value.encode() for e in ExecType}
+_ORD_STATUS_FIX = {s: s.value.encode() for s in OrdStatus}
+_AMEND_EXEC_TYPES = frozenset((ExecType.REPLACED, ExecType.CANCELED, ExecType.PENDING_CANCEL, ExecType.PENDING_REPLACE))
+#: Bound on the memo of price texts (clients choose prices; the memo must not grow without end).
+_PRICE_MEMO_MAX = 65_536
 
 
 class _Refused(Exception):
@@ -85,6 +92,14 @@ class FixGateway(Application):
         self.directory = directory
         self.sessions: dict[str, Session] = {}
         self._resolved: dict[tuple, Instrument] = {}
+        # Per instrument key: (instrument, its report fields as bytes); per (instrument, ticks):
+        # the price text. Both are pure functions of a master that is fixed for the server's life.
+        self._report_instruments: dict[str, tuple[Instrument | None, list[tuple[int, bytes]]]] = {}
+        self._price_texts: dict[tuple[int, int], bytes] = {}
+        # (instrument index, wire value) -> quantity / ticks, for values that passed every check:
+        # exact (the conversion is a pure function) and skips Decimal arithmetic for repeated values.
+        self._quantities: dict[tuple[int, bytes | None], int] = {}
+        self._ticks: dict[tuple[int, bytes | None], int] = {}
         #: Set while the server shuts down: its own logouts are not client disconnects.
         self.stopping = False
         manager.set_output_sink(self.send_output)
@@ -214,8 +229,19 @@ class FixGateway(Application):
             self._resolved[key] = inst
         return inst
 
+    def quantity(self, inst: Instrument, msg: Message, tag: int, name: str) -> int:
+        """A quantity field as whole units (lot checked), or _Refused naming the field."""
+        key = (inst.index, msg.get(tag))
+        qty = self._quantities.get(key)
+        if qty is None:
+            qty = self._quantity(inst, msg, tag, name)
+            if len(self._quantities) >= _PRICE_MEMO_MAX:
+                self._quantities.clear()
+            self._quantities[key] = qty  # only values that passed: a bad one is checked (and named) each time
+        return qty
+
     @staticmethod
-    def quantity(inst: Instrument, msg: Message, tag: int, name: str) -> int:
+    def _quantity(inst: Instrument, msg: Message, tag: int, name: str) -> int:
         raw = _text(msg, tag)
         try:
             value = Decimal(raw)
@@ -232,8 +258,19 @@ class FixGateway(Application):
             raise _Refused(OrdRejReason.INCORRECT_QUANTITY, f"{name} ({tag}): {exc}") from None
         return qty
 
+    def price(self, inst: Instrument, msg: Message, tag: int, name: str) -> int:
+        """A price field in ticks (exact, on the tick grid), or _Refused naming the field."""
+        key = (inst.index, msg.get(tag))
+        ticks = self._ticks.get(key)
+        if ticks is None:
+            ticks = self._price(inst, msg, tag, name)
+            if len(self._ticks) >= _PRICE_MEMO_MAX:
+                self._ticks.clear()
+            self._ticks[key] = ticks
+        return ticks
+
     @staticmethod
-    def price(inst: Instrument, msg: Message, tag: int, name: str) -> int:
+    def _price(inst: Instrument, msg: Message, tag: int, name: str) -> int:
         raw = _text(msg, tag)
         try:
             ticks = inst.price_to_ticks(raw)
@@ -305,67 +342,86 @@ class FixGateway(Application):
         elif isinstance(output, MassCancelReport):
             session.send(b"r", self.mass_cancel_report_body(output))
 
-    def _instrument_fields(self, symbol_key: str, begin_string: str) -> list[tuple[int, str]]:
+    def _report_instrument(self, symbol_key: str) -> tuple[Instrument | None, list[tuple[int, bytes]]]:
+        cached = self._report_instruments.get(symbol_key)
+        if cached is not None:
+            return cached
         inst = self.instruments.by_symbol(symbol_key) if symbol_key else None
         if inst is None:
-            return [(55, symbol_key or "[N/A]")]
-        fields: list[tuple[int, str]] = [(55, inst.symbol)]
-        # Only SecurityType values the 4.2/4.4 dictionaries know (a QuickFIX peer rejects others):
-        # FX spot is FOR there (FXSPOT arrived with 5.0); no version has a crypto value, so crypto
-        # goes without 167 (the Symbol names it).
-        security_type = inst.security_type
-        if security_type == "FXSPOT":
-            security_type = "FOR"
-        if security_type != "CRYPTO":
-            fields.append((167, security_type))
-        if inst.maturity_month_year:
-            fields.append((200, inst.maturity_month_year))
-        if inst.put_or_call is not None:
-            fields.append((201, str(inst.put_or_call)))
-        if inst.strike is not None:
-            fields.append((202, _fmt(inst.strike)))
-        return fields
+            fields = [(55, (symbol_key or "[N/A]").encode("latin-1"))]
+        else:
+            fields = [(55, inst.symbol.encode("latin-1"))]
+            # Only SecurityType values the 4.2/4.4 dictionaries know (a QuickFIX peer rejects
+            # others): FX spot is FOR there (FXSPOT arrived with 5.0); no version has a crypto
+            # value, so crypto goes without 167 (the Symbol names it).
+            security_type = inst.security_type
+            if security_type == "FXSPOT":
+                security_type = "FOR"
+            if security_type != "CRYPTO":
+                fields.append((167, security_type.encode()))
+            if inst.maturity_month_year:
+                fields.append((200, inst.maturity_month_year.encode()))
+            if inst.put_or_call is not None:
+                fields.append((201, str(inst.put_or_call).encode()))
+            if inst.strike is not None:
+                fields.append((202, _fmt(inst.strike).encode()))
+        if inst is not None or len(self._report_instruments) < 10_000:  # unknown keys come from clients
+            self._report_instruments[symbol_key] = (inst, fields)
+        return inst, fields
 
-    def execution_report_body(self, begin_string: str, out: ExecReport) -> list[tuple[int, str]]:
+    def _price_text(self, inst: Instrument, ticks: int) -> bytes:
+        key = (inst.index, ticks)
+        text = self._price_texts.get(key)
+        if text is None:
+            text = _px(inst.ticks_to_price(ticks)).encode()
+            if len(self._price_texts) >= _PRICE_MEMO_MAX:
+                self._price_texts.clear()
+            self._price_texts[key] = text
+        return text
+
+    def execution_report_body(self, begin_string: str, out: ExecReport) -> list[tuple[int, str | bytes]]:
+        """The ExecutionReport's body fields, in order, values as bytes or str (this runs twice per
+        order: values come from tables and memos, not formatted afresh)."""
         ex = out.execution
-        v42 = begin_string == "FIX.4.2"
-        inst = self.instruments.by_symbol(ex.symbol) if ex.symbol else None
-        exec_type = ex.exec_type.value
-        trans = "0"
-        if v42:
-            if ex.exec_type is ExecType.TRADE:
-                exec_type = "2" if ex.leaves_qty == 0 else "1"
-            elif ex.exec_type is ExecType.ORDER_STATUS:
-                exec_type, trans = ex.ord_status.value, "3"
-        body: list[tuple[int, str]] = [(37, ex.order_id)]
+        exec_type = ex.exec_type
+        inst, inst_fields = self._report_instrument(ex.symbol)
+        body: list[tuple[int, str | bytes]] = [(37, ex.order_id)]
         if ex.cl_ord_id:
             body.append((11, ex.cl_ord_id))
-        if ex.orig_cl_ord_id and ex.exec_type in (ExecType.REPLACED, ExecType.CANCELED, ExecType.PENDING_CANCEL,
-                                                  ExecType.PENDING_REPLACE):
+        if ex.orig_cl_ord_id and exec_type in _AMEND_EXEC_TYPES:
             body.append((41, ex.orig_cl_ord_id))
         body.append((17, ex.exec_id))
-        if v42:
-            body.append((20, trans))
-        body += [(150, exec_type), (39, ex.ord_status.value)]
+        if begin_string == "FIX.4.2":
+            if exec_type is ExecType.TRADE:
+                body += [(20, b"0"), (150, b"2" if ex.leaves_qty == 0 else b"1")]
+            elif exec_type is ExecType.ORDER_STATUS:
+                body += [(20, b"3"), (150, _ORD_STATUS_FIX[ex.ord_status])]
+            else:
+                body += [(20, b"0"), (150, _EXEC_TYPE_FIX[exec_type])]
+        else:
+            body.append((150, _EXEC_TYPE_FIX[exec_type]))
+        body.append((39, _ORD_STATUS_FIX[ex.ord_status]))
         if ex.account:
             body.append((1, ex.account))
-        body += self._instrument_fields(ex.symbol, begin_string)
-        body.append((54, str(ex.side or 1)))
-        if out.order_qty or ex.qty:
-            body.append((38, str(out.order_qty or ex.qty)))
-        if out.ord_type:
-            body.append((40, _ORD_TYPE_FIX[out.ord_type]))
+        body += inst_fields
+        body.append((54, _SIDE_FIX.get(ex.side) or str(ex.side or 1)))
+        order_qty = out.order_qty or ex.qty
+        if order_qty:
+            body.append((38, b"%d" % order_qty))
+        ord_type = out.ord_type
+        if ord_type:
+            body.append((40, _ORD_TYPE_FIX[ord_type]))
         if inst is not None:
-            if ex.price and out.ord_type in (OrdType.LIMIT, OrdType.STOP_LIMIT, 0):
-                body.append((44, _px(inst.ticks_to_price(ex.price))))
+            if ex.price and ord_type in (OrdType.LIMIT, OrdType.STOP_LIMIT, 0):
+                body.append((44, self._price_text(inst, ex.price)))
             if out.stop_px:
-                body.append((99, _px(inst.ticks_to_price(out.stop_px))))
-        if out.ord_type:
-            body.append((59, _TIF_FIX.get(out.tif, "0")))
-        if ex.exec_type is ExecType.TRADE and inst is not None:
-            body += [(32, str(ex.last_qty)), (31, _px(inst.ticks_to_price(ex.last_px))), (30, ex.venue)]
-        body += [(151, str(ex.leaves_qty)), (14, str(ex.cum_qty)),
-                 (6, _fmt(avg_px(ex, inst.tick_size)) if inst is not None else "0")]
+                body.append((99, self._price_text(inst, out.stop_px)))
+        if ord_type:
+            body.append((59, _TIF_FIX.get(out.tif, b"0")))
+        if exec_type is ExecType.TRADE and inst is not None:
+            body += [(32, b"%d" % ex.last_qty), (31, self._price_text(inst, ex.last_px)), (30, ex.venue)]
+        body += [(151, b"%d" % ex.leaves_qty), (14, b"%d" % ex.cum_qty),
+                 (6, _fmt(avg_px(ex, inst.tick_size)) if inst is not None and ex.cum_qty else b"0")]
         if out.ord_rej_reason is not None:
             body.append((103, str(out.ord_rej_reason.for_version(begin_string))))
         if out.mass_status_req_id:
@@ -373,10 +429,10 @@ class FixGateway(Application):
         if out.tot_num_reports >= 0:
             body.append((911, str(out.tot_num_reports)))
         if out.last_rpt_requested:
-            body.append((912, "Y"))
+            body.append((912, b"Y"))
         if ex.text:
             body.append((58, ex.text))
-        body.append((60, format_utc_timestamp(ex.ts, 6).decode()))
+        body.append((60, format_utc_timestamp(ex.ts, 6)))
         return body
 
     @staticmethod
