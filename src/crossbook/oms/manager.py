@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass, field
+from operator import attrgetter
 from decimal import Decimal
 from typing import Any, Callable, Iterable, Protocol
 
@@ -24,7 +25,9 @@ from crossbook.model.enums import (
 )
 from crossbook.model.events import OrderEvent
 from crossbook.model.instruments import Instrument, InstrumentMaster
-from crossbook.model.orders import CancelOrder, Execution, NewOrder, Order, ReplaceOrder
+from crossbook.model.orders import (
+    EXECUTION_FIELDS, ORDER_FIELDS, CancelOrder, Execution, NewOrder, Order, ReplaceOrder,
+)
 from crossbook.oms.accounts import Directory
 from crossbook.oms.lifecycle import Trigger, transition
 from crossbook.oms.reports import CancelReject, ExecReport, MassCancelReport, Output
@@ -46,6 +49,18 @@ _CAUSE_OF_REASON = {
     int(Reason.EXPIRED): CancelCause.EXPIRED,
 }
 _EXPIRY_CAUSES = (CancelCause.END_OF_DAY, CancelCause.EXPIRED)
+
+# The hot path builds executions positionally and snapshots orders with one C-level attrgetter
+# call (docs/oms.md, "The hot path"); this is the field order it relies on.
+_EXECUTION_ARGS = ("exec_id", "order_id", "seq", "cl_ord_id", "orig_cl_ord_id", "exec_type", "ord_status", "symbol",
+                   "side", "qty", "price", "last_qty", "last_px", "cum_qty", "leaves_qty", "cum_value", "venue",
+                   "text", "reason", "ord_rej_reason", "ts", "account", "session")
+if EXECUTION_FIELDS != _EXECUTION_ARGS:
+    raise ImportError(f"crossbook.model.orders.Execution fields changed: {EXECUTION_FIELDS}; update the manager")
+_ORDER_VALUES = attrgetter(*ORDER_FIELDS)
+_SIDES = {int(s): s for s in Side}
+_ORD_TYPES = {int(t): t for t in OrdType}
+_TIFS = {int(t): t for t in TimeInForce}
 _CAUSE_TEXT = {
     CancelCause.IOC_REMAINDER: "IOC remainder canceled",
     CancelCause.MARKET_REMAINDER: "market order remainder canceled: no more liquidity",
@@ -215,8 +230,8 @@ class OrderManager:
         self._by_venue_id[(order.venue, order.venue_cl_ord_id)] = order
         acc = self.directory.accounts[order.account]
         venue.new_order(VenueOrder(
-            venue_cl_ord_id=order.venue_cl_ord_id, instrument=inst, side=Side(order.side),
-            ord_type=OrdType(order.ord_type), tif=TimeInForce(order.tif), qty=order.leaves_qty, price=order.price,
+            venue_cl_ord_id=order.venue_cl_ord_id, instrument=inst, side=_SIDES[order.side],
+            ord_type=_ORD_TYPES[order.ord_type], tif=_TIFS[order.tif], qty=order.leaves_qty, price=order.price,
             stop_price=order.stop_px, display_qty=order.display_qty, post_only=order.post_only,
             expire_time=order.expire_time, owner=acc.index + 1, stp=acc.stp))
         self._dirty(order)
@@ -708,33 +723,40 @@ class OrderManager:
         self._touch_risk(acc.index)
 
     # ------------------------------------------------------------------ executions and batching
+    def _execution_args(self, order: Order, exec_type: ExecType, exec_id: str, cl_ord_id: str | None,
+                        orig_cl_ord_id: str | None, last_qty: int, last_px: int, text: str, reason: str,
+                        ord_rej_reason: int, seq: int) -> tuple:
+        """An Execution's values in field order (_EXECUTION_ARGS)."""
+        return (exec_id, order.order_id, seq, order.cl_ord_id if cl_ord_id is None else cl_ord_id,
+                order.orig_cl_ord_id if orig_cl_ord_id is None else orig_cl_ord_id, exec_type, order.ord_status,
+                order.symbol, order.side, order.qty, order.price, last_qty, last_px, order.cum_qty, order.leaves_qty,
+                order.cum_value, order.venue, text or order.text, reason, ord_rej_reason, self.clock.now_ns(),
+                order.account, order.session)
+
     def _make_execution(self, order: Order, exec_type: ExecType, *, exec_id: str = "", cl_ord_id: str | None = None,
                         orig_cl_ord_id: str | None = None, last_qty: int = 0, last_px: int = 0, text: str = "",
                         reason: str = "", ord_rej_reason: int = -1, seq: int = 0) -> Execution:
-        return Execution(
-            exec_id=exec_id, order_id=order.order_id, seq=seq,
-            cl_ord_id=order.cl_ord_id if cl_ord_id is None else cl_ord_id,
-            orig_cl_ord_id=order.orig_cl_ord_id if orig_cl_ord_id is None else orig_cl_ord_id,
-            exec_type=exec_type, ord_status=order.ord_status, symbol=order.symbol, side=order.side, qty=order.qty,
-            price=order.price, last_qty=last_qty, last_px=last_px, cum_qty=order.cum_qty,
-            leaves_qty=order.leaves_qty, cum_value=order.cum_value, venue=order.venue, text=text or order.text,
-            reason=reason, ord_rej_reason=ord_rej_reason, ts=self.clock.now_ns(), account=order.account,
-            session=order.session)
+        return Execution(*self._execution_args(order, exec_type, exec_id, cl_ord_id, orig_cl_ord_id, last_qty,
+                                               last_px, text, reason, ord_rej_reason, seq))
 
     def _execution(self, order: Order, exec_type: ExecType, *, cl_ord_id: str | None = None,
                    orig_cl_ord_id: str | None = None, last_qty: int = 0, last_px: int = 0, text: str = "",
                    reason: str = "", ord_rej_reason: OrdRejReason | None = None) -> Execution:
         self._exec_seq += 1
-        ex = self._make_execution(order, exec_type, exec_id=f"X{self._exec_seq}", cl_ord_id=cl_ord_id,
-                                  orig_cl_ord_id=orig_cl_ord_id, last_qty=last_qty, last_px=last_px, text=text,
-                                  reason=reason, ord_rej_reason=ord_rej_reason.value if ord_rej_reason else -1,
-                                  seq=self._exec_seq)
+        seq = self._exec_seq
+        args = self._execution_args(order, exec_type, f"X{seq}", cl_ord_id, orig_cl_ord_id, last_qty, last_px,
+                                    text, reason, ord_rej_reason.value if ord_rej_reason else -1, seq)
+        ex = Execution(*args)
         order.updated_ns = ex.ts
         self._dirty(order)
-        self._batch.executions.append(ex.to_row())
-        self._batch.meta["exec_seq"] = str(self._exec_seq)
+        row = dict(zip(_EXECUTION_ARGS, args))  # == ex.to_row(), without reading the fields back
+        row["exec_type"] = exec_type.value
+        row["ord_status"] = ex.ord_status.value
+        batch = self._batch
+        batch.executions.append(row)
+        batch.meta["exec_seq"] = str(seq)
         if self._subscribers:  # a snapshot per event only when someone listens
-            self._batch.events.append((ex, self._row(order)))
+            batch.events.append((ex, self._row(order)))
         self._emit(ExecReport(order.session, ex, ord_rej_reason, order_qty=order.qty, ord_type=order.ord_type,
                               stop_px=order.stop_px, tif=order.tif))
         return ex
@@ -745,7 +767,10 @@ class OrderManager:
         self._schedule_flush()
 
     def _row(self, order: Order) -> dict[str, Any]:
-        row = order.to_row()
+        """The order's stored row (== Order.to_row() plus risk_price), taken in one C-level read."""
+        row = dict(zip(ORDER_FIELDS, _ORDER_VALUES(order)))
+        row["state"] = order.state.value
+        row["cl_ord_ids"] = list(order.cl_ord_ids)
         row["risk_price"] = self._risk_price.get(order.order_id, 0)
         return row
 
