@@ -2,11 +2,14 @@
 
 One row per fact: the decision for a parent (policy, the market data seen, the plan), each child
 sent (where, price, quantity, why), each child event (ack, fill, cancel, reject, replace), each
-answer to the parent, venue up/down notices and reconciliation outcomes. Rows are plain dicts:
+answer to the parent, venue up/down notices and reconciliation outcomes. The router records a
+row as a tuple in the order of :data:`COLUMNS`; queries give dicts:
 
-    {"seq", "ts", "parent_id", "parent_cl", "event", "venue", "child_id", "qty", "price", "detail"}
+    {"seq", "ts", "router", "parent_id", "parent_cl", "event", "venue", "child_id", "qty", "price", "detail"}
 
-``detail`` is a dict (stored as JSON). Two implementations of the same small interface
+``detail`` is a dict (stored as JSON). On the hot path the router may record the VenueEvent
+itself, or an object with an ``audit_detail()`` method, as the detail: it is turned into a dict
+only when written (on the writer thread) or queried, so routing does not pay for it. Two implementations of the same small interface
 (:class:`AuditLog`): :class:`MemoryAuditLog` (tests, embedders) and :class:`SqliteAuditLog`, a
 table in an SQLite file (WAL) written by one writer thread that commits everything queued
 meanwhile in one transaction (group commit, the habit of crossbook.persistence.SqliteJournal), so
@@ -24,7 +27,9 @@ import sqlite3
 import threading
 from typing import Any, Protocol
 
-__all__ = ["AuditLog", "MemoryAuditLog", "SqliteAuditLog", "read_audit"]
+from crossbook.routing.venue import VenueEvent
+
+__all__ = ["COLUMNS", "AuditLog", "MemoryAuditLog", "SqliteAuditLog", "detail_dict", "read_audit"]
 
 log = logging.getLogger("crossbook.routing.audit")
 
@@ -46,16 +51,39 @@ CREATE INDEX IF NOT EXISTS routing_audit_parent ON routing_audit(parent_id, seq)
 CREATE INDEX IF NOT EXISTS routing_audit_parent_cl ON routing_audit(parent_cl, seq);
 """
 
-_COLUMNS = ("ts", "router", "parent_id", "parent_cl", "event", "venue", "child_id", "qty", "price", "detail")
+#: The order of a recorded row's fields.
+COLUMNS = ("ts", "router", "parent_id", "parent_cl", "event", "venue", "child_id", "qty", "price", "detail")
+_COLUMNS = COLUMNS
 _STOP = object()
+
+
+def detail_dict(detail: Any) -> dict[str, Any]:
+    """A recorded detail as a dict: dicts as they are, a VenueEvent's fields, or ``audit_detail()``."""
+    if detail is None:
+        return {}
+    if isinstance(detail, dict):
+        return detail
+    if isinstance(detail, VenueEvent):
+        return {"cl": detail.venue_cl_ord_id, "orig": detail.orig_venue_cl_ord_id,
+                "venue_order_id": detail.venue_order_id, "cum": detail.cum_qty, "leaves": detail.leaves_qty,
+                "reason": detail.reason, "reason_code": detail.reason_code, "exec_id": detail.exec_id,
+                "ord_status": detail.ord_status, "venue_ts": detail.ts}
+    return detail.audit_detail()
+
+
+def _as_dict(seq: int, row: tuple) -> dict[str, Any]:
+    d = dict(zip(COLUMNS, row))
+    d["seq"] = seq
+    d["detail"] = detail_dict(d["detail"])
+    return d
 
 
 class AuditLog(Protocol):
     """Where the router's audit rows go."""
 
-    def record(self, row: dict[str, Any]) -> None:
-        """Store one row (keys: ts, router, parent_id, parent_cl, event, venue, child_id, qty,
-        price, detail). Must not block the event loop."""
+    def record(self, row: tuple) -> None:
+        """Store one row (a tuple in the order of COLUMNS). Must not block the event loop; the
+        row's detail must not be changed afterwards."""
 
     def query(self, parent_id: str) -> list[dict[str, Any]]:
         """Every row of one parent (by the router's parent id or its first ClOrdID), oldest first,
@@ -69,14 +97,13 @@ class MemoryAuditLog:
     """Rows kept in a list (no durability)."""
 
     def __init__(self) -> None:
-        self.rows: list[dict[str, Any]] = []
+        self.rows: list[tuple] = []
 
-    def record(self, row: dict[str, Any]) -> None:
-        row = dict(row, seq=len(self.rows) + 1)
+    def record(self, row: tuple) -> None:
         self.rows.append(row)
 
     def query(self, parent_id: str) -> list[dict[str, Any]]:
-        return [r for r in self.rows if parent_id in (r["parent_id"], r["parent_cl"])]
+        return [_as_dict(i + 1, r) for i, r in enumerate(self.rows) if parent_id in (r[2], r[3])]
 
     def close(self) -> None:
         pass
@@ -113,11 +140,11 @@ class SqliteAuditLog:
         self._thread = threading.Thread(target=self._run, name="crossbook-routing-audit", daemon=True)
         self._thread.start()
 
-    def record(self, row: dict[str, Any]) -> None:
+    def record(self, row: tuple) -> None:
         if self.failed is not None:
             raise RuntimeError(f"routing audit log failed: {self.failed}")
         self._recorded += 1
-        self._queue.put(tuple(json.dumps(row[c]) if c == "detail" else row[c] for c in _COLUMNS))
+        self._queue.put(row)   # the detail becomes JSON on the writer thread
 
     def sync(self, timeout: float = 10.0) -> bool:
         """Wait until every row recorded so far is committed; False on timeout."""
@@ -154,6 +181,7 @@ class SqliteAuditLog:
                     break
                 rows.append(nxt)
             try:
+                rows = [r[:9] + (json.dumps(detail_dict(r[9])),) for r in rows]
                 conn.execute("BEGIN")
                 conn.executemany(f"INSERT INTO routing_audit({', '.join(_COLUMNS)}) VALUES "
                                  f"({', '.join('?' * len(_COLUMNS))})", rows)

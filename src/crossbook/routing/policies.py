@@ -69,6 +69,10 @@ class ChildPlan:
     mirror: bool = False
     tif: TimeInForce = TimeInForce.IOC
 
+    def audit_detail(self) -> dict:
+        # A mirror child carries the parent's own time in force.
+        return {"why": self.why, "mirror": self.mirror, "tif": None if self.mirror else int(self.tif)}
+
 
 @dataclass(slots=True)
 class Plan:

@@ -170,6 +170,38 @@ def build_router(config: RouterConfig, venues: dict[str, Venue], clock=None, *,
                        clock=clock, audit=audit, depth_levels=config.depth_levels, watch_s=config.watch_s)
 
 
+_EVENT_ROW = {k: "child_" + k.name.lower() for k in VenueEventKind}
+
+
+class _Decision:
+    """Audit detail of a routing decision, made into a dict only when written or queried."""
+
+    __slots__ = ("policy", "quotes", "up", "plan")
+
+    def __init__(self, policy: Policy, quotes: list[VenueQuote], up: list[str], plan) -> None:
+        self.policy, self.quotes, self.up, self.plan = policy, quotes, up, plan
+
+    def audit_detail(self) -> dict:
+        plan = self.plan
+        return {"policy": self.policy.value, "market": [q.as_dict() for q in self.quotes], "up": self.up,
+                "note": plan.note, "killed": plan.killed, "rest": plan.rest,
+                "children": [{"venue": c.venue, "qty": c.qty, "price": c.price, "why": c.why, "mirror": c.mirror,
+                              "tif": None if c.mirror else int(c.tif)} for c in plan.children]}
+
+
+class _ParentNew:
+    __slots__ = ("order", "policy")
+
+    def __init__(self, order: VenueOrder, policy: Policy) -> None:
+        self.order, self.policy = order, policy
+
+    def audit_detail(self) -> dict:
+        o = self.order
+        return {"side": int(o.side), "ord_type": int(o.ord_type), "tif": int(o.tif), "instrument": o.instrument.key,
+                "stop_price": o.stop_price, "display_qty": o.display_qty, "post_only": o.post_only,
+                "policy": self.policy.value}
+
+
 # ================================================================================================
 # Event taps: one sink per venue, shared by every router using it and the OMS
 # ================================================================================================
@@ -416,9 +448,7 @@ class SmartRouter:
         parent = _Parent(f"{self._prefix}{next(self._ids)}", order)
         self._alias_parent(cl, parent)
         self._by_pid[parent.id] = parent
-        self._record(parent, "parent_new", qty=order.qty, price=order.price,
-                     detail={"side": int(order.side), "ord_type": int(order.ord_type), "tif": int(order.tif),
-                             "instrument": inst.key, "policy": self.policy.value})
+        self._record(parent, "parent_new", qty=order.qty, price=order.price, detail=_ParentNew(order, self.policy))
         up = [v for v in listing if v.is_up]
         if self.policy is Policy.DIRECT and not up:
             return self._refuse_parent(parent, f"venue down: router {self.name} routes direct to {listing[0].name}, "
@@ -568,8 +598,7 @@ class SmartRouter:
         out = []
         for v in up:
             bids, asks = v.depth(inst, self.depth_levels)
-            out.append(VenueQuote(v.name, self._pref[v.name], tuple(tuple(lv) for lv in bids),
-                                  tuple(tuple(lv) for lv in asks)))
+            out.append(VenueQuote(v.name, self._pref[v.name], tuple(bids), tuple(asks)))
         return out
 
     def _route(self, parent: _Parent, qty: int, up: list[Venue] | None = None) -> None:
@@ -590,11 +619,7 @@ class SmartRouter:
             sweepable = (order.ord_type in (OrdType.LIMIT, OrdType.MARKET) and not order.post_only)
             plan = plan_sweep(order.side, order.ord_type, order.tif, qty, parent.price, quotes, sweepable=sweepable)
         self._record(parent, "decision", qty=qty, price=parent.price,
-                     detail={"policy": self.policy.value, "market": [q.as_dict() for q in quotes],
-                             "up": [v.name for v in up], "note": plan.note, "killed": plan.killed,
-                             "children": [{"venue": c.venue, "qty": c.qty, "price": c.price, "why": c.why,
-                                           "mirror": c.mirror, "tif": int(c.tif)} for c in plan.children],
-                             "rest": plan.rest})
+                     detail=_Decision(self.policy, quotes, [v.name for v in up], plan))
         if plan.killed:
             parent.done = True
             if not parent.acked:
@@ -643,8 +668,7 @@ class SmartRouter:
         parent.children.append(child)
         self._alias_child(cid, child)
         self.children_sent += 1
-        self._record(parent, "child_sent", venue=venue.name, child=cid, qty=cp.qty, price=vo.price,
-                     detail={"why": cp.why, "ord_type": int(vo.ord_type), "tif": int(vo.tif)})
+        self._record(parent, "child_sent", venue=venue.name, child=cid, qty=cp.qty, price=vo.price, detail=cp)
         venue.new_order(vo)
 
     def _cancel_child(self, child: _Child, pend: _Pending | None) -> None:
@@ -692,11 +716,8 @@ class SmartRouter:
                 self._seen_order.append(key)
                 if len(self._seen_order) > self._max_seen:
                     self._seen_exec.discard(self._seen_order.popleft())
-        self._record(parent, "child_" + kind.name.lower(), venue=ev.venue, child=child.id,
-                     qty=ev.last_qty if kind == _K.TRADE else ev.leaves_qty, price=ev.last_px,
-                     detail={"cl": ev.venue_cl_ord_id, "cum": ev.cum_qty, "leaves": ev.leaves_qty,
-                             "reason": ev.reason, "reason_code": ev.reason_code, "exec_id": ev.exec_id,
-                             "ord_status": ev.ord_status})
+        self._record(parent, _EVENT_ROW[kind], venue=ev.venue, child=child.id,
+                     qty=ev.last_qty if kind == _K.TRADE else ev.leaves_qty, price=ev.last_px, detail=ev)
         if ev.venue_order_id:
             child.venue_order_id = ev.venue_order_id
         if kind == _K.NEW:
@@ -1092,11 +1113,10 @@ class SmartRouter:
             v.set_event_sink(tap)
 
     def _record(self, parent: _Parent, event: str, *, venue: str = "", child: str = "", qty: int = 0, price: int = 0,
-                detail: dict | None = None) -> None:
+                detail=None) -> None:
         try:
-            self._audit.record({"ts": self._clock.now_ns(), "router": self.name, "parent_id": parent.id,
-                                "parent_cl": parent.ids[0], "event": event, "venue": venue, "child_id": child,
-                                "qty": int(qty), "price": int(price), "detail": detail or {}})
+            self._audit.record((self._clock.now_ns(), self.name, parent.id, parent.ids[0], event, venue, child,
+                                int(qty), int(price), detail))
         except Exception:
             log.exception("router %s: audit record failed", self.name)
 
