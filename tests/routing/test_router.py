@@ -549,11 +549,33 @@ def test_router_config_loader_names_the_key():
             router.new_order("order")
         with pytest.raises(TypeError):
             SmartRouter("S", [object()])
+        with pytest.raises(TypeError, match="VenueOrder.price must be an int"):
+            router.new_order(VenueOrder("F1", AAPL, BUY, OrdType.LIMIT, TimeInForce.DAY, 10, 230.0))
+        with pytest.raises(ValueError, match="VenueOrder.side must be a Side"):
+            router.new_order(VenueOrder("F2", AAPL, 7, OrdType.LIMIT, TimeInForce.DAY, 10, 23000))
+        with pytest.raises(ValueError, match="venue_cl_ord_id must be a non-empty string"):
+            router.new_order(VenueOrder("", AAPL, BUY, OrdType.LIMIT, TimeInForce.DAY, 10, 23000))
         events = []
         router.set_event_sink(events.append)
         router.new_order(VenueOrder("N1", AAPL, BUY, OrdType.LIMIT, TimeInForce.DAY, 10, 23000))  # not started
         await asyncio.sleep(0.01)
         assert events[0].kind == K.REJECTED and events[0].reason == "venue down: SOR is not started"
+        await a.start()
+        await b.start()
+        await router.start()
+        router.new_order(VenueOrder("N2", AAPL, BUY, OrdType.LIMIT, TimeInForce.DAY, 0, 23000))
+        router.new_order(VenueOrder("N3", AAPL, BUY, OrdType.LIMIT, TimeInForce.DAY, 10, 23000))
+        router.new_order(VenueOrder("N3", AAPL, BUY, OrdType.LIMIT, TimeInForce.DAY, 10, 23000))
+        router.new_order(VenueOrder("N4", MSFT, BUY, OrdType.LIMIT, TimeInForce.DAY, 7, -5))   # the rest venue refuses
+        await asyncio.sleep(0.02)
+        rej = {e.venue_cl_ord_id: e for e in events if e.kind == K.REJECTED}
+        assert rej["N2"].reason_code == Reason.INVALID_QTY
+        assert [e.reason_code for e in events if e.venue_cl_ord_id == "N3" and e.kind == K.REJECTED] == [
+            Reason.DUPLICATE_ID]
+        assert rej["N4"].reason.startswith("VENUE-B: ") and rej["N4"].reason_code == Reason.INVALID_PRICE
+        await router.stop()
+        await a.stop()
+        await b.stop()
     run(main())
 
 

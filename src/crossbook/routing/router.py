@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from crossbook.core import OrdType, Reason, Status
+from crossbook.core import OrdType, Reason, Side, Status, TimeInForce
 from crossbook.model.instruments import Instrument
 from crossbook.routing.audit import AuditLog, MemoryAuditLog
 from crossbook.routing.policies import (
@@ -433,8 +433,16 @@ class SmartRouter:
         cl = order.venue_cl_ord_id
         if not isinstance(cl, str) or not cl:
             raise ValueError(f"venue_cl_ord_id must be a non-empty string, got {cl!r}")
-        if isinstance(order.qty, bool) or not isinstance(order.qty, int) or order.qty <= 0:
-            return self._emit(self._reject(cl, Reason.INVALID_QTY, f"quantity must be a positive int, got {order.qty!r}"))
+        for what in ("qty", "price", "stop_price", "display_qty", "expire_time"):
+            v = getattr(order, what)
+            if isinstance(v, bool) or not isinstance(v, int):
+                # A contract violation by the caller (as with the venues): nothing changes.
+                raise TypeError(f"VenueOrder.{what} must be an int (units / ticks / ns), got {v!r}")
+        for what, enum in (("side", Side), ("ord_type", OrdType), ("tif", TimeInForce)):
+            if getattr(order, what) not in enum._value2member_map_:
+                raise ValueError(f"VenueOrder.{what} must be a {enum.__name__}, got {getattr(order, what)!r}")
+        if order.qty <= 0:
+            return self._emit(self._reject(cl, Reason.INVALID_QTY, f"quantity must be positive, got {order.qty}"))
         if cl in self._parents:
             return self._emit(self._reject(cl, Reason.DUPLICATE_ID, f"duplicate venue_cl_ord_id {cl}"))
         inst = order.instrument
