@@ -213,3 +213,31 @@ def test_venue_killed_in_the_middle_of_a_sweep_and_brought_back_is_reconciled(tm
             r.quote(r.fb, Side.SELL, 150, 23010)
             await r.wait(lambda: r.up(K.TRADE)[-1].leaves_qty == 0, "filled at B")
     run(main())
+
+
+def test_parent_cancel_while_a_venue_is_killed_waits_for_its_reconciliation(tmp_path, venue_proc):
+    cfg_a = venue_config(tmp_path, "VENUE-A", faults="latency_us = 400000")
+    va = venue_proc(cfg_a)
+    vb = venue_proc(venue_config(tmp_path, "VENUE-B"))
+    port_a = va.port
+
+    async def main():
+        async with FixRig(tmp_path, port_a, vb.port) as r:
+            mk = r.quote(r.fa, Side.SELL, 100, 23010)
+            r.quote(r.fb, Side.SELL, 50, 23005)
+            await r.wait(lambda: r.router.depth(AAPL, 5)[1] == [(23005, 50, 1), (23010, 100, 1)], "market data")
+            await r.wait(lambda: [e for e in r.events if e.venue_cl_ord_id == mk and e.kind == K.NEW], "maker ack")
+            r.router.new_order(VenueOrder("P1", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 200, 23010))
+            await asyncio.sleep(0.1)
+            va.kill()
+            await r.wait(lambda: not r.fa.is_up and r.up(K.TRADE), "A down, B filled")
+            r.router.cancel_order("P1", "P1-c")                         # A's child cannot be reached
+            await asyncio.sleep(0.5)
+            assert not r.up(K.CANCELED) and not r.up(K.CANCEL_REJECTED)  # no answer before the truth is known
+            venue_proc(cfg_a, port=port_a)
+            await r.wait(lambda: r.up(K.CANCELED), "cancelled after reconciliation", timeout=30)
+            c = r.up(K.CANCELED)[0]
+            assert (c.venue_cl_ord_id, c.orig_venue_cl_ord_id, c.cum_qty, c.leaves_qty) == ("P1-c", "P1", 50, 0)
+            assert len(r.router.children_of("P1")) == 2                  # nothing rested
+            assert [e.kind for e in r.up()] == [K.NEW, K.TRADE, K.CANCELED]
+    run(main())
