@@ -32,20 +32,26 @@ _INT = re.compile(rb"[1-9][0-9]{0,8}\Z")
 _CHECKSUM = re.compile(rb"[0-9]{3}\Z")
 _DECIMAL = re.compile(rb"[0-9]{1,12}(\.[0-9]{1,8})?\Z")
 _STRING = re.compile(rb"[!-~]{1,64}\Z")          # printable ASCII, no space, non-empty
-_TIMESTAMP = re.compile(rb"([0-9]{4})([0-9]{2})([0-9]{2})-([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{3})?\Z")
+# Hours, minutes and seconds range-checked by the pattern itself; the date (month lengths, leap
+# years) by datetime.date, once per distinct date: order flow carries the same date all day.
+_TIMESTAMP = re.compile(rb"([0-9]{4}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01]))"
+                        rb"-(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{3})?\Z")
+_VALID_DATES: set[bytes] = set()
 
 
 def _timestamp(value: bytes) -> bool:
     m = _TIMESTAMP.match(value)
     if m is None:
         return False
-    y, mo, d, h, mi, s = (int(g) for g in m.groups()[:6])
-    if h > 23 or mi > 59 or s > 59:
-        return False
+    day = m.group(1)
+    if day in _VALID_DATES:
+        return True
     try:
-        _dt.date(y, mo, d)
+        _dt.date(int(day[:4]), int(day[4:6]), int(day[6:]))
     except ValueError:
         return False
+    if len(_VALID_DATES) < 4096:
+        _VALID_DATES.add(day)
     return True
 
 
