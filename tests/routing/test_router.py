@@ -628,3 +628,22 @@ def test_venue_ends_the_resting_child_while_a_replace_is_out():
             assert rr.reason_code == Reason.TOO_LATE and rr.venue_cl_ord_id == "R1"
             assert len(r.router.children_of(p)) == 1       # nothing re-routed
     run(main())
+
+
+def test_replace_up_sweeps_the_added_quantity_and_rests_the_rest_beside_the_old_child():
+    async def main():
+        async with Rig() as r:
+            p = r.parent(BUY, 100, 22990)                  # rests at A
+            await r.wait(lambda: r.up(K.NEW), "ack")
+            r.quote(r.b, SELL, 50, 23000)
+            await r.settle()
+            r.router.replace_order(p, "R1", 300, 23000)    # reprice the resting child, add 200
+            await r.wait(lambda: len(r.router.children_of(p)) == 3 and r.a.top_of_book(AAPL)[:2] == (23000, 250),
+                         "added quantity swept and rested")
+            kids = [(k["venue"], k["qty"], k["price"], k["mirror"], k["done"]) for k in r.router.children_of(p)]
+            assert kids == [("VENUE-A", 100, 23000, True, False), ("VENUE-B", 50, 23000, False, True),
+                            ("VENUE-A", 150, 23000, True, False)]
+            assert [e.kind for e in r.up()] == [K.NEW, K.REPLACED, K.TRADE]
+            t = r.up(K.TRADE)[0]
+            assert (t.last_qty, t.last_px, t.cum_qty, t.leaves_qty) == (50, 23000, 50, 250)
+    run(main())

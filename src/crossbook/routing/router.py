@@ -626,6 +626,11 @@ class SmartRouter:
         else:
             sweepable = (order.ord_type in (OrdType.LIMIT, OrdType.MARKET) and not order.post_only)
             plan = plan_sweep(order.side, order.ord_type, order.tif, qty, parent.price, quotes, sweepable=sweepable)
+        if not plan.children and not plan.rest and not plan.killed:
+            # Nothing displayed and the order may not rest: send it whole to the preferred venue
+            # (market data can lag, liquidity can be hidden); it ends there as the venue decides.
+            plan.children.append(ChildPlan(up[0].name, qty, parent.price, "nothing displayed: whole order to "
+                                           f"preferred venue {up[0].name}", mirror=True))
         self._record(parent, "decision", qty=qty, price=parent.price,
                      detail=_Decision(self.policy, quotes, [v.name for v in up], plan))
         if plan.killed:
@@ -638,12 +643,7 @@ class SmartRouter:
         if plan.children and not plan.children[0].mirror:
             parent.wave = True
         if not plan.children:
-            if plan.rest:
-                return self._rest(parent)
-            # Nothing displayed and the order may not rest: send it whole to the preferred venue
-            # (market data can lag, liquidity can be hidden); it ends there as the venue decides.
-            plan.children.append(ChildPlan(up[0].name, qty, parent.price, "nothing displayed: whole order to "
-                                           f"preferred venue {up[0].name}", mirror=True))
+            return self._rest(parent)
         for cp in plan.children:
             self._send_child(parent, self._by_name[cp.venue], cp)
 
@@ -918,16 +918,21 @@ class SmartRouter:
                     self._finish(parent, *parent.ending)
                 return
             return self._complete_replace(parent)
+        if parent.wave and not any(not c.mirror for c in live):
+            # The taking children are done (resting children from before may still be live, e.g.
+            # after a replace up): what is left rests now.
+            parent.wave = False
+            if parent.may_rest and parent.ending is None and parent.qty > parent.cum:
+                self._rest(parent)
+                if parent.done:
+                    return
+                live = parent.live()
         if live:
             return
         # No child is live.
         if parent.ending is not None:
             code, text = parent.ending
             return self._finish(parent, code, text)
-        if parent.wave:
-            parent.wave = False
-            if parent.may_rest and parent.qty > parent.cum:
-                return self._rest(parent)
         if parent.qty > parent.cum:
             last = next((c for c in reversed(parent.children) if c.reason_code), None)
             code = last.reason_code if last is not None else int(Reason.IOC_REMAINDER)
