@@ -15,6 +15,8 @@ from crossbook.core import STPMode
 from crossbook.core.risk import RiskLimits
 from crossbook.model.instruments import DEFAULT_INSTRUMENTS, FxRates, InstrumentMaster
 from crossbook.oms.accounts import AccountSpec, ClientSessionSpec, Directory, FirmSpec
+from crossbook.routing.fix_venue import FixVenue
+from crossbook.routing.router import RouterConfig, load_routers
 from crossbook.venues import BackgroundFlow
 
 
@@ -68,6 +70,18 @@ class VenueConfig:
     reject_ratio: float = 0.0
     seed: int = 0
     background: BackgroundFlow | None = None
+    #: ``kind = "fix"``: the table for ``FixVenue.from_config`` (defaults filled in: sender_comp_id
+    #: = fix.comp_id, store_path = <storage.dir>/fix-venues/<name>); None for in-process venues.
+    fix: dict | None = None
+
+
+@dataclass(frozen=True)
+class DropCopyConfig:
+    """A drop-copy FIX session on the server's acceptor: ``comp_id`` (the receiver's
+    SenderCompID) gets a copy of every ExecutionReport of the firms in ``firms`` (None: all)."""
+    comp_id: str
+    firms: tuple[str, ...] | None = None
+    begin_string: str = "FIX.4.4"
 
 
 @dataclass(frozen=True)
@@ -84,9 +98,12 @@ class ServerConfig:
     venues: tuple[VenueConfig, ...]
     expiry_check_s: float = 1.0
     source: str = "<default>"
+    routers: tuple[RouterConfig, ...] = ()
+    drop_copies: tuple[DropCopyConfig, ...] = ()
 
 
-_TOP_KEYS = {"fix", "http", "storage", "instruments", "fx_rates", "firms", "sessions", "venues", "risk", "oms"}
+_TOP_KEYS = {"fix", "http", "storage", "instruments", "fx_rates", "firms", "sessions", "venues", "risk", "oms",
+             "routers", "drop_copy"}
 
 
 def _table(value: Any, key: str, source: str) -> dict:
@@ -271,11 +288,14 @@ def parse_config(data: dict, source: str = "<string>") -> ServerConfig:
     for vi, v in enumerate(venues_raw):
         where = f"venues[{vi}]"
         v = _table(v, where, source)
-        _check_keys(v, {"name", "kind", "latency_us", "reject_ratio", "seed", "background"}, where, source)
         vname = _str(v, "name", where, source, required=True)
         kind = _str(v, "kind", where, source, "in_process")
+        if kind == "fix":
+            venues.append(_fix_venue(v, vname, where, fix, storage, instruments, source))
+            continue
         if kind != "in_process":
-            raise ConfigError(f"{where}.kind", f"only in_process venues exist yet, got {kind!r}", source)
+            raise ConfigError(f"{where}.kind", f"must be in_process or fix, got {kind!r}", source)
+        _check_keys(v, {"name", "kind", "latency_us", "reject_ratio", "seed", "background"}, where, source)
         try:
             background = BackgroundFlow.from_config(v["background"], where=f"{where}.background") if "background" in v else None
         except (TypeError, ValueError) as exc:
@@ -292,10 +312,104 @@ def parse_config(data: dict, source: str = "<string>") -> ServerConfig:
             if vn not in names:
                 raise ConfigError("instruments", f"{inst.key} is listed on venue {vn!r}, which is not configured "
                                   f"(venues: {', '.join(names)})", source)
+    try:
+        routers = load_routers(data.get("routers"), names, known_instruments=[i.key for i in instruments])
+    except ValueError as exc:
+        text = str(exc)
+        raise ConfigError(text.split(":", 1)[0], text.split(":", 1)[-1].strip(), source) from None
+    if routers:
+        instruments = _with_routers(entries, instruments, routers, source)
+    drop_copies = _drop_copies(data.get("drop_copy"), fix, directory, source)
     return ServerConfig(fix=fix, http=http, storage=storage, instruments=instruments, fx_rates=fx_rates,
                         directory=directory, limits=limits, restricted=tuple(restricted),
                         restricted_by_account=restricted_by_account, venues=tuple(venues),
-                        expiry_check_s=expiry_check_s, source=source)
+                        expiry_check_s=expiry_check_s, source=source, routers=routers, drop_copies=drop_copies)
+
+
+def _fix_venue(v: dict, name: str, where: str, fix: FixConfig, storage: StorageConfig,
+               instruments: InstrumentMaster, source: str) -> VenueConfig:
+    """A ``kind = "fix"`` venue: FixVenue's own loader checks the table (keys, types, ranges) by
+    building one with a memory store, so every error appears at load, naming the key."""
+    table = dict(v)
+    table.setdefault("sender_comp_id", fix.comp_id)
+    table.setdefault("store_path", str(Path(storage.dir) / "fix-venues" / name))
+    if not isinstance(table["store_path"], str) or not table["store_path"]:
+        raise ConfigError(f"{where}.store_path", f"must be a non-empty string, got {table['store_path']!r}", source)
+    if not instruments.on_venue(name):
+        raise ConfigError(f"{where}.name", f"no instrument lists venue {name!r}", source)
+    try:
+        FixVenue.from_config({**table, "store_path": None}, instruments, where=where)
+    except (TypeError, ValueError) as exc:
+        text = str(exc)
+        raise ConfigError(text.split(":", 1)[0], text.split(":", 1)[-1].strip(), source) from None
+    return VenueConfig(name, "fix", fix=table)
+
+
+def _with_routers(entries: list, instruments: InstrumentMaster, routers: tuple[RouterConfig, ...],
+                  source: str) -> InstrumentMaster:
+    """The master again, with each router's name among the venues of the instruments its venues
+    list (so ExDestination may name it) and as the default venue of the instruments it claims.
+    The order manager accepts a venue for an instrument only when the instrument lists it; a
+    router is a venue, so the instrument lists it."""
+    out = []
+    for entry, inst in zip(entries, instruments):
+        entry = dict(entry)
+        entry["venues"] = list(inst.venues) + [r.name for r in routers if set(r.venues) & set(inst.venues)]
+        claimed = [r.name for r in routers if inst.key in r.instruments]
+        if claimed:
+            entry["default_venue"] = claimed[0]
+        out.append(entry)
+    try:
+        master = InstrumentMaster.from_config(out)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError("routers", str(exc), source) from None
+    for r in routers:
+        for key in r.instruments:
+            if r.name not in master.by_symbol(key).venues:
+                raise ConfigError("routers", f"router {r.name} claims {key}, which none of its venues "
+                                  f"{list(r.venues)} lists", source)
+    return master
+
+
+def _drop_copies(raw: Any, fix: FixConfig, directory: Directory, source: str) -> tuple[DropCopyConfig, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError("drop_copy", "must be a list of [[drop_copy]] tables", source)
+    out: list[DropCopyConfig] = []
+    for i, t in enumerate(raw):
+        where = f"drop_copy[{i}]"
+        t = _table(t, where, source)
+        _check_keys(t, {"comp_id", "scope", "firms", "begin_string"}, where, source)
+        comp = _str(t, "comp_id", where, source, required=True)
+        if comp == fix.comp_id:
+            raise ConfigError(f"{where}.comp_id", f"{comp!r} is the server's own CompID", source)
+        if comp in directory.sessions:
+            raise ConfigError(f"{where}.comp_id", f"{comp!r} is already an order-entry session", source)
+        if comp in (d.comp_id for d in out):
+            raise ConfigError(f"{where}.comp_id", f"drop copy session {comp!r} is defined twice", source)
+        begin = _str(t, "begin_string", where, source, "FIX.4.4")
+        if begin != "FIX.4.4":
+            # CopyMsgIndicator (797), which marks a copy, exists from FIX 4.4 on.
+            raise ConfigError(f"{where}.begin_string", f"drop copy sessions are FIX.4.4, got {begin!r}", source)
+        scope = _str(t, "scope", where, source, "firms" if "firms" in t else "all")
+        if scope == "all":
+            if "firms" in t:
+                raise ConfigError(f"{where}.firms", 'not allowed with scope = "all"', source)
+            firms = None
+        elif scope == "firms":
+            listed = t.get("firms")
+            if not isinstance(listed, list) or not listed or not all(isinstance(f, str) for f in listed):
+                raise ConfigError(f"{where}.firms", f"must be a non-empty list of firm names, got {listed!r}", source)
+            for f in listed:
+                if f not in directory.firms:
+                    raise ConfigError(f"{where}.firms", f"unknown firm {f!r} (firms: {', '.join(directory.firms)})",
+                                      source)
+            firms = tuple(listed)
+        else:
+            raise ConfigError(f"{where}.scope", f'must be "all" or "firms", got {scope!r}', source)
+        out.append(DropCopyConfig(comp, firms, begin))
+    return tuple(out)
 
 
 def load_config(path: str | None = None, overrides: dict | None = None) -> ServerConfig:
