@@ -141,6 +141,8 @@ class HttpApi:
         assert store is not None
         if method == "GET" and parts == ["health"]:
             return 200, {"status": "ok", "fix_port": self.server.fix_port, "orders": len(self.server.manager.orders)}
+        if method == "GET" and parts == ["venues"]:
+            return 200, {"venues": self.server.venue_status()}
         if method == "GET" and parts == ["orders"]:
             status = query.get("status") or None
             if status not in (None, "open", "done", "all"):

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from crossbook.app.config import ServerConfig
+from crossbook.core import OrdType, Side, TimeInForce
 from crossbook.core.risk import RiskEngine
 from crossbook.fix.settings import SessionSettings
 from crossbook.fix.transport import Acceptor
@@ -24,6 +25,10 @@ from crossbook.oms.manager import OrderManager
 from crossbook.oms.validation import MemoValidator
 from crossbook.persistence import SqliteJournal
 from crossbook.publish import EventBus
+from crossbook.publish.dropcopy import DropCopyPublisher
+from crossbook.routing.fix_venue import FixVenue
+from crossbook.routing.router import build_router
+from crossbook.routing.venue import VenueOrder
 from crossbook.venues import InProcessVenue
 
 log = logging.getLogger("crossbook.server")
@@ -73,7 +78,13 @@ class Server:
         self.clock = clock or SystemClock()
         self.risk = build_risk(config)
         self.journal = SqliteJournal(config.storage.database, synchronous=config.storage.synchronous)
-        self.venues: dict[str, InProcessVenue] = {}
+        self.venues: dict[str, InProcessVenue | FixVenue] = {}
+        self.routers: dict = {}                      # name -> SmartRouter (also in manager.venues)
+        self.venue_states: dict[str, dict] = {}      # name -> {"kind", "up", "reason", "since_ns"}
+        self.drop_copy: DropCopyPublisher | None = None
+        self._audit_logs: list = []
+        self._remote_open: list = []                 # open orders restored at FIX venues (not re-entered)
+        self.restored_remote = 0
         self.manager: OrderManager | None = None
         self.gateway: FixGateway | None = None
         self.acceptor: Acceptor | None = None
@@ -87,12 +98,14 @@ class Server:
         fix = self.config.fix
         store_dir = self.config.storage.fix_store_dir
         Path(store_dir).mkdir(parents=True, exist_ok=True)
-        return [SessionSettings(begin_string=s.begin_string, sender_comp_id=fix.comp_id, target_comp_id=s.comp_id,
+        peers = [(s.begin_string, s.comp_id) for s in self.config.directory.sessions.values()]
+        peers += [(d.begin_string, d.comp_id) for d in self.config.drop_copies]  # same acceptor, own stores
+        return [SessionSettings(begin_string=begin, sender_comp_id=fix.comp_id, target_comp_id=comp_id,
                                 heart_bt_int=fix.heartbeat_s, check_latency=fix.check_latency,
                                 max_latency=float(fix.max_latency_s), reset_on_logon=fix.reset_on_logon,
                                 store="file", file_store_path=store_dir, socket_accept_host=fix.host,
                                 socket_accept_port=fix.port)
-                for s in self.config.directory.sessions.values()]
+                for begin, comp_id in peers]
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -102,20 +115,24 @@ class Server:
         if sys.getswitchinterval() > GIL_SWITCH_INTERVAL_S:
             sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         state = self.journal.open()
-        for vc in self.config.venues:
-            self.venues[vc.name] = InProcessVenue(vc.name, self.config.instruments, self.clock, loop,
-                                                  background=vc.background, latency_ns=vc.latency_us * 1000,
-                                                  reject_ratio=vc.reject_ratio, seed=vc.seed)
-        self.manager = OrderManager(instruments=self.config.instruments, venues=dict(self.venues), risk=self.risk,
-                                    directory=self.config.directory, clock=self.clock, journal=self.journal)
+        self._build_venues(loop)
+        self.manager = OrderManager(instruments=self.config.instruments, venues={**self.venues, **self.routers},
+                                    risk=self.risk, directory=self.config.directory, clock=self.clock,
+                                    journal=self.journal)
         self.manager.restore(state.orders, state.cl_ord_ids, state.meta, state.risk, state.recent_executions)
         self.restored_orders = len(state.orders)
         self.bus = EventBus(self.manager)
         self.journal.start(loop)
+        self.restored_remote = self._restore_remote_orders()
         for venue in self.venues.values():
             await venue.start()
-        self.resubmitted = self.manager.resubmit_open_orders()
+        for router in self.routers.values():
+            await router.start()  # after the manager: the router takes over its venues' sinks
+        self.resubmitted = self._resubmit()
         self.gateway = FixGateway(self.manager, self.config.instruments, self.config.directory)
+        if self.config.drop_copies:
+            self.drop_copy = DropCopyPublisher(self.bus, self.gateway, self.config.directory, self.config.drop_copies)
+            self.drop_copy.start()
         settings = self.session_settings()
         self.acceptor = Acceptor(settings, self.gateway, clock=self.clock, validator=MemoValidator(settings))
         await self.acceptor.start()
@@ -130,6 +147,85 @@ class Server:
         gc.collect()
         gc.freeze()
         gc.set_threshold(GC_GEN0_THRESHOLD, 20, 100)
+
+    def _build_venues(self, loop: asyncio.AbstractEventLoop) -> None:
+        """In-process and FIX venues from ``[[venues]]``, then the ``[[routers]]`` over them."""
+        now = self.clock.now_ns()
+        for i, vc in enumerate(self.config.venues):
+            if vc.kind == "fix":
+                Path(vc.fix["store_path"]).mkdir(parents=True, exist_ok=True)
+                venue = FixVenue.from_config(vc.fix, self.config.instruments, where=f"venues[{i}]")
+                venue.add_state_listener(self._on_venue_state)
+                self.venue_states[vc.name] = {"kind": "fix", "up": False, "reason": "connecting", "since_ns": now}
+            else:
+                venue = InProcessVenue(vc.name, self.config.instruments, self.clock, loop,
+                                       background=vc.background, latency_ns=vc.latency_us * 1000,
+                                       reject_ratio=vc.reject_ratio, seed=vc.seed)
+                self.venue_states[vc.name] = {"kind": "in_process", "up": True, "reason": "in process",
+                                              "since_ns": now}
+            self.venues[vc.name] = venue
+        for rc in self.config.routers:
+            audit = None
+            if rc.audit_path:
+                from crossbook.routing.audit import SqliteAuditLog
+                audit = SqliteAuditLog(rc.audit_path)
+                self._audit_logs.append(audit)
+            self.routers[rc.name] = build_router(rc, self.venues, self.clock, audit=audit)
+
+    def _on_venue_state(self, name: str, up: bool, reason: str) -> None:
+        """A FIX venue logged on or lost its session (FixVenue state listener)."""
+        self.venue_states[name].update(up=up, reason=reason, since_ns=self.clock.now_ns())
+        if up:
+            log.info("venue %s UP: %s", name, reason)
+        else:
+            log.warning("venue %s DOWN: %s", name, reason)
+
+    def venue_status(self) -> list[dict]:
+        """Every venue and router: name, kind, up, and for FIX venues the last up/down reason."""
+        out = []
+        for name, venue in self.venues.items():
+            out.append({"name": name, **self.venue_states[name], "up": bool(venue.is_up)})
+        for name, router in self.routers.items():
+            rc = next(r for r in self.config.routers if r.name == name)
+            out.append({"name": name, "kind": "router", "up": bool(router.is_up), "policy": rc.policy.value,
+                        "venues": list(rc.venues), "rest_venue": rc.rest_venue})
+        return out
+
+    def _restore_remote_orders(self) -> int:
+        """After a restart: open orders at FIX venues are still there (the venue process kept
+        them), so they are registered with ``FixVenue.restore_order`` (reconciled at logon)
+        instead of being entered again by ``resubmit_open_orders``, which only re-enters orders
+        at in-process venues (their books died with the process)."""
+        manager = self.manager
+        count = 0
+        for order in manager.open_orders():
+            venue = self.venues.get(order.venue)
+            if not isinstance(venue, FixVenue) or not order.venue_cl_ord_id:
+                continue
+            inst = self.config.instruments.by_index(order.instrument_index)
+            acc = self.config.directory.accounts[order.account]
+            venue.restore_order(VenueOrder(
+                venue_cl_ord_id=order.venue_cl_ord_id, instrument=inst, side=Side(order.side),
+                ord_type=OrdType(order.ord_type), tif=TimeInForce(order.tif), qty=order.qty, price=order.price,
+                stop_price=order.stop_px, display_qty=order.display_qty, post_only=order.post_only,
+                expire_time=order.expire_time, owner=acc.index + 1, stp=acc.stp),
+                cum_qty=order.cum_qty, venue_order_id=order.venue_order_id)
+            # The manager has no public call for "this order is live at its venue, do not
+            # re-enter it": map the venue's id to the order (so reconciliation events find it)
+            # and keep it out of resubmit_open_orders (see _resubmit).
+            manager._by_venue_id[(order.venue, order.venue_cl_ord_id)] = order
+            self._remote_open.append(order)
+            count += 1
+        return count
+
+    def _resubmit(self) -> int:
+        """``resubmit_open_orders`` for the orders at in-process venues and routers only."""
+        manager = self.manager
+        kept = {o.order_id: manager._open.pop(o.order_id) for o in self._remote_open if o.order_id in manager._open}
+        try:
+            return manager.resubmit_open_orders()
+        finally:
+            manager._open.update(kept)
 
     @property
     def fix_port(self) -> int:
@@ -158,8 +254,14 @@ class Server:
             self.gateway.stopping = True  # our own logouts must not trigger cancel-on-disconnect
         if self.acceptor is not None:
             await self.acceptor.stop(logout_grace=1.0)
+        if self.drop_copy is not None:
+            self.drop_copy.close()
+        for router in self.routers.values():
+            await router.stop()
         for venue in self.venues.values():
             await venue.stop()
+        for audit in self._audit_logs:
+            audit.close()
         if self.manager is not None:
             self.manager.flush()
             await self.manager.drain()
