@@ -21,6 +21,7 @@ from crossbook.routing.venue import Venue, VenueEventKind as K, VenueOrder, Venu
 from crossbook.venues import BackgroundFlow, InProcessVenue
 
 pytestmark = pytest.mark.timeout(60)
+SEEDS = [(1, 0), (2, 0), (3, 0), (4, 2_000_000), (5, 2_000_000)]   # (seed, venue latency ns)
 
 MASTER = InstrumentMaster.from_config(DEFAULT_INSTRUMENTS)
 AAPL = MASTER.by_symbol("AAPL")
@@ -647,3 +648,93 @@ def test_replace_up_sweeps_the_added_quantity_and_rests_the_rest_beside_the_old_
             t = r.up(K.TRADE)[0]
             assert (t.last_qty, t.last_px, t.cum_qty, t.leaves_qty) == (50, 23000, 50, 250)
     run(main())
+
+
+@pytest.mark.parametrize("seed,latency", SEEDS)
+def test_random_streams_conserve_quantity(seed, latency):
+    """Seeded random streams of other members' offers, routed buy orders (DAY / IOC / FOK), cancels,
+    replaces and venue disconnects. Buyers are only the router's parents and sellers only the
+    makers, so every unit a maker sold was bought by exactly one parent: the makers' fills (seen
+    directly from the venues) must equal the parents' fills (seen through the router), and the
+    bids resting at the venues must equal the leaves of the live parents (no orphan child, no
+    over-allocation). Each parent's reports must also be well formed."""
+    import random
+    rng = random.Random(seed)
+
+    async def main():
+        async with Rig(rest_venue="VENUE-B", latency_ns=latency) as r:
+            venues = [r.a, r.b]
+            parents: list[str] = []
+            n_rep = itertools.count(1)
+            current: dict[str, str] = {}
+            for _ in range(150):
+                op = rng.random()
+                if op < 0.35:
+                    r.quote(rng.choice(venues), SELL, rng.randint(1, 10) * 10, 23000 + rng.randint(0, 5))
+                elif op < 0.65:
+                    tif = rng.choice([TimeInForce.DAY, TimeInForce.DAY, TimeInForce.IOC, TimeInForce.FOK])
+                    p = r.parent(BUY, rng.randint(1, 30) * 10, 22998 + rng.randint(0, 7), tif=tif)
+                    parents.append(p)
+                    current[p] = p
+                elif op < 0.78 and parents:
+                    p = rng.choice(parents)
+                    r.router.cancel_order(current[p], f"{p}-c{next(n_rep)}")
+                elif op < 0.93 and parents:
+                    p = rng.choice(parents)
+                    cum = sum(e.last_qty for e in r.up(K.TRADE) if e.venue_order_id ==
+                              next((x.venue_order_id for x in r.up() if x.venue_cl_ord_id == p), None))
+                    new = f"{p}-r{next(n_rep)}"
+                    r.router.replace_order(current[p], new, cum + rng.randint(1, 30) * 10, 22998 + rng.randint(0, 7))
+                    current[p] = new          # if refused, later requests on it are "unknown": fine
+                else:
+                    v = rng.choice(venues)
+                    v.set_up(not v.is_up)
+                for _ in range(rng.randint(0, 3)):
+                    await asyncio.sleep(0)
+                if latency and rng.random() < 0.2:
+                    await asyncio.sleep(latency * 1e-9)
+            for v in venues:
+                v.set_up(True)
+            await asyncio.sleep(0.2 + latency * 1e-7)      # watch, reconciliation, last answers
+
+            maker_fills = sum(e.last_qty for e in r.events if e.venue != "SOR" and e.kind == K.TRADE)
+            parent_fills = sum(e.last_qty for e in r.up(K.TRADE))
+            assert maker_fills == parent_fills and parent_fills > 0
+            by_parent: dict[str, list] = {}
+            for e in r.up():
+                if e.venue_order_id:
+                    by_parent.setdefault(e.venue_order_id, []).append(e)
+            live_leaves = 0
+            for pid, evs in by_parent.items():
+                kinds = [e.kind for e in evs]
+                assert kinds[0] == K.NEW or kinds[0] in (K.CANCEL_REJECTED, K.REPLACE_REJECTED, K.STATUS), kinds
+                cum = 0
+                qty = evs[0].leaves_qty + evs[0].cum_qty
+                ended = False
+                for e in evs:
+                    if e.kind == K.TRADE:
+                        assert not ended
+                        cum += e.last_qty
+                        assert e.cum_qty == cum and e.cum_qty + e.leaves_qty == qty, (pid, evs)
+                    elif e.kind == K.REPLACED:
+                        assert not ended
+                        qty = e.cum_qty + e.leaves_qty
+                        assert e.cum_qty == cum
+                    elif e.kind == K.CANCELED:
+                        assert not ended and e.cum_qty == cum
+                        ended = True
+                    if cum == qty:
+                        ended = True
+                assert cum <= qty
+                kids = r.router.children_of(pid)
+                if not ended:
+                    live_leaves += qty - cum
+                    assert any(not k["done"] for k in kids), (pid, kids)
+                else:
+                    assert all(k["done"] for k in kids), (pid, kids)
+            resting = sum(q for v in venues for _p, q, _n in v.depth(AAPL, 1000)[0])
+            assert resting == live_leaves
+            return {k.name: len(r.up(k)) for k in (K.NEW, K.TRADE, K.CANCELED, K.REPLACED, K.REJECTED,
+                                                      K.CANCEL_REJECTED, K.REPLACE_REJECTED)}, live_leaves
+    stats = run(main())
+    print(stats)

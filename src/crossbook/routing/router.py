@@ -504,6 +504,10 @@ class SmartRouter:
         if qty <= 0:
             return self._emit(self._req_reject(kind, new, venue_cl_ord_id, parent, Reason.INVALID_QTY,
                                                f"quantity must be positive, got {qty}"))
+        if not parent.acked:
+            # As the OMS does for PendingNew: what to amend is not known until a venue has it.
+            return self._emit(self._req_reject(kind, new, venue_cl_ord_id, parent, 0,
+                                               "cannot replace: order not yet acknowledged by its venues"))
         self._alias_parent(new, parent)
         limit_type = parent.order.ord_type in (OrdType.LIMIT, OrdType.STOP_LIMIT)
         new_price = price if limit_type else parent.price
@@ -966,6 +970,9 @@ class SmartRouter:
                                   ts=self._clock.now_ns(), ord_status=_REJECTED))
             if pend is not None:
                 parent.pending = None
+                self._emit(self._req_reject(_K.CANCEL_REJECTED if pend.kind == "cancel" else _K.REPLACE_REJECTED,
+                                            pend.req, pend.orig, parent, Reason.TOO_LATE,
+                                            f"too late to {pend.kind}: order rejected"))
             return
         ev = self._parent_event(parent, _K.CANCELED)
         ev.leaves_qty, ev.ord_status = 0, _CANCELLED
