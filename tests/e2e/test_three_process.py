@@ -1,0 +1,244 @@
+"""Three processes, as docs/routing-setup.md runs them: `crossbook serve` with two `crossbook venue`
+processes as FIX venues, a sweep router over both, and a drop-copy session.
+
+One scenario, real processes and loopback FIX throughout: orders routed to each venue by
+ExDestination; a sweep across both through the router, aggregated into one client order; venue A
+SIGKILLed in the middle of a sweep, restarted on the same port and stores, and the client told
+what really happened (the child there died with A's books; the remainder then rests); the
+drop-copy session receiving a copy of every ExecutionReport the clients got, field by field.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from fixpeer import FixPeer
+from omskit import free_port, runner, start_server, stop_server
+
+pytestmark = pytest.mark.timeout(90)
+
+READY = re.compile(r"listening on ([\d.]+):(\d+)")
+# Fields a drop copy must carry exactly as the client got them (header fields differ by design).
+COPIED = (37, 11, 41, 17, 150, 39, 1, 55, 54, 38, 40, 44, 59, 32, 31, 30, 151, 14, 6, 103, 58)
+
+
+def venue_config(tmp: Path, name: str, faults: str = "") -> Path:
+    text = (f'[venue]\nname = "{name}"\nport = 0\nstorage = "store-{name}"\n'
+            f'\n[[sessions]]\ncomp_id = "CROSSBOOK"\nreason_codes = true\n')
+    if faults:
+        text += f"\n[faults]\n{faults}\n"
+    path = tmp / f"{name}.toml"
+    path.write_text(text)
+    return path
+
+
+class VenueProcess:
+    """`crossbook venue` as a child process; the port is read from its start line."""
+
+    def __init__(self, config: Path, port: int | None = None):
+        args = [sys.executable, "-m", "crossbook.app.cli", "venue", "--config", str(config)]
+        if port is not None:
+            args += ["--port", str(port)]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     cwd=config.parent)
+        self.lines: list[str] = []
+        found = threading.Event()
+        self.port = 0
+
+        def read():
+            for line in self.proc.stdout:
+                self.lines.append(line)
+                m = READY.search(line)
+                if m and not found.is_set():
+                    self.port = int(m.group(2))
+                    found.set()
+            found.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        if not found.wait(30) or not self.port:
+            self.kill()
+            raise AssertionError("venue did not start:\n" + "".join(self.lines))
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()        # SIGKILL
+        self.proc.wait(10)
+
+
+def server_config(tmp: Path, port_a: int, port_b: int, fix_port: int, http_port: int) -> Path:
+    text = f"""
+[fix]
+port = {fix_port}
+[http]
+port = {http_port}
+[storage]
+dir = "{tmp / 'var'}"
+
+[[firms]]
+name = "FIRM1"
+[[firms.accounts]]
+name = "ACC1"
+[[firms]]
+name = "FIRM2"
+[[firms.accounts]]
+name = "ACC3"
+
+[[sessions]]
+comp_id = "FIRM1"
+[[sessions]]
+comp_id = "FIRM2"
+
+[[venues]]
+name = "VENUE-A"
+kind = "fix"
+host = "127.0.0.1"
+port = {port_a}
+target_comp_id = "VENUE-A"
+heartbeat_s = 5
+reconnect_min_s = 0.1
+reconnect_max_s = 0.5
+
+[[venues]]
+name = "VENUE-B"
+kind = "fix"
+host = "127.0.0.1"
+port = {port_b}
+target_comp_id = "VENUE-B"
+heartbeat_s = 5
+reconnect_min_s = 0.1
+reconnect_max_s = 0.5
+
+[[routers]]
+name = "SOR"
+policy = "sweep"
+venues = ["VENUE-A", "VENUE-B"]
+rest_venue = "VENUE-B"
+
+[[drop_copy]]
+comp_id = "DC1"
+scope = "all"
+"""
+    path = tmp / "serve.toml"
+    path.write_text(text)
+    return path
+
+
+def get_json(port: int, path: str) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+async def wait_for(pred, what: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def venues_up(http_port: int) -> dict[str, bool]:
+    return {v["name"]: v["up"] for v in get_json(http_port, "/venues")["venues"]}
+
+
+def reports(peer: FixPeer, cl: str | None = None) -> list:
+    return [m for m in peer.app.all if m.msg_type == b"8" and (cl is None or m.get(11) == cl.encode()
+                                                              or m.get(41) == cl.encode())]
+
+
+def test_three_processes_route_sweep_fail_over_reconcile_and_drop_copy(tmp_path):
+    va = VenueProcess(venue_config(tmp_path, "VENUE-A", faults="latency_us = 400000"))
+    vb = VenueProcess(venue_config(tmp_path, "VENUE-B"))
+    procs = [va, vb]
+    fix_port, http_port = free_port(), free_port()
+    server = start_server(server_config(tmp_path, va.port, vb.port, fix_port, http_port), tmp_path / "serve.log")
+
+    async def scenario():
+        await wait_for(lambda: venues_up(http_port) == {"VENUE-A": True, "VENUE-B": True, "SOR": True},
+                       "both venues logged on")
+        async with FixPeer(fix_port, "FIRM1") as c1, FixPeer(fix_port, "FIRM2") as c2, \
+                FixPeer(fix_port, "DC1") as dc:
+            # 1. ExDestination names each venue: FIRM2's offers rest at A and at B.
+            ask_a = c2.new_order(side="2", qty=100, price="230.01", extra=[(100, "VENUE-A")])
+            ask_b = c2.new_order(side="2", qty=50, price="230.02", extra=[(100, "VENUE-B")])
+            for cl in (ask_a, ask_b):
+                await wait_for(lambda: any(m.get(150) == b"0" for m in reports(c2, cl)), f"{cl} acknowledged")
+            assert reports(c2, ask_a)[-1].get(37) != reports(c2, ask_b)[-1].get(37)
+            rows = {o["cl_ord_id"]: o for o in get_json(http_port, "/orders?status=open")["orders"]}
+            assert (rows[ask_a]["venue"], rows[ask_b]["venue"]) == ("VENUE-A", "VENUE-B")
+            await asyncio.sleep(0.5)   # the venues' market data (X) reaches the router's book copy
+
+            # 2. A sweep through the router: one client order, children at both venues.
+            buy = c1.new_order(side="1", qty=150, price="230.02", extra=[(100, "SOR"), (59, "3")])  # IOC
+            await wait_for(lambda: any(m.get(39) in (b"2", b"4") for m in reports(c1, buy)), "sweep done")
+            fills = [m for m in reports(c1, buy) if m.get(150) == b"F"]
+            assert sorted((m.get(32), m.get(31)) for m in fills) == [(b"100", b"230.01"), (b"50", b"230.02")]
+            last = fills[-1]
+            assert (last.get(14), last.get(151), last.get(39)) == (b"150", b"0", b"2")
+            assert Decimal(last.get(6).decode()) == (Decimal("230.01") * 100 + Decimal("230.02") * 50) / 150
+            assert len({m.get(37) for m in reports(c1, buy)}) == 1   # one order for the client
+            await wait_for(lambda: len([m for m in reports(c2) if m.get(150) == b"F"]) == 2, "FIRM2 filled")
+
+            # 3. A killed in the middle of a sweep: FIRM2 offers at both, FIRM1 sweeps, A dies before
+            #    its (400 ms late) answer; its child's fill dies with A's books.
+            ask_a2 = c2.new_order(side="2", qty=100, price="230.03", extra=[(100, "VENUE-A")])
+            ask_b2 = c2.new_order(side="2", qty=50, price="230.03", extra=[(100, "VENUE-B")])
+            for cl in (ask_a2, ask_b2):
+                await wait_for(lambda: any(m.get(150) == b"0" for m in reports(c2, cl)), f"{cl} acknowledged")
+            await asyncio.sleep(0.5)
+            sweep = c1.new_order(side="1", qty=200, price="230.03", extra=[(100, "SOR")])            # DAY
+            await asyncio.sleep(0.15)
+            va.kill()
+            await wait_for(lambda: not venues_up(http_port)["VENUE-A"], "A reported down")
+            down = next(v for v in get_json(http_port, "/venues")["venues"] if v["name"] == "VENUE-A")
+            assert down["reason"].startswith("disconnected")
+            await wait_for(lambda: any(m.get(150) == b"F" for m in reports(c1, sweep)), "B's fill")
+            procs.append(VenueProcess(venue_config(tmp_path, "VENUE-A", faults="latency_us = 400000"),
+                                      port=va.port))                                         # back, same stores
+            await wait_for(lambda: venues_up(http_port)["VENUE-A"], "A back")
+            # FIRM2's offer at A was in A's books: reconciliation tells its owner it is gone.
+            await wait_for(lambda: any(m.get(150) == b"4" for m in reports(c2, ask_a2)), "A's offer reconciled",
+                           timeout=20)
+            gone = [m for m in reports(c2, ask_a2) if m.get(150) == b"4"][0]
+            assert b"unknown at VENUE-A after reconnect" in gone.get(58)
+            # The sweep: only B's 50 really filled; the remainder (150) rests at B, the rest venue.
+            await wait_for(lambda: get_json(http_port, "/orders?status=open")["orders"] and any(
+                o["cl_ord_id"] == sweep for o in get_json(http_port, "/orders?status=open")["orders"]), "sweep open")
+            await asyncio.sleep(0.5)
+            sweep_fills = [m for m in reports(c1, sweep) if m.get(150) == b"F"]
+            assert [(m.get(32), m.get(31), m.get(14), m.get(151)) for m in sweep_fills] == [
+                (b"50", b"230.03", b"50", b"150")]
+            assert reports(c1, sweep)[-1].get(39) == b"1"
+            c1.cancel(sweep, qty=200)
+            await wait_for(lambda: any(m.get(150) == b"4" for m in reports(c1, sweep)), "sweep canceled")
+            done = [m for m in reports(c1, sweep) if m.get(150) == b"4"][0]
+            assert (done.get(14), done.get(151)) == (b"50", b"0")
+
+            # 4. The drop copy: every ExecutionReport either client got, same content, 797=Y.
+            await asyncio.sleep(0.3)
+            client_reports = reports(c1) + reports(c2)
+            copies = reports(dc)
+            assert len(copies) == len(client_reports)
+            by_exec = {m.get(17): m for m in copies}
+            for m in client_reports:
+                copy = by_exec[m.get(17)]
+                assert [(t, copy.get(t)) for t in COPIED] == [(t, m.get(t)) for t in COPIED]
+                assert copy.get(797) == b"Y" and copy.get(56) == b"DC1"
+
+    try:
+        runner(scenario(), timeout=75)
+    finally:
+        try:
+            assert stop_server(server) == 0
+        finally:
+            for p in procs:
+                p.kill()
