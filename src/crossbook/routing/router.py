@@ -593,6 +593,11 @@ class SmartRouter:
         parent = self._parents.get(parent_id) or self._by_pid.get(parent_id)
         return self._audit.query(parent.id if parent is not None else parent_id)
 
+    @property
+    def audit_log(self) -> AuditLog:
+        """Where the audit rows go; its owner closes it at shutdown (``router.audit_log.close()``)."""
+        return self._audit
+
     def children_of(self, parent_id: str) -> list[dict]:
         """The parent's children as dicts (id, latest cl, venue, venue_order_id, qty, price, cum,
         leaves, done, unknown, mirror), oldest first; ``parent_id`` as for :meth:`audit`."""
