@@ -104,10 +104,12 @@ def marketable_levels(side: Side, limit: int, market: bool, quotes: list[VenueQu
 
 
 def _can_rest(ord_type: OrdType, tif: TimeInForce) -> bool:
+    # MARKET, IOC and FOK orders never rest: what they cannot take at once is cancelled.
     return ord_type != OrdType.MARKET and tif not in (TimeInForce.IOC, TimeInForce.FOK)
 
 
 def plan_direct(venue: str, qty: int, price: int) -> Plan:
+    """The whole order to ``venue`` as it is (one mirror child)."""
     return Plan([ChildPlan(venue, qty, price, f"direct to {venue}", mirror=True)], note="direct")
 
 
