@@ -169,11 +169,19 @@ cdef class OrderBook:
     cdef int32_t level_free
     cdef SideBook sides[2]          # 0 = bids, 1 = asks
     cdef int32_t level_free_count
-    # live id index: open addressing, linear probing; a slot holds a pool index (the key is read
-    # from the pool) and the entry's distance from its home slot
+    # live id index, in two parts.  A window over ids [win_base, win_base + 2**win_bits): slot
+    # id mod 2**win_bits holds the pool index (callers' ids are mostly increasing and dense, and
+    # the window follows them up).  A hash index for the ids outside the window: open
+    # addressing, linear probing; a slot holds a pool index (the key is read from the pool) and
+    # the entry's distance from its home slot.  An id is in one of the two, never both.
+    cdef int32_t* win
+    cdef int64_t win_base
+    cdef int32_t win_bits
+    cdef int64_t hashed_above       # highest id put in the hash above the window, or INT64_MIN
     cdef int32_t* live_slots
     cdef int32_t live_bits
-    cdef int32_t live_count
+    cdef int32_t live_count         # window + hash
+    cdef int32_t live_hashed        # in the hash
     # every id ever accepted (duplicate check): a bitmap over a dense id window starting at
     # seen_base, and an open-addressing int64 set for ids outside it
     cdef uint64_t* seen_bitmap
@@ -250,6 +258,8 @@ cdef class OrderBook:
     cdef bint _grow_levels(self) noexcept nogil
     cdef bint _grow_side(self, int s) noexcept nogil
     cdef bint _rebuild_live(self, int32_t bits) noexcept nogil
+    cdef bint _slide_window(self, int64_t order_id) noexcept nogil
+    cdef void _grow_window(self) noexcept nogil
     cdef bint _rebuild_seen(self, int32_t bits) noexcept nogil
     cdef bint _reserve_id(self, int64_t order_id) noexcept nogil
     cdef void _begin(self) noexcept nogil

@@ -402,7 +402,7 @@ cdef inline bint has_room(OrderBook b) noexcept nogil:
     cdef int32_t need = 2 + b.n_stops
     return (b.free_head != EMPTY and b.level_free_count >= need
             and b.sides[0].n + need <= b.sides[0].cap and b.sides[1].n + need <= b.sides[1].cap
-            and 2 * (b.live_count + 1) <= (1 << b.live_bits))
+            and 2 * (b.live_hashed + 1) <= (1 << b.live_bits))
 
 
 # The hot internals, as module-level inline functions: class methods sit in a vtable, which keeps
@@ -428,7 +428,15 @@ cdef inline void emit_fill(OrderBook self, int64_t maker, int64_t taker, int64_t
     self.n_fills += 1
 
 
-cdef inline void live_insert(OrderBook self, int32_t idx) noexcept nogil:
+cdef inline int32_t* window_slot(OrderBook self, int64_t order_id) noexcept nogil:
+    # The id window's slot of order_id, or NULL when the id is outside the window.  The window
+    # covers ids [win_base, win_base + 2**win_bits); slot = id mod 2**win_bits.
+    if <uint64_t>order_id - <uint64_t>self.win_base < (<uint64_t>1 << self.win_bits):
+        return &self.win[<uint64_t>order_id & ((<uint64_t>1 << self.win_bits) - 1)]
+    return NULL
+
+
+cdef inline void hash_insert(OrderBook self, int32_t idx) noexcept nogil:
     cdef uint64_t mask = (<uint64_t>1 << self.live_bits) - 1
     cdef uint64_t h = live_home(self.pool[idx].id, self.live_bits)
     cdef int32_t dist = 0
@@ -436,18 +444,42 @@ cdef inline void live_insert(OrderBook self, int32_t idx) noexcept nogil:
         h = (h + 1) & mask
         dist += 1
     self.live_slots[h] = idx | ((dist if dist < DIST_MAX else DIST_MAX) << IDX_BITS)
+    self.live_hashed += 1
+
+
+cdef inline void live_insert(OrderBook self, int32_t idx) noexcept nogil:
+    # Ids inside the window take their window slot (no hashing, no probing); the others go to
+    # the hash index (room reserved by has_room()/_reserve()).
+    cdef int64_t order_id = self.pool[idx].id
+    cdef int32_t* w = window_slot(self, order_id)
+    if w != NULL:
+        w[0] = idx
+    else:
+        hash_insert(self, idx)
+        if order_id > self.win_base and order_id > self.hashed_above:
+            self.hashed_above = order_id
     self.live_count += 1
     self.pool[idx].flags |= F_INDEXED
 
 
 cdef inline void live_remove(OrderBook self, int32_t idx) noexcept nogil:
+    cdef int32_t* w = window_slot(self, self.pool[idx].id)
+    if w != NULL:
+        w[0] = EMPTY
+    else:
+        hash_remove(self, idx)
+    self.live_count -= 1
+    self.pool[idx].flags &= ~F_INDEXED
+
+
+cdef inline void hash_remove(OrderBook self, int32_t idx) noexcept nogil:
     # Linear probing with backward-shift deletion.  Each slot carries its distance from its
     # home slot, so neither the search (by pool index) nor the shift reads other orders.
     cdef int32_t bits = self.live_bits
     cdef uint64_t mask = (<uint64_t>1 << bits) - 1
     cdef uint64_t i = live_home(self.pool[idx].id, bits), j, gap
     cdef int32_t s, d
-    while self.live_slots[i] == EMPTY or (self.live_slots[i] & IDX_MASK) != idx:
+    while (self.live_slots[i] & IDX_MASK) != idx:      # (EMPTY & IDX_MASK is no pool index)
         i = (i + 1) & mask
     j = i
     while True:
@@ -465,8 +497,7 @@ cdef inline void live_remove(OrderBook self, int32_t idx) noexcept nogil:
                                                    << IDX_BITS)
             i = j
     self.live_slots[i] = EMPTY
-    self.live_count -= 1
-    self.pool[idx].flags &= ~F_INDEXED
+    self.live_hashed -= 1
 
 
 cdef inline void finish_filled(OrderBook self, int32_t idx) noexcept nogil:
@@ -525,6 +556,10 @@ cdef inline int submit_order(OrderBook self, const Command* c) noexcept nogil:
     if not has_room(self) and not self._reserve():
         self.oom = True
         return ST_REJECTED
+    if (<uint64_t>c.order_id - <uint64_t>self.win_base >= (<uint64_t>1 << self.win_bits)
+            and not self._slide_window(c.order_id)):
+        self.oom = True
+        return ST_REJECTED
     if in_window:
         self.seen_bitmap[off >> 6] |= (<uint64_t>1) << (off & 63)
         self.seen_count += 1
@@ -571,9 +606,13 @@ cdef inline int submit_order(OrderBook self, const Command* c) noexcept nogil:
 
 
 cdef inline int32_t find_live(OrderBook self, int64_t order_id) noexcept nogil:
+    cdef int32_t* w = window_slot(self, order_id)
     cdef uint64_t mask = (<uint64_t>1 << self.live_bits) - 1
-    cdef uint64_t h = live_home(order_id, self.live_bits)
+    cdef uint64_t h
     cdef int32_t s, d, dist = 0
+    if w != NULL:
+        return w[0]             # an id inside the window is never in the hash index
+    h = live_home(order_id, self.live_bits)
     while True:
         s = self.live_slots[h]
         if s == EMPTY:
@@ -988,6 +1027,7 @@ cdef class OrderBook:
         self.extra = NULL
         self.levels = NULL
         self.live_slots = NULL
+        self.win = NULL
         self.seen_keys = NULL
         self.seen_bitmap = NULL
         self.fills = NULL
@@ -1024,10 +1064,19 @@ cdef class OrderBook:
         for i in range(ncap):
             self.pool[i].next = i + 1 if i + 1 < ncap else EMPTY
         self.free_head = 0
-        # live index sized for `ncap` orders at load <= 1/2
+        # live id index: a window of one slot per pool entry over ids [0, 2**win_bits) to start
+        # with, and a hash index (grown on demand) for the ids outside it
+        self.win_bits = 4
+        while (1 << self.win_bits) < ncap:
+            self.win_bits += 1
+        if posix_memalign(<void**> &self.win, 64, (1 << self.win_bits) * sizeof(int32_t)) != 0:
+            self.win = NULL
+            raise MemoryError()
+        for i in range(1 << self.win_bits):
+            self.win[i] = EMPTY
+        self.win_base = 0
+        self.hashed_above = INT64_MIN
         self.live_bits = 4
-        while (1 << self.live_bits) < 2 * ncap:
-            self.live_bits += 1
         if posix_memalign(<void**> &self.live_slots, 64,
                           (1 << self.live_bits) * sizeof(int32_t)) != 0:
             self.live_slots = NULL
@@ -1035,6 +1084,7 @@ cdef class OrderBook:
         for i in range(1 << self.live_bits):
             self.live_slots[i] = EMPTY
         self.live_count = 0
+        self.live_hashed = 0
         self.seen_bits = 4
         self.seen_keys = <int64_t*> malloc((1 << self.seen_bits) * sizeof(int64_t))
         if self.seen_keys == NULL:
@@ -1062,6 +1112,7 @@ cdef class OrderBook:
         free(self.extra)
         free(self.levels)
         free(self.live_slots)
+        free(self.win)
         free(self.seen_keys)
         free(self.seen_bitmap)
         free(self.fills)
@@ -1096,7 +1147,30 @@ cdef class OrderBook:
             p[i].next = i + 1 if i + 1 < new else self.free_head
         self.free_head = old
         self.pool_cap = new
+        if (1 << self.win_bits) < new:
+            self._grow_window()
         return True
+
+    cdef void _grow_window(self) noexcept nogil:
+        # Double the id window (same base), keeping one slot per pool entry.  Skipped when the
+        # hash index may hold an id of the added range, or when memory is short (the window is
+        # only a faster path: ids outside it use the hash index).
+        cdef uint64_t size = <uint64_t>1 << self.win_bits, new_mask = 2 * size - 1, j
+        cdef int32_t* w = NULL
+        cdef int32_t s
+        if self.hashed_above >= <int64_t>(<uint64_t>self.win_base + size) or self.win_bits >= 30:
+            return
+        if posix_memalign(<void**> &w, 64, 2 * size * sizeof(int32_t)) != 0:
+            return
+        for j in range(2 * size):
+            w[j] = EMPTY
+        for j in range(size):
+            s = self.win[j]
+            if s != EMPTY:
+                w[<uint64_t>self.pool[s].id & new_mask] = s
+        free(self.win)
+        self.win = w
+        self.win_bits += 1
 
     cdef bint _grow_levels(self) noexcept nogil:
         cdef int32_t old = self.level_cap, new = old * 2 if old else 64, i
@@ -1226,6 +1300,41 @@ cdef class OrderBook:
                 return False
         return True
 
+    cdef bint _slide_window(self, int64_t order_id) noexcept nogil:
+        # Called before an order with an id outside the id window enters the book.  If the id is
+        # just above the window (or the window is empty) the window moves up to end at it: the
+        # live orders whose ids fall out below move to the hash index.  Never over an id that
+        # the hash may hold (hashed_above): an id is in the window or in the hash, not both.
+        # Otherwise the order will go to the hash: make room there.  False: out of memory (the
+        # index stays consistent).
+        cdef uint64_t size = <uint64_t>1 << self.win_bits, mask = size - 1, step, j
+        cdef uint64_t off = <uint64_t>order_id - <uint64_t>self.win_base
+        # the window moves 1/16 of its size past the id, so that this runs once per size/16
+        # new ids rather than for every id
+        cdef int64_t new_base = <int64_t>(<uint64_t>order_id + (size >> 4) - size + 1)
+        cdef int32_t* w
+        cdef int32_t s
+        if (order_id > self.win_base and (off < 2 * size or self.live_count == self.live_hashed)
+                and self.hashed_above < new_base):
+            step = <uint64_t>new_base - <uint64_t>self.win_base
+            for j in range(step if step < size else size):
+                w = &self.win[(<uint64_t>self.win_base + j) & mask]
+                s = w[0]
+                if s != EMPTY:
+                    while 2 * (self.live_hashed + 1) > (1 << self.live_bits):
+                        if not self._rebuild_live(self.live_bits + 1):
+                            # ids below this one are in the hash now, the rest still in place
+                            self.win_base = <int64_t>(<uint64_t>self.win_base + j)
+                            return False
+                    w[0] = EMPTY
+                    hash_insert(self, s)
+            self.win_base = new_base
+            return True
+        while 2 * (self.live_hashed + 1) > (1 << self.live_bits):
+            if not self._rebuild_live(self.live_bits + 1):
+                return False
+        return True
+
     cdef bint _reserve(self) noexcept nogil:
         # One operation allocates at most one pool entry and rests at most 1 + n_stops orders
         # (the order itself and every stop its trades can trigger); make room for all of that
@@ -1241,7 +1350,7 @@ cdef class OrderBook:
             while self.sides[j].n + need > self.sides[j].cap:
                 if not self._grow_side(j):
                     return False
-        if 2 * (self.live_count + 1) > (1 << self.live_bits):
+        if 2 * (self.live_hashed + 1) > (1 << self.live_bits):
             if not self._rebuild_live(self.live_bits + 1):
                 return False
         return True
@@ -2046,16 +2155,17 @@ cdef class OrderBook:
 
     @staticmethod
     def memory_bytes_per_order():
-        """Bytes per resting order by design: one pool entry plus one live-index slot at the
-        index's maximum load factor (1/2).  The seen-id set (duplicate detection over the book's
-        life) costs extra per id ever accepted; see memory_usage()."""
-        return sizeof(Order) + sizeof(OrderExtra) + 2 * sizeof(int32_t)
+        """Bytes per resting order by design: one pool entry plus one id-window slot (an order
+        whose id is outside the window costs two hash-index slots, 8 bytes, instead).  The
+        seen-id set (duplicate detection over the book's life) costs extra per id ever
+        accepted; see memory_usage()."""
+        return sizeof(Order) + sizeof(OrderExtra) + sizeof(int32_t)
 
     def memory_usage(self):
         """Bytes currently allocated, by structure (capacities, not just what is in use)."""
         cdef dict out = {
             "pool": self.pool_cap * (sizeof(Order) + sizeof(OrderExtra)),
-            "live_index": (1 << self.live_bits) * sizeof(int32_t),
+            "live_index": ((1 << self.live_bits) + (1 << self.win_bits)) * sizeof(int32_t),
             "seen_ids": (<int64_t>1 << self.seen_bits) * sizeof(int64_t)
                         + self.seen_words * sizeof(uint64_t),
             "levels": self.level_cap * sizeof(Level)
