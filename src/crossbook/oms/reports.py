@@ -1,17 +1,18 @@
 """What the order manager asks the FIX gateway to send (after the batch it belongs to is durable).
 
-They are plain records; the gateway turns them into FIX for the session's version.
+They are plain immutable records; the gateway turns them into FIX for the session's version.
+NamedTuples rather than frozen dataclasses: two ExecReports are made per order, and a frozen
+dataclass pays an ``object.__setattr__`` per field (2.0 us against 0.6 us to build one).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from crossbook.model.enums import CxlRejReason, CxlRejResponseTo, OrdRejReason, OrdStatus
 from crossbook.model.orders import Execution
 
 
-@dataclass(frozen=True, slots=True)
-class ExecReport:
+class ExecReport(NamedTuple):
     """An ExecutionReport on ``session``. ``ord_rej_reason`` for rejections; ``status_of`` set for
     status answers (H / AF), which are not stored executions."""
 
@@ -29,8 +30,7 @@ class ExecReport:
     poss_resend: bool = False  # sent again after a restart: PossResend (97=Y), the client dedups by ExecID
 
 
-@dataclass(frozen=True, slots=True)
-class CancelReject:
+class CancelReject(NamedTuple):
     """OrderCancelReject (9)."""
 
     session: str
@@ -44,8 +44,7 @@ class CancelReject:
     account: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class MassCancelReport:
+class MassCancelReport(NamedTuple):
     """OrderMassCancelReport (r)."""
 
     session: str
