@@ -227,6 +227,7 @@ class DataDictionary:
         self.app = app
         self.appl_ver_id = appl_ver_id
         self.is_fixt = begin_string == "FIXT.1.1"
+        self.begin_bytes = begin_string.encode("ascii")
         header = transport.header
         trailer = transport.trailer
         assert header is not None and trailer is not None  # session specs always have them

@@ -152,10 +152,11 @@ class FrameReader:
         if not buf.startswith(b"8=FIX"):
             idx = buf.find(b"8=FIX")
             if idx < 0:
-                keep = 4  # a partial "8=FI" may be at the end
-                if len(buf) <= keep:
+                # Drop the junk now, keeping only an end that may begin "8=FIX".
+                n = len(buf) - _partial_begin(buf)
+                if n == 0:
                     return None
-                return self._skip(len(buf) - keep, "no BeginString")
+                return self._skip(n, "no BeginString")
             return self._skip(idx, "bytes before BeginString")
         soh = buf.find(SOH, 0, _MAX_BEGIN_STRING + 3)
         value_end = soh if soh >= 0 else min(len(buf), _MAX_BEGIN_STRING + 3)
@@ -238,11 +239,19 @@ class FrameReader:
         """Drop the broken frame start and everything up to the next 8=FIX."""
         idx = self._buf.find(b"8=FIX", 1)
         if idx < 0:
-            # Keep a possible partial "8=FI" so a following frame is not lost.
-            n = max(1, len(self._buf) - 4)
+            # Keep a possible partial "8=FI" at the end so a following frame is not lost.
+            n = max(1, len(self._buf) - _partial_begin(self._buf))
         else:
             n = idx
         return self._skip(n, reason)
+
+
+def _partial_begin(buf: bytearray) -> int:
+    """Length of the longest end of ``buf`` that is a proper beginning of ``8=FIX`` (0-4)."""
+    for n in range(min(4, len(buf)), 0, -1):
+        if buf.endswith(b"8=FIX"[:n]):
+            return n
+    return 0
 
 
 def iter_frames(data: bytes, max_body_length: int = DEFAULT_MAX_BODY_LENGTH) -> list[Event]:

@@ -11,9 +11,11 @@ import datetime as _dt
 import re
 from typing import Iterable, Sequence
 
+from crossbook.fix._codec import encode_message as _encode_message
 from crossbook.fix.framing import checksum
 
 SOH = b"\x01"
+_FRAME_TAGS = (8, 9, 35, 10)  # written by encode itself, never taken from the caller
 
 #: Standard header tags (FIX 4.2 to FIXT 1.1). Anything else is body (or trailer 89/93/10).
 HEADER_TAGS = frozenset({
@@ -46,6 +48,9 @@ def to_bytes(value: FieldValue) -> bytes:
     raise TypeError(f"field value must be bytes, str or int, got {type(value).__name__}")
 
 
+_second_text: list = [None, b""]  # (whole epoch second, its "YYYYMMDD-HH:MM:SS") of the last call
+
+
 def format_timestamp(epoch_seconds: float, millis: bool = True) -> bytes:
     """UTCTimestamp ``YYYYMMDD-HH:MM:SS.sss`` (or without milliseconds)."""
     whole = int(epoch_seconds)
@@ -53,18 +58,58 @@ def format_timestamp(epoch_seconds: float, millis: bool = True) -> bytes:
     if ms >= 1000:
         whole += 1
         ms -= 1000
-    t = _dt.datetime.fromtimestamp(whole, tz=_dt.timezone.utc)
-    text = t.strftime("%Y%m%d-%H:%M:%S")
+    cached = _second_text
+    if cached[0] == whole:  # the date and time of the current second, formatted once
+        text = cached[1]
+    else:
+        text = _dt.datetime.fromtimestamp(whole, tz=_dt.timezone.utc).strftime("%Y%m%d-%H:%M:%S").encode()
+        cached[0], cached[1] = whole, text
     if millis:
-        text += f".{ms:03d}"
-    return text.encode()
+        return b"%s.%03d" % (text, ms)
+    return text
 
 
-_TS_RE = re.compile(rb"^(\d{4})(\d{2})(\d{2})-(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?$")
+# \Z, not $: "$" also matches before a final newline, which is no part of a timestamp.
+_TS_RE = re.compile(rb"^(\d{4})(\d{2})(\d{2})-(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?\Z")
+_FRACTION_RE = re.compile(rb"\d{1,9}")
+# "YYYYMMDD-HH:MM:SS" -> epoch seconds (None: not a valid date/time), for recent seconds.
+_SECONDS_CACHE: dict[bytes, float | None] = {}
 
 
 def parse_timestamp(value: bytes) -> float | None:
     """UTCTimestamp to epoch seconds; None when the text is not a valid timestamp."""
+    head = value[:17]
+    seconds = _SECONDS_CACHE.get(head, False)
+    if seconds is False:  # not seen lately: the full check (the cache only skips re-parsing)
+        seconds = _parse_seconds(head)
+        if len(_SECONDS_CACHE) >= 256:
+            _SECONDS_CACHE.clear()
+        _SECONDS_CACHE[head] = seconds
+    if seconds is None:
+        return None
+    n = len(value)
+    if n == 17:
+        return seconds
+    frac = value[18:]
+    if n < 19 or value[17:18] != b"." or _FRACTION_RE.fullmatch(frac) is None:
+        return None
+    return seconds + int(frac) / (10 ** len(frac))
+
+
+def _parse_seconds(head: bytes) -> float | None:
+    m = _TS_RE.match(head)
+    if m is None or m.group(7) is not None:
+        return None
+    y, mo, d, h, mi, s, _ = m.groups()
+    try:
+        t = _dt.datetime(int(y), int(mo), int(d), int(h), int(mi), min(int(s), 59), tzinfo=_dt.timezone.utc)
+    except ValueError:
+        return None
+    return t.timestamp() + (1 if int(s) == 60 else 0)
+
+
+def parse_timestamp_reference(value: bytes) -> float | None:
+    """:func:`parse_timestamp` without its cache (the reference it is tested against)."""
     m = _TS_RE.match(value)
     if m is None:
         return None
@@ -141,15 +186,44 @@ class Message:
         return f"Message({self.raw.replace(SOH, b'|')!r})" if self.raw else f"Message({self.fields!r})"
 
 
+def _tag_of(field: tuple[int, FieldValue]) -> int:
+    return field[0]
+
+
 def encode(begin_string: bytes, msg_type: bytes, header: Iterable[tuple[int, FieldValue]],
            body: Iterable[tuple[int, FieldValue]]) -> bytes:
-    """Serialise one message: 8, 9, 35, header ascending by tag, body in the given order, 10."""
-    head = sorted(((t, to_bytes(v)) for t, v in header if t not in (8, 9, 35, 10)), key=lambda f: f[0])
+    """Serialise one message: 8, 9, 35, header ascending by tag, body in the given order, 10.
+
+    The compiled encoder (``codec.encode_message``) writes it when every value is bytes or
+    an int; it refuses what FIX forbids (an empty value, SOH outside a data field), and
+    such messages, and bodies with str values, are written by :func:`encode_reference`,
+    so the bytes are always exactly the reference's.
+    """
+    head = sorted([(t, v if type(v) is bytes else to_bytes(v)) for t, v in header if t not in _FRAME_TAGS],
+                  key=_tag_of)
+    if type(body) is not list:
+        body = list(body)
+    for _, value in body:
+        kind = type(value)
+        if kind is not bytes and kind is not int:
+            break
+    else:
+        try:
+            return _encode_message(begin_string, msg_type, head, body)
+        except (ValueError, TypeError, OverflowError):
+            pass  # the reference decides (and raises for tags 8, 9, 35, 10 in the body)
+    return encode_reference(begin_string, msg_type, head, body)
+
+
+def encode_reference(begin_string: bytes, msg_type: bytes, header: Iterable[tuple[int, FieldValue]],
+                     body: Iterable[tuple[int, FieldValue]]) -> bytes:
+    """:func:`encode` in plain Python: the reference the compiled path is tested against."""
+    head = sorted(((t, to_bytes(v)) for t, v in header if t not in _FRAME_TAGS), key=_tag_of)
     parts = [b"35=", msg_type, SOH]
     for tag, value in head:
         parts += (str(tag).encode(), b"=", value, SOH)
     for tag, value in body:
-        if tag in (8, 9, 35, 10):
+        if tag in _FRAME_TAGS:
             raise ValueError(f"tag {tag} cannot appear in a message body")
         parts += (str(tag).encode(), b"=", to_bytes(value), SOH)
     payload = b"".join(parts)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Protocol
 
 from crossbook.fix.framing import Frame, FrameReader, Garbled, split_fields, FieldSyntaxError
+from crossbook.fix.reader import CodecFrameReader, make_frame_reader
 from crossbook.fix.messages import (
     ADMIN_MSG_TYPES, FieldValue, Message, encode, format_timestamp, parse_timestamp, replace_header,
     sorted_body, to_bytes,
@@ -255,7 +256,7 @@ def dictionary_validator(settings: SessionSettings) -> Validator | None:
     """
     try:
         from crossbook.fix.dictionary import load_dictionary
-        from crossbook.fix.validation import ValidationOptions, validate
+        from crossbook.fix.validation import ValidationOptions, validate_split
     except ImportError:
         return None
     options = _validation_options(ValidationOptions, settings)
@@ -283,7 +284,7 @@ def dictionary_validator(settings: SessionSettings) -> Validator | None:
         dd = dictionary_for(appl_ver_id) if is_fixt and appl_ver_id is not None else base
         if is_fixt and len(fields) > 3 and fields[2] == (35, b"j"):
             fields = _without_business_reject_appl_ver(fields)
-        err = validate(fields, dd, options=options)
+        err = validate_split(fields, dd, options)
         if err is None:
             return None
         if err.kind == GARBLED:
@@ -347,9 +348,12 @@ class Session:
 
     def __init__(self, settings: SessionSettings, store: MessageStore | None = None,
                  clock: Clock | None = None, application: Application | None = None,
-                 validator: Validator | None | str = "dictionary") -> None:
+                 validator: Validator | None | str = "dictionary", framer: str = "codec") -> None:
         if not isinstance(settings, SessionSettings):
             raise TypeError(f"settings must be SessionSettings, got {type(settings).__name__}")
+        make_frame_reader(64, framer)  # checks the name before anything else is built
+        #: "codec" (compiled framing and splitting, the default) or "python" (the reference).
+        self.framer = framer
         self.settings = settings
         self.clock = clock or SystemClock()
         self.store = store if store is not None else MemoryStore(self.clock.now())
@@ -371,7 +375,7 @@ class Session:
         self.connected = False
         #: Called (no arguments) whenever output is queued; transports use it to flush promptly.
         self.on_output: Callable[[], None] | None = None
-        self._reader = FrameReader(settings.max_message_size)
+        self._reader = make_frame_reader(settings.max_message_size, framer)
         #: Why the last connection ended ("logout: <text>", "timed out waiting for logon
         #: response", "connection closed", ...); None before the first disconnect.
         self.last_disconnect_reason: str | None = None
@@ -410,11 +414,12 @@ class Session:
         return self.store.get_next_target_seq()
 
     # -- transport interface
-    def on_connected(self, reader: FrameReader | None = None) -> None:
+    def on_connected(self, reader: CodecFrameReader | FrameReader | None = None) -> None:
         """A new connection. Initiators send their Logon now. ``reader`` may hold bytes already read."""
         self._reset_state()
         self.connected = True
-        self._reader = reader if reader is not None else FrameReader(self.settings.max_message_size)
+        self._reader = reader if reader is not None else make_frame_reader(self.settings.max_message_size,
+                                                                              self.framer)
         if self.initiate:
             self.heart_bt_int = self.settings.heart_bt_int
             self.send_logon()
@@ -501,11 +506,11 @@ class Session:
         mt = to_bytes(msg_type)
         if not mt or mt in ADMIN_MSG_TYPES:
             raise ValueError(f"send() is for application messages, got MsgType {mt!r}")
-        header = [(t, to_bytes(v)) for t, v in header]
+        header = [(t, v if type(v) is bytes else to_bytes(v)) for t, v in header]
         for tag, _ in header:
             if tag in (8, 9, 10, 34, 35, 49, 52, 56):
                 raise ValueError(f"header tag {tag} is set by the session")
-        return self._send_raw(mt, [(t, to_bytes(v)) for t, v in body], header)
+        return self._send_raw(mt, [(t, v if type(v) is bytes else to_bytes(v)) for t, v in body], header)
 
     def logout(self, text: str = "") -> None:
         """Start a logout; the connection closes when the peer answers or LogoutTimeout passes."""

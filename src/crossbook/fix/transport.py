@@ -19,8 +19,9 @@ import os
 import ssl
 from typing import Callable, Iterable
 
-from crossbook.fix.framing import FrameReader, Garbled
+from crossbook.fix.framing import Garbled
 from crossbook.fix.messages import FieldValue, Message
+from crossbook.fix.reader import make_frame_reader
 from crossbook.fix.session import (
     Application, Clock, DisconnectRequested, LoggedOn, Session, SessionID, SessionLog, SystemClock, Validator,
 )
@@ -348,7 +349,7 @@ class Acceptor(_Engine):
                 pass
 
     async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        framer = FrameReader(self._max_message)
+        framer = make_frame_reader(self._max_message)
         first = None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._logon_timeout

@@ -35,6 +35,7 @@ import functools
 import operator
 import re
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Callable, Iterable, Mapping, Sequence
 
 from .dictionary import (
@@ -59,6 +60,8 @@ __all__ = [
     "parse_and_validate",
     "parse_message",
     "validate",
+    "validate_reference",
+    "validate_split",
 ]
 
 
@@ -739,4 +742,125 @@ def validate(
     :class:`ValidationError` QuickFIX would answer with (same reason, RefTagID and text).
     BodyLength and CheckSum are the framing layer's business and are not checked here.
     """
+    if not isinstance(dd, DataDictionary):
+        raise TypeError(f"dd must be a DataDictionary, not {type(dd).__name__}")
+    return validate_split(_normalise(fields), dd, options)
+
+
+def validate_split(
+    fields: list[tuple[int, bytes]], dd: DataDictionary, options: ValidationOptions = DEFAULT_OPTIONS
+) -> ValidationError | None:
+    """:func:`validate` for a list of ``(int, bytes)`` pairs as the framers produce them (no
+    argument checks: the session's hot path). Same answers as :func:`validate`.
+
+    A message without repeating groups is first checked in one pass against a table compiled
+    once per message type (:func:`_plan`); that pass only ever concludes "valid". Anything it
+    does not clear (a problem, a group, an unknown tag, ApplVerID 1128...) goes through the
+    full QuickFIX-order validation, which alone decides what the problem is.
+    """
+    if _accepts_flat(fields, dd, options):
+        return None
+    parsed, app = _parse(fields, dd)
+    return _validate_parsed(parsed, app, dd, options)
+
+
+def validate_reference(
+    fields: Iterable[tuple[int, bytes]], dd: DataDictionary, options: ValidationOptions = DEFAULT_OPTIONS
+) -> ValidationError | None:
+    """:func:`validate` without the fast acceptance of flat messages: every message goes through
+    the full QuickFIX-order checks. The reference the fast path is tested against."""
     return parse_and_validate(fields, dd, options)[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# fast acceptance of flat messages
+
+_HEADER, _BODY, _TRAILER = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """Per (dictionary, message type, options): what a valid flat message looks like.
+
+    ``fields`` maps each tag the message may carry outside repeating groups to (section,
+    format check or None, allowed values or None, multiple-value field?); group count tags,
+    and tags whose every occurrence is an error, are left out so that the full validation
+    handles them.
+    """
+
+    fields: Mapping[int, tuple[int, Callable[[bytes], bool] | None, frozenset[bytes] | None, bool]]
+    required: frozenset[int]
+
+
+@functools.lru_cache(maxsize=1024)
+def _plan(dd: DataDictionary, msg_type: str, options: ValidationOptions) -> _Plan | None:
+    transport = dd.transport
+    app = dd.app
+    mdef = app.messages.get(msg_type) if not dd.is_admin(msg_type) else transport.messages.get(msg_type)
+    if mdef is None:
+        return None
+    body_spec = transport if dd.is_admin(msg_type) else app
+    header, trailer = transport.header, transport.trailer
+    assert header is not None and trailer is not None
+    transport_rules = _rules(transport, options.strict_formats)
+    body_rules = _rules(body_spec, options.strict_formats)
+    plan: dict[int, tuple] = {}
+    for section, tags, groups in ((_HEADER, dd.header_tags, header.groups), (_TRAILER, dd.trailer_tags, trailer.groups)):
+        for tag in tags:
+            rule = transport_rules.get(tag)
+            # Without a rule the tag is unknown (373=0) unless exempted: left to the full check,
+            # as are a header tag that is also a trailer tag (parsed as header: first loop wins)
+            # and, on FIXT, ApplVerID (1128), which picks the body's dictionary.
+            if rule is not None and tag not in groups and tag not in plan and not (dd.is_fixt and tag == 1128):
+                plan[tag] = (section, *rule)
+    for tag in mdef.field_set:
+        if tag in plan or tag in dd.header_tags or tag in dd.trailer_tags or tag in mdef.groups:
+            continue
+        rule = body_rules.get(tag)
+        if rule is not None:
+            plan[tag] = (_BODY, *rule)
+    required = set(mdef.required)
+    for sdef in (body_spec.header, body_spec.trailer):
+        if sdef is not None:
+            required.update(sdef.required)
+    return _Plan(MappingProxyType(plan), frozenset(required))
+
+
+def _accepts_flat(fields: list[tuple[int, bytes]], dd: DataDictionary, options: ValidationOptions) -> bool:
+    """True only if the full validation would find nothing wrong (see validate_split)."""
+    if len(fields) < 3:
+        return False
+    (t0, begin), (t1, _), (t2, msg_type) = fields[0], fields[1], fields[2]
+    if t0 != 8 or t1 != 9 or t2 != 35 or begin != dd.begin_bytes:
+        return False
+    try:
+        plan = _plan(dd, msg_type.decode("ascii"), options)
+    except UnicodeDecodeError:
+        return False
+    if plan is None:
+        return False
+    table = plan.fields.get
+    have_values = options.validate_fields_have_values
+    seen: set[int] = set()
+    add = seen.add
+    latest = _HEADER
+    for tag, value in fields:
+        entry = table(tag)
+        if entry is None or tag in seen:
+            return False  # unknown here, a group, 1128, a repeat...: the full check decides
+        add(tag)
+        section, check, allowed, multi = entry
+        if section < latest:
+            return False  # out of order (even when not checked, the full parse places it)
+        latest = section
+        if not value and have_values:
+            return False
+        if check is not None and not check(value):
+            return False
+        if allowed is not None:
+            if multi:
+                if not all(part in allowed for part in value.split(b" ")):
+                    return False
+            elif value not in allowed:
+                return False
+    return plan.required <= seen

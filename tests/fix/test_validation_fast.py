@@ -1,0 +1,115 @@
+"""validate_split (one-pass acceptance of flat messages, then the full checks) against
+validate_reference (the full QuickFIX-order checks for every message): the same answer for
+every message, valid or not, in every version and with every option."""
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+
+from crossbook.fix.dictionary import load_dictionary
+from crossbook.fix.framing import Frame, iter_frames
+from crossbook.fix.messages import encode
+from crossbook.fix.session import TestClock
+from crossbook.fix.validation import ValidationOptions, validate, validate_reference, validate_split
+
+from fix_sessionkit import base_stream
+
+EXAMPLES = int(os.environ.get("FIX_FUZZ_EXAMPLES", "150"))
+FUZZ = hsettings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+DICTIONARIES = [load_dictionary("FIX.4.2"), load_dictionary("FIX.4.4"),
+                load_dictionary("FIXT.1.1", appl_ver_id="7"), load_dictionary("FIXT.1.1", appl_ver_id="9")]
+HEAD = [(34, b"2"), (49, b"TW"), (52, b"20260101-00:00:00.000"), (56, b"ISLD")]
+BODIES = {
+    b"D": [(11, b"ID1"), (21, b"1"), (38, b"100"), (40, b"2"), (44, b"10.5"), (54, b"1"), (55, b"ABC"),
+           (60, b"20260101-00:00:00")],
+    b"F": [(11, b"ID3"), (41, b"ID2"), (38, b"5"), (54, b"2"), (55, b"X"), (60, b"20260101-00:00:00")],
+    b"8": [(6, b"0"), (11, b"ID"), (14, b"0"), (17, b"E"), (20, b"0"), (37, b"O"), (39, b"0"), (54, b"1"),
+           (55, b"X"), (150, b"0"), (151, b"1"), (18, b"6 G")],
+    b"0": [(112, b"T")],
+    b"A": [(98, b"0"), (108, b"30"), (1137, b"9")],
+    b"j": [(45, b"2"), (58, b"x"), (372, b"D"), (380, b"3")],
+}
+VALUES = [b"", b"1", b"-1", b"0", b"Y", b"N", b"X", b"1.5", b"abc", b"20260101-00:00:00", b"20261301-00:00:00",
+          b"6 G", b"6  G", b"9", b"FIX.4.4", b"FIXT.1.1", b"FIX.4.2", b"D", b"99"]
+TAGS = [8, 9, 10, 34, 35, 49, 52, 56, 1128, 627, 628, 386, 336, 453, 448, 11, 38, 44, 54, 58, 1137, 5001, 9999,
+        18, 95, 96, 93, 89, 115, 128, 0]
+
+
+def messages_for(dd, msg_type):
+    begin = dd.begin_string.encode()
+    head = list(HEAD)
+    return [(t, v) for t, v in _fields(encode(begin, msg_type, head, BODIES[msg_type]))]
+
+
+def _fields(raw):
+    [frame] = iter_frames(raw)
+    assert isinstance(frame, Frame)
+    return frame.fields
+
+
+edit = st.one_of(
+    st.tuples(st.just("drop"), st.integers(0, 40)),
+    st.tuples(st.just("dup"), st.integers(0, 40)),
+    st.tuples(st.just("swap"), st.integers(0, 40), st.integers(0, 40)),
+    st.tuples(st.just("value"), st.integers(0, 40), st.sampled_from(VALUES)),
+    st.tuples(st.just("insert"), st.integers(0, 40), st.sampled_from(TAGS), st.sampled_from(VALUES)),
+)
+
+
+def apply(fields, edits):
+    fields = list(fields)
+    for e in edits:
+        if not fields:
+            break
+        i = e[1] % len(fields)
+        if e[0] == "drop":
+            del fields[i]
+        elif e[0] == "dup":
+            fields.insert(i, fields[i])
+        elif e[0] == "swap":
+            j = e[2] % len(fields)
+            fields[i], fields[j] = fields[j], fields[i]
+        elif e[0] == "value":
+            fields[i] = (fields[i][0], e[2])
+        else:
+            fields.insert(i, (e[2], e[3]))
+    return fields
+
+
+options = st.builds(ValidationOptions, st.booleans(), st.booleans(), st.booleans(), st.booleans(), st.booleans(),
+                    st.booleans())
+
+
+@FUZZ
+@given(dd=st.sampled_from(DICTIONARIES), msg_type=st.sampled_from(sorted(BODIES)),
+       edits=st.lists(edit, max_size=4), opts=options)
+def test_fast_validation_gives_the_reference_answer(dd, msg_type, edits, opts):
+    fields = apply(messages_for(dd, msg_type), edits)
+    expected = validate_reference(fields, dd, opts)
+    assert validate_split(fields, dd, opts) == expected
+    assert validate(fields, dd, opts) == expected
+
+
+@FUZZ
+@given(data=st.data())
+def test_fast_validation_on_session_traffic(data):
+    logon, stream = base_stream(TestClock())
+    dd = load_dictionary("FIX.4.4")
+    opts = data.draw(options)
+    for event in iter_frames(logon + stream):
+        fields = apply(event.fields, data.draw(st.lists(edit, max_size=2)))
+        assert validate_split(fields, dd, opts) == validate_reference(fields, dd, opts)
+
+
+def test_valid_messages_take_the_fast_path_and_stay_valid():
+    from crossbook.fix.validation import _accepts_flat
+
+    for dd in DICTIONARIES:
+        for msg_type in (b"D", b"F", b"0"):
+            fields = messages_for(dd, msg_type)
+            if dd.begin_string == "FIX.4.2" and msg_type == b"F":
+                continue
+            assert validate_reference(fields, dd) is None, (dd, msg_type, validate_reference(fields, dd))
+            assert _accepts_flat(fields, dd, ValidationOptions()), (dd, msg_type)
