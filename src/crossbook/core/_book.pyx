@@ -1012,7 +1012,7 @@ cdef class _OwnedBuffer:
 cdef class OrderBook:
     """Limit order book for one instrument: price-time priority, integer ticks and quantities.
 
-    ``capacity`` presizes the order pool and the id index (both grow by doubling).  Not
+    ``capacity`` presizes the order pool and the id index (they grow as needed).  Not
     thread-safe: one writer.  While :meth:`process` runs (GIL released), other calls on the same
     book raise RuntimeError.
     """
