@@ -839,16 +839,16 @@ def _accepts_flat(fields: list[tuple[int, bytes]], dd: DataDictionary, options: 
         return False
     if plan is None:
         return False
+    seen = {tag for tag, _ in fields}
+    if len(seen) != len(fields) or not plan.required <= seen:
+        return False  # a repeated tag or a required one missing: the full check decides
     table = plan.fields.get
     have_values = options.validate_fields_have_values
-    seen: set[int] = set()
-    add = seen.add
     latest = _HEADER
     for tag, value in fields:
         entry = table(tag)
-        if entry is None or tag in seen:
-            return False  # unknown here, a group, 1128, a repeat...: the full check decides
-        add(tag)
+        if entry is None:
+            return False  # unknown here, a group, 1128...: the full check decides
         section, check, allowed, multi = entry
         if section < latest:
             return False  # out of order (even when not checked, the full parse places it)
@@ -863,4 +863,4 @@ def _accepts_flat(fields: list[tuple[int, bytes]], dd: DataDictionary, options: 
                     return False
             elif value not in allowed:
                 return False
-    return plan.required <= seen
+    return True
