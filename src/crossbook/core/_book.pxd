@@ -120,6 +120,7 @@ ctypedef struct SideBook:
     int32_t cap
     int32_t* pmap
     int32_t pmap_bits
+    int64_t best           # best price; INT64_MIN (bids) / INT64_MAX (asks) when empty
 
 # Batch rows; layouts match COMMAND_DTYPE, FILL_DTYPE and ENDED_DTYPE (aligned numpy dtypes).
 ctypedef struct Command:

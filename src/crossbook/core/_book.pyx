@@ -660,11 +660,21 @@ cdef inline int run_command(OrderBook self, const Command* c) noexcept nogil:
     return self._reject(c.order_id, c.qty, R_INVALID_ENUM)
 
 
+cdef inline void set_best(SideBook* sb, Level* levels, int s) noexcept nogil:
+    # SideBook.best caches the best price (or a sentinel that no price reaches when the side is
+    # empty), so that the entry check is one load, not three dependent ones
+    if sb.n > 0:
+        sb.best = levels[sb.lvl[sb.n - 1]].price
+    else:
+        sb.best = INT64_MIN if s == 0 else INT64_MAX
+
+
 cdef inline void pop_best_level(OrderBook self, SideBook* sb) noexcept nogil:
     # remove_level() for the best level, the last of the sorted array: nothing to move
     cdef int32_t li = sb.lvl[sb.n - 1]
     pmap_remove(sb, self.levels, li)
     sb.n -= 1
+    set_best(sb, self.levels, 0 if sb == &self.sides[0] else 1)
     self.levels[li].head = self.level_free
     self.level_free = li
     self.level_free_count += 1
@@ -672,12 +682,10 @@ cdef inline void pop_best_level(OrderBook self, SideBook* sb) noexcept nogil:
 
 cdef inline bint would_match(OrderBook self, int side, int64_t price) noexcept nogil:
     # would an order at this limit price trade on entry?
-    cdef SideBook* opp = &self.sides[1 - sidx(side)]
-    cdef int64_t best
-    if opp.n == 0:
-        return False
-    best = self.levels[opp.lvl[opp.n - 1]].price
-    return best <= price if side == BUY else best >= price
+    # (an empty side's sentinel best price never matches)
+    if side == BUY:
+        return self.sides[1].best <= price
+    return self.sides[0].best >= price
 
 
 cdef inline int subject_status(OrderBook self) noexcept nogil:
@@ -718,6 +726,8 @@ cdef inline void rest_order(OrderBook self, int32_t idx) noexcept nogil:
         sb.keys[pos] = key
         sb.lvl[pos] = li
         sb.n += 1
+        if pos == sb.n - 1:
+            sb.best = o.price
         pmap_insert(sb, o.price, li)
         lv.price = o.price
         lv.qty = 0
@@ -1036,6 +1046,7 @@ cdef class OrderBook:
             self.sides[i].keys = NULL
             self.sides[i].lvl = NULL
             self.sides[i].n = 0
+            self.sides[i].best = INT64_MIN if i == 0 else INT64_MAX
             self.sides[i].cap = 0
             self.sides[i].pmap = NULL
             self.sides[i].pmap_bits = 0
@@ -1544,6 +1555,8 @@ cdef class OrderBook:
             memmove(&sb.keys[pos], &sb.keys[pos + 1], (sb.n - 1 - pos) * sizeof(int64_t))
             memmove(&sb.lvl[pos], &sb.lvl[pos + 1], (sb.n - 1 - pos) * sizeof(int32_t))
         sb.n -= 1
+        if pos == sb.n:
+            set_best(sb, self.levels, s)
         self.levels[li].head = self.level_free
         self.level_free = li
         self.level_free_count += 1
