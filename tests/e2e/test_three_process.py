@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from fixpeer import FixPeer
+from crossbook.fix.store import MemoryStore
 from omskit import free_port, runner, start_server, stop_server
 
 pytestmark = pytest.mark.timeout(90)
@@ -242,3 +243,54 @@ def test_three_processes_route_sweep_fail_over_reconcile_and_drop_copy(tmp_path)
         finally:
             for p in procs:
                 p.kill()
+
+
+def test_server_restart_keeps_orders_live_at_fix_venues(tmp_path):
+    """An order resting at a venue process survives a restart of `crossbook serve`: the new server
+    registers it (not entered again: the venue's book holds it once) and a later fill reaches
+    its owner under the same OrderID."""
+    va = VenueProcess(venue_config(tmp_path, "VENUE-A"))
+    vb = VenueProcess(venue_config(tmp_path, "VENUE-B"))
+    fix_port, http_port = free_port(), free_port()
+    cfg = server_config(tmp_path, va.port, vb.port, fix_port, http_port)
+    log = tmp_path / "serve.log"
+    store = MemoryStore()
+
+    async def before():
+        await wait_for(lambda: venues_up(http_port)["VENUE-A"], "A logged on")
+        async with FixPeer(fix_port, "FIRM2", store=store) as c2:
+            ask = c2.new_order(side="2", qty=100, price="230.01", extra=[(100, "VENUE-A")])
+            await wait_for(lambda: any(m.get(150) == b"0" for m in reports(c2, ask)), "ask acknowledged")
+            return ask, reports(c2, ask)[-1].get(37)
+
+    async def after(ask, order_id):
+        await wait_for(lambda: venues_up(http_port)["VENUE-A"], "A logged on again")
+        async with FixPeer(fix_port, "FIRM2", store=store, reset=False) as c2, FixPeer(fix_port, "FIRM1") as c1:
+            await asyncio.sleep(0.5)    # A's market data after the logon
+            buy = c1.new_order(side="1", qty=150, price="230.01", extra=[(100, "VENUE-A"), (59, "3")])
+            await wait_for(lambda: any(m.get(39) in (b"1", b"2", b"4") and m.get(150) in (b"F", b"4")
+                                       for m in reports(c1, buy)), "buy done")
+            await wait_for(lambda: any(m.get(150) == b"F" for m in reports(c2, ask)), "the restored ask filled")
+            fill = [m for m in reports(c2, ask) if m.get(150) == b"F"]
+            assert [(m.get(37), m.get(32), m.get(14), m.get(151), m.get(39)) for m in fill] == [
+                (order_id, b"100", b"100", b"0", b"2")]
+            # Entered once only: the buyer took 100 and the rest of its IOC was canceled.
+            got = [m for m in reports(c1, buy) if m.get(150) == b"F"]
+            assert sum(int(m.get(32)) for m in got) == 100
+            rows = get_json(http_port, "/orders?status=all")["orders"]
+            assert [r["venue_order_id"] != "" for r in rows if r["cl_ord_id"] == ask] == [True]
+
+    server = start_server(cfg, log)
+    try:
+        ask, order_id = runner(before(), timeout=30)
+        assert stop_server(server) == 0
+        log2 = tmp_path / "serve-2.log"
+        server = start_server(cfg, log2)
+        assert "(1 orders restored, 0 open orders back on their venues)" in log2.read_text()
+        runner(after(ask, order_id), timeout=30)
+    finally:
+        try:
+            assert stop_server(server) == 0
+        finally:
+            va.kill()
+            vb.kill()
