@@ -178,6 +178,7 @@ cdef class OrderBook:
     cdef int32_t* win
     cdef int64_t win_base
     cdef int32_t win_bits
+    cdef uint64_t win_mask          # 2**win_bits - 1
     cdef int64_t hashed_above       # highest id put in the hash above the window, or INT64_MIN
     cdef int32_t* live_slots
     cdef int32_t live_bits

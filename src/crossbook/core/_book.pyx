@@ -431,8 +431,8 @@ cdef inline void emit_fill(OrderBook self, int64_t maker, int64_t taker, int64_t
 cdef inline int32_t* window_slot(OrderBook self, int64_t order_id) noexcept nogil:
     # The id window's slot of order_id, or NULL when the id is outside the window.  The window
     # covers ids [win_base, win_base + 2**win_bits); slot = id mod 2**win_bits.
-    if <uint64_t>order_id - <uint64_t>self.win_base < (<uint64_t>1 << self.win_bits):
-        return &self.win[<uint64_t>order_id & ((<uint64_t>1 << self.win_bits) - 1)]
+    if <uint64_t>order_id - <uint64_t>self.win_base <= self.win_mask:
+        return &self.win[<uint64_t>order_id & self.win_mask]
     return NULL
 
 
@@ -556,7 +556,7 @@ cdef inline int submit_order(OrderBook self, const Command* c) noexcept nogil:
     if not has_room(self) and not self._reserve():
         self.oom = True
         return ST_REJECTED
-    if (<uint64_t>c.order_id - <uint64_t>self.win_base >= (<uint64_t>1 << self.win_bits)
+    if (<uint64_t>c.order_id - <uint64_t>self.win_base > self.win_mask
             and not self._slide_window(c.order_id)):
         self.oom = True
         return ST_REJECTED
@@ -570,36 +570,44 @@ cdef inline int submit_order(OrderBook self, const Command* c) noexcept nogil:
         return ST_REJECTED
     idx = self._alloc_order()
     o = &self.pool[idx]
-    ot = c.ord_type
     o.id = c.order_id
-    o.price = c.price if (ot == OT_LIMIT or ot == OT_STOP_LIMIT) else 0
     o.qty = c.qty
     o.leaves = c.qty
-    if c.display_qty > 0 or c.tif == TIF_GTD:
-        # read only for icebergs (F_ICEBERG) and GTD orders: not touching it otherwise
-        # saves a cache miss per order
-        self.extra[idx].display = c.display_qty
-        self.extra[idx].expire_time = c.expire_time if c.tif == TIF_GTD else 0
     o.owner = c.owner
     o.side = c.side
-    o.ord_type = ot
     o.tif = c.tif
-    o.flags = ((c.stp & F_STP_MASK) | (F_POST_ONLY if c.post_only else 0)
-               | (F_ICEBERG if c.display_qty > 0 else 0))
     self.subj = idx
     # (visible, prev, next and level are set when the order rests or waits, and unused before)
-    if plain and not would_match(self, c.side, c.price):
-        # what enter_order does for a plain limit that cannot trade, without its general checks
-        if c.tif == TIF_IOC:
-            self._end(idx, R_IOC_REMAINDER)
+    if plain:
+        # plain_limit() established: LIMIT, no display qty, not post-only, not GTD, stp <= 3
+        o.price = c.price
+        o.ord_type = OT_LIMIT
+        o.flags = c.stp
+        if not would_match(self, c.side, c.price):
+            # what enter_order does for a plain limit that cannot trade, without its checks
+            if c.tif == TIF_IOC:
+                self._end(idx, R_IOC_REMAINDER)
+            else:
+                rest_order(self, idx)
         else:
-            rest_order(self, idx)
-    elif ot == OT_STOP or ot == OT_STOP_LIMIT:
-        o.visible = c.stop_price
-        live_insert(self, idx)
-        self._append_pending(idx)
+            enter_order(self, idx)
     else:
-        enter_order(self, idx)
+        ot = c.ord_type
+        o.price = c.price if (ot == OT_LIMIT or ot == OT_STOP_LIMIT) else 0
+        if c.display_qty > 0 or c.tif == TIF_GTD:
+            # read only for icebergs (F_ICEBERG) and GTD orders: not touching it otherwise
+            # saves a cache miss per order
+            self.extra[idx].display = c.display_qty
+            self.extra[idx].expire_time = c.expire_time if c.tif == TIF_GTD else 0
+        o.ord_type = ot
+        o.flags = ((c.stp & F_STP_MASK) | (F_POST_ONLY if c.post_only else 0)
+                   | (F_ICEBERG if c.display_qty > 0 else 0))
+        if ot == OT_STOP or ot == OT_STOP_LIMIT:
+            o.visible = c.stop_price
+            live_insert(self, idx)
+            self._append_pending(idx)
+        else:
+            enter_order(self, idx)
     if self.n_stops:
         self._check_stops()
     return ACCEPTED
@@ -1085,6 +1093,7 @@ cdef class OrderBook:
             raise MemoryError()
         for i in range(1 << self.win_bits):
             self.win[i] = EMPTY
+        self.win_mask = (<uint64_t>1 << self.win_bits) - 1
         self.win_base = 0
         self.hashed_above = INT64_MIN
         self.live_bits = 4
@@ -1182,6 +1191,7 @@ cdef class OrderBook:
         free(self.win)
         self.win = w
         self.win_bits += 1
+        self.win_mask = (<uint64_t>1 << self.win_bits) - 1
 
     cdef bint _grow_levels(self) noexcept nogil:
         cdef int32_t old = self.level_cap, new = old * 2 if old else 64, i
