@@ -61,6 +61,13 @@ def near_extremes(rng, n):
     return [INT64_MAX - i for i in range(n // 2)] + [INT64_MIN + i for i in range(n // 2)]
 
 
+def extremes_min_first(rng, n):
+    """Ids at the bottom of int64 (hashed, below the window), then the top: the window moving up
+    to the top must not wrap around onto the bottom ids."""
+    low = [INT64_MIN + i for i in range(n // 2)]
+    return low + [INT64_MAX - n // 2 + 1 + i for i in range(n // 2)]      # up to INT64_MAX
+
+
 def shuffled_window(rng, n):
     """Dense ids in a locally shuffled order (ids a little below the window's top)."""
     ids = list(range(1, n + 1))
@@ -72,7 +79,7 @@ def shuffled_window(rng, n):
 
 
 PATTERNS = [dense, dense_from_large, gaps, descending, random_ids, dense_jump_back, interleaved,
-            near_extremes, shuffled_window]
+            near_extremes, extremes_min_first, shuffled_window]
 
 
 def fills_of(res):

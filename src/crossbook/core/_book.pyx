@@ -1178,7 +1178,8 @@ cdef class OrderBook:
         cdef uint64_t size = <uint64_t>1 << self.win_bits, new_mask = 2 * size - 1, j
         cdef int32_t* w = NULL
         cdef int32_t s
-        if self.hashed_above >= <int64_t>(<uint64_t>self.win_base + size) or self.win_bits >= 30:
+        if (self.win_bits >= 30 or self.win_base > INT64_MAX - 2 * <int64_t>size + 1
+                or self.hashed_above >= self.win_base + <int64_t>size):
             return
         if posix_memalign(<void**> &w, 64, 2 * size * sizeof(int32_t)) != 0:
             return
@@ -1331,8 +1332,13 @@ cdef class OrderBook:
         cdef uint64_t size = <uint64_t>1 << self.win_bits, mask = size - 1, step, j
         cdef uint64_t off = <uint64_t>order_id - <uint64_t>self.win_base
         # the window moves 1/16 of its size past the id, so that this runs once per size/16
-        # new ids rather than for every id
-        cdef int64_t new_base = <int64_t>(<uint64_t>order_id + (size >> 4) - size + 1)
+        # new ids rather than for every id; it never reaches past INT64_MAX (it would wrap around
+        # onto the lowest ids, which the hash may hold)
+        cdef int64_t new_base
+        if order_id > INT64_MAX - <int64_t>size:
+            new_base = INT64_MAX - <int64_t>size + 1
+        else:
+            new_base = order_id + <int64_t>(size >> 4) - <int64_t>size + 1
         cdef int32_t* w
         cdef int32_t s
         if (order_id > self.win_base and (off < 2 * size or self.live_count == self.live_hashed)
