@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
-import subprocess
-import sys
-import threading
 import time
 import urllib.request
 from decimal import Decimal
@@ -25,55 +21,12 @@ import pytest
 from fixpeer import FixPeer
 from crossbook.fix.store import MemoryStore
 from omskit import free_port, runner, start_server, stop_server
+from venuekit import VenueProcess, venue_config
 
 pytestmark = pytest.mark.timeout(90)
 
-READY = re.compile(r"listening on ([\d.]+):(\d+)")
 # Fields a drop copy must carry exactly as the client got them (header fields differ by design).
 COPIED = (37, 11, 41, 17, 150, 39, 1, 55, 54, 38, 40, 44, 59, 32, 31, 30, 151, 14, 6, 103, 58)
-
-
-def venue_config(tmp: Path, name: str, faults: str = "") -> Path:
-    text = (f'[venue]\nname = "{name}"\nport = 0\nstorage = "store-{name}"\n'
-            f'\n[[sessions]]\ncomp_id = "CROSSBOOK"\nreason_codes = true\n')
-    if faults:
-        text += f"\n[faults]\n{faults}\n"
-    path = tmp / f"{name}.toml"
-    path.write_text(text)
-    return path
-
-
-class VenueProcess:
-    """`crossbook venue` as a child process; the port is read from its start line."""
-
-    def __init__(self, config: Path, port: int | None = None):
-        args = [sys.executable, "-m", "crossbook.app.cli", "venue", "--config", str(config)]
-        if port is not None:
-            args += ["--port", str(port)]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     cwd=config.parent)
-        self.lines: list[str] = []
-        found = threading.Event()
-        self.port = 0
-
-        def read():
-            for line in self.proc.stdout:
-                self.lines.append(line)
-                m = READY.search(line)
-                if m and not found.is_set():
-                    self.port = int(m.group(2))
-                    found.set()
-            found.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        if not found.wait(30) or not self.port:
-            self.kill()
-            raise AssertionError("venue did not start:\n" + "".join(self.lines))
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()        # SIGKILL
-        self.proc.wait(10)
 
 
 def server_config(tmp: Path, port_a: int, port_b: int, fix_port: int, http_port: int) -> Path:

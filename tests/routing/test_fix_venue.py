@@ -9,11 +9,9 @@ continuing, and reconciliation of a fill that happened while the session was dow
 from __future__ import annotations
 
 import asyncio
-import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from crossbook.fix.framing import split_fields
 from crossbook.model.instruments import DEFAULT_INSTRUMENTS, InstrumentMaster
 from crossbook.routing.fix_venue import RECONCILED, FixVenue
 from crossbook.routing.venue import Venue, VenueEvent, VenueEventKind as K, VenueOrder, VenueReason
+import venuekit
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -32,74 +31,12 @@ MASTER = InstrumentMaster.from_config(DEFAULT_INSTRUMENTS)
 AAPL = MASTER.by_symbol("AAPL")
 FX = MASTER.by_symbol("EUR/USD")
 OPT = MASTER.by_symbol("AAPL 20261218 C200")
-READY = re.compile(r"listening on ([\d.]+):(\d+)")
 
 
 def venue_config(tmp: Path, *, port: int = 0, faults: str = "", sessions=("CROSSBOOK",), extra: str = "") -> Path:
-    text = f'[venue]\nname = "VENUE-A"\nport = {port}\nstorage = "store"\n'
-    for s in sessions:
-        text += f'\n[[sessions]]\ncomp_id = "{s}"\nreason_codes = true\n'
-    if faults:
-        text += f"\n[faults]\n{faults}\n"
-    text += extra
-    path = tmp / "venue-a.toml"
-    path.write_text(text)
-    return path
-
-
-class VenueProcess:
-    """`crossbook venue` as a child process; the port is read from its start line."""
-
-    def __init__(self, config: Path, port: int | None = None):
-        args = [sys.executable, "-m", "crossbook.app.cli", "venue", "--config", str(config)]
-        if port is not None:
-            args += ["--port", str(port)]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     cwd=config.parent)
-        self.lines: list[str] = []
-        found = threading.Event()
-        self.port = 0
-
-        def read():
-            for line in self.proc.stdout:
-                self.lines.append(line)
-                m = READY.search(line)
-                if m and not found.is_set():
-                    self.port = int(m.group(2))
-                    found.set()
-            found.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        if not found.wait(30) or not self.port:
-            self.kill()
-            raise AssertionError("venue did not start:\n" + "".join(self.lines))
-
-    def signal(self, sig) -> None:
-        self.proc.send_signal(sig)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(10)
-
-
-@pytest.fixture
-def venue_proc(tmp_path):
-    started: list[VenueProcess] = []
-
-    def start(config: Path, port: int | None = None) -> VenueProcess:
-        vp = VenueProcess(config, port)
-        started.append(vp)
-        return vp
-
-    yield start
-    for vp in started:
-        vp.kill()
+    """VENUE-A's config: FIX stores in ``tmp/store``, the file ``tmp/venue-a.toml``."""
+    return venuekit.venue_config(tmp, "VENUE-A", port=port, faults=faults, sessions=sessions, extra=extra,
+                                 storage="store", filename="venue-a.toml")
 
 
 class Recorder:

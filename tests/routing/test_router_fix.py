@@ -9,10 +9,6 @@ remainder rests at the other venue. Nothing is filled twice.
 from __future__ import annotations
 
 import asyncio
-import re
-import subprocess
-import sys
-import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -24,69 +20,12 @@ from crossbook.model.instruments import DEFAULT_INSTRUMENTS, InstrumentMaster
 from crossbook.routing.fix_venue import FixVenue
 from crossbook.routing.router import SmartRouter
 from crossbook.routing.venue import VenueEventKind as K, VenueOrder
+from venuekit import venue_config
 
 pytestmark = pytest.mark.timeout(120)
 
 MASTER = InstrumentMaster.from_config(DEFAULT_INSTRUMENTS)
 AAPL = MASTER.by_symbol("AAPL")
-READY = re.compile(r"listening on ([\d.]+):(\d+)")
-
-
-def venue_config(tmp: Path, name: str, faults: str = "") -> Path:
-    text = (f'[venue]\nname = "{name}"\nport = 0\nstorage = "store-{name}"\n'
-            f'\n[[sessions]]\ncomp_id = "CROSSBOOK"\nreason_codes = true\n')
-    if faults:
-        text += f"\n[faults]\n{faults}\n"
-    path = tmp / f"{name}.toml"
-    path.write_text(text)
-    return path
-
-
-class VenueProcess:
-    """`crossbook venue` as a child process; the port is read from its start line."""
-
-    def __init__(self, config: Path, port: int | None = None):
-        args = [sys.executable, "-m", "crossbook.app.cli", "venue", "--config", str(config)]
-        if port is not None:
-            args += ["--port", str(port)]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     cwd=config.parent)
-        self.lines: list[str] = []
-        found = threading.Event()
-        self.port = 0
-
-        def read():
-            for line in self.proc.stdout:
-                self.lines.append(line)
-                m = READY.search(line)
-                if m and not found.is_set():
-                    self.port = int(m.group(2))
-                    found.set()
-            found.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        if not found.wait(30) or not self.port:
-            self.kill()
-            raise AssertionError("venue did not start:\n" + "".join(self.lines))
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()        # SIGKILL
-        self.proc.wait(10)
-
-
-@pytest.fixture
-def venue_proc():
-    started: list[VenueProcess] = []
-
-    def start(config: Path, port: int | None = None) -> VenueProcess:
-        vp = VenueProcess(config, port)
-        started.append(vp)
-        return vp
-
-    yield start
-    for vp in started:
-        vp.kill()
 
 
 class FixRig:

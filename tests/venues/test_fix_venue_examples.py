@@ -3,10 +3,6 @@ and an OMS-side FixVenue per venue logs on and sees the background liquidity as 
 from __future__ import annotations
 
 import asyncio
-import re
-import subprocess
-import sys
-import threading
 import time
 import tomllib
 from pathlib import Path
@@ -17,6 +13,7 @@ from crossbook.app.config import parse_config
 from crossbook.model.instruments import DEFAULT_INSTRUMENTS, InstrumentMaster
 from crossbook.routing.fix_venue import FixVenue
 from crossbook.venues.process import load_venue_config
+from venuekit import VenueProcess
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -51,34 +48,14 @@ def test_example_server_config_names_the_example_venues():
     assert cfg.fix.comp_id == fix_tables[0]["sender_comp_id"]
 
 
-def _start(config: Path, cwd: Path) -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen([sys.executable, "-m", "crossbook.app.cli", "venue", "--config", str(config),
-                             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=cwd)
-    port = []
-    done = threading.Event()
-
-    def read():
-        for line in proc.stdout:
-            m = re.search(r"listening on [\d.]+:(\d+)", line)
-            if m and not port:
-                port.append(int(m.group(1)))
-                done.set()
-        done.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    done.wait(30)
-    assert port, "venue did not start"
-    return proc, port[0]
-
-
 def test_two_example_venues_run_and_stream_market_data(tmp_path):
     procs = []
     try:
         ports = []
         for name in ("venue-a.toml", "venue-b.toml"):
-            proc, port = _start(EXAMPLES / name, tmp_path)
-            procs.append(proc)
-            ports.append(port)
+            venue = VenueProcess(EXAMPLES / name, port=0, cwd=tmp_path)
+            procs.append(venue)
+            ports.append(venue.port)
 
         async def main():
             venues = [FixVenue(n, MASTER, host="127.0.0.1", port=p, sender_comp_id="CROSSBOOK", target_comp_id=n,
@@ -108,5 +85,4 @@ def test_two_example_venues_run_and_stream_market_data(tmp_path):
         assert (tmp_path / "var" / "venue-b" / "FIX.4.4-VENUE-B-CROSSBOOK.seqnums").exists()
     finally:
         for p in procs:
-            p.terminate()
-            p.wait(10)
+            p.stop()
