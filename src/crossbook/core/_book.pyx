@@ -1341,18 +1341,24 @@ cdef class OrderBook:
             new_base = order_id + <int64_t>(size >> 4) - <int64_t>size + 1
         cdef int32_t* w
         cdef int32_t s
+        cdef uint64_t leaving
+        cdef int64_t moving = 0
         if (order_id > self.win_base and (off < 2 * size or self.live_count == self.live_hashed)
                 and self.hashed_above < new_base):
             step = <uint64_t>new_base - <uint64_t>self.win_base
-            for j in range(step if step < size else size):
+            leaving = step if step < size else size
+            # room in the hash for every order that moves there first, so that a failure
+            # leaves the index as it was
+            for j in range(leaving):
+                if self.win[(<uint64_t>self.win_base + j) & mask] != EMPTY:
+                    moving += 1
+            while 2 * (self.live_hashed + moving + 1) > (<int64_t>1 << self.live_bits):
+                if not self._rebuild_live(self.live_bits + 1):
+                    return False
+            for j in range(leaving):
                 w = &self.win[(<uint64_t>self.win_base + j) & mask]
                 s = w[0]
                 if s != EMPTY:
-                    while 2 * (self.live_hashed + 1) > (1 << self.live_bits):
-                        if not self._rebuild_live(self.live_bits + 1):
-                            # ids below this one are in the hash now, the rest still in place
-                            self.win_base = <int64_t>(<uint64_t>self.win_base + j)
-                            return False
                     w[0] = EMPTY
                     hash_insert(self, s)
             self.win_base = new_base
