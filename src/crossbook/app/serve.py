@@ -53,6 +53,16 @@ async def _serve(config) -> int:
     from crossbook.app.server import Server
 
     server = Server(config)
+    # Signal handlers go in before anything starts: a Ctrl-C or SIGTERM that arrives while the
+    # server is starting (or right after its banner) must still shut it down cleanly, not kill
+    # the process with the default handler half-way through.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
     try:
         await server.start()
     except OSError as exc:
@@ -72,13 +82,6 @@ async def _serve(config) -> int:
     print(f"  try: crossbook client --port {server.fix_port} --sender {next(iter(d.sessions))} "
           f"--target {config.fix.comp_id} --fix-version 4.4")
     print("  Ctrl-C stops the server", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):
-            pass
     await stop.wait()
     print("crossbook serve: shutting down (logging sessions out, flushing stores)", flush=True)
     await server.stop()
