@@ -74,28 +74,6 @@ def test_quickfix_initiator_trades_with_the_oms(tmp_path, run, version, begin):
     assert orders["QF-3"].cum_qty == 200 and orders["QF-2"].state.value == "filled"
 
 
-def build_oms_client() -> Path:
-    """Compile tests/e2e/interop/qf_oms_client.cpp like the harness compiles its programs."""
-    import fcntl
-    import hashlib
-    import os
-    import subprocess
-    source = Path(__file__).resolve().parent / "interop" / "qf_oms_client.cpp"
-    digest = hashlib.sha256(source.read_bytes() + (INTEROP / "qf_common.h").read_bytes()
-                            + " ".join(qfharness.CXXFLAGS + qfharness.LIBS).encode()).hexdigest()[:16]
-    qfharness.CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    binary = qfharness.CACHE_DIR / f"qf_oms_client-{digest}"
-    with open(qfharness.CACHE_DIR / "qf_oms_client.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not binary.exists():
-            partial = binary.with_suffix(f".tmp{os.getpid()}")
-            result = subprocess.run(["g++", *qfharness.CXXFLAGS, f"-I{INTEROP}", str(source), "-o", str(partial),
-                                     *qfharness.LIBS], capture_output=True, text=True, timeout=300)
-            assert result.returncode == 0, result.stderr[-4000:]
-            os.replace(partial, binary)
-    return binary
-
-
 def script(version: str) -> tuple[str, int]:
     h = "21=1|" if version == "4.2" else ""
     lines = [
@@ -117,7 +95,7 @@ def script(version: str) -> tuple[str, int]:
 
 @pytest.mark.parametrize("version,begin", [("4.2", "FIX.4.2"), ("4.4", "FIX.4.4")])
 def test_quickfix_client_every_order_message(tmp_path, run, version, begin):
-    binary = build_oms_client()
+    binary = qfharness.build("qf_oms_client", Path(__file__).resolve().parent / "interop")
     text, total = script(version)
     (tmp_path / "script.txt").write_text(text)
 

@@ -15,42 +15,15 @@
 #include <quickfix/MessageStore.h>
 #include <quickfix/SocketInitiator.h>
 
-#include <ctime>
 #include <fstream>
 #include <sstream>
 
 namespace {
 
-std::string utc_now_millis() {
-  using namespace std::chrono;
-  auto now = system_clock::now();
-  std::time_t secs = system_clock::to_time_t(now);
-  int millis = int(duration_cast<milliseconds>(now.time_since_epoch()).count() % 1000);
-  std::tm tm_utc;
-  gmtime_r(&secs, &tm_utc);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y%m%d-%H:%M:%S", &tm_utc);
-  char out[40];
-  std::snprintf(out, sizeof out, "%s.%03d", buf, millis);
-  return out;
-}
-
-class App : public FIX::Application {
+class App : public interop::InitiatorApp {
  public:
-  interop::Waiter waiter;
-  bool logged_on = false, logged_out = false;
   int app_received = 0, session_rejects = 0;
-  FIX::SessionID session_id;
 
-  void onCreate(const FIX::SessionID&) override {}
-  void onLogon(const FIX::SessionID& id) override {
-    interop::emit("LOGON " + id.toString());
-    waiter.update([&] { logged_on = true; session_id = id; });
-  }
-  void onLogout(const FIX::SessionID& id) override {
-    interop::emit("LOGOUT " + id.toString());
-    waiter.update([&] { logged_out = true; });
-  }
   void toAdmin(FIX::Message& m, const FIX::SessionID&) override { interop::emit("SENT " + interop::bar_separated(m)); }
   void toApp(FIX::Message& m, const FIX::SessionID&) throw(FIX::DoNotSend) override {
     interop::emit("SENT " + interop::bar_separated(m));
@@ -112,7 +85,7 @@ int main(int argc, char** argv) {
           auto eq = part.find('=');
           if (eq == std::string::npos) continue;
           std::string value = part.substr(eq + 1);
-          if (value == "NOW") value = utc_now_millis();
+          if (value == "NOW") value = interop::utc_now_millis();
           msg.setField(std::stoi(part.substr(0, eq)), value);
         }
         if (!FIX::Session::sendToTarget(msg, app.session_id)) return fail("send_failed line " + std::to_string(line_no));

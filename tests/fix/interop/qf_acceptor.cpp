@@ -36,20 +36,6 @@
 
 namespace {
 
-std::string utc_now_millis() {
-  using namespace std::chrono;
-  auto now = system_clock::now();
-  std::time_t secs = system_clock::to_time_t(now);
-  int millis = int(duration_cast<milliseconds>(now.time_since_epoch()).count() % 1000);
-  std::tm tm_utc;
-  gmtime_r(&secs, &tm_utc);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y%m%d-%H:%M:%S", &tm_utc);
-  char out[40];
-  std::snprintf(out, sizeof out, "%s.%03d", buf, millis);
-  return out;
-}
-
 std::string decimal(double value) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.10g", value);
@@ -136,7 +122,7 @@ class AcceptorApp : public FIX::Application {
     er.setField(54, o.side);
     er.setField(55, o.symbol);
     if (!text.empty()) er.setField(58, text);
-    er.setField(60, utc_now_millis());
+    er.setField(60, interop::utc_now_millis());
     er.setField(150, exec_type);
     er.setField(151, std::to_string(o.leaves()));
     FIX::Session::sendToTarget(er, id);

@@ -1,5 +1,6 @@
-// Shared helpers for the QuickFIX interoperability programs (compiled by
-// tests/fix/test_quickfix_interop.py with g++ against Debian's libquickfix-dev 1.15).
+// Shared helpers for the QuickFIX interoperability programs (tests/fix/interop/*.cpp and
+// tests/e2e/interop/*.cpp, compiled by qfharness.build with g++ against Debian's
+// libquickfix-dev 1.15).
 //
 // Both programs talk to the test through stdout, one line per event, so the
 // Python side can check what QuickFIX saw without parsing QuickFIX's own logs:
@@ -17,6 +18,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <ctime>
 #include <iostream>
 #include <mutex>
 #include <string>
@@ -50,6 +52,21 @@ inline std::string msg_type(const FIX::Message& message) {
   return "";
 }
 
+// SendingTime/TransactTime format: YYYYMMDD-HH:MM:SS.sss in UTC.
+inline std::string utc_now_millis() {
+  using namespace std::chrono;
+  auto now = system_clock::now();
+  std::time_t secs = system_clock::to_time_t(now);
+  int millis = int(duration_cast<milliseconds>(now.time_since_epoch()).count() % 1000);
+  std::tm tm_utc;
+  gmtime_r(&secs, &tm_utc);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y%m%d-%H:%M:%S", &tm_utc);
+  char out[40];
+  std::snprintf(out, sizeof out, "%s.%03d", buf, millis);
+  return out;
+}
+
 inline std::string field_or(const FIX::FieldMap& map, int tag, const std::string& fallback) {
   return map.isSetField(tag) ? map.getField(tag) : fallback;
 }
@@ -75,6 +92,26 @@ class Waiter {
  private:
   std::mutex mutex_;
   std::condition_variable cv_;
+};
+
+// The session-state half of an initiator's Application: LOGON/LOGOUT lines, and flags the
+// main thread waits on through `waiter`. Subclasses add the message callbacks.
+class InitiatorApp : public FIX::Application {
+ public:
+  Waiter waiter;
+  bool logged_on = false;
+  bool logged_out = false;
+  FIX::SessionID session_id;
+
+  void onCreate(const FIX::SessionID&) override {}
+  void onLogon(const FIX::SessionID& id) override {
+    emit("LOGON " + id.toString());
+    waiter.update([&] { logged_on = true; session_id = id; });
+  }
+  void onLogout(const FIX::SessionID& id) override {
+    emit("LOGOUT " + id.toString());
+    waiter.update([&] { logged_out = true; });
+  }
 };
 
 }  // namespace interop

@@ -16,46 +16,18 @@
 #include <quickfix/MessageStore.h>
 #include <quickfix/SocketInitiator.h>
 
-#include <ctime>
 #include <map>
 #include <set>
 #include <sstream>
 
 namespace {
 
-std::string utc_now_millis() {
-  using namespace std::chrono;
-  auto now = system_clock::now();
-  std::time_t secs = system_clock::to_time_t(now);
-  int millis = int(duration_cast<milliseconds>(now.time_since_epoch()).count() % 1000);
-  std::tm tm_utc;
-  gmtime_r(&secs, &tm_utc);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y%m%d-%H:%M:%S", &tm_utc);
-  char out[40];
-  std::snprintf(out, sizeof out, "%s.%03d", buf, millis);
-  return out;
-}
-
-class InitiatorApp : public FIX::Application {
+class OrderSender : public interop::InitiatorApp {
  public:
-  interop::Waiter waiter;
-  bool logged_on = false;
-  bool logged_out = false;
-  FIX::SessionID session_id;
   std::set<std::string> answered;           // ClOrdIDs that got an application answer
   std::map<std::string, int> received;      // MsgType -> count
   std::map<std::string, int> sent;          // MsgType -> count
 
-  void onCreate(const FIX::SessionID&) override {}
-  void onLogon(const FIX::SessionID& id) override {
-    interop::emit("LOGON " + id.toString());
-    waiter.update([&] { logged_on = true; session_id = id; });
-  }
-  void onLogout(const FIX::SessionID& id) override {
-    interop::emit("LOGOUT " + id.toString());
-    waiter.update([&] { logged_out = true; });
-  }
   void toAdmin(FIX::Message& m, const FIX::SessionID&) override { on_sent(m); }
   void toApp(FIX::Message& m, const FIX::SessionID&) throw(FIX::DoNotSend) override { on_sent(m); }
   void fromAdmin(const FIX::Message& m, const FIX::SessionID&)
@@ -119,7 +91,7 @@ int main(int argc, char** argv) {
 
   try {
     FIX::SessionSettings settings(config);
-    InitiatorApp app;
+    OrderSender app;
     FIX::MemoryStoreFactory store;
     FIX::FileLogFactory log(settings);
     FIX::SocketInitiator initiator(app, store, settings, log);
@@ -148,7 +120,7 @@ int main(int argc, char** argv) {
       order.setField(44, std::to_string(10 + n) + ".25");  // Price
       order.setField(54, n % 2 ? "1" : "2");            // Side: buy / sell
       order.setField(55, symbol);                       // Symbol
-      order.setField(60, utc_now_millis());             // TransactTime
+      order.setField(60, interop::utc_now_millis());             // TransactTime
       if (!FIX::Session::sendToTarget(order, app.session_id)) return fail("send_failed");
     }
 

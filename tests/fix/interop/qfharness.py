@@ -41,9 +41,10 @@ def missing_toolchain() -> str | None:
     return None
 
 
-def build(name: str) -> Path:
-    """Compile tests/fix/interop/<name>.cpp (once per source hash) and return the binary."""
-    sources = [HERE / f"{name}.cpp", HERE / "qf_common.h"]
+def build(name: str, folder: Path = HERE) -> Path:
+    """Compile ``folder``/<name>.cpp (default: this folder) once per source hash and return the
+    binary. Every program includes qf_common.h from this folder, wherever it lives itself."""
+    sources = [folder / f"{name}.cpp", HERE / "qf_common.h"]
     digest = hashlib.sha256()
     for path in sources:
         digest.update(path.read_bytes())
@@ -58,7 +59,7 @@ def build(name: str) -> Path:
         if binary.exists():
             return binary
         partial = binary.with_suffix(f".tmp{os.getpid()}")
-        result = subprocess.run(["g++", *CXXFLAGS, str(sources[0]), "-o", str(partial), *LIBS],
+        result = subprocess.run(["g++", *CXXFLAGS, f"-I{HERE}", str(sources[0]), "-o", str(partial), *LIBS],
                                 capture_output=True, text=True, timeout=300)
         if result.returncode != 0:
             raise RuntimeError(f"compiling {name}.cpp failed:\n{result.stderr[-4000:]}")
