@@ -3,22 +3,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-from omskit import free_port, start_server, stop_server  # noqa: E402
+from servekit import free_port, start_server, stop_server, write_server_config
 
 pytestmark = pytest.mark.slow
 
-CONFIG = """
-[fix]
-port = {fix}
-[http]
-port = {http}
-[storage]
-dir = "{storage}"
+# Everything but the ports and the storage folder (write_server_config adds those).
+SERVER_BODY = """
 [[firms]]
 name = "FIRM1"
 [[firms.accounts]]
@@ -47,7 +40,7 @@ def crossbook(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
 def test_serve_client_orders_eod(tmp_path):
     fix, http = free_port(), free_port()
     config = tmp_path / "server.toml"
-    config.write_text(CONFIG.format(fix=fix, http=http, storage=tmp_path / "var"))
+    write_server_config(config, fix_port=fix, http_port=http, storage=tmp_path / "var", body=SERVER_BODY)
     log = tmp_path / "serve.log"
     proc = start_server(config, log)
     url = f"http://127.0.0.1:{http}"
@@ -106,7 +99,7 @@ def test_bad_config_fails_at_start(tmp_path):
 def test_client_session_every_verb(tmp_path):
     fix, http = free_port(), free_port()
     config = tmp_path / "server.toml"
-    config.write_text(CONFIG.format(fix=fix, http=http, storage=tmp_path / "var"))
+    write_server_config(config, fix_port=fix, http_port=http, storage=tmp_path / "var", body=SERVER_BODY)
     proc = start_server(config, tmp_path / "serve.log")
     try:
         commands = ("buy 100 AAPL 229.00 clordid=K1\nreplace K1 qty=50\nstatus K1\ncancel K1\n"

@@ -9,30 +9,24 @@ import os
 import signal
 import subprocess
 import time
-import urllib.request
 
 import pytest
 
 from fixpeer import FixPeer
-from omskit import free_port, start_server
+from servekit import free_port, http_json, start_server, write_server_config
 from crossbook.fix.store import FileStore
 from crossbook.persistence import OrderStore
 
 pytestmark = pytest.mark.slow
 
 
-CONFIG = """
-[fix]
-port = {fix_port}
-[http]
-port = {http_port}
-[storage]
-dir = "{storage}"
+# Everything but the ports and the storage folder (write_server_config adds those).
+SERVER_BODY = """
 [[firms]]
 name = "FIRM1"
 [[firms.accounts]]
 name = "ACC1"
-limits = {{ max_order_qty = 100000, collar_pct = "10", max_open_orders = 100000 }}
+limits = { max_order_qty = 100000, collar_pct = "10", max_open_orders = 100000 }
 [[firms]]
 name = "FIRM2"
 [[firms.accounts]]
@@ -48,16 +42,11 @@ name = "VENUE-B"
 """
 
 
-def http_get(port: int, path: str):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
-        return json.loads(resp.read())
-
-
 def test_kill_9_during_order_stream_then_restart(tmp_path, run):
     fix_port, http_port = free_port(), free_port()
     storage = tmp_path / "var"
     config = tmp_path / "server.toml"
-    config.write_text(CONFIG.format(fix_port=fix_port, http_port=http_port, storage=storage))
+    write_server_config(config, fix_port=fix_port, http_port=http_port, storage=storage, body=SERVER_BODY)
     log = tmp_path / "server.log"
     client_dir = str(tmp_path / "client")
     proc = start_server(config, log)
@@ -135,15 +124,15 @@ def test_kill_9_during_order_stream_then_restart(tmp_path, run):
     log = tmp_path / "server-restarted.log"
     proc = start_server(config, log)
     try:
-        open_after = {o["order_id"]: o for o in http_get(http_port, "/orders?status=open")["orders"]}
+        open_after = {o["order_id"]: o for o in http_json(http_port, "/orders?status=open")["orders"]}
         open_before = {oid: o for oid, o in before.items()
                        if o["state"] in ("new", "partially_filled", "pending_cancel", "pending_replace")}
         assert set(open_before) <= set(open_after) | {oid for oid, o in before.items() if o["state"] == "pending_cancel"}
-        all_after = {o["order_id"]: o for o in http_get(http_port, "/orders")["orders"]}
+        all_after = {o["order_id"]: o for o in http_json(http_port, "/orders")["orders"]}
         assert set(before) <= set(all_after)
         # Orders entered but not yet acknowledged by the venue at the kill go back to it and may
         # trade now (against the resting seller): those trades are the only allowed change.
-        new_trades = [e for e in http_get(http_port, "/executions")["executions"]
+        new_trades = [e for e in http_json(http_port, "/executions")["executions"]
                       if e["exec_type"] == "F" and int(e["exec_id"][1:]) > max_exec_before]
         traded_after = {}
         for e in new_trades:
@@ -153,7 +142,7 @@ def test_kill_9_during_order_stream_then_restart(tmp_path, run):
             assert all_after[oid]["cum_qty"] == o["cum_qty"] + traded_after.get(oid, 0), oid
             if o["state"] in ("filled", "canceled", "rejected", "expired"):
                 assert all_after[oid]["state"] == o["state"]
-        usage_after = http_get(http_port, "/risk/usage")
+        usage_after = http_json(http_port, "/risk/usage")
         # Risk usage is what was stored at the kill, moved only by those trades.
         for name, index in (("ACC1", 0), ("ACC3", 1)):
             stored = json.loads(json.dumps(usage_before[index]))

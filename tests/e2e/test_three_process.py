@@ -10,9 +10,7 @@ drop-copy session receiving a copy of every ExecutionReport the clients got, fie
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-import urllib.request
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,7 +18,8 @@ import pytest
 
 from fixpeer import FixPeer
 from crossbook.fix.store import MemoryStore
-from omskit import free_port, runner, start_server, stop_server
+from omskit import runner
+from servekit import free_port, http_json, start_server, stop_server, write_server_config
 from venuekit import VenueProcess, venue_config
 
 pytestmark = pytest.mark.timeout(90)
@@ -30,14 +29,7 @@ COPIED = (37, 11, 41, 17, 150, 39, 1, 55, 54, 38, 40, 44, 59, 32, 31, 30, 151, 1
 
 
 def server_config(tmp: Path, port_a: int, port_b: int, fix_port: int, http_port: int) -> Path:
-    text = f"""
-[fix]
-port = {fix_port}
-[http]
-port = {http_port}
-[storage]
-dir = "{tmp / 'var'}"
-
+    body = f"""
 [[firms]]
 name = "FIRM1"
 [[firms.accounts]]
@@ -82,14 +74,8 @@ rest_venue = "VENUE-B"
 comp_id = "DC1"
 scope = "all"
 """
-    path = tmp / "serve.toml"
-    path.write_text(text)
-    return path
-
-
-def get_json(port: int, path: str) -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
-        return json.loads(resp.read())
+    return write_server_config(tmp / "serve.toml", fix_port=fix_port, http_port=http_port, storage=tmp / "var",
+                               body=body)
 
 
 async def wait_for(pred, what: str, timeout: float = 15.0) -> None:
@@ -101,7 +87,7 @@ async def wait_for(pred, what: str, timeout: float = 15.0) -> None:
 
 
 def venues_up(http_port: int) -> dict[str, bool]:
-    return {v["name"]: v["up"] for v in get_json(http_port, "/venues")["venues"]}
+    return {v["name"]: v["up"] for v in http_json(http_port, "/venues")["venues"]}
 
 
 def reports(peer: FixPeer, cl: str | None = None) -> list:
@@ -127,7 +113,7 @@ def test_three_processes_route_sweep_fail_over_reconcile_and_drop_copy(tmp_path)
             for cl in (ask_a, ask_b):
                 await wait_for(lambda: any(m.get(150) == b"0" for m in reports(c2, cl)), f"{cl} acknowledged")
             assert reports(c2, ask_a)[-1].get(37) != reports(c2, ask_b)[-1].get(37)
-            rows = {o["cl_ord_id"]: o for o in get_json(http_port, "/orders?status=open")["orders"]}
+            rows = {o["cl_ord_id"]: o for o in http_json(http_port, "/orders?status=open")["orders"]}
             assert (rows[ask_a]["venue"], rows[ask_b]["venue"]) == ("VENUE-A", "VENUE-B")
             await asyncio.sleep(0.5)   # the venues' market data (X) reaches the router's book copy
 
@@ -153,7 +139,7 @@ def test_three_processes_route_sweep_fail_over_reconcile_and_drop_copy(tmp_path)
             await asyncio.sleep(0.15)
             va.kill()
             await wait_for(lambda: not venues_up(http_port)["VENUE-A"], "A reported down")
-            down = next(v for v in get_json(http_port, "/venues")["venues"] if v["name"] == "VENUE-A")
+            down = next(v for v in http_json(http_port, "/venues")["venues"] if v["name"] == "VENUE-A")
             assert down["reason"].startswith("disconnected")
             await wait_for(lambda: any(m.get(150) == b"F" for m in reports(c1, sweep)), "B's fill")
             procs.append(VenueProcess(venue_config(tmp_path, "VENUE-A", faults="latency_us = 400000"),
@@ -165,8 +151,8 @@ def test_three_processes_route_sweep_fail_over_reconcile_and_drop_copy(tmp_path)
             gone = [m for m in reports(c2, ask_a2) if m.get(150) == b"4"][0]
             assert b"unknown at VENUE-A after reconnect" in gone.get(58)
             # The sweep: only B's 50 really filled; the remainder (150) rests at B, the rest venue.
-            await wait_for(lambda: get_json(http_port, "/orders?status=open")["orders"] and any(
-                o["cl_ord_id"] == sweep for o in get_json(http_port, "/orders?status=open")["orders"]), "sweep open")
+            await wait_for(lambda: http_json(http_port, "/orders?status=open")["orders"] and any(
+                o["cl_ord_id"] == sweep for o in http_json(http_port, "/orders?status=open")["orders"]), "sweep open")
             await asyncio.sleep(0.5)
             sweep_fills = [m for m in reports(c1, sweep) if m.get(150) == b"F"]
             assert [(m.get(32), m.get(31), m.get(14), m.get(151)) for m in sweep_fills] == [
@@ -230,7 +216,7 @@ def test_server_restart_keeps_orders_live_at_fix_venues(tmp_path):
             # Entered once only: the buyer took 100 and the rest of its IOC was canceled.
             got = [m for m in reports(c1, buy) if m.get(150) == b"F"]
             assert sum(int(m.get(32)) for m in got) == 100
-            rows = get_json(http_port, "/orders?status=all")["orders"]
+            rows = http_json(http_port, "/orders?status=all")["orders"]
             assert [r["venue_order_id"] != "" for r in rows if r["cl_ord_id"] == ask] == [True]
 
     server = start_server(cfg, log)

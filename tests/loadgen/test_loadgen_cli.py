@@ -15,6 +15,7 @@ import pytest
 
 from crossbook.app.config import load_config
 from crossbook.loadgen.cli import LOADTEST_CONFIG
+from servekit import banner_port, start_server
 
 PY = sys.executable
 
@@ -61,8 +62,10 @@ def _consistent(report: dict) -> None:
 
 
 def test_short_run_against_crossbook_serve(tmp_path):
-    serve, port = _start(["-m", "crossbook.app.cli", "serve", "--fix-port", "0", "--http-port", "0",
-                          "--storage", str(tmp_path / "var")], r"FIX acceptor on 127\.0\.0\.1:(\d+)", tmp_path)
+    log = tmp_path / "serve.log"
+    serve = start_server(None, log, "--fix-port", "0", "--http-port", "0", "--storage", str(tmp_path / "var"),
+                         cwd=tmp_path)
+    port = banner_port(log, r"FIX acceptor on 127\.0\.0\.1:(\d+)")
     try:
         out = tmp_path / "report.json"
         # FIRM1 and FIRM2 (FIX.4.4) and FIRM42 (FIX.4.2) of the embedded config, 2 s at a low rate.

@@ -1,0 +1,69 @@
+"""`crossbook serve` as a child process, for the tests that run the real server (tests/app,
+tests/e2e, tests/loadgen): its config file, start (waiting for the banner), stop and HTTP reads."""
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_server_config(path: Path, *, fix_port: int, http_port: int, storage: str | Path, body: str) -> Path:
+    """Write a server config to ``path``: the FIX and HTTP ports and the storage folder, then
+    ``body`` (firms, sessions, venues...)."""
+    path.write_text(f'[fix]\nport = {fix_port}\n[http]\nport = {http_port}\n[storage]\ndir = "{storage}"\n' + body)
+    return path
+
+
+def start_server(config: Path | None, log: Path, *extra: str, cwd: Path | None = None) -> subprocess.Popen:
+    """``crossbook serve --config config`` (no ``--config`` when None) with output in ``log``;
+    returns once it is listening."""
+    out = open(log, "ab")
+    args = ["--config", str(config)] if config is not None else []
+    proc = subprocess.Popen([sys.executable, "-m", "crossbook.app.cli", "serve", *args, *extra],
+                            stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited: {log.read_text()}")
+        if b"Ctrl-C stops the server" in log.read_bytes():
+            return proc
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"server did not start: {log.read_text()}")
+
+
+def banner_port(log: Path, pattern: str) -> int:
+    """The port in the first group of ``pattern`` in a started server's banner (for port 0)."""
+    m = re.search(pattern, log.read_text())
+    if m is None:
+        raise AssertionError(f"{pattern!r} not in the server's banner:\n{log.read_text()}")
+    return int(m.group(1))
+
+
+def stop_server(proc: subprocess.Popen, timeout: float = 20) -> int:
+    """Ctrl-C (SIGINT) and wait; kills it if it does not stop in time."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+        raise AssertionError("server did not stop on SIGINT") from None
+
+
+def http_json(port: int, path: str):
+    """GET ``path`` from the server's HTTP API on ``port`` and decode the JSON answer."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+        return json.loads(resp.read())
