@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 
@@ -42,6 +43,26 @@ def setup(journal=None):
     return cfg, venues, manager
 
 
+@contextlib.asynccontextmanager
+async def running(journal=None):
+    """setup() with the in-process venues started, and stopped again at the end."""
+    cfg, venues, manager = setup(journal)
+    for v in venues.values():
+        await v.start()
+    try:
+        yield cfg, venues, manager
+    finally:
+        for v in venues.values():
+            await v.stop()
+
+
+def record_output(manager) -> list:
+    """Everything the manager sends to its sessions, in order."""
+    sent = []
+    manager.set_output_sink(sent.append)
+    return sent
+
+
 def new(cfg, cl: str, side=Side.BUY, qty=10, price=22900, session="FIRM1", account="ACC1", tif=TimeInForce.DAY):
     return NewOrder(session=session, begin_string="FIX.4.4", cl_ord_id=cl, firm=session, account=account,
                     instrument_index=cfg.instruments.by_symbol("AAPL").index, side=int(side),
@@ -51,178 +72,144 @@ def new(cfg, cl: str, side=Side.BUY, qty=10, price=22900, session="FIRM1", accou
 def test_reports_wait_for_durability_and_subscribers_see_every_event():
     async def scenario():
         journal = HoldingJournal()
-        cfg, venues, m = setup(journal)
-        for v in venues.values():
-            await v.start()
-        sent = []
-        m.set_output_sink(sent.append)
-        bus = EventBus(m)
-        events, acc3 = [], []
-        bus.subscribe(events.append)
-        bus.subscribe(acc3.append, account="ACC3")
-        q = bus.queue()
-        m.new_order(new(cfg, "b1"))
-        await asyncio.sleep(0.01)              # venue ack arrives
-        assert sent == [] and events == []     # nothing before the journal says durable
-        assert m.order("O1").state is OrderState.NEW
-        journal.release()
-        assert [o.execution.exec_type for o in sent] == [ExecType.PENDING_NEW, ExecType.NEW]
-        m.new_order(new(cfg, "s1", side=Side.SELL, qty=4, session="FIRM2", account="ACC3"))
-        await asyncio.sleep(0.01)
-        journal.release()
-        kinds = [(e.order.order_id, e.execution.exec_type, e.order.cum_qty) for e in events]
-        assert kinds[-2:] in ([("O1", ExecType.TRADE, 4), ("O2", ExecType.TRADE, 4)],
-                              [("O2", ExecType.TRADE, 4), ("O1", ExecType.TRADE, 4)])
-        assert all(e.order.account == "ACC3" for e in acc3) and len(acc3) == 3
-        assert (await q.get(1)).execution.exec_id == "X1"
-        # Snapshots: later changes do not alter an event already delivered.
-        first_trade = next(e for e in events if e.order.order_id == "O1" and e.execution.exec_type is ExecType.TRADE)
-        m.cancel_order(CancelOrder(session="FIRM1", cl_ord_id="c1", orig_cl_ord_id="b1"))
-        await asyncio.sleep(0.01)
-        journal.release()
-        assert first_trade.order.state is OrderState.PARTIALLY_FILLED
-        assert m.order("O1").state is OrderState.CANCELED and m.order("O1").cl_ord_id == "c1"
-        assert isinstance(sent[-1], ExecReport) and sent[-1].execution.exec_type is ExecType.CANCELED
-        q.close()
-        for v in venues.values():
-            await v.stop()
+        async with running(journal) as (cfg, venues, m):
+            sent = record_output(m)
+            bus = EventBus(m)
+            events, acc3 = [], []
+            bus.subscribe(events.append)
+            bus.subscribe(acc3.append, account="ACC3")
+            q = bus.queue()
+            m.new_order(new(cfg, "b1"))
+            await asyncio.sleep(0.01)              # venue ack arrives
+            assert sent == [] and events == []     # nothing before the journal says durable
+            assert m.order("O1").state is OrderState.NEW
+            journal.release()
+            assert [o.execution.exec_type for o in sent] == [ExecType.PENDING_NEW, ExecType.NEW]
+            m.new_order(new(cfg, "s1", side=Side.SELL, qty=4, session="FIRM2", account="ACC3"))
+            await asyncio.sleep(0.01)
+            journal.release()
+            kinds = [(e.order.order_id, e.execution.exec_type, e.order.cum_qty) for e in events]
+            assert kinds[-2:] in ([("O1", ExecType.TRADE, 4), ("O2", ExecType.TRADE, 4)],
+                                  [("O2", ExecType.TRADE, 4), ("O1", ExecType.TRADE, 4)])
+            assert all(e.order.account == "ACC3" for e in acc3) and len(acc3) == 3
+            assert (await q.get(1)).execution.exec_id == "X1"
+            # Snapshots: later changes do not alter an event already delivered.
+            first_trade = next(e for e in events if e.order.order_id == "O1" and e.execution.exec_type is ExecType.TRADE)
+            m.cancel_order(CancelOrder(session="FIRM1", cl_ord_id="c1", orig_cl_ord_id="b1"))
+            await asyncio.sleep(0.01)
+            journal.release()
+            assert first_trade.order.state is OrderState.PARTIALLY_FILLED
+            assert m.order("O1").state is OrderState.CANCELED and m.order("O1").cl_ord_id == "c1"
+            assert isinstance(sent[-1], ExecReport) and sent[-1].execution.exec_type is ExecType.CANCELED
+            q.close()
 
     asyncio.run(scenario())
 
 
 def test_events_for_unknown_or_unexpected_orders_are_ignored_loudly(caplog):
     async def scenario():
-        cfg, venues, m = setup()
-        for v in venues.values():
-            await v.start()
-        sent = []
-        m.set_output_sink(sent.append)
-        m.new_order(new(cfg, "b1"))
-        await asyncio.sleep(0.01)
-        with caplog.at_level(logging.WARNING, logger="crossbook.oms"):
-            m.on_venue_event(VenueEvent(VenueEventKind.TRADE, "VENUE-A", "nope", "x", last_qty=1, last_px=1))
-            # A REPLACED nobody asked for must not rewrite the order.
-            m.on_venue_event(VenueEvent(VenueEventKind.REPLACED, "VENUE-A", "O1.1", "x"))
-        assert "unknown order" in caplog.text and "REPLACED for order O1 in state new" in caplog.text
-        assert m.order("O1").state is OrderState.NEW and m.order("O1").qty == 10
-        # A duplicated venue trade (same exec id) is applied once.
-        ev = VenueEvent(VenueEventKind.TRADE, "VENUE-A", "O1.1", "v1", last_qty=3, last_px=22900, exec_id="E-dup")
-        m.on_venue_event(ev)
-        m.on_venue_event(ev)
-        assert m.order("O1").cum_qty == 3
-        await m.drain()
-        assert sum(1 for o in sent if isinstance(o, ExecReport) and o.execution.exec_type is ExecType.TRADE) == 1
-        for v in venues.values():
-            await v.stop()
+        async with running() as (cfg, venues, m):
+            sent = record_output(m)
+            m.new_order(new(cfg, "b1"))
+            await asyncio.sleep(0.01)
+            with caplog.at_level(logging.WARNING, logger="crossbook.oms"):
+                m.on_venue_event(VenueEvent(VenueEventKind.TRADE, "VENUE-A", "nope", "x", last_qty=1, last_px=1))
+                # A REPLACED nobody asked for must not rewrite the order.
+                m.on_venue_event(VenueEvent(VenueEventKind.REPLACED, "VENUE-A", "O1.1", "x"))
+            assert "unknown order" in caplog.text and "REPLACED for order O1 in state new" in caplog.text
+            assert m.order("O1").state is OrderState.NEW and m.order("O1").qty == 10
+            # A duplicated venue trade (same exec id) is applied once.
+            ev = VenueEvent(VenueEventKind.TRADE, "VENUE-A", "O1.1", "v1", last_qty=3, last_px=22900, exec_id="E-dup")
+            m.on_venue_event(ev)
+            m.on_venue_event(ev)
+            assert m.order("O1").cum_qty == 3
+            await m.drain()
+            assert sum(1 for o in sent if isinstance(o, ExecReport) and o.execution.exec_type is ExecType.TRADE) == 1
 
     asyncio.run(scenario())
 
 
 def test_cancel_of_pending_new_is_refused_with_broker_option():
     async def scenario():
-        cfg, venues, m = setup()
-        for v in venues.values():
-            await v.start()
-        sent = []
-        m.set_output_sink(sent.append)
-        m.new_order(new(cfg, "b1"))
-        m.cancel_order(CancelOrder(session="FIRM1", cl_ord_id="c1", orig_cl_ord_id="b1"))  # before the ack
-        await m.drain()
-        await asyncio.sleep(0.01)
-        await m.drain()
-        rej = [o for o in sent if isinstance(o, CancelReject)]
-        assert len(rej) == 1 and rej[0].reason.value == 2 and "not yet acknowledged" in rej[0].text
-        assert m.order("O1").state is OrderState.NEW
-        for v in venues.values():
-            await v.stop()
+        async with running() as (cfg, venues, m):
+            sent = record_output(m)
+            m.new_order(new(cfg, "b1"))
+            m.cancel_order(CancelOrder(session="FIRM1", cl_ord_id="c1", orig_cl_ord_id="b1"))  # before the ack
+            await m.drain()
+            await asyncio.sleep(0.01)
+            await m.drain()
+            rej = [o for o in sent if isinstance(o, CancelReject)]
+            assert len(rej) == 1 and rej[0].reason.value == 2 and "not yet acknowledged" in rej[0].text
+            assert m.order("O1").state is OrderState.NEW
 
     asyncio.run(scenario())
 
 
 def test_unsolicited_venue_cancel_is_reported_with_the_venue_reason():
     async def scenario():
-        cfg, venues, m = setup()
-        for v in venues.values():
-            await v.start()
-        sent = []
-        m.set_output_sink(sent.append)
-        m.new_order(new(cfg, "b1"))
-        await asyncio.sleep(0.01)
-        venues["VENUE-A"].cancel_all()
-        await asyncio.sleep(0.01)
-        await m.drain()
-        last = sent[-1].execution
-        assert last.exec_type is ExecType.CANCELED and last.reason == "venue"
-        assert last.text.startswith("canceled by venue VENUE-A")
-        assert m.order("O1").state is OrderState.CANCELED
-        assert m.risk.usage(0)["open_orders"] == 0
-        for v in venues.values():
-            await v.stop()
+        async with running() as (cfg, venues, m):
+            sent = record_output(m)
+            m.new_order(new(cfg, "b1"))
+            await asyncio.sleep(0.01)
+            venues["VENUE-A"].cancel_all()
+            await asyncio.sleep(0.01)
+            await m.drain()
+            last = sent[-1].execution
+            assert last.exec_type is ExecType.CANCELED and last.reason == "venue"
+            assert last.text.startswith("canceled by venue VENUE-A")
+            assert m.order("O1").state is OrderState.CANCELED
+            assert m.risk.usage(0)["open_orders"] == 0
 
     asyncio.run(scenario())
 
 
 def test_restart_finishes_pending_cancels_refuses_pending_replaces_and_resubmits():
     async def scenario():
-        cfg, venues, m = setup()
-        for v in venues.values():
-            await v.start()
-        m.new_order(new(cfg, "a"))
-        m.new_order(new(cfg, "b"))
-        m.new_order(new(cfg, "c"))
-        await asyncio.sleep(0.01)
-        m.cancel_order(CancelOrder(session="FIRM1", cl_ord_id="a-x", orig_cl_ord_id="a"))
-        from crossbook.model.orders import ReplaceOrder
-        m.replace_order(ReplaceOrder(session="FIRM1", cl_ord_id="b-r", orig_cl_ord_id="b", qty=20, price=22900))
-        # Snapshot the state as the journal would have stored it, before the venue answers.
-        rows = [m._row(o) for o in m.orders.values()]
-        ids = [(s, c, o) for (s, c), o in m._by_cl_ord_id.items()]
-        usage = {a: m.risk.usage(a) for a in (0,)}
-        meta = {"order_seq": "3", "exec_seq": str(m._exec_seq)}
-        for v in venues.values():
-            await v.stop()
+        async with running() as (cfg, venues, m):
+            m.new_order(new(cfg, "a"))
+            m.new_order(new(cfg, "b"))
+            m.new_order(new(cfg, "c"))
+            await asyncio.sleep(0.01)
+            m.cancel_order(CancelOrder(session="FIRM1", cl_ord_id="a-x", orig_cl_ord_id="a"))
+            from crossbook.model.orders import ReplaceOrder
+            m.replace_order(ReplaceOrder(session="FIRM1", cl_ord_id="b-r", orig_cl_ord_id="b", qty=20, price=22900))
+            # Snapshot the state as the journal would have stored it, before the venue answers.
+            rows = [m._row(o) for o in m.orders.values()]
+            ids = [(s, c, o) for (s, c), o in m._by_cl_ord_id.items()]
+            usage = {a: m.risk.usage(a) for a in (0,)}
+            meta = {"order_seq": "3", "exec_seq": str(m._exec_seq)}
 
-        cfg2, venues2, m2 = setup()
-        for v in venues2.values():
-            await v.start()
-        sent = []
-        m2.set_output_sink(sent.append)
-        m2.restore(rows, ids, meta, usage)
-        assert m2.resubmit_open_orders() == 2
-        await asyncio.sleep(0.01)
-        await m2.drain()
-        a, b, c = m2.order("O1"), m2.order("O2"), m2.order("O3")
-        assert a.state is OrderState.CANCELED and a.cl_ord_id == "a-x"
-        assert b.state is OrderState.NEW and b.qty == 10 and b.cl_ord_id == "b"
-        assert c.state is OrderState.NEW
-        kinds = [(type(o).__name__, getattr(o, "execution", None) and o.execution.exec_type) for o in sent]
-        assert ("ExecReport", ExecType.CANCELED) in kinds and ("CancelReject", None) in kinds
-        assert not any(k == ("ExecReport", ExecType.NEW) for k in kinds)  # resubmissions are silent
-        book = venues2["VENUE-A"].order_book(cfg.instruments.by_symbol("AAPL"))
-        assert len(book) == 2
-        assert m2.risk.usage(0)["open_orders"] == 2
-        assert m2._exec_seq > int(meta["exec_seq"]) and m2.find("FIRM1", "a") is a
-        for v in venues2.values():
-            await v.stop()
+        async with running() as (cfg2, venues2, m2):
+            sent = record_output(m2)
+            m2.restore(rows, ids, meta, usage)
+            assert m2.resubmit_open_orders() == 2
+            await asyncio.sleep(0.01)
+            await m2.drain()
+            a, b, c = m2.order("O1"), m2.order("O2"), m2.order("O3")
+            assert a.state is OrderState.CANCELED and a.cl_ord_id == "a-x"
+            assert b.state is OrderState.NEW and b.qty == 10 and b.cl_ord_id == "b"
+            assert c.state is OrderState.NEW
+            kinds = [(type(o).__name__, getattr(o, "execution", None) and o.execution.exec_type) for o in sent]
+            assert ("ExecReport", ExecType.CANCELED) in kinds and ("CancelReject", None) in kinds
+            assert not any(k == ("ExecReport", ExecType.NEW) for k in kinds)  # resubmissions are silent
+            book = venues2["VENUE-A"].order_book(cfg.instruments.by_symbol("AAPL"))
+            assert len(book) == 2
+            assert m2.risk.usage(0)["open_orders"] == 2
+            assert m2._exec_seq > int(meta["exec_seq"]) and m2.find("FIRM1", "a") is a
 
     asyncio.run(scenario())
 
 
 def test_kill_switch_catches_orders_still_pending_new():
     async def scenario():
-        cfg, venues, m = setup()
-        for v in venues.values():
-            await v.start()
-        sent = []
-        m.set_output_sink(sent.append)
-        m.new_order(new(cfg, "b1"))
-        assert m.kill("account", "ACC1") == 0         # nothing acknowledged yet
-        await asyncio.sleep(0.01)
-        await m.drain()
-        assert m.order("O1").state is OrderState.CANCELED
-        assert sent[-1].execution.text == "canceled by kill switch"
-        for v in venues.values():
-            await v.stop()
+        async with running() as (cfg, venues, m):
+            sent = record_output(m)
+            m.new_order(new(cfg, "b1"))
+            assert m.kill("account", "ACC1") == 0         # nothing acknowledged yet
+            await asyncio.sleep(0.01)
+            await m.drain()
+            assert m.order("O1").state is OrderState.CANCELED
+            assert sent[-1].execution.text == "canceled by kill switch"
 
     asyncio.run(scenario())
 
@@ -246,33 +233,26 @@ def test_kill_switch_state_survives_a_restart():
 def test_reports_not_marked_sent_are_sent_again_with_poss_resend():
     async def scenario():
         journal = HoldingJournal()
-        cfg, venues, m = setup(journal)
-        for v in venues.values():
-            await v.start()
-        m.set_output_sink(lambda out: None)
-        m.new_order(new(cfg, "b1"))
-        await asyncio.sleep(0.01)
-        m.flush()
-        executions = [e for b, _ in journal.held for e in b.executions]
-        assert [e["exec_type"] for e in executions] == ["A", "0"]
-        first, *_ = journal.held
-        journal.held = [first]
-        journal.release()                    # only the PendingNew batch went out before the "crash"
-        m.flush()
-        meta = {**journal.held[-1][0].meta} if journal.held else {}
-        meta.update({"order_seq": "1", "exec_seq": "2"})
-        assert json.loads(meta["sent_exec_seq"]) == {"FIRM1": 1}
-        cfg2, venues2, m2 = setup()
-        for v in venues2.values():
-            await v.start()
-        sent = []
-        m2.set_output_sink(sent.append)
-        m2.restore([m._row(m.order("O1"))], [("FIRM1", "b1", "O1")], meta, {}, executions)
-        m2.resubmit_open_orders()
-        await m2.drain()
-        again = [o for o in sent if isinstance(o, ExecReport) and o.poss_resend]
-        assert [o.execution.exec_id for o in again] == ["X2"]
-        for v in list(venues.values()) + list(venues2.values()):
-            await v.stop()
+        async with running(journal) as (cfg, venues, m):
+            m.set_output_sink(lambda out: None)
+            m.new_order(new(cfg, "b1"))
+            await asyncio.sleep(0.01)
+            m.flush()
+            executions = [e for b, _ in journal.held for e in b.executions]
+            assert [e["exec_type"] for e in executions] == ["A", "0"]
+            first, *_ = journal.held
+            journal.held = [first]
+            journal.release()                    # only the PendingNew batch went out before the "crash"
+            m.flush()
+            meta = {**journal.held[-1][0].meta} if journal.held else {}
+            meta.update({"order_seq": "1", "exec_seq": "2"})
+            assert json.loads(meta["sent_exec_seq"]) == {"FIRM1": 1}
+            async with running() as (cfg2, venues2, m2):
+                sent = record_output(m2)
+                m2.restore([m._row(m.order("O1"))], [("FIRM1", "b1", "O1")], meta, {}, executions)
+                m2.resubmit_open_orders()
+                await m2.drain()
+                again = [o for o in sent if isinstance(o, ExecReport) and o.poss_resend]
+                assert [o.execution.exec_id for o in again] == ["X2"]
 
     asyncio.run(scenario())
