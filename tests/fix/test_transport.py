@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 
 from crossbook.fix.session import SystemClock
@@ -20,6 +21,28 @@ def initiator_settings(sender: str, port: int, **kw) -> SessionSettings:
                 socket_connect_host="127.0.0.1", socket_connect_port=port, heart_bt_int=5, reconnect_interval=0.2)
     base.update(kw)
     return SessionSettings(**base)
+
+
+@contextlib.asynccontextmanager
+async def running_acceptor(app, *targets: str, port: int = 0, **kw):
+    """An Acceptor on loopback for ``targets`` (settings ``kw``), started; stopped at the end."""
+    acceptor = Acceptor(acceptor_settings(*targets, **kw), app, host="127.0.0.1", port=port)
+    await acceptor.start()
+    try:
+        yield acceptor
+    finally:
+        await acceptor.stop()
+
+
+@contextlib.asynccontextmanager
+async def running_initiator(sender: str, port: int, app, *, max_logon_attempts: int | None = None, **kw):
+    """An Initiator for ``sender`` to ``port`` (settings ``kw``), started; stopped at the end."""
+    ini = Initiator(initiator_settings(sender, port, **kw), app, max_logon_attempts=max_logon_attempts)
+    try:
+        await ini.start()
+        yield ini
+    finally:
+        await ini.stop()
 
 
 def test_initiator_and_acceptor_exchange_orders_and_log_out():
@@ -67,9 +90,7 @@ def _raw_exchange(port: int, data: bytes, timeout: float = 3.0) -> bytes:
 
 def test_unknown_comp_ids_and_non_logon_are_refused_by_closing():
     async def main():
-        acceptor = Acceptor(acceptor_settings("FIRM1"), Collect(), host="127.0.0.1", port=0)
-        await acceptor.start()
-        try:
+        async with running_acceptor(Collect(), "FIRM1") as acceptor:
             clock = SystemClock()
             loop = asyncio.get_running_loop()
             unknown = Peer(clock, sender="WHO", target="VENUE").logon()
@@ -78,27 +99,19 @@ def test_unknown_comp_ids_and_non_logon_are_refused_by_closing():
             assert await loop.run_in_executor(None, _raw_exchange, acceptor.port, not_logon) == b""
             garbage = b"hello world\x01" * 10 + b"8=FIX.4.4\x019=5\x0135=A\x0110=000\x01"
             assert await loop.run_in_executor(None, _raw_exchange, acceptor.port, garbage) == b""
-        finally:
-            await acceptor.stop()
 
     asyncio.run(main())
 
 
 def test_second_connection_for_a_logged_on_session_is_refused():
     async def main():
-        acceptor = Acceptor(acceptor_settings("FIRM1"), Collect(), host="127.0.0.1", port=0)
-        await acceptor.start()
-        ini = Initiator(initiator_settings("FIRM1", acceptor.port), Collect())
-        try:
-            await ini.start()
+        async with running_acceptor(Collect(), "FIRM1") as acceptor, \
+                running_initiator("FIRM1", acceptor.port, Collect()) as ini:
             assert await ini.wait_logged_on(5)
             dup = Peer(SystemClock(), sender="FIRM1", target="VENUE").logon()
             got = await asyncio.get_running_loop().run_in_executor(None, _raw_exchange, acceptor.port, dup)
             assert got == b""
             assert ini.is_logged_on()
-        finally:
-            await ini.stop()
-            await acceptor.stop()
 
     asyncio.run(main())
 
@@ -106,13 +119,8 @@ def test_second_connection_for_a_logged_on_session_is_refused():
 def test_initiator_reconnects_after_acceptor_restart_and_resumes_sequence_numbers():
     async def main():
         venue = Collect()
-        acceptor = Acceptor(acceptor_settings("FIRM1"), venue, host="127.0.0.1", port=0)
-        await acceptor.start()
-        port = acceptor.port
-        firm = Collect()
-        ini = Initiator(initiator_settings("FIRM1", port), firm)
-        try:
-            await ini.start()
+        async with running_acceptor(venue, "FIRM1") as acceptor, \
+                running_initiator("FIRM1", acceptor.port, Collect()) as ini:
             assert await ini.wait_logged_on(5)
             ini.send(None, b"D", ORDER)
             assert await until(lambda: len(venue.messages) == 1)
@@ -127,18 +135,13 @@ def test_initiator_reconnects_after_acceptor_restart_and_resumes_sequence_number
             # Sequence numbers continued: the new Logon used the next number, nothing was reset.
             assert ini.session().next_sender_seq == sent_before + 1
             assert acceptor_session.next_target_seq == sent_before + 1
-        finally:
-            await ini.stop()
-            await acceptor.stop()
 
     asyncio.run(main())
 
 
 def test_initiator_keeps_retrying_until_the_acceptor_appears():
     async def main():
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = _free_port()
         ini = Initiator(initiator_settings("FIRM1", port), Collect())
         await ini.start()
         try:
@@ -163,11 +166,8 @@ def test_failing_application_costs_the_connection_not_the_acceptor():
 
     async def main():
         broken = Broken()
-        acceptor = Acceptor(acceptor_settings("FIRM1"), broken, host="127.0.0.1", port=0)
-        await acceptor.start()
-        ini = Initiator(initiator_settings("FIRM1", acceptor.port), Collect())
-        try:
-            await ini.start()
+        async with running_acceptor(broken, "FIRM1") as acceptor, \
+                running_initiator("FIRM1", acceptor.port, Collect()) as ini:
             assert await ini.wait_logged_on(5)
             ini.send(None, b"D", ORDER)
             assert await until(lambda: broken.logouts >= 1)
@@ -176,9 +176,6 @@ def test_failing_application_costs_the_connection_not_the_acceptor():
             # ... so after the reconnect it is asked for again (and fails again: still no crash).
             assert await until(lambda: broken.logons >= 2 and broken.logouts >= 2, 5)
             assert acceptor.session().next_target_seq == 2
-        finally:
-            await ini.stop()
-            await acceptor.stop()
 
     asyncio.run(main())
 
@@ -263,17 +260,10 @@ Password=s3cret
 
 def test_wrong_password_is_refused_with_a_logout():
     async def main():
-        acceptor = Acceptor(acceptor_settings("FIRM1", username="u", password="right"), Collect(),
-                            host="127.0.0.1", port=0)
-        await acceptor.start()
-        ini = Initiator(initiator_settings("FIRM1", acceptor.port, username="u", password="wrong"), Collect())
-        try:
-            await ini.start()
+        async with running_acceptor(Collect(), "FIRM1", username="u", password="right") as acceptor, \
+                running_initiator("FIRM1", acceptor.port, Collect(), username="u", password="wrong") as ini:
             assert await until(lambda: ini.connect_attempts >= 2, 5)
             assert not ini.is_logged_on() and not acceptor.is_logged_on()
-        finally:
-            await ini.stop()
-            await acceptor.stop()
 
     asyncio.run(main())
 
@@ -283,20 +273,13 @@ def test_exchange_under_uvloop():
     uvloop = pytest.importorskip("uvloop")
 
     async def main():
-        venue = ExecutingVenue()
-        acceptor = Acceptor(acceptor_settings("FIRM1"), venue, host="127.0.0.1", port=0)
-        await acceptor.start()
         firm = Collect()
-        ini = Initiator(initiator_settings("FIRM1", acceptor.port), firm)
-        try:
-            await ini.start()
+        async with running_acceptor(ExecutingVenue(), "FIRM1") as acceptor, \
+                running_initiator("FIRM1", acceptor.port, firm) as ini:
             assert await ini.wait_logged_on(5)
             ini.send(None, b"D", ORDER)
             assert await until(lambda: len(firm.messages) == 1)
             assert isinstance(asyncio.get_running_loop(), uvloop.Loop)
-        finally:
-            await ini.stop()
-            await acceptor.stop()
 
     loop = uvloop.new_event_loop()
     try:
@@ -338,12 +321,6 @@ def test_peer_that_never_reads_is_cut_off(monkeypatch):
 
 # -- why an initiator could not log on: last_disconnect_reason, max_logon_attempts ---------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_initiator_gives_up_after_max_logon_attempts_with_the_reason():
     async def main():
         port = _free_port()  # nothing listens there
@@ -367,37 +344,24 @@ def test_initiator_gives_up_after_max_logon_attempts_with_the_reason():
 
 def test_logon_refused_with_a_logout_reports_its_text():
     async def main():
-        acceptor = Acceptor(acceptor_settings("FIRM1", username="u", password="right"), Collect(),
-                            host="127.0.0.1", port=0)
-        await acceptor.start()
-        ini = Initiator(initiator_settings("FIRM1", acceptor.port, username="u", password="wrong"), Collect(),
-                        max_logon_attempts=1)
-        try:
-            await ini.start()
+        async with running_acceptor(Collect(), "FIRM1", username="u", password="right") as acceptor, \
+                running_initiator("FIRM1", acceptor.port, Collect(), username="u", password="wrong",
+                                  max_logon_attempts=1) as ini:
             assert not await ini.wait_logged_on(10)
             assert ini.gave_up and ini.connect_attempts == 1
             assert ini.last_disconnect_reason == "logout: Invalid Username or Password"
             assert ini.session().last_disconnect_reason == "logout: Invalid Username or Password"
-        finally:
-            await ini.stop()
-            await acceptor.stop()
 
     asyncio.run(main())
 
 
 def test_unknown_comp_id_closed_by_the_acceptor_is_a_failed_attempt():
     async def main():
-        acceptor = Acceptor(acceptor_settings("FIRM1"), Collect(), host="127.0.0.1", port=0)
-        await acceptor.start()
-        ini = Initiator(initiator_settings("STRANGER", acceptor.port), Collect(), max_logon_attempts=2)
-        try:
-            await ini.start()
+        async with running_acceptor(Collect(), "FIRM1") as acceptor, \
+                running_initiator("STRANGER", acceptor.port, Collect(), max_logon_attempts=2) as ini:
             assert not await ini.wait_logged_on(10)
             assert ini.gave_up and ini.connect_attempts == 2
             assert ini.last_disconnect_reason == "connection closed"
-        finally:
-            await ini.stop()
-            await acceptor.stop()
 
     asyncio.run(main())
 
