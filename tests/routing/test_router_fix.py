@@ -73,6 +73,25 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 100))
 
 
+def start_slow_a_and_b(tmp_path, venue_proc):
+    """VENUE-A answering 400 ms late and VENUE-B; returns A's config (to restart it), A and B."""
+    cfg_a = venue_config(tmp_path, "VENUE-A", faults="latency_us = 400000")
+    va = venue_proc(cfg_a)
+    vb = venue_proc(venue_config(tmp_path, "VENUE-B"))
+    return cfg_a, va, vb
+
+
+async def sweep_with_a_child_in_flight_at_a(r: FixRig) -> None:
+    """Offers of 100 @ 23010 at A and 50 @ 23005 at B, then parent P1 buying 200 @ 23010: its
+    child at A is received (and matched) there but, A being slow, not yet reported."""
+    mk = r.quote(r.fa, Side.SELL, 100, 23010)
+    r.quote(r.fb, Side.SELL, 50, 23005)
+    await r.wait(lambda: r.router.depth(AAPL, 5)[1] == [(23005, 50, 1), (23010, 100, 1)], "market data")
+    await r.wait(lambda: [e for e in r.events if e.venue_cl_ord_id == mk and e.kind == K.NEW], "maker ack")
+    r.router.new_order(VenueOrder("P1", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 200, 23010))
+    await asyncio.sleep(0.1)
+
+
 def test_sweep_across_two_fix_venues_and_rest_the_remainder(tmp_path, venue_proc):
     va = venue_proc(venue_config(tmp_path, "VENUE-A"))
     vb = venue_proc(venue_config(tmp_path, "VENUE-B"))
@@ -106,19 +125,12 @@ def test_sweep_across_two_fix_venues_and_rest_the_remainder(tmp_path, venue_proc
 def test_venue_killed_in_the_middle_of_a_sweep_and_brought_back_is_reconciled(tmp_path, venue_proc):
     # A answers 400 ms late, so the sweep's child there is received (and matched) but not yet
     # reported when the process is killed: the fill dies with the venue's books.
-    cfg_a = venue_config(tmp_path, "VENUE-A", faults="latency_us = 400000")
-    va = venue_proc(cfg_a)
-    vb = venue_proc(venue_config(tmp_path, "VENUE-B"))
+    cfg_a, va, vb = start_slow_a_and_b(tmp_path, venue_proc)
     port_a = va.port
 
     async def main():
         async with FixRig(tmp_path, port_a, vb.port) as r:
-            mk = r.quote(r.fa, Side.SELL, 100, 23010)
-            r.quote(r.fb, Side.SELL, 50, 23005)
-            await r.wait(lambda: r.router.depth(AAPL, 5)[1] == [(23005, 50, 1), (23010, 100, 1)], "market data")
-            await r.wait(lambda: [e for e in r.events if e.venue_cl_ord_id == mk and e.kind == K.NEW], "maker ack")
-            r.router.new_order(VenueOrder("P1", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 200, 23010))
-            await asyncio.sleep(0.1)
+            await sweep_with_a_child_in_flight_at_a(r)
             va.kill()                                                   # SIGKILL mid-sweep
             await r.wait(lambda: not r.fa.is_up, "A down")
             await r.wait(lambda: r.up(K.TRADE), "B's fill")
@@ -155,19 +167,12 @@ def test_venue_killed_in_the_middle_of_a_sweep_and_brought_back_is_reconciled(tm
 
 
 def test_parent_cancel_while_a_venue_is_killed_waits_for_its_reconciliation(tmp_path, venue_proc):
-    cfg_a = venue_config(tmp_path, "VENUE-A", faults="latency_us = 400000")
-    va = venue_proc(cfg_a)
-    vb = venue_proc(venue_config(tmp_path, "VENUE-B"))
+    cfg_a, va, vb = start_slow_a_and_b(tmp_path, venue_proc)
     port_a = va.port
 
     async def main():
         async with FixRig(tmp_path, port_a, vb.port) as r:
-            mk = r.quote(r.fa, Side.SELL, 100, 23010)
-            r.quote(r.fb, Side.SELL, 50, 23005)
-            await r.wait(lambda: r.router.depth(AAPL, 5)[1] == [(23005, 50, 1), (23010, 100, 1)], "market data")
-            await r.wait(lambda: [e for e in r.events if e.venue_cl_ord_id == mk and e.kind == K.NEW], "maker ack")
-            r.router.new_order(VenueOrder("P1", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 200, 23010))
-            await asyncio.sleep(0.1)
+            await sweep_with_a_child_in_flight_at_a(r)
             va.kill()
             await r.wait(lambda: not r.fa.is_up and r.up(K.TRADE), "A down, B filled")
             r.router.cancel_order("P1", "P1-c")                         # A's child cannot be reached
