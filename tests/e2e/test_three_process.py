@@ -121,7 +121,8 @@ def test_three_processes_route_sweep_fail_over_reconcile_and_drop_copy(tmp_path)
             buy = c1.new_order(side="1", qty=150, price="230.02", extra=[(100, "SOR"), (59, "3")])  # IOC
             await wait_for(lambda: any(m.get(39) in (b"2", b"4") for m in reports(c1, buy)), "sweep done")
             fills = [m for m in reports(c1, buy) if m.get(150) == b"F"]
-            assert sorted((m.get(32), m.get(31)) for m in fills) == [(b"100", b"230.01"), (b"50", b"230.02")]
+            assert sorted((m.get(32), m.get(31), m.get(30)) for m in fills) == [
+                (b"100", b"230.01", b"VENUE-A"), (b"50", b"230.02", b"VENUE-B")]   # LastMkt: the venue, not SOR
             last = fills[-1]
             assert (last.get(14), last.get(151), last.get(39)) == (b"150", b"0", b"2")
             assert Decimal(last.get(6).decode()) == (Decimal("230.01") * 100 + Decimal("230.02") * 50) / 150

@@ -77,6 +77,8 @@ def test_routed_order_through_the_order_manager():
         assert [e.exec_type for e in ex] == [ExecType.PENDING_NEW, ExecType.NEW] + [ExecType.TRADE] * 3
         assert [(e.last_qty, e.last_px, e.cum_qty, e.leaves_qty) for e in ex[2:]] == [
             (30, 23001, 30, 170), (20, 23003, 50, 150), (50, 23002, 100, 100)]
+        # Each fill names the venue that filled it (LastMkt), not the router.
+        assert [e.venue for e in ex[2:]] == ["VENUE-A", "VENUE-A", "VENUE-B"]
         assert avg_px(order, aapl.tick_size) == Decimal(30 * 23001 + 20 * 23003 + 50 * 23002) / 100 / 100
         # The remainder rests at A; the client replaces down, then cancels: one order all along.
         await _wait(lambda: a.top_of_book(aapl)[:2] == (23003, 100), "remainder resting at A")

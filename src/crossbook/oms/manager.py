@@ -605,7 +605,8 @@ class OrderManager:
         transition(order, Trigger.FILL if order.leaves_qty == 0 else Trigger.PARTIAL_FILL)
         if order.leaves_qty == 0:
             self._close_risk(order)
-        self._execution(order, ExecType.TRADE, last_qty=qty, last_px=px)
+        # Execution.venue is the client's LastMkt (30): a router names the child venue that filled.
+        self._execution(order, ExecType.TRADE, last_qty=qty, last_px=px, venue=ev.last_mkt)
         if pending and order.state is OrderState.FILLED:
             # The pending cancel/replace can no longer happen: answer it now.
             to = CxlRejResponseTo.REPLACE if order.pending_kind == "replace" else CxlRejResponseTo.CANCEL
@@ -725,12 +726,13 @@ class OrderManager:
     # ------------------------------------------------------------------ executions and batching
     def _execution_args(self, order: Order, exec_type: ExecType, exec_id: str, cl_ord_id: str | None,
                         orig_cl_ord_id: str | None, last_qty: int, last_px: int, text: str, reason: str,
-                        ord_rej_reason: int, seq: int) -> tuple:
-        """An Execution's values in field order (_EXECUTION_ARGS)."""
+                        ord_rej_reason: int, seq: int, venue: str = "") -> tuple:
+        """An Execution's values in field order (_EXECUTION_ARGS). ``venue``: where a fill happened
+        when that is not the order's venue (a router's child venue), else the order's venue."""
         return (exec_id, order.order_id, seq, order.cl_ord_id if cl_ord_id is None else cl_ord_id,
                 order.orig_cl_ord_id if orig_cl_ord_id is None else orig_cl_ord_id, exec_type, order.ord_status,
                 order.symbol, order.side, order.qty, order.price, last_qty, last_px, order.cum_qty, order.leaves_qty,
-                order.cum_value, order.venue, text or order.text, reason, ord_rej_reason, self.clock.now_ns(),
+                order.cum_value, venue or order.venue, text or order.text, reason, ord_rej_reason, self.clock.now_ns(),
                 order.account, order.session)
 
     def _make_execution(self, order: Order, exec_type: ExecType, *, exec_id: str = "", cl_ord_id: str | None = None,
@@ -741,11 +743,11 @@ class OrderManager:
 
     def _execution(self, order: Order, exec_type: ExecType, *, cl_ord_id: str | None = None,
                    orig_cl_ord_id: str | None = None, last_qty: int = 0, last_px: int = 0, text: str = "",
-                   reason: str = "", ord_rej_reason: OrdRejReason | None = None) -> Execution:
+                   reason: str = "", ord_rej_reason: OrdRejReason | None = None, venue: str = "") -> Execution:
         self._exec_seq += 1
         seq = self._exec_seq
         args = self._execution_args(order, exec_type, f"X{seq}", cl_ord_id, orig_cl_ord_id, last_qty, last_px,
-                                    text, reason, ord_rej_reason.value if ord_rej_reason else -1, seq)
+                                    text, reason, ord_rej_reason.value if ord_rej_reason else -1, seq, venue)
         ex = Execution(*args)
         order.updated_ns = ex.ts
         self._dirty(order)

@@ -804,6 +804,7 @@ class SmartRouter:
         parent.cum += qty
         ev = self._parent_event(parent, _K.TRADE)
         ev.last_qty, ev.last_px, ev.exec_id = qty, px, f"{child.venue.name}:{exec_id}"
+        ev.last_mkt = child.venue.name   # the client's LastMkt (30): where it filled, not the router
         if parent.cum >= parent.qty:
             parent.done = True
             ev.leaves_qty = 0

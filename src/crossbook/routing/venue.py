@@ -105,6 +105,8 @@ class VenueEvent:
     # Added beyond the issue-4 contract (additive, with a default):
     ord_status: int = -1           # the venue's OrdStatus after the event, a crossbook.core.Status value
                                    # (FIX OrdStatus numbers); -1 = not given
+    last_mkt: str = ""             # TRADE: the market that filled, when it is not ``venue`` itself (a
+                                   # router reports its child venue here: FIX LastMkt (30)); "" = ``venue``
 
 
 #: One price level of ``depth()``: (price in ticks, displayed quantity, number of orders).
