@@ -142,19 +142,13 @@ def test_initiator_reconnects_after_acceptor_restart_and_resumes_sequence_number
 def test_initiator_keeps_retrying_until_the_acceptor_appears():
     async def main():
         port = _free_port()
-        ini = Initiator(initiator_settings("FIRM1", port), Collect())
-        await ini.start()
-        try:
+        async with running_initiator("FIRM1", port, Collect()) as ini:
             assert await until(lambda: ini.connect_attempts >= 2, 5)
-            acceptor = Acceptor(acceptor_settings("FIRM1"), Collect(), host="127.0.0.1", port=port)
-            await acceptor.start()
-            try:
-                assert await ini.wait_logged_on(5)
-            finally:
-                await ini.stop()
-                await acceptor.stop()
-        finally:
-            await ini.stop()
+            async with running_acceptor(Collect(), "FIRM1", port=port):
+                try:
+                    assert await ini.wait_logged_on(5)
+                finally:
+                    await ini.stop()   # while the acceptor is up: a clean logout, not a reconnect loop
 
     asyncio.run(main())
 
@@ -397,24 +391,18 @@ def test_a_logon_resets_the_failure_count_and_the_reason_follows_the_session():
     async def main():
         port = _free_port()
         venue = Collect()
-        ini = Initiator(initiator_settings("FIRM1", port), Collect(), max_logon_attempts=50)
-        await ini.start()
-        try:
+        async with running_initiator("FIRM1", port, Collect(), max_logon_attempts=50) as ini:
             assert await until(lambda: ini.logon_failures >= 2, 10)
-            acceptor = Acceptor(acceptor_settings("FIRM1"), venue, host="127.0.0.1", port=port)
-            await acceptor.start()
-            try:
-                assert await ini.wait_logged_on(10)
-                acceptor.session().logout("maintenance")
-                acceptor._connections[acceptor.session().session_id].flush()
-                assert await until(lambda: ini.last_disconnect_reason == "logout: maintenance", 10)
-                assert ini.logon_failures == 0 and not ini.gave_up
-                assert await ini.wait_logged_on(10)  # and it reconnects
-            finally:
-                await ini.stop()
-                await acceptor.stop()
-        finally:
-            await ini.stop()
+            async with running_acceptor(venue, "FIRM1", port=port) as acceptor:
+                try:
+                    assert await ini.wait_logged_on(10)
+                    acceptor.session().logout("maintenance")
+                    acceptor._connections[acceptor.session().session_id].flush()
+                    assert await until(lambda: ini.last_disconnect_reason == "logout: maintenance", 10)
+                    assert ini.logon_failures == 0 and not ini.gave_up
+                    assert await ini.wait_logged_on(10)  # and it reconnects
+                finally:
+                    await ini.stop()   # while the acceptor is up: a clean logout, not a reconnect loop
 
     asyncio.run(main())
 
