@@ -28,3 +28,13 @@ def runner(coro, timeout: float = 60):
     from crossbook.fix.transport import install_uvloop
     install_uvloop()
     return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def until(pred, what: str, timeout: float = 5.0) -> None:
+    """Wait (polling, on the running loop) until ``pred()`` holds; fail naming ``what`` after
+    ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not pred():
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)

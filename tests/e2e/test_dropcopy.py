@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from fixpeer import FixPeer
-from omskit import make_config
+from omskit import make_config, until
 
 from crossbook.app.server import Server
 from crossbook.fix.store import MemoryStore
@@ -16,14 +16,6 @@ COPIED = (37, 11, 41, 17, 150, 39, 1, 55, 54, 38, 40, 44, 59, 32, 31, 30, 151, 1
 
 def execs(peer: FixPeer) -> list:
     return [m for m in peer.app.all if m.msg_type == b"8"]
-
-
-async def until(pred, what: str, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not pred():
-        assert loop.time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)
 
 
 def test_drop_copy_scopes_contents_and_resend(tmp_path, run):

@@ -10,7 +10,7 @@ import urllib.request
 from decimal import Decimal
 
 from fixpeer import FixPeer
-from omskit import make_config
+from omskit import make_config, until
 
 from crossbook.app.server import Server
 
@@ -29,14 +29,6 @@ def execs(peer: FixPeer, cl: str | None = None) -> list:
 def get_json(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=5) as resp:   # in a thread: the server runs on this loop
         return json.loads(resp.read())
-
-
-async def until(pred, what: str, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not pred():
-        assert loop.time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)
 
 
 async def acked(peer: FixPeer, cl: str) -> None:
