@@ -13,6 +13,7 @@ exchanges heartbeats and a clean logout with no Reject in either direction.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 
@@ -33,25 +34,33 @@ IBM = [{"symbol": "IBM", "asset_class": "equity", "tick_size": "0.01", "lot_size
 FIRMS = [{"name": "QF", "accounts": [{"name": "QFACC", "limits": {"max_order_qty": 1000}}]}]
 
 
+@contextlib.asynccontextmanager
+async def oms_with_quickfix_settings(tmp_path: Path, begin: str, heartbeat: int):
+    """A started Server with session QFCLIENT (firm QF, ``begin``) and IBM, and the QuickFIX
+    initiator settings file for that session; the server is stopped at the end."""
+    server = Server(make_config(str(tmp_path / "var"), instruments=IBM, firms=FIRMS,
+                                sessions=[{"comp_id": "QFCLIENT", "firm": "QF", "begin_string": begin}]))
+    await server.start()
+    try:
+        settings = qfharness.write_settings(tmp_path / "qf.cfg", role="initiator", begin_string=begin,
+                                            sender="QFCLIENT", target="CROSSBOOK", port=server.fix_port,
+                                            log_dir=tmp_path / "qflog", heartbeat=heartbeat)
+        yield server, settings
+    finally:
+        await server.stop()
+
+
 @pytest.mark.parametrize("version,begin", [("4.2", "FIX.4.2"), ("4.4", "FIX.4.4")])
 def test_quickfix_initiator_trades_with_the_oms(tmp_path, run, version, begin):
     binary = qfharness.build("qf_initiator")
 
     async def scenario():
-        server = Server(make_config(str(tmp_path / "var"), instruments=IBM, firms=FIRMS,
-                                    sessions=[{"comp_id": "QFCLIENT", "firm": "QF", "begin_string": begin}]))
-        await server.start()
-        try:
-            settings = qfharness.write_settings(tmp_path / "qf.cfg", role="initiator", begin_string=begin,
-                                                sender="QFCLIENT", target="CROSSBOOK", port=server.fix_port,
-                                                log_dir=tmp_path / "qflog", heartbeat=1)
+        async with oms_with_quickfix_settings(tmp_path, begin, heartbeat=1) as (server, settings):
             loop = asyncio.get_running_loop()
             code, log = await loop.run_in_executor(
                 None, lambda: qfharness.run_initiator(binary, settings, orders=3, heartbeats=1, timeout=20,
                                                       symbol="IBM"))
             return code, log, {o.cl_ord_id: o for o in server.manager.orders.values()}
-        finally:
-            await server.stop()
 
     code, log, orders = run(scenario(), timeout=120)
     result = log.line("RESULT ")
@@ -100,21 +109,13 @@ def test_quickfix_client_every_order_message(tmp_path, run, version, begin):
     (tmp_path / "script.txt").write_text(text)
 
     async def scenario():
-        server = Server(make_config(str(tmp_path / "var"), instruments=IBM, firms=FIRMS,
-                                    sessions=[{"comp_id": "QFCLIENT", "firm": "QF", "begin_string": begin}]))
-        await server.start()
-        try:
-            settings = qfharness.write_settings(tmp_path / "qf.cfg", role="initiator", begin_string=begin,
-                                                sender="QFCLIENT", target="CROSSBOOK", port=server.fix_port,
-                                                log_dir=tmp_path / "qflog", heartbeat=30)
+        async with oms_with_quickfix_settings(tmp_path, begin, heartbeat=30) as (server, settings):
             import subprocess
             loop = asyncio.get_running_loop()
             result = await loop.run_in_executor(None, lambda: subprocess.run(
                 [str(binary), "--config", str(settings), "--script", str(tmp_path / "script.txt"), "--timeout", "10"],
                 capture_output=True, text=True, timeout=120))
             return result
-        finally:
-            await server.stop()
 
     result = run(scenario(), timeout=180)
     log = qfharness.EventLog(result.stdout.splitlines())
