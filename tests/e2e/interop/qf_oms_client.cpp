@@ -24,20 +24,10 @@ class App : public interop::InitiatorApp {
  public:
   int app_received = 0, session_rejects = 0;
 
-  void toAdmin(FIX::Message& m, const FIX::SessionID&) override { interop::emit("SENT " + interop::bar_separated(m)); }
-  void toApp(FIX::Message& m, const FIX::SessionID&) throw(FIX::DoNotSend) override {
-    interop::emit("SENT " + interop::bar_separated(m));
-  }
-  void fromAdmin(const FIX::Message& m, const FIX::SessionID&)
-      throw(FIX::FieldNotFound, FIX::IncorrectDataFormat, FIX::IncorrectTagValue, FIX::RejectLogon) override {
-    interop::emit("RECV " + interop::bar_separated(m));
-    if (interop::msg_type(m) == "3") waiter.update([&] { session_rejects++; });
-  }
-  void fromApp(const FIX::Message& m, const FIX::SessionID&)
-      throw(FIX::FieldNotFound, FIX::IncorrectDataFormat, FIX::IncorrectTagValue,
-            FIX::UnsupportedMessageType) override {
-    interop::emit("RECV " + interop::bar_separated(m));
-    waiter.update([&] { app_received++; });
+ private:
+  void on_received(const FIX::Message& m, const FIX::SessionID&, bool application) override {
+    if (application) waiter.update([&] { app_received++; });
+    else if (interop::msg_type(m) == "3") waiter.update([&] { session_rejects++; });
   }
 };
 

@@ -51,27 +51,17 @@ struct Order {
   std::string avgpx() const { return cum ? decimal(notional / cum) : "0"; }
 };
 
-class AcceptorApp : public FIX::Application {
+class AcceptorApp : public interop::EchoingApp {
  public:
   std::set<FIX::SessionID> sessions;
 
   void onCreate(const FIX::SessionID& id) override { sessions.insert(id); }
   void onLogon(const FIX::SessionID& id) override { interop::emit("LOGON " + id.toString()); }
   void onLogout(const FIX::SessionID& id) override { interop::emit("LOGOUT " + id.toString()); }
-  void toAdmin(FIX::Message& m, const FIX::SessionID&) override {
-    interop::emit("SENT " + interop::bar_separated(m));
-  }
-  void toApp(FIX::Message& m, const FIX::SessionID&) throw(FIX::DoNotSend) override {
-    interop::emit("SENT " + interop::bar_separated(m));
-  }
-  void fromAdmin(const FIX::Message& m, const FIX::SessionID&)
-      throw(FIX::FieldNotFound, FIX::IncorrectDataFormat, FIX::IncorrectTagValue, FIX::RejectLogon) override {
-    interop::emit("RECV " + interop::bar_separated(m));
-  }
-  void fromApp(const FIX::Message& m, const FIX::SessionID& id)
-      throw(FIX::FieldNotFound, FIX::IncorrectDataFormat, FIX::IncorrectTagValue,
-            FIX::UnsupportedMessageType) override {
-    interop::emit("RECV " + interop::bar_separated(m));
+
+ private:
+  void on_received(const FIX::Message& m, const FIX::SessionID& id, bool application) override {
+    if (!application) return;
     std::string type = interop::msg_type(m);
     // QuickFIX calls us from its socket thread; one lock keeps the order book simple.
     std::lock_guard<std::mutex> lock(mutex_);
@@ -84,7 +74,6 @@ class AcceptorApp : public FIX::Application {
     else throw FIX::UnsupportedMessageType();
   }
 
- private:
   std::mutex mutex_;
   bool is42_ = false;
   int next_order_ = 1, next_exec_ = 1;

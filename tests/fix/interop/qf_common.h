@@ -94,9 +94,39 @@ class Waiter {
   std::condition_variable cv_;
 };
 
+// An Application that prints every message QuickFIX sends (SENT) or accepts (RECV), then
+// hands it to on_sent / on_received (application = false for session-level messages).
+// on_received may throw what fromApp/fromAdmin may (e.g. FIX::UnsupportedMessageType).
+class EchoingApp : public FIX::Application {
+ public:
+  void toAdmin(FIX::Message& m, const FIX::SessionID& id) override {
+    emit("SENT " + bar_separated(m));
+    on_sent(m, id);
+  }
+  void toApp(FIX::Message& m, const FIX::SessionID& id) throw(FIX::DoNotSend) override {
+    emit("SENT " + bar_separated(m));
+    on_sent(m, id);
+  }
+  void fromAdmin(const FIX::Message& m, const FIX::SessionID& id)
+      throw(FIX::FieldNotFound, FIX::IncorrectDataFormat, FIX::IncorrectTagValue, FIX::RejectLogon) override {
+    emit("RECV " + bar_separated(m));
+    on_received(m, id, false);
+  }
+  void fromApp(const FIX::Message& m, const FIX::SessionID& id)
+      throw(FIX::FieldNotFound, FIX::IncorrectDataFormat, FIX::IncorrectTagValue,
+            FIX::UnsupportedMessageType) override {
+    emit("RECV " + bar_separated(m));
+    on_received(m, id, true);
+  }
+
+ protected:
+  virtual void on_sent(const FIX::Message&, const FIX::SessionID&) {}
+  virtual void on_received(const FIX::Message&, const FIX::SessionID&, bool /*application*/) {}
+};
+
 // The session-state half of an initiator's Application: LOGON/LOGOUT lines, and flags the
-// main thread waits on through `waiter`. Subclasses add the message callbacks.
-class InitiatorApp : public FIX::Application {
+// main thread waits on through `waiter`. Subclasses add what they count in on_sent/on_received.
+class InitiatorApp : public EchoingApp {
  public:
   Waiter waiter;
   bool logged_on = false;

@@ -28,25 +28,11 @@ class OrderSender : public interop::InitiatorApp {
   std::map<std::string, int> received;      // MsgType -> count
   std::map<std::string, int> sent;          // MsgType -> count
 
-  void toAdmin(FIX::Message& m, const FIX::SessionID&) override { on_sent(m); }
-  void toApp(FIX::Message& m, const FIX::SessionID&) throw(FIX::DoNotSend) override { on_sent(m); }
-  void fromAdmin(const FIX::Message& m, const FIX::SessionID&)
-      throw(FIX::FieldNotFound, FIX::IncorrectDataFormat, FIX::IncorrectTagValue, FIX::RejectLogon) override {
-    on_received(m, false);
-  }
-  void fromApp(const FIX::Message& m, const FIX::SessionID&)
-      throw(FIX::FieldNotFound, FIX::IncorrectDataFormat, FIX::IncorrectTagValue,
-            FIX::UnsupportedMessageType) override {
-    on_received(m, true);
-  }
-
  private:
-  void on_sent(const FIX::Message& m) {
-    interop::emit("SENT " + interop::bar_separated(m));
+  void on_sent(const FIX::Message& m, const FIX::SessionID&) override {
     waiter.update([&] { sent[interop::msg_type(m)]++; });
   }
-  void on_received(const FIX::Message& m, bool application) {
-    interop::emit("RECV " + interop::bar_separated(m));
+  void on_received(const FIX::Message& m, const FIX::SessionID&, bool application) override {
     std::string clordid = interop::field_or(m, 11, "");
     waiter.update([&] {
       received[interop::msg_type(m)]++;
