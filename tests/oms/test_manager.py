@@ -256,3 +256,44 @@ def test_reports_not_marked_sent_are_sent_again_with_poss_resend():
                 assert [o.execution.exec_id for o in again] == ["X2"]
 
     asyncio.run(scenario())
+
+
+def test_orders_held_at_their_venue_are_not_entered_again_after_a_restart():
+    """A remote venue (a venue process) outlives the server: hold_at_venue() keeps its orders out
+    of resubmit_open_orders while the venue's events still reach them."""
+    async def scenario():
+        async with running() as (cfg, venues, m):
+            m.new_order(new(cfg, "a"))
+            m.new_order(new(cfg, "b"))
+            await asyncio.sleep(0.01)
+            await m.drain()
+            rows = [m._row(o) for o in m.orders.values()]
+            ids = [(s, c, o) for (s, c), o in m._by_cl_ord_id.items()]
+            usage = {0: m.risk.usage(0)}
+            meta = {"order_seq": "2", "exec_seq": str(m._exec_seq)}
+
+        async with running() as (cfg2, venues2, m2):
+            sent = record_output(m2)
+            m2.restore(rows, ids, meta, usage)
+            held = m2.hold_at_venue("O1")
+            assert held is m2.order("O1")
+            assert m2.resubmit_open_orders() == 1            # O2 only
+            await asyncio.sleep(0.01)
+            book = venues2["VENUE-A"].order_book(cfg.instruments.by_symbol("AAPL"))
+            assert len(book) == 1
+            assert [o.order_id for o in m2.open_orders()] == ["O1", "O2"]
+            m2.on_venue_event(VenueEvent(VenueEventKind.TRADE, "VENUE-A", held.venue_cl_ord_id, "V9",
+                                         last_qty=4, last_px=22900, leaves_qty=6, cum_qty=4, exec_id="E1"))
+            await m2.drain()
+            fills = [o.execution for o in sent if isinstance(o, ExecReport)
+                     and o.execution.exec_type is ExecType.TRADE]
+            assert [(e.order_id, e.last_qty, e.cum_qty) for e in fills] == [("O1", 4, 4)]
+            for bad in ("O9", "O404"):
+                try:
+                    m2.hold_at_venue(bad)
+                except ValueError as e:
+                    assert bad in str(e)
+                else:
+                    raise AssertionError("hold_at_venue accepted an unknown order")
+
+    asyncio.run(scenario())

@@ -83,7 +83,6 @@ class Server:
         self.venue_states: dict[str, dict] = {}      # name -> {"kind", "up", "reason", "since_ns"}
         self.drop_copy: DropCopyPublisher | None = None
         self._audit_logs: list = []
-        self._remote_open: list = []                 # open orders restored at FIX venues (not re-entered)
         self.restored_remote = 0
         self.manager: OrderManager | None = None
         self.gateway: FixGateway | None = None
@@ -210,22 +209,15 @@ class Server:
                 stop_price=order.stop_px, display_qty=order.display_qty, post_only=order.post_only,
                 expire_time=order.expire_time, owner=acc.index + 1, stp=acc.stp),
                 cum_qty=order.cum_qty, venue_order_id=order.venue_order_id)
-            # The manager has no public call for "this order is live at its venue, do not
-            # re-enter it": map the venue's id to the order (so reconciliation events find it)
-            # and keep it out of resubmit_open_orders (see _resubmit).
-            manager._by_venue_id[(order.venue, order.venue_cl_ord_id)] = order
-            self._remote_open.append(order)
+            # Live at its venue: the venue's events reach it, resubmit_open_orders leaves it alone.
+            manager.hold_at_venue(order.order_id)
             count += 1
         return count
 
     def _resubmit(self) -> int:
-        """``resubmit_open_orders`` for the orders at in-process venues and routers only."""
-        manager = self.manager
-        kept = {o.order_id: manager._open.pop(o.order_id) for o in self._remote_open if o.order_id in manager._open}
-        try:
-            return manager.resubmit_open_orders()
-        finally:
-            manager._open.update(kept)
+        """``resubmit_open_orders``: re-enters the orders at in-process venues and routers (the
+        orders held at FIX venues by ``_restore_remote_orders`` stay where they are)."""
+        return self.manager.resubmit_open_orders()
 
     @property
     def fix_port(self) -> int:

@@ -132,6 +132,7 @@ class OrderManager:
         self._by_venue_id: dict[tuple[str, str], Order] = {}  # (venue, venue ClOrdID) -> order
         self._risk_price: dict[str, int] = {}                 # order_id -> price its risk usage is held at
         self._absorb_ack: set[tuple[str, str]] = set()        # resubmitted after restart: ack is silent
+        self._held_at_venue: set[str] = set()                 # restored orders a remote venue still holds
         self._seen_venue_exec: set[tuple[str, str]] = set()
         self._killed: frozenset[int] = frozenset()           # account indices a kill switch blocks
         self._sent_exec_seq: dict[str, int] = {}             # session -> highest stored ExecID seq sent
@@ -867,10 +868,26 @@ class OrderManager:
         if risk_snapshot:
             self.risk.restore(risk_snapshot)
 
+    def hold_at_venue(self, order_id: str) -> Order:
+        """After :meth:`restore`, before :meth:`resubmit_open_orders`: the open order ``order_id``
+        is still held by its venue, a venue process that outlived this server (a FixVenue, which
+        reconciles it at logon), so it must not be entered again. Its venue ids are mapped again,
+        so the venue's events reach it, and ``resubmit_open_orders`` leaves it where it is.
+        Returns the order; ValueError when it is not an open order with a venue id."""
+        order = self._open.get(order_id)
+        if order is None:
+            raise ValueError(f"hold_at_venue: {order_id!r} is not an open order (restore() it first)")
+        if not order.venue_cl_ord_id:
+            raise ValueError(f"hold_at_venue: order {order_id} was never sent to a venue")
+        self._by_venue_id[(order.venue, order.venue_cl_ord_id)] = order
+        self._held_at_venue.add(order_id)
+        return order
+
     def resubmit_open_orders(self) -> int:
         """After a restart: send again (PossResend) the stored reports that may not have gone out,
         put every open order back on its venue (in entry order) and finish what was in flight: a
-        pending cancel completes, a pending replace is refused."""
+        pending cancel completes, a pending replace is refused. Orders held at their venue
+        (:meth:`hold_at_venue`) are left to the venue's reconciliation."""
         for row in sorted(self._unsent, key=lambda e: e["seq"]):
             ex = Execution.from_row(row)
             order = self.orders.get(ex.order_id)
@@ -881,6 +898,8 @@ class OrderManager:
         self._unsent = []
         count = 0
         for order in self.open_orders():
+            if order.order_id in self._held_at_venue:
+                continue
             venue = self.venues.get(order.venue)
             if order.state is OrderState.PENDING_CANCEL:
                 if order.pending_kind != "cancel":
