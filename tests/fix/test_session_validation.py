@@ -6,7 +6,7 @@ import pytest
 from crossbook.fix.session import Session, TestClock, UnsupportedMessageType
 from crossbook.fix.store import MemoryStore
 
-from fix_sessionkit import Peer, Recorder, out, settings
+from fix_sessionkit import Peer, Recorder, logged_on, out, settings
 
 pytest.importorskip("crossbook.fix.validation")
 
@@ -113,11 +113,7 @@ def test_validator_garbled_result_is_ignored_without_advancing():
             return RejectInfo(None, None, "odd structure", kind="garbled")
         return None
 
-    s = Session(settings(), store=MemoryStore(), clock=TestClock(), application=Recorder(), validator=validator)
-    s.on_connected()
-    peer = Peer(s.clock)
-    s.receive(peer.logon())
-    out(s)
+    s, peer, _, _ = logged_on(validator=validator)
     s.receive(peer.build(b"D", ORDER + [(7777, b"x")]))   # seq 2: dropped, no answer
     assert out(s) == [] and s.next_target_seq == 2 and s.connected
     assert any("garbled input ignored: odd structure" in getattr(e, "text", "") for e in s.events())
@@ -144,11 +140,7 @@ def test_validator_unsupported_version_gets_the_begin_string_logout():
             return RejectInfo(None, 8, "Incorrect BeginString", kind="unsupported_version")
         return None
 
-    s = Session(settings(), store=MemoryStore(), clock=TestClock(), application=Recorder(), validator=validator)
-    s.on_connected()
-    peer = Peer(s.clock)
-    s.receive(peer.logon())
-    out(s)
+    s, peer, _, _ = logged_on(validator=validator)
     s.receive(peer.build(b"D", ORDER + [(7777, b"x")]))
     [logout] = out(s)
     assert logout.msg_type == b"5" and logout[58] == b"Incorrect BeginString"
