@@ -434,10 +434,18 @@ class FixVenue(Application):
             return
         # A resend (the venue missed messages). Order entry is replayed only while still
         # unanswered, so a venue that lost its store never sees stale orders again; status and
-        # market data requests are asked afresh after every logon instead.
-        if msg_type in (b"D", b"F", b"G"):
-            cl = next((v for t, v in body if t == 11), b"")
-            if (cl.decode("latin-1") if isinstance(cl, bytes) else str(cl)) in self._awaiting:
+        # market data requests are asked afresh after every logon, so only those of the current
+        # connection go again: a venue that saw a gap at this logon (messages of the previous
+        # connection that never reached it) asks for everything from the gap on, including the
+        # reconciliation's requests sent right after the logon, and must not lose them.
+        key = {b"D": 11, b"F": 11, b"G": 11, b"H": 790, b"V": 262}.get(msg_type)
+        if key is not None:
+            v = next((v for t, v in body if t == key), b"")
+            v = v.decode("latin-1") if isinstance(v, bytes) else str(v)
+            if msg_type == b"V":
+                if v.encode("latin-1") in self._md_req:
+                    return
+            elif v in (self._status_req if msg_type == b"H" else self._awaiting):
                 return
         raise DoNotSend()
 
