@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from fixpeer import FixPeer
+from lossyproxy import LossyProxy
 from crossbook.fix.store import MemoryStore
 from omskit import runner
 from servekit import free_port, http_json, start_server, stop_server, write_server_config
@@ -232,5 +233,67 @@ def test_server_restart_keeps_orders_live_at_fix_venues(tmp_path):
         try:
             assert stop_server(server) == 0
         finally:
+            va.kill()
+            vb.kill()
+
+
+def test_cancel_and_replace_lost_when_the_server_dies_are_sent_again_after_restart(tmp_path):
+    """The server dies with a cancel and a replace pending at VENUE-A that never reached it (the
+    link to A lost what the server sent, as a network failing one way). After the restart, A's
+    reconciliation shows both orders live with nothing answered: the server sends the requests
+    again, and the client gets its Canceled and Replaced, and A's book agrees."""
+    va = VenueProcess(venue_config(tmp_path, "VENUE-A"))
+    vb = VenueProcess(venue_config(tmp_path, "VENUE-B"))
+    link = LossyProxy(va.port)
+    fix_port, http_port = free_port(), free_port()
+    cfg = server_config(tmp_path, link.port, vb.port, fix_port, http_port)
+    store = MemoryStore()
+
+    async def before():
+        await wait_for(lambda: venues_up(http_port)["VENUE-A"], "A logged on")
+        async with FixPeer(fix_port, "FIRM2", store=store) as c2:
+            ask = c2.new_order(side="2", qty=100, price="230.01", extra=[(100, "VENUE-A")])
+            ask_r = c2.new_order(side="2", qty=100, price="230.02", extra=[(100, "VENUE-A")])
+            for cl in (ask, ask_r):
+                await wait_for(lambda: any(m.get(150) == b"0" for m in reports(c2, cl)), f"{cl} acknowledged")
+            link.lose_upstream = True
+            cxl = c2.cancel(ask, side="2")
+            rpl = c2.replace(ask_r, qty=60, price="230.02", side="2")
+            await wait_for(lambda: any(m.get(150) == b"6" for m in reports(c2, cxl)), "PendingCancel")
+            await wait_for(lambda: any(m.get(150) == b"E" for m in reports(c2, rpl)), "PendingReplace")
+            await asyncio.sleep(0.2)
+            assert link.lost_bytes > 0
+            return ask, ask_r, cxl, rpl
+
+    async def after(ask, ask_r, cxl, rpl):
+        await wait_for(lambda: venues_up(http_port)["VENUE-A"], "A logged on again")
+        async with FixPeer(fix_port, "FIRM2", store=store, reset=False) as c2, FixPeer(fix_port, "FIRM1") as c1:
+            await wait_for(lambda: any(m.get(150) == b"4" for m in reports(c2, cxl)), "Canceled after restart")
+            await wait_for(lambda: any(m.get(150) == b"5" for m in reports(c2, rpl)), "Replaced after restart")
+            done = [m for m in reports(c2, cxl) if m.get(150) == b"4"][0]
+            assert (done.get(41), done.get(39), done.get(151)) == (ask.encode(), b"4", b"0")
+            replaced = [m for m in reports(c2, rpl) if m.get(150) == b"5"][0]
+            assert (replaced.get(41), replaced.get(38), replaced.get(151)) == (ask_r.encode(), b"60", b"60")
+            # A's book: the canceled offer is gone, the replaced one rests for 60.
+            await asyncio.sleep(0.5)    # A's market data after the logon
+            buy = c1.new_order(side="1", qty=150, price="230.02", extra=[(100, "VENUE-A"), (59, "3")])
+            await wait_for(lambda: any(m.get(150) == b"4" or m.get(39) == b"2" for m in reports(c1, buy)), "buy done")
+            got = [(m.get(32), m.get(31)) for m in reports(c1, buy) if m.get(150) == b"F"]
+            assert got == [(b"60", b"230.02")]
+
+    server = start_server(cfg, tmp_path / "serve.log")
+    try:
+        ids = runner(before(), timeout=30)
+        server.kill()                      # dies with both requests unanswered
+        server.wait(10)
+        link.drop_connections()            # what the dead server sent is never delivered
+        link.lose_upstream = False
+        server = start_server(cfg, tmp_path / "serve-2.log")
+        runner(after(*ids), timeout=30)
+    finally:
+        try:
+            assert stop_server(server) == 0
+        finally:
+            link.close()
             va.kill()
             vb.kill()

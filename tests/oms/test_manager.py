@@ -297,3 +297,78 @@ def test_orders_held_at_their_venue_are_not_entered_again_after_a_restart():
                     raise AssertionError("hold_at_venue accepted an unknown order")
 
     asyncio.run(scenario())
+
+
+def _lost_on_the_way(venue, *names):
+    """Requests ``names`` of ``venue`` vanish (the server died before they left it)."""
+    for name in names:
+        setattr(venue, name, lambda *args, **kwargs: None)
+
+
+def _restart_held_at(venues, cfg, m):
+    """A second manager over the same (surviving) venues, restored from ``m``'s state with every
+    open order held at its venue, as `crossbook serve` does for FIX venues."""
+    rows = [m._row(o) for o in m.orders.values()]
+    ids = [(s, c, o) for (s, c), o in m._by_cl_ord_id.items()]
+    meta = {"order_seq": str(m._order_seq), "exec_seq": str(m._exec_seq)}
+    for venue in venues.values():   # the new process reaches the venue again
+        for name in ("new_order", "cancel_order", "replace_order"):
+            vars(venue).pop(name, None)
+    m2 = OrderManager(instruments=cfg.instruments, venues=venues, risk=build_risk(cfg), directory=cfg.directory,
+                      clock=SystemClock())
+    sent = record_output(m2)
+    m2.restore(rows, ids, meta, {0: m.risk.usage(0)})
+    for order in m2.open_orders():
+        m2.hold_at_venue(order.order_id)
+    assert m2.resubmit_open_orders() == 0
+    return m2, sent
+
+
+def _reconciled(order, **kw) -> VenueEvent:
+    """FixVenue's STATUS closing the reconciliation of ``order`` (live, nothing filled)."""
+    from crossbook.routing.fix_venue import RECONCILED
+    return VenueEvent(VenueEventKind.STATUS, order.venue, order.venue_cl_ord_id, order.venue_order_id,
+                      leaves_qty=order.leaves_qty, cum_qty=order.cum_qty, reason=RECONCILED,
+                      ord_status=kw.get("ord_status", 0), reason_code=kw.get("reason_code", 0))
+
+
+def test_cancel_and_replace_lost_at_a_restart_are_sent_again_on_reconciliation():
+    """A cancel and a replace pending at a venue that never got them (the server died first):
+    the venue's reconciliation STATUS shows the orders live, so the requests go out again and the
+    client gets its Canceled and Replaced."""
+    from crossbook.model.orders import ReplaceOrder
+
+    async def scenario():
+        async with running() as (cfg, venues, m):
+            a = m.new_order(new(cfg, "a"))
+            b = m.new_order(new(cfg, "b"))
+            c = m.new_order(new(cfg, "c"))
+            await asyncio.sleep(0.01)
+            await m.drain()
+            _lost_on_the_way(venues["VENUE-A"], "cancel_order", "replace_order")
+            m.cancel_order(CancelOrder(session="FIRM1", cl_ord_id="a-x", orig_cl_ord_id="a"))
+            m.replace_order(ReplaceOrder(session="FIRM1", cl_ord_id="b-r", orig_cl_ord_id="b", qty=20, price=22800))
+            await asyncio.sleep(0.01)
+            await m.drain()
+            assert (a.state, b.state) == (OrderState.PENDING_CANCEL, OrderState.PENDING_REPLACE)
+
+            m2, sent = _restart_held_at(venues, cfg, m)
+            for oid in ("O1", "O2", "O3"):
+                m2.on_venue_event(_reconciled(m2.order(oid)))
+            await asyncio.sleep(0.01)
+            await m2.drain()
+            a2, b2, c2 = m2.order("O1"), m2.order("O2"), m2.order("O3")
+            assert (a2.state, a2.cl_ord_id) == (OrderState.CANCELED, "a-x")
+            assert (b2.state, b2.cl_ord_id, b2.qty, b2.price) == (OrderState.NEW, "b-r", 20, 22800)
+            assert c2.state is OrderState.NEW
+            reports = [(o.execution.cl_ord_id, o.execution.exec_type) for o in sent if isinstance(o, ExecReport)]
+            assert reports == [("a-x", ExecType.CANCELED), ("b-r", ExecType.REPLACED)]
+            book = venues["VENUE-A"].order_book(cfg.instruments.by_symbol("AAPL"))
+            assert len(book) == 2                      # c, and b at its new size (a is gone)
+            # A second STATUS (e.g. after another reconnect) sends nothing again.
+            m2.on_venue_event(_reconciled(b2))
+            await asyncio.sleep(0.01)
+            await m2.drain()
+            assert len([o for o in sent if isinstance(o, (ExecReport, CancelReject))]) == 2
+
+    asyncio.run(scenario())

@@ -19,7 +19,7 @@ from operator import attrgetter
 from decimal import Decimal
 from typing import Any, Callable, Iterable, Protocol
 
-from crossbook.core import OrdType, Reason, Side, TimeInForce
+from crossbook.core import OrdType, Reason, Side, Status, TimeInForce
 from crossbook.model.enums import (
     CancelCause, CxlRejReason, CxlRejResponseTo, ExecType, OrderState, OrdRejReason, OrdStatus,
 )
@@ -31,6 +31,7 @@ from crossbook.model.orders import (
 from crossbook.oms.accounts import Directory
 from crossbook.oms.lifecycle import Trigger, transition
 from crossbook.oms.reports import CancelReject, ExecReport, MassCancelReport, Output
+from crossbook.routing.fix_venue import RECONCILED
 from crossbook.routing.venue import Venue, VenueEvent, VenueEventKind, VenueOrder
 
 log = logging.getLogger("crossbook.oms")
@@ -49,6 +50,8 @@ _CAUSE_OF_REASON = {
     int(Reason.EXPIRED): CancelCause.EXPIRED,
 }
 _EXPIRY_CAUSES = (CancelCause.END_OF_DAY, CancelCause.EXPIRED)
+# A venue's OrdStatus (crossbook.core.Status) of an order that is no longer live there.
+_VENUE_DONE = (int(Status.FILLED), int(Status.CANCELLED), int(Status.REJECTED))
 
 # The hot path builds executions positionally and snapshots orders with one C-level attrgetter
 # call (docs/oms.md, "The hot path"); this is the field order it relies on.
@@ -550,6 +553,8 @@ class OrderManager:
             self._on_rejected(order, ev)
         elif kind in (VenueEventKind.CANCEL_REJECTED, VenueEventKind.REPLACE_REJECTED):
             self._on_amend_rejected(order, ev)
+        elif kind == VenueEventKind.STATUS:
+            self._on_status(order, ev)
         elif kind.name == "STOP_TRIGGERED":
             if not order.state.is_terminal and order.begin_string != "FIX.4.2":
                 self._execution(order, ExecType.TRIGGERED, text="stop triggered")
@@ -571,6 +576,28 @@ class OrderManager:
             # The kill switch went on while this order was on its way: it must not stay open.
             order.text = _CAUSE_TEXT[CancelCause.KILL_SWITCH]
             self._request_cancel(order, order.cl_ord_id, "kill_switch", report=False)
+
+    def _on_status(self, order: Order, ev: VenueEvent) -> None:
+        """The venue's reconciliation of an order held at it after a restart (:meth:`hold_at_venue`):
+        its corrective events (fills, a cancel, a reject) came first; this STATUS closes it. If the
+        venue still has the order live, what was in flight at the restart is finished now: a
+        pending cancel or replace it never answered is sent again (its answer then comes as
+        usual)."""
+        if ev.reason != RECONCILED or order.order_id not in self._held_at_venue:
+            return
+        self._held_at_venue.discard(order.order_id)
+        if (order.state.is_terminal or ev.ord_status in _VENUE_DONE
+                or ev.reason_code == int(Reason.UNKNOWN_ORDER)):
+            return
+        venue = self.venues[order.venue]
+        if order.state is OrderState.PENDING_CANCEL:
+            # The venue knows the order and answered no cancel (an answer would have come before
+            # this STATUS, by resend): the request never reached it. Same id as the first time.
+            venue.cancel_order(order.venue_cl_ord_id, f"{order.venue_cl_ord_id}.c")
+        elif order.state is OrderState.PENDING_REPLACE:
+            new_vid = f"{order.order_id}.{order.venue_seq}"   # the id the lost replace carried
+            self._by_venue_id[(order.venue, new_vid)] = order
+            venue.replace_order(order.venue_cl_ord_id, new_vid, order.pending_qty, order.pending_price)
 
     def _on_rejected(self, order: Order, ev: VenueEvent) -> None:
         if order.state.is_terminal:
