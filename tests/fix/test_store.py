@@ -15,12 +15,12 @@ from crossbook.fix.store import FileStore, MemoryStore, store_name
 from fix_sessionkit import Peer, out, settings
 
 
-@pytest.fixture(params=["memory", "file"])
+@pytest.fixture(params=["memory", "file", "file-batch"])
 def store(request, tmp_path):
     if request.param == "memory":
         s = MemoryStore(5.0)
     else:
-        s = FileStore(str(tmp_path), "FIX.4.4-A-B", now=5.0)
+        s = FileStore(str(tmp_path), "FIX.4.4-A-B", now=5.0, batch=request.param == "file-batch")
     yield s
     s.close()
 
@@ -137,4 +137,122 @@ def test_file_store_survives_sigkill_and_answers_resend_after_restart(tmp_path):
     resent = out(session)
     assert [int(m[34]) for m in resent] == list(range(1, last + 1))
     assert all(m.msg_type == b"8" and m[43] == b"Y" and m[11] == b"ORD%d" % int(m[34]) for m in resent)
+    store.close()
+
+
+def test_batched_file_store_writes_once_per_file_and_only_when_asked(tmp_path, monkeypatch):
+    s = FileStore(str(tmp_path), "n", now=1.0, batch=True)
+    calls: list[int] = []
+    real_pwrite = os.pwrite
+
+    def counting_pwrite(fd, data, offset):
+        calls.append(fd)
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", counting_pwrite)
+    for seq in range(1, 21):
+        s.set(seq, b"report-%d" % seq)
+        s.incr_next_sender_seq()
+        s.incr_next_target_seq()
+    assert calls == []  # held in memory until write_pending()
+    on_disk = FileStore(str(tmp_path), "n", now=1.0)
+    assert on_disk.get_next_sender_seq() == 1 and on_disk.get(1, 20) == []
+    on_disk.close()
+    calls.clear()  # opening a store rewrites its sequence-number line: not ours to count
+    s.write_pending()
+    # One write each for the body, the index and the sequence numbers.
+    assert sorted(calls) == sorted([s._body_fd, s._index_fd, s._seq_fd])
+    s.write_pending()
+    assert len(calls) == 3  # nothing pending: no writes
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
+    reopened = FileStore(str(tmp_path), "n", now=1.0)
+    assert reopened.get_next_sender_seq() == 21 and reopened.get_next_target_seq() == 21
+    assert reopened.get(1, 20) == [(q, b"report-%d" % q) for q in range(1, 21)]
+    reopened.close()
+    # get() sees pending messages (it writes them first); reset drops what is pending.
+    s.set(21, b"late")
+    assert s.get(21, 21) == [(21, b"late")]
+    s.set(22, b"dropped")
+    s.reset(2.0)
+    s.close()
+    reopened = FileStore(str(tmp_path), "n", now=3.0)
+    assert reopened.get(1, 30) == [] and reopened.get_next_sender_seq() == 1
+    reopened.close()
+    with pytest.raises(ValueError, match="closed"):
+        s.set(1, b"after close")  # refused at once, not at a later write_pending()
+    with pytest.raises(ValueError, match="closed"):
+        s.incr_next_target_seq()
+
+
+def test_session_writes_a_batched_store_before_output_leaves_and_before_receive_returns(tmp_path):
+    clock = TestClock()
+    store = FileStore(str(tmp_path), "FIX.4.4-ISLD-TW", now=clock.now(), batch=True)
+    session = Session(settings(), store=store, clock=clock, validator=None)
+    session.on_connected()
+    peer = Peer(clock)
+    session.receive(peer.logon())
+    # receive() returned: the inbound sequence number is on disk, though no output was taken yet.
+    on_disk = FileStore(str(tmp_path), "FIX.4.4-ISLD-TW", now=clock.now())
+    assert on_disk.get_next_target_seq() == 2
+    on_disk.close()
+    session.send(b"8", [(11, b"ORD1")])
+    session.send(b"8", [(11, b"ORD2")])
+    data = session.data_to_send()
+    assert b"11=ORD2" in data
+    on_disk = FileStore(str(tmp_path), "FIX.4.4-ISLD-TW", now=clock.now())
+    assert on_disk.get_next_sender_seq() == 4  # logon response 1, reports 2 and 3
+    assert data.endswith(b"".join(raw for _, raw in on_disk.get(2, 3)))  # the bytes that left
+    on_disk.close()
+    session.on_disconnected()
+    # Not connected: a stored message is written at once (nothing would write it later).
+    session.send(b"8", [(11, b"ORD3")])
+    on_disk = FileStore(str(tmp_path), "FIX.4.4-ISLD-TW", now=clock.now())
+    assert on_disk.get_next_sender_seq() == 5 and b"11=ORD3" in on_disk.get(4, 4)[0][1]
+    on_disk.close()
+    store.close()
+
+
+_BATCH_WRITER = textwrap.dedent("""
+    import sys
+    from crossbook.fix.session import Session, TestClock
+    from crossbook.fix.settings import SessionSettings
+    from crossbook.fix.store import FileStore
+    sys.path.insert(0, sys.argv[2])
+    from fix_sessionkit import Peer
+    clock = TestClock()
+    store = FileStore(sys.argv[1], "FIX.4.4-ISLD-TW", now=clock.now(), batch=True)
+    session = Session(SessionSettings(begin_string="FIX.4.4", sender_comp_id="ISLD", target_comp_id="TW"),
+                      store=store, clock=clock, validator=None)
+    session.on_connected()
+    session.receive(Peer(clock).logon())
+    session.data_to_send()
+    for i in range(1, 10_000_000):
+        for j in range(3):   # several reports per flush, as the OMS sends them
+            session.send(b"8", [(11, b"ORD%d" % (3 * i + j))])
+        session.data_to_send()   # what a transport writes to the socket: stored first
+        print(session.next_sender_seq - 1, flush=True)
+""")
+
+
+def test_batched_file_store_survives_sigkill_after_output_left(tmp_path):
+    kit = os.path.dirname(os.path.abspath(__file__))
+    proc = subprocess.Popen([sys.executable, "-c", _BATCH_WRITER, str(tmp_path), kit],
+                            stdout=subprocess.PIPE, text=True)
+    last = 0
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            last = int(line)
+            if last >= 300:
+                break
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    assert last >= 300
+    store = FileStore(str(tmp_path), "FIX.4.4-ISLD-TW", now=0.0)
+    assert store.get_next_sender_seq() >= last + 1
+    assert store.get_next_target_seq() == 2
+    stored = store.get(2, last)
+    assert [q for q, _ in stored] == list(range(2, last + 1))  # every report that left is there
+    assert all(b"35=8\x01" in raw for _, raw in stored)
     store.close()

@@ -428,6 +428,7 @@ class Session:
         """The connection is gone (either side closed it); ``reason`` says why, if known."""
         if self.connected:
             self._disconnect(reason, request=False)
+        self.store.write_pending()
 
     def receive(self, data: bytes) -> None:
         """Bytes from the peer."""
@@ -435,6 +436,9 @@ class Session:
             return
         self._reader.feed(data)
         self.process_buffered()
+        # A batching store holds the inbound sequence numbers of this read until here: they
+        # reach the kernel before anything acts on the messages outside this call.
+        self.store.write_pending()
 
     def process_buffered(self) -> None:
         """Handle every complete frame the reader holds."""
@@ -456,6 +460,8 @@ class Session:
 
     def data_to_send(self) -> bytes:
         """Bytes to write to the socket, in order (and forget them)."""
+        # Stored before sent: a restarted process can answer a resend of anything that left.
+        self.store.write_pending()
         if not self._out:
             return b""
         data = b"".join(self._out)
@@ -1007,11 +1013,12 @@ class Session:
             if self.settings.persist_messages:
                 self.store.set(seq, raw)
             self.store.incr_next_sender_seq()
-        if is_admin:
-            if msg_type in (b"A", b"5", b"2", b"4") or self.is_logged_on:
-                self._write(raw)
-        elif self.is_logged_on:
+        if self.connected and (self.is_logged_on or (is_admin and msg_type in (b"A", b"5", b"2", b"4"))):
             self._write(raw)
+        else:
+            # Stored for a later resend but not handed to a transport, which would write the
+            # store's pending data first (data_to_send): write it now.
+            self.store.write_pending()
         return True
 
     def _write(self, raw: bytes) -> None:

@@ -52,7 +52,8 @@ def make_store(settings: SessionSettings, now: float) -> MessageStore:
         assert settings.file_store_path is not None
         name = store_name(settings.begin_string, settings.sender_comp_id, settings.target_comp_id,
                           settings.session_qualifier)
-        return FileStore(settings.file_store_path, name, now=now, fsync=settings.file_store_sync)
+        # Batched: the Session writes each read's and each flush's store records at once.
+        return FileStore(settings.file_store_path, name, now=now, fsync=settings.file_store_sync, batch=True)
     return MemoryStore(now)
 
 
