@@ -281,10 +281,16 @@ def test_cancel_and_replace_lost_when_the_server_dies_are_sent_again_after_resta
             got = [(m.get(32), m.get(31)) for m in reports(c1, buy) if m.get(150) == b"F"]
             assert got == [(b"60", b"230.02")]
 
+    kill_and_restart(tmp_path, cfg, before, after, link, [va, vb])
+
+
+def kill_and_restart(tmp_path, cfg, before, after, link: LossyProxy, venues) -> None:
+    """`crossbook serve` runs ``before()``, is SIGKILLed, what it sent through ``link`` is lost for
+    good, and a new server runs ``after(*before's result)``; everything is stopped at the end."""
     server = start_server(cfg, tmp_path / "serve.log")
     try:
         ids = runner(before(), timeout=30)
-        server.kill()                      # dies with both requests unanswered
+        server.kill()                      # dies with its requests unanswered
         server.wait(10)
         link.drop_connections()            # what the dead server sent is never delivered
         link.lose_upstream = False
@@ -295,5 +301,41 @@ def test_cancel_and_replace_lost_when_the_server_dies_are_sent_again_after_resta
             assert stop_server(server) == 0
         finally:
             link.close()
-            va.kill()
-            vb.kill()
+            for v in venues:
+                v.kill()
+
+
+def test_order_the_venue_never_got_before_the_server_died_is_rejected_after_restart(tmp_path):
+    """The server dies with a new order sent to VENUE-A but lost on the way (PendingNew): after the
+    restart, A's reconciliation does not know it, and its owner gets Rejected (not Canceled), with
+    the reason; an order A did acknowledge stays live."""
+    va = VenueProcess(venue_config(tmp_path, "VENUE-A"))
+    vb = VenueProcess(venue_config(tmp_path, "VENUE-B"))
+    link = LossyProxy(va.port)
+    fix_port, http_port = free_port(), free_port()
+    cfg = server_config(tmp_path, link.port, vb.port, fix_port, http_port)
+    store = MemoryStore()
+
+    async def before():
+        await wait_for(lambda: venues_up(http_port)["VENUE-A"], "A logged on")
+        async with FixPeer(fix_port, "FIRM2", store=store) as c2:
+            live = c2.new_order(side="2", qty=100, price="230.01", extra=[(100, "VENUE-A")])
+            await wait_for(lambda: any(m.get(150) == b"0" for m in reports(c2, live)), "acknowledged")
+            link.lose_upstream = True
+            lost = c2.new_order(side="2", qty=70, price="230.05", extra=[(100, "VENUE-A")])
+            await wait_for(lambda: any(m.get(150) == b"A" for m in reports(c2, lost)), "PendingNew")
+            await asyncio.sleep(0.2)
+            assert link.lost_bytes > 0
+            return live, lost
+
+    async def after(live, lost):
+        await wait_for(lambda: venues_up(http_port)["VENUE-A"], "A logged on again")
+        async with FixPeer(fix_port, "FIRM2", store=store, reset=False) as c2:
+            await wait_for(lambda: any(m.get(39) in (b"4", b"8") for m in reports(c2, lost)), "lost order ended")
+            end = [m for m in reports(c2, lost) if m.get(39) in (b"4", b"8")]
+            assert [(m.get(150), m.get(39), m.get(151)) for m in end] == [(b"8", b"8", b"0")]
+            assert b"never received" in end[0].get(58)
+            rows = {o["cl_ord_id"]: o for o in http_json(http_port, "/orders?status=open")["orders"]}
+            assert list(rows) == [live]
+
+    kill_and_restart(tmp_path, cfg, before, after, link, [va, vb])

@@ -305,10 +305,11 @@ def _lost_on_the_way(venue, *names):
         setattr(venue, name, lambda *args, **kwargs: None)
 
 
-def _restart_held_at(venues, cfg, m):
-    """A second manager over the same (surviving) venues, restored from ``m``'s state with every
-    open order held at its venue, as `crossbook serve` does for FIX venues."""
-    rows = [m._row(o) for o in m.orders.values()]
+def _restart_held_at(venues, cfg, m, rows=None):
+    """A second manager over the same (surviving) venues, restored from ``m``'s state (or the
+    order ``rows`` given) with every open order held at its venue, as `crossbook serve` does for
+    FIX venues."""
+    rows = rows if rows is not None else [m._row(o) for o in m.orders.values()]
     ids = [(s, c, o) for (s, c), o in m._by_cl_ord_id.items()]
     meta = {"order_seq": str(m._order_seq), "exec_seq": str(m._exec_seq)}
     for venue in venues.values():   # the new process reaches the venue again
@@ -370,5 +371,25 @@ def test_cancel_and_replace_lost_at_a_restart_are_sent_again_on_reconciliation()
             await asyncio.sleep(0.01)
             await m2.drain()
             assert len([o for o in sent if isinstance(o, (ExecReport, CancelReject))]) == 2
+
+    asyncio.run(scenario())
+
+
+def test_order_live_at_its_venue_but_never_acknowledged_here_is_acknowledged_on_reconciliation():
+    """The venue acknowledged the order but the server died before storing it (stored PendingNew):
+    the reconciliation STATUS shows it live, and the client gets its New."""
+    async def scenario():
+        async with running() as (cfg, venues, m):
+            m.new_order(new(cfg, "p"))
+            rows = [m._row(o) for o in m.orders.values()]     # stored before the venue's ack
+            await asyncio.sleep(0.01)
+            await m.drain()
+            m2, sent = _restart_held_at(venues, cfg, m, rows)
+            order = m2.order("O1")
+            assert order.state is OrderState.PENDING_NEW
+            m2.on_venue_event(_reconciled(order))
+            await m2.drain()
+            assert order.state is OrderState.NEW
+            assert [o.execution.exec_type for o in sent if isinstance(o, ExecReport)] == [ExecType.NEW]
 
     asyncio.run(scenario())

@@ -18,6 +18,7 @@ from pathlib import Path
 from crossbook.app.config import ServerConfig
 from crossbook.core import OrdType, Side, TimeInForce
 from crossbook.core.risk import RiskEngine
+from crossbook.model.enums import OrderState
 from crossbook.fix.settings import SessionSettings
 from crossbook.fix.transport import Acceptor
 from crossbook.oms.gateway import FixGateway
@@ -208,7 +209,9 @@ class Server:
                 ord_type=OrdType(order.ord_type), tif=TimeInForce(order.tif), qty=order.qty, price=order.price,
                 stop_price=order.stop_px, display_qty=order.display_qty, post_only=order.post_only,
                 expire_time=order.expire_time, owner=acc.index + 1, stp=acc.stp),
-                cum_qty=order.cum_qty, venue_order_id=order.venue_order_id)
+                cum_qty=order.cum_qty, venue_order_id=order.venue_order_id,
+                # Not acknowledged yet: if the venue never got it, the client hears Rejected.
+                acked=order.state is not OrderState.PENDING_NEW)
             # Live at its venue: the venue's events reach it, resubmit_open_orders leaves it alone.
             manager.hold_at_venue(order.order_id)
             count += 1

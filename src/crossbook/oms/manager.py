@@ -582,7 +582,8 @@ class OrderManager:
         its corrective events (fills, a cancel, a reject) came first; this STATUS closes it. If the
         venue still has the order live, what was in flight at the restart is finished now: a
         pending cancel or replace it never answered is sent again (its answer then comes as
-        usual)."""
+        usual); an order never acknowledged is acknowledged (New). (A venue that never got an
+        order says so before: REJECTED, answered as Rejected.)"""
         if ev.reason != RECONCILED or order.order_id not in self._held_at_venue:
             return
         self._held_at_venue.discard(order.order_id)
@@ -598,6 +599,10 @@ class OrderManager:
             new_vid = f"{order.order_id}.{order.venue_seq}"   # the id the lost replace carried
             self._by_venue_id[(order.venue, new_vid)] = order
             venue.replace_order(order.venue_cl_ord_id, new_vid, order.pending_qty, order.pending_price)
+        elif order.state is OrderState.PENDING_NEW:
+            # Live at the venue, whose acknowledgement the previous process received but did not
+            # store: acknowledged now (New).
+            self._on_ack(order, ev)
 
     def _on_rejected(self, order: Order, ev: VenueEvent) -> None:
         if order.state.is_terminal:

@@ -379,18 +379,21 @@ class FixVenue(Application):
             return
         self._send_status(venue_cl_ord_id, reconcile=False)
 
-    def restore_order(self, order: VenueOrder, cum_qty: int = 0, venue_order_id: str = "") -> None:
+    def restore_order(self, order: VenueOrder, cum_qty: int = 0, venue_order_id: str = "",
+                      acked: bool = True) -> None:
         """After an OMS restart: start tracking an order the OMS recovered as open at this venue
         and ask the venue for its state. Unlike an in-process venue, a remote venue kept the order:
         nothing is re-entered. Answered (now if up, else after the next logon) by the
-        reconciliation events and a STATUS with ``reason="reconciled after reconnect"``."""
+        reconciliation events and a STATUS with ``reason="reconciled after reconnect"``.
+        ``acked=False``: the OMS never saw the venue acknowledge it; if the venue does not know
+        it, it never received it, and the answer is REJECTED (not CANCELED)."""
         if not isinstance(order, VenueOrder):
             raise TypeError(f"restore_order takes a VenueOrder, got {type(order).__name__}")
         cl = order.venue_cl_ord_id
         if cl in self._orders:
             raise ValueError(f"venue_cl_ord_id {cl} is already tracked by {self.name}")
         t = _Tracked(cl, order.instrument, order.side, order.ord_type, order.tif, order.qty, order.price,
-                     order.stop_price, venue_order_id=venue_order_id, acked=True, cum=cum_qty,
+                     order.stop_price, venue_order_id=venue_order_id, acked=bool(acked), cum=cum_qty,
                      leaves=order.qty - cum_qty, ids=[cl])
         self._orders[cl] = t
         if self.is_up:
