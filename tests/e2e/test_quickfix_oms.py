@@ -32,6 +32,10 @@ pytestmark = [pytest.mark.skipif(REASON is not None, reason=f"QuickFIX interop: 
 IBM = [{"symbol": "IBM", "asset_class": "equity", "tick_size": "0.01", "lot_size": 1, "currency": "USD",
         "venues": ["VENUE-A", "VENUE-B"], "reference_price": "12.00"}]
 FIRMS = [{"name": "QF", "accounts": [{"name": "QFACC", "limits": {"max_order_qty": 1000}}]}]
+# HeartBtInt of the QuickFIX initiator that trades. Both ends drop a session after 2.4 x HeartBtInt
+# of silence and QuickFIX checks its timers once a second, so 1 left about 1.4 s for a process
+# stalled by a loaded machine (flaky); 2 leaves about 3.8 s, as in tests/fix/test_quickfix_interop.py.
+HEARTBEAT = 2
 
 
 @contextlib.asynccontextmanager
@@ -55,7 +59,7 @@ def test_quickfix_initiator_trades_with_the_oms(tmp_path, run, version, begin):
     binary = qfharness.build("qf_initiator")
 
     async def scenario():
-        async with oms_with_quickfix_settings(tmp_path, begin, heartbeat=1) as (server, settings):
+        async with oms_with_quickfix_settings(tmp_path, begin, heartbeat=HEARTBEAT) as (server, settings):
             loop = asyncio.get_running_loop()
             code, log = await loop.run_in_executor(
                 None, lambda: qfharness.run_initiator(binary, settings, orders=3, heartbeats=1, timeout=20,
