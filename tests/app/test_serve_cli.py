@@ -133,3 +133,40 @@ def test_port_in_use_fails_at_start_with_the_reason(tmp_path):
                            "--no-background")
     assert result.returncode == 1
     assert "cannot start" in result.stderr and "address already in use" in result.stderr
+
+
+def test_banner_lists_venues_routers_and_drop_copies(tmp_path):
+    """The start banner says what the server is connected to: each venue (kind; host:port and
+    CompIDs for a FIX venue), each router (policy, venues, rest venue), each drop-copy session."""
+    fix, http, remote = free_port(), free_port(), free_port()   # nothing listens on `remote`: it retries
+    body = SERVER_BODY.replace('name = "VENUE-B"\n', f"""name = "VENUE-B"
+kind = "fix"
+host = "127.0.0.1"
+port = {remote}
+target_comp_id = "XCH"
+""") + """
+[[routers]]
+name = "SOR"
+policy = "sweep"
+venues = ["VENUE-A", "VENUE-B"]
+rest_venue = "VENUE-B"
+[[drop_copy]]
+comp_id = "DC1"
+[[drop_copy]]
+comp_id = "DC2"
+scope = "firms"
+firms = ["FIRM42"]
+"""
+    config = write_server_config(tmp_path / "server.toml", fix_port=fix, http_port=http, storage=tmp_path / "var",
+                                 body=body)
+    log = tmp_path / "serve.log"
+    proc = start_server(config, log)
+    try:
+        lines = [line.strip() for line in log.read_text().splitlines()]
+        assert "venue VENUE-A: in process" in lines
+        assert f"venue VENUE-B: FIX 127.0.0.1:{remote}  SenderCompID=CROSSBOOK TargetCompID=XCH" in lines
+        assert "router SOR: sweep over VENUE-A, VENUE-B (remainder rests at VENUE-B)" in lines
+        assert "drop copy FIX.4.4 SenderCompID=DC1 TargetCompID=CROSSBOOK: all firms" in lines
+        assert "drop copy FIX.4.4 SenderCompID=DC2 TargetCompID=CROSSBOOK: firms FIRM42" in lines
+    finally:
+        assert stop_server(proc) == 0

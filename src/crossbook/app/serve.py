@@ -75,6 +75,8 @@ async def _serve(config) -> int:
         firm = d.firms[s.firm]
         print(f"  session {s.begin_string} SenderCompID={s.comp_id} TargetCompID={config.fix.comp_id}"
               f"  accounts {', '.join(firm.accounts)} (default {firm.default_account})")
+    for line in _connections(config):
+        print(f"  {line}")
     if server.http is not None:
         print(f"  HTTP API on http://{config.http.host}:{server.http_port}/")
     print(f"  storage {config.storage.dir}  ({server.restored_orders} orders restored, "
@@ -87,3 +89,23 @@ async def _serve(config) -> int:
     await server.stop()
     print("crossbook serve: stopped", flush=True)
     return 0
+
+
+def _connections(config) -> list[str]:
+    """Banner lines for what the server trades through and publishes to: venues (FIX venues with
+    the address and CompIDs they log on with), routers, drop-copy sessions."""
+    out = []
+    for v in config.venues:
+        if v.kind == "fix":
+            f = v.fix
+            out.append(f"venue {v.name}: FIX {f['host']}:{f['port']}  SenderCompID={f['sender_comp_id']} "
+                       f"TargetCompID={f['target_comp_id']}")
+        else:
+            out.append(f"venue {v.name}: in process")
+    for r in config.routers:
+        out.append(f"router {r.name}: {r.policy.value} over {', '.join(r.venues)} "
+                   f"(remainder rests at {r.rest_venue})")
+    for d in config.drop_copies:
+        scope = "all firms" if d.firms is None else "firms " + ", ".join(d.firms)
+        out.append(f"drop copy {d.begin_string} SenderCompID={d.comp_id} TargetCompID={config.fix.comp_id}: {scope}")
+    return out
