@@ -29,12 +29,12 @@ def test_venue_order_fields_as_in_the_contract():
 
 def test_venue_event_fields_as_in_the_contract():
     got = fields(VenueEvent)
-    assert got[:14] == [
+    assert got[:15] == [
         ("kind", "required"), ("venue", "required"), ("venue_cl_ord_id", "required"), ("venue_order_id", "required"),
         ("last_qty", 0), ("last_px", 0), ("leaves_qty", 0), ("cum_qty", 0), ("reason", ""), ("reason_code", 0),
-        ("exec_id", ""), ("ts", 0), ("orig_venue_cl_ord_id", ""), ("ord_status", -1),
+        ("exec_id", ""), ("ts", 0), ("orig_venue_cl_ord_id", ""), ("ord_status", -1), ("last_mkt", ""),
     ]
-    assert len(got) == 14  # additions go at the end, with defaults, and are listed above
+    assert len(got) == 15  # additions go at the end, with defaults, and are listed above
     ev = VenueEvent(VenueEventKind.NEW, "V", "c1", "V-1")
     assert not hasattr(ev, "__dict__")
 
