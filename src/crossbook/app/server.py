@@ -9,13 +9,13 @@ FIX acceptor, HTTP API, all on one event loop.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import sys
 import time
 from pathlib import Path
 
 from crossbook.app.config import ServerConfig
+from crossbook.app.gcpolicy import YoungOnlyGC
 from crossbook.core import OrdType, Side, TimeInForce
 from crossbook.core.risk import RiskEngine
 from crossbook.model.enums import OrderState
@@ -35,7 +35,6 @@ from crossbook.venues import InProcessVenue
 log = logging.getLogger("crossbook.server")
 
 GIL_SWITCH_INTERVAL_S = 0.0002
-GC_GEN0_THRESHOLD = 50_000
 
 
 class SystemClock:
@@ -91,6 +90,7 @@ class Server:
         self.http = None
         self.bus: EventBus | None = None
         self._expiry_task: asyncio.Task | None = None
+        self._gc_policy = YoungOnlyGC()
         self.restored_orders = 0
         self.resubmitted = 0
 
@@ -141,12 +141,11 @@ class Server:
             self.http = HttpApi(self, self.config.http.host, self.config.http.port)
             await self.http.start()
         self._expiry_task = loop.create_task(self._expiry_loop())
-        # Everything built so far (config, instruments, restored orders) lives for the whole run:
-        # keep it out of the cyclic collector, and collect the young generation less often, so
-        # a collection of a large heap does not stall orders for tens of milliseconds.
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(GC_GEN0_THRESHOLD, 20, 100)
+        # Everything built so far (config, instruments, restored orders) lives for the whole run,
+        # and so do the orders entered later: freeze it now and each young collection's
+        # survivors after it, so no collection meets a large heap and stalls orders for tens of
+        # milliseconds (crossbook.app.gcpolicy).
+        self._gc_policy.install()
 
     def _build_venues(self, loop: asyncio.AbstractEventLoop) -> None:
         """In-process and FIX venues from ``[[venues]]``, then the ``[[routers]]`` over them."""
@@ -261,3 +260,4 @@ class Server:
             self.manager.flush()
             await self.manager.drain()
         self.journal.close()
+        self._gc_policy.uninstall()
