@@ -608,6 +608,115 @@ class SmartRouter:
                  "leaves": c.leaves, "done": c.done, "unknown": c.unknown, "mirror": c.mirror}
                 for c in parent.children]
 
+    def restore_parent(self, order: VenueOrder, cum_qty: int, ids: Iterable[str] = ()) -> bool:
+        """After an OMS restart: take back a parent whose children were left live at venues that
+        outlived the OMS (venue processes: FixVenue), instead of routing its leaves again. The
+        parent's history is read from the audit trail, so this needs a persistent one
+        (``audit_path``). ``order``: the parent as the OMS knows it now (its current
+        venue_cl_ord_id, qty, price); ``cum_qty``: what it has filled; ``ids``: its earlier
+        venue_cl_ord_ids (one of them names it in the trail).
+
+        Its live children are registered with their venues' ``restore_order`` (so the venue
+        reconciles them at logon and their fills reach the parent); the parent is acknowledged
+        and continues: fills, cancel and replace as before the restart. Returns False and
+        changes nothing when the trail does not know the parent, or its children that are still
+        live at such venues do not hold exactly its leaves (rows lost in a crash, children at
+        in-process venues, whose books died): the OMS then routes the order again."""
+        if not isinstance(order, VenueOrder):
+            raise TypeError(f"restore_parent takes a VenueOrder, got {type(order).__name__}")
+        if isinstance(cum_qty, bool) or not isinstance(cum_qty, int) or not 0 <= cum_qty < order.qty:
+            raise ValueError(f"cum_qty must be an int from 0 to the order's qty - 1, got {cum_qty!r}")
+        chain = list(dict.fromkeys([*ids, order.venue_cl_ord_id]))
+        if any(cl in self._parents for cl in chain):
+            raise ValueError(f"router {self.name} already has a parent {order.venue_cl_ord_id}")
+        rows: list[dict] = []
+        for cl in chain:
+            rows = [r for r in self._audit.query(cl) if r["router"] == self.name]
+            if rows:
+                break
+        if not rows:
+            return False
+        parent = _Parent(rows[0]["parent_id"], order)
+        children, seen_exec = self._children_from_audit(parent, rows)
+        live = [c for c in children if not c.done]
+        if not live or not all(hasattr(c.venue, "restore_order") for c in live) \
+                or sum(c.leaves for c in live) != order.qty - cum_qty:
+            log.warning("router %s: parent %s not restored (children live: %s; leaves %d): it is routed again",
+                        self.name, parent.id, [(c.id, c.venue.name, c.leaves) for c in live], order.qty - cum_qty)
+            return False
+        parent.cum = cum_qty
+        parent.acked = True
+        parent.ids = list(dict.fromkeys([rows[0]["parent_cl"], *chain]))
+        parent.children = children
+        parent.child_seq = max(c.seq for c in children)
+        for key in parent.ids:
+            self._alias_parent(key, parent)
+        self._by_pid[parent.id] = parent
+        for key in seen_exec:
+            self._seen_exec.add(key)
+            self._seen_order.append(key)
+        o = order
+        for c in live:
+            for key in dict.fromkeys((c.id, c.cl)):
+                self._alias_child(key, c)
+            if c.mirror:
+                vo = VenueOrder(c.cl, o.instrument, o.side, o.ord_type, o.tif, c.qty, c.price, o.stop_price,
+                                o.display_qty, o.post_only, o.expire_time, o.owner, o.stp)
+            else:
+                vo = VenueOrder(c.cl, o.instrument, o.side, OrdType.LIMIT, TimeInForce.IOC, c.qty, c.price,
+                                owner=o.owner, stp=o.stp)
+            c.venue.restore_order(vo, cum_qty=c.cum, venue_order_id=c.venue_order_id, acked=c.acked)
+        self._record(parent, "parent_restored", qty=order.qty, price=order.price,
+                     detail={"cum": cum_qty, "live_children": [c.id for c in live]})
+        return True
+
+    def _children_from_audit(self, parent: _Parent, rows: list[dict]) -> tuple[list[_Child], list]:
+        """The parent's children as its audit rows leave them (sent, acknowledged, filled,
+        replaced, ended), and the (venue, exec id) of every fill seen."""
+        children: dict[str, _Child] = {}
+        replaces: dict[str, tuple[int, int]] = {}
+        seen_exec = []
+        for r in rows:
+            event, cid, d = r["event"], r["child_id"], r["detail"] or {}
+            if event == "child_sent":
+                venue = self._by_name.get(r["venue"])
+                if venue is not None:
+                    children[cid] = _Child(cid, parent, venue, int(cid.rsplit(".", 1)[1]), r["qty"], r["price"],
+                                           bool(d.get("mirror")))
+                continue
+            c = children.get(cid)
+            if c is None:
+                continue
+            if d.get("venue_order_id"):
+                c.venue_order_id = d["venue_order_id"]
+            if event == "child_new":
+                c.acked = True
+            elif event == "child_trade":
+                c.cum += r["qty"]
+                c.acked = True
+                if d.get("exec_id"):
+                    seen_exec.append((r["venue"], d["exec_id"]))
+            elif event == "reconcile_fill":
+                c.cum += r["qty"]
+            elif event == "child_replace_sent":
+                replaces[d.get("request", "")] = (r["qty"], r["price"])
+            elif event == "child_replaced":
+                new = d.get("cl", "")
+                if new in replaces:
+                    c.qty, c.price = max(replaces[new][0], c.cum), replaces[new][1]
+                c.cl = new or c.cl
+            elif event in ("child_canceled", "child_rejected"):
+                c.done = True
+            elif event == "child_status" and d.get("ord_status") in _DONE_STATUS:
+                c.done = True
+            elif event == "child_reconciled" and d.get("done"):
+                c.done = True
+        out = list(children.values())
+        for c in out:
+            c.leaves = 0 if c.done else max(c.qty - c.cum, 0)
+            c.done = c.done or c.leaves == 0
+        return out, seen_exec
+
     # ============================================================================================
     # Routing
     # ============================================================================================
