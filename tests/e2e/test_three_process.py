@@ -29,7 +29,8 @@ pytestmark = pytest.mark.timeout(90)
 COPIED = (37, 11, 41, 17, 150, 39, 1, 55, 54, 38, 40, 44, 59, 32, 31, 30, 151, 14, 6, 103, 58)
 
 
-def server_config(tmp: Path, port_a: int, port_b: int, fix_port: int, http_port: int) -> Path:
+def server_config(tmp: Path, port_a: int, port_b: int, fix_port: int, http_port: int, audit: str = "") -> Path:
+    """The three-process server config; ``audit``: the SOR's audit_path (empty: in memory)."""
     body = f"""
 [[firms]]
 name = "FIRM1"
@@ -70,6 +71,7 @@ name = "SOR"
 policy = "sweep"
 venues = ["VENUE-A", "VENUE-B"]
 rest_venue = "VENUE-B"
+audit_path = "{audit}"
 
 [[drop_copy]]
 comp_id = "DC1"
@@ -339,3 +341,50 @@ def test_order_the_venue_never_got_before_the_server_died_is_rejected_after_rest
             assert list(rows) == [live]
 
     kill_and_restart(tmp_path, cfg, before, after, link, [va, vb])
+
+
+def test_routed_order_resting_at_a_venue_process_continues_after_a_server_restart(tmp_path):
+    """A sweep's remainder rests at VENUE-B (a child of the SOR parent) when `crossbook serve` is
+    restarted: the new server's router takes the parent back from its audit trail with that child
+    (not routed again: B holds one bid), and a later fill at B reaches the client's order."""
+    va = VenueProcess(venue_config(tmp_path, "VENUE-A"))
+    vb = VenueProcess(venue_config(tmp_path, "VENUE-B"))
+    fix_port, http_port = free_port(), free_port()
+    cfg = server_config(tmp_path, va.port, vb.port, fix_port, http_port, audit=str(tmp_path / "audit.db"))
+    store = MemoryStore()
+
+    async def before():
+        await wait_for(lambda: venues_up(http_port) == {"VENUE-A": True, "VENUE-B": True, "SOR": True}, "up")
+        async with FixPeer(fix_port, "FIRM1", store=store) as c1:
+            buy = c1.new_order(side="1", qty=150, price="230.02", extra=[(100, "SOR")])      # DAY: rests
+            await wait_for(lambda: any(m.get(150) == b"0" for m in reports(c1, buy)), "routed order acknowledged")
+            return buy, reports(c1, buy)[-1].get(37)
+
+    async def after(buy, order_id):
+        await wait_for(lambda: venues_up(http_port) == {"VENUE-A": True, "VENUE-B": True, "SOR": True}, "up again")
+        async with FixPeer(fix_port, "FIRM1", store=store, reset=False) as c1, FixPeer(fix_port, "FIRM2") as c2:
+            ask = c2.new_order(side="2", qty=200, price="230.02", extra=[(100, "VENUE-B")])
+            await wait_for(lambda: any(m.get(150) == b"F" for m in reports(c1, buy)), "the routed order filled")
+            await wait_for(lambda: any(m.get(150) == b"F" for m in reports(c2, ask)), "the ask filled")
+            await asyncio.sleep(0.3)
+            fills = [m for m in reports(c1, buy) if m.get(150) == b"F"]
+            assert [(m.get(37), m.get(32), m.get(31), m.get(30), m.get(14), m.get(151), m.get(39)) for m in fills] == [
+                (order_id, b"150", b"230.02", b"VENUE-B", b"150", b"0", b"2")]
+            # B held one bid for the order, not two: the seller's 200 met 150 and 50 rest.
+            sold = [m for m in reports(c2, ask) if m.get(150) == b"F"]
+            assert [(m.get(32), m.get(14), m.get(151)) for m in sold] == [(b"150", b"150", b"50")]
+
+    server = start_server(cfg, tmp_path / "serve.log")
+    try:
+        ids = runner(before(), timeout=30)
+        assert stop_server(server) == 0
+        log2 = tmp_path / "serve-2.log"
+        server = start_server(cfg, log2)
+        assert "(1 orders restored, 0 open orders back on their venues)" in log2.read_text()
+        runner(after(*ids), timeout=30)
+    finally:
+        try:
+            assert stop_server(server) == 0
+        finally:
+            va.kill()
+            vb.kill()

@@ -194,27 +194,43 @@ class Server:
         """After a restart: open orders at FIX venues are still there (the venue process kept
         them), so they are registered with ``FixVenue.restore_order`` (reconciled at logon)
         instead of being entered again by ``resubmit_open_orders``, which only re-enters orders
-        at in-process venues (their books died with the process)."""
+        at in-process venues (their books died with the process). Routed orders whose children
+        rest at FIX venues are taken back by their router (``SmartRouter.restore_parent``)."""
         manager = self.manager
         count = 0
         for order in manager.open_orders():
             venue = self.venues.get(order.venue)
+            router = self.routers.get(order.venue)
+            if router is not None and order.venue_cl_ord_id:
+                # A routed order whose children rest at venue processes: the router takes it back
+                # from its audit trail (a persistent audit_path) with those children, instead of
+                # routing its leaves again. Otherwise (False) resubmit_open_orders routes it again.
+                if order.state in (OrderState.NEW, OrderState.PARTIALLY_FILLED) and router.restore_parent(
+                        self._venue_order(order), order.cum_qty,
+                        [f"{order.order_id}.{k}" for k in range(1, order.venue_seq + 1)]):
+                    manager.hold_at_venue(order.order_id)
+                    count += 1
+                continue
             if not isinstance(venue, FixVenue) or not order.venue_cl_ord_id:
                 continue
-            inst = self.config.instruments.by_index(order.instrument_index)
-            acc = self.config.directory.accounts[order.account]
-            venue.restore_order(VenueOrder(
-                venue_cl_ord_id=order.venue_cl_ord_id, instrument=inst, side=Side(order.side),
-                ord_type=OrdType(order.ord_type), tif=TimeInForce(order.tif), qty=order.qty, price=order.price,
-                stop_price=order.stop_px, display_qty=order.display_qty, post_only=order.post_only,
-                expire_time=order.expire_time, owner=acc.index + 1, stp=acc.stp),
-                cum_qty=order.cum_qty, venue_order_id=order.venue_order_id,
+            venue.restore_order(
+                self._venue_order(order), cum_qty=order.cum_qty, venue_order_id=order.venue_order_id,
                 # Not acknowledged yet: if the venue never got it, the client hears Rejected.
                 acked=order.state is not OrderState.PENDING_NEW)
             # Live at its venue: the venue's events reach it, resubmit_open_orders leaves it alone.
             manager.hold_at_venue(order.order_id)
             count += 1
         return count
+
+    def _venue_order(self, order) -> VenueOrder:
+        """The VenueOrder the manager sent for ``order`` (its current id, quantity and price)."""
+        inst = self.config.instruments.by_index(order.instrument_index)
+        acc = self.config.directory.accounts[order.account]
+        return VenueOrder(
+            venue_cl_ord_id=order.venue_cl_ord_id, instrument=inst, side=Side(order.side),
+            ord_type=OrdType(order.ord_type), tif=TimeInForce(order.tif), qty=order.qty, price=order.price,
+            stop_price=order.stop_px, display_qty=order.display_qty, post_only=order.post_only,
+            expire_time=order.expire_time, owner=acc.index + 1, stp=acc.stp)
 
     def _resubmit(self) -> int:
         """``resubmit_open_orders``: re-enters the orders at in-process venues and routers (the
