@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from crossbook.fix import framing
-from crossbook.fix.messages import encode, encode_reference, format_timestamp, parse_timestamp, \
-    parse_timestamp_reference
+from crossbook.fix.messages import encode, encode_ordered_header, encode_reference, format_timestamp, \
+    parse_timestamp, parse_timestamp_reference
 from crossbook.fix.reader import CodecFrameReader, make_frame_reader
 from crossbook.fix.session import DisconnectRequested, LoggedOn, LoggedOut, AppMessageReceived, Session, TestClock
 from crossbook.fix.store import MemoryStore
@@ -143,6 +143,21 @@ def test_encode_matches_the_reference(header, body):
             encode(b"FIX.4.4", b"D", header, body)
         return
     assert encode(b"FIX.4.4", b"D", header, body) == expected
+
+
+@FUZZ
+@given(seq=st.integers(1, 10**9), sender=st.binary(min_size=1, max_size=8), stamp=st.binary(max_size=24),
+       body=st.lists(st.tuples(tags, values), max_size=10))
+def test_encode_ordered_header_matches_encode(seq, sender, stamp, body):
+    """The session's path for its own ascending header gives encode()'s bytes or its error."""
+    header = [(34, seq), (49, sender), (52, stamp), (56, b"TW")]
+    try:
+        expected = encode(b"FIX.4.4", b"8", header, body)
+    except (ValueError, TypeError) as exc:
+        with pytest.raises(type(exc)):
+            encode_ordered_header(b"FIX.4.4", b"8", header, body)
+        return
+    assert encode_ordered_header(b"FIX.4.4", b"8", header, body) == expected
 
 
 timestamp_text = st.one_of(

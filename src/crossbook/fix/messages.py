@@ -215,6 +215,23 @@ def encode(begin_string: bytes, msg_type: bytes, header: Iterable[tuple[int, Fie
     return encode_reference(begin_string, msg_type, head, body)
 
 
+def encode_ordered_header(begin_string: bytes, msg_type: bytes, header: list[tuple[int, FieldValue]],
+                          body: list[tuple[int, FieldValue]]) -> bytes:
+    """:func:`encode` for a header the caller already gives ascending by tag, with bytes or int
+    values and no frame tags (the session's own four fields): the same bytes without the sort
+    and conversion pass, which cost a fifth of sending an ExecutionReport."""
+    for _, value in body:
+        kind = type(value)
+        if kind is not bytes and kind is not int:
+            break
+    else:
+        try:
+            return _encode_message(begin_string, msg_type, header, body)
+        except (ValueError, TypeError, OverflowError):
+            pass
+    return encode_reference(begin_string, msg_type, header, body)
+
+
 def encode_reference(begin_string: bytes, msg_type: bytes, header: Iterable[tuple[int, FieldValue]],
                      body: Iterable[tuple[int, FieldValue]]) -> bytes:
     """:func:`encode` in plain Python: the reference the compiled path is tested against."""

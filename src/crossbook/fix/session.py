@@ -27,7 +27,8 @@ from typing import Any, Callable, Iterable, Protocol
 from crossbook.fix.framing import Frame, FrameReader, Garbled, split_fields, FieldSyntaxError
 from crossbook.fix.reader import CodecFrameReader, make_frame_reader
 from crossbook.fix.messages import (
-    ADMIN_MSG_TYPES, FieldValue, Message, encode, format_timestamp, parse_timestamp, replace_header,
+    ADMIN_MSG_TYPES, FieldValue, Message, encode, encode_ordered_header, format_timestamp, parse_timestamp,
+    replace_header,
     sorted_body, to_bytes,
 )
 from crossbook.fix.settings import SessionSettings
@@ -509,7 +510,7 @@ class Session:
         It is stored for resend and sent now if logged on, else on the next resend.
         Returns False when the application's ``to_app`` refused it with DoNotSend.
         """
-        mt = to_bytes(msg_type)
+        mt = msg_type if type(msg_type) is bytes else to_bytes(msg_type)
         if not mt or mt in ADMIN_MSG_TYPES:
             raise ValueError(f"send() is for application messages, got MsgType {mt!r}")
         header = [(t, v if type(v) is bytes else to_bytes(v)) for t, v in header]
@@ -1005,10 +1006,13 @@ class Session:
                 self.application.to_app(self, msg_type, body)  # type: ignore[arg-type]
             except DoNotSend:
                 return False
-        seq = num or self.next_sender_seq
+        seq = num or self.store.get_next_sender_seq()
         head = [(34, seq), (49, self._sender), (52, self._now_stamp()), (56, self._target)]
-        head += list(header)
-        raw = encode(self._begin, msg_type, head, body)
+        if header:
+            head += header
+            raw = encode(self._begin, msg_type, head, body)
+        else:
+            raw = encode_ordered_header(self._begin, msg_type, head, body)  # ascending already
         if not num:
             if self.settings.persist_messages:
                 self.store.set(seq, raw)

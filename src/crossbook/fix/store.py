@@ -279,6 +279,23 @@ class FileStore(MessageStore):
         else:
             self._write_seqnums()
 
+    def incr_next_sender_seq(self) -> None:
+        # Once per sent message: no re-validation of a number that is already valid.
+        self._check_open()
+        self._sender += 1
+        if self.batch:
+            self._seq_dirty = True
+        else:
+            self._write_seqnums()
+
+    def incr_next_target_seq(self) -> None:
+        self._check_open()
+        self._target += 1
+        if self.batch:
+            self._seq_dirty = True
+        else:
+            self._write_seqnums()
+
     def creation_time(self) -> float:
         return self._created
 
