@@ -482,3 +482,32 @@ def test_resend_replays_only_unanswered_order_entry():
         stored = [raw for _, raw in s.store.get(1, 10)]
         assert len(stored) == 2 and b"\x0111=W1\x01" in stored[0] and b"\x0144=230.00\x01" in stored[0]
     run(main())
+
+
+def test_resend_after_a_gap_at_logon_replays_this_connections_status_and_market_data_requests():
+    """A venue that sees a gap at our Logon asks for everything from the gap on, including the
+    reconciliation's OrderStatusRequests and the MarketDataRequests sent right after the Logon:
+    those of the current connection go again (else the reconciliation is never answered); older
+    ones are gap-filled."""
+    from crossbook.fix.session import DoNotSend
+
+    async def main():
+        fv = FixVenue("VENUE-A", MASTER, host="127.0.0.1", port=1, sender_comp_id="CROSSBOOK",
+                      target_comp_id="VENUE-A", md_depth=5)
+        fv._up = fv._started = True            # as if logged on: requests go to the session store
+        fv.restore_order(VenueOrder("W1", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 5, 23000))
+        fv._subscribe_market_data()            # what on_logon sends, then the reconciliation
+        fv._reconcile()
+        s = fv.session
+        stored = [raw for _, raw in s.store.get(1, 100)]
+        status = [r for r in stored if b"\x0135=H\x01" in r]
+        md = [r for r in stored if b"\x0135=V\x01" in r]
+        assert status and md
+        req = status[-1].split(b"\x01790=")[1].split(b"\x01")[0]
+        md_req = md[0].split(b"\x01262=")[1].split(b"\x01")[0]
+        fv.to_app(s, b"H", [(11, b"W1"), (790, req)])          # replayed
+        fv.to_app(s, b"V", [(262, md_req)])                    # replayed
+        for mt, body in ((b"H", [(11, b"W1"), (790, b"R999")]), (b"V", [(262, b"VENUE-A-old-0")])):
+            with pytest.raises(DoNotSend):                     # an earlier connection's: gap-filled
+                fv.to_app(s, mt, body)
+    run(main())
