@@ -1,0 +1,131 @@
+"""SmartRouter sweep of a marketable order across two in-process venues, against the same order
+sent straight to one venue, same run.
+
+Each probe is a 2-lot IOC buy. Before it, fresh liquidity rests (acknowledged) so both paths
+trade the whole order: for the sweep, 1 lot on VENUE-A and 1 lot on VENUE-B at the same price,
+so the router reads both venues' books, cuts two child orders, and aggregates two fills into the
+parent's reports; for the direct path, 2 lots on VENUE-A, one order, one fill. Latency runs from
+``new_order`` to the event that completes the order (the TRADE with nothing left), as the OMS's
+sink receives it. Probes go one at a time, paced to at most 1,000 per second.
+
+The ratio sweep / direct is what routing costs on top of a venue. No issue target; full mode
+asserts the ratio within 8x, short mode a floor of 15x (measured 5.6x; docs/benchmarks.md).
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from crossbook.core import OrdType, Side, TimeInForce
+from crossbook.fix.transport import install_uvloop
+from crossbook.model.instruments import DEFAULT_INSTRUMENTS, InstrumentMaster
+from crossbook.routing.router import SmartRouter
+from crossbook.routing.venue import VenueEventKind, VenueOrder
+from crossbook.venues import InProcessVenue
+
+pytestmark = pytest.mark.timeout(300)
+
+MASTER = InstrumentMaster.from_config(DEFAULT_INSTRUMENTS)
+AAPL = MASTER.by_symbol("AAPL")
+
+
+class _Clock:
+    @staticmethod
+    def now_ns() -> int:
+        return time.time_ns()
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    k = min(len(sorted_values) - 1, max(0, int(round(p / 100 * (len(sorted_values) - 1)))))
+    return sorted_values[k]
+
+
+async def _measure(count: int, rate: float) -> tuple[list[float], list[float], int]:
+    clock = _Clock()
+    a = InProcessVenue("VENUE-A", MASTER, clock)
+    b = InProcessVenue("VENUE-B", MASTER, clock)
+    router = SmartRouter("SOR", [a, b], "sweep", rest_venue="VENUE-A", clock=clock)
+    lot = AAPL.lot_size
+    price = AAPL.reference_ticks or 23_000
+    waiting: dict[str, asyncio.Event] = {}
+    done_at: dict[str, int] = {}
+
+    def sink(ev) -> None:
+        now = time.perf_counter_ns()
+        cl = ev.venue_cl_ord_id
+        if ev.kind == VenueEventKind.REJECTED:
+            raise AssertionError(f"rejected: {ev}")
+        if cl in waiting and (ev.kind == VenueEventKind.NEW
+                              or (ev.kind == VenueEventKind.TRADE and ev.leaves_qty == 0)):
+            done_at[cl] = now
+            waiting.pop(cl).set()
+
+    router.set_event_sink(sink)
+    await a.start()
+    await b.start()
+    await router.start()
+
+    async def until(cl: str) -> None:
+        await asyncio.wait_for(waiting[cl].wait(), 10)
+
+    async def rest(venue, cl: str, qty: int) -> None:
+        waiting[cl] = asyncio.Event()
+        venue.new_order(VenueOrder(cl, AAPL, Side.SELL, OrdType.LIMIT, TimeInForce.DAY, qty, price))
+        await until(cl)
+
+    async def probe(target, cl: str) -> float:
+        waiting[cl] = asyncio.Event()
+        t0 = time.perf_counter_ns()
+        target.new_order(VenueOrder(cl, AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.IOC, 2 * lot, price))
+        await until(cl)
+        return (done_at.pop(cl) - t0) / 1000
+
+    period = 1.0 / rate
+    children_before = router.children_sent
+
+    async def run(tag: str, n: int) -> tuple[list[float], list[float]]:
+        sweep, direct = [], []
+        for i in range(n):
+            # Interleaved, so drift on the shared machine hits both paths alike.
+            await rest(a, f"{tag}ra{i}", lot)
+            await rest(b, f"{tag}rb{i}", lot)
+            sweep.append(await probe(router, f"{tag}S{i}"))
+            await asyncio.sleep(period)
+            await rest(a, f"{tag}rd{i}", 2 * lot)
+            direct.append(await probe(a, f"{tag}D{i}"))
+            await asyncio.sleep(period)
+        return sweep, direct
+
+    try:
+        await run("w", min(count, 300))                       # warm-up
+        children_before = router.children_sent
+        sweep, direct = await run("m", count)
+        children = router.children_sent - children_before
+        # Both books are empty again: every probe took exactly the liquidity placed for it.
+        assert a.depth(AAPL) == ([], []) and b.depth(AAPL) == ([], []), (a.depth(AAPL), b.depth(AAPL))
+        return sorted(sweep), sorted(direct), children
+    finally:
+        await router.stop()
+        await a.stop()
+        await b.stop()
+
+
+def test_router_sweep_vs_direct(bench_mode, bench_table):
+    count = bench_mode.size(3_000, 500)
+    install_uvloop()
+    sweep, direct, children = asyncio.run(_measure(count, 1_000))
+    assert len(sweep) == len(direct) == count
+    assert children == 2 * count, f"the sweep should cut 2 children per order, cut {children} for {count}"
+    title = f"SmartRouter sweep across two in-process venues vs direct to one, {count:,} 2-lot IOC buys (us)"
+    for name, values in (("direct to VENUE-A", direct), ("sweep over VENUE-A + VENUE-B", sweep)):
+        for p in (50, 99):
+            bench_table.add(title, f"{name} p{p:g}", percentile(values, p), "us")
+        bench_table.add(title, f"{name} max", values[-1], "us")
+    ratio = percentile(sweep, 50) / percentile(direct, 50)
+    bench_table.add(title, "sweep p50 / direct p50", ratio, "x", "target <= 8")
+    # "Bigger is better" for check_ratio, so pass direct / sweep against 1/8 and 1/15.
+    bench_mode.check_ratio("direct p50 / sweep p50", 1 / ratio, target=1 / 8, floor=1 / 15)
