@@ -308,7 +308,7 @@ class FixGateway(Application):
     def on_order_cancel_replace_request(self, key: str, msg: Message) -> None:
         cl = _text(msg, 11)
         orig = _require(msg, 41, "OrigClOrdID").decode("latin-1")
-        order = self.manager._lookup(key, orig, _text(msg, 37))
+        order = self.manager.find_amend_target(key, orig, _text(msg, 37))
         side = _SIDES.get(msg.get(54, b""), 0)
         if order is None or order.instrument_index < 0:
             self.manager.replace_order(ReplaceOrder(session=key, cl_ord_id=cl, orig_cl_ord_id=orig, qty=0, price=0,
@@ -322,8 +322,8 @@ class FixGateway(Application):
             if order.ord_type in (OrdType.LIMIT, OrdType.STOP_LIMIT):
                 price = self.price(inst, msg, 44, "Price") if msg.get(44) else order.price
         except _Refused as refused:
-            self.manager._refuse(key, order, cl, orig, CxlRejResponseTo.REPLACE, CxlRejReason.BROKER_OPTION,
-                                 refused.text)
+            self.manager.reject_cancel_replace(key, order, cl, orig, CxlRejResponseTo.REPLACE,
+                                               CxlRejReason.BROKER_OPTION, refused.text)
             return
         self.manager.replace_order(ReplaceOrder(session=key, cl_ord_id=cl, orig_cl_ord_id=orig, qty=qty,
                                                 price=price, order_id=_text(msg, 37), side=side))
