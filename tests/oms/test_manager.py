@@ -230,16 +230,32 @@ def test_kill_switch_state_survives_a_restart():
     asyncio.run(scenario())
 
 
-def test_reports_not_marked_sent_are_sent_again_with_poss_resend():
+def test_an_in_process_venue_ack_shares_the_commit_of_its_pending_new():
+    """The flush waits one more loop hop, so the venue's answer to an order sent in this round
+    joins the order's PendingNew batch: one commit per order instead of two in series."""
     async def scenario():
         journal = HoldingJournal()
         async with running(journal) as (cfg, venues, m):
             m.set_output_sink(lambda out: None)
             m.new_order(new(cfg, "b1"))
             await asyncio.sleep(0.01)
+            assert [[e["exec_type"] for e in b.executions] for b, _ in journal.held] == [["A", "0"]]
+
+    asyncio.run(scenario())
+
+
+def test_reports_not_marked_sent_are_sent_again_with_poss_resend():
+    async def scenario():
+        journal = HoldingJournal()
+        async with running(journal) as (cfg, venues, m):
+            m.set_output_sink(lambda out: None)
+            m.new_order(new(cfg, "b1"))
+            m.flush()                            # PendingNew in a batch of its own, before the venue answers
+            await asyncio.sleep(0.01)
             m.flush()
             executions = [e for b, _ in journal.held for e in b.executions]
             assert [e["exec_type"] for e in executions] == ["A", "0"]
+            assert len(journal.held) == 2
             first, *_ = journal.held
             journal.held = [first]
             journal.release()                    # only the PendingNew batch went out before the "crash"
