@@ -5,10 +5,10 @@ Shared by the HTTP API and ``crossbook orders`` (which may read the database wit
 from __future__ import annotations
 
 import datetime as _dt
-from decimal import Decimal
 from typing import Any
 
 from crossbook.model.instruments import InstrumentMaster
+from crossbook.model.orders import avg_px_text
 
 _SIDE = {1: "buy", 2: "sell"}
 _ORD_TYPE = {1: "market", 2: "limit", 3: "stop", 4: "stop_limit"}
@@ -47,7 +47,7 @@ def _avg(instruments: InstrumentMaster, symbol: str, cum_value: int, cum_qty: in
     inst = instruments.by_symbol(symbol) if symbol else None
     if inst is None or not cum_qty:
         return None
-    return format((Decimal(cum_value) * inst.tick_size / Decimal(cum_qty)).normalize(), "f")
+    return avg_px_text(cum_value, cum_qty, inst.tick_size)
 
 
 def order_view(row: dict[str, Any], instruments: InstrumentMaster) -> dict[str, Any]:

@@ -8,10 +8,49 @@ else is an immutable record.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 from crossbook.model.enums import ExecType, OrderState, OrdStatus, ORD_STATUS_OF
+
+#: AvgPx (6) leaves the OMS (FIX, HTTP) with this many decimal places beyond the instrument's tick.
+AVG_PX_EXTRA_DECIMALS = 6
+
+
+def avg_px_text(cum_value: int, cum_qty: int, tick_size: Decimal) -> str:
+    """AvgPx as it goes on the wire: ``cum_value / cum_qty`` ticks times ``tick_size``, rounded half
+    to even to the tick's decimal places plus :data:`AVG_PX_EXTRA_DECIMALS`, trailing zeros
+    dropped, never an exponent ("0" when nothing is filled).
+
+    Inside the OMS the average stays exact (``cum_value`` and ``cum_qty`` are integers); only its
+    text is rounded, because an exact quotient that does not terminate would otherwise print as
+    28 significant digits (230.0066666666666666666666667), more than FIX engines keep (QuickFIX
+    reads prices as doubles, about 15 digits). Six decimals beyond the tick keep every average
+    within a millionth of a tick, so a fill-weighted notional recomputed from it is off by less
+    than a tick per million units.
+    """
+    if isinstance(cum_value, bool) or not isinstance(cum_value, int):
+        raise TypeError(f"cum_value must be an int (ticks x units), got {cum_value!r}")
+    if isinstance(cum_qty, bool) or not isinstance(cum_qty, int) or cum_qty < 0:
+        raise ValueError(f"cum_qty must be an int >= 0, got {cum_qty!r}")
+    if not isinstance(tick_size, Decimal) or not tick_size > 0:
+        raise ValueError(f"tick_size must be a positive Decimal, got {tick_size!r}")
+    if cum_qty == 0:
+        return "0"
+    tick = tick_size.normalize()
+    sign, digits, exponent = tick.as_tuple()
+    places = max(0, -exponent) + AVG_PX_EXTRA_DECIMALS
+    # Integer arithmetic, so the rounding is exact at any size (a Decimal quotient would first be
+    # rounded to the context's 28 digits, then again here).
+    numerator = cum_value * int("".join(map(str, digits))) * 10 ** (exponent + places)
+    quotient, remainder = divmod(numerator, cum_qty)
+    if 2 * remainder > cum_qty or (2 * remainder == cum_qty and quotient % 2):
+        quotient += 1
+    if quotient == 0:
+        return "0"
+    with localcontext() as ctx:
+        ctx.prec = len(str(abs(quotient))) + 2        # scaleb and normalize round to the context
+        return format(Decimal(quotient).scaleb(-places).normalize(), "f")
 
 
 @dataclass(slots=True)

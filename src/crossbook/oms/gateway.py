@@ -26,9 +26,9 @@ from crossbook.fix.messages import Message
 from crossbook.fix.session import Application, BusinessReject, Session, UnsupportedMessageType
 from crossbook.model.enums import CxlRejReason, CxlRejResponseTo, ExecType, OrdRejReason, OrdStatus
 from crossbook.model.instruments import Instrument, InstrumentMaster, LotSizeError, PriceError
-from crossbook.model.orders import CancelOrder, NewOrder, ReplaceOrder
+from crossbook.model.orders import CancelOrder, NewOrder, ReplaceOrder, avg_px_text
 from crossbook.oms.accounts import Directory
-from crossbook.oms.manager import OrderManager, avg_px
+from crossbook.oms.manager import OrderManager
 from crossbook.oms.reports import CancelReject, ExecReport, MassCancelReport, Output
 
 log = logging.getLogger("crossbook.oms.gateway")
@@ -72,7 +72,7 @@ def _require(msg: Message, tag: int, why: str) -> bytes:
 
 
 def _fmt(value: Decimal) -> str:
-    """A computed Decimal (AvgPx) without trailing zeros or exponent."""
+    """A Decimal (StrikePrice) without trailing zeros or exponent."""
     if value == 0:
         return "0"
     return format(value.normalize(), "f")
@@ -421,7 +421,7 @@ class FixGateway(Application):
         if exec_type is ExecType.TRADE and inst is not None:
             body += [(32, b"%d" % ex.last_qty), (31, self._price_text(inst, ex.last_px)), (30, ex.venue)]
         body += [(151, b"%d" % ex.leaves_qty), (14, b"%d" % ex.cum_qty),
-                 (6, _fmt(avg_px(ex, inst.tick_size)) if inst is not None and ex.cum_qty else b"0")]
+                 (6, avg_px_text(ex.cum_value, ex.cum_qty, inst.tick_size) if inst is not None else b"0")]
         if out.ord_rej_reason is not None:
             body.append((103, str(out.ord_rej_reason.for_version(begin_string))))
         if out.mass_status_req_id:
