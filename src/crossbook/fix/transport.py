@@ -529,4 +529,9 @@ class Initiator(_Engine):
                                         logged_on=session.logon_count > logons_before)
             if self._stopping or self.gave_up:
                 break
-            await asyncio.sleep(s.reconnect_interval)
+            await asyncio.sleep(self.reconnect_delay())
+
+    def reconnect_delay(self) -> float:
+        """Seconds to wait before the next connection attempt. The default is the session's
+        fixed ReconnectInterval; subclasses override it for backoff (e.g. FixVenue)."""
+        return self.settings.reconnect_interval

@@ -41,7 +41,7 @@ from crossbook.core import REASON_TEXT, OrdType, Reason, Side, Status, TimeInFor
 from crossbook.fix.messages import Message, parse_timestamp
 from crossbook.fix.session import Application, DoNotSend, Session
 from crossbook.fix.settings import SessionSettings
-from crossbook.fix.transport import READ_SIZE, Initiator, _Connection
+from crossbook.fix.transport import Initiator
 from crossbook.model.instruments import Instrument, InstrumentMaster
 from crossbook.routing.venue import Level, VenueEvent, VenueEventKind, VenueOrder, VenueReason
 
@@ -118,38 +118,10 @@ class _BackoffInitiator(Initiator):
     def logged_on(self) -> None:
         self.delay = self.min_s
 
-    async def _run(self) -> None:
-        # The engine's Initiator._run with one change, the pause between attempts. (A delay hook
-        # in fix.transport would let this go; see docs/venue-process.md.) No TLS: venues are local.
-        s = self.settings
-        while not self._stopping:
-            self.connect_attempts += 1
-            try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(s.socket_connect_host, s.socket_connect_port, limit=READ_SIZE),
-                    timeout=s.logon_timeout)
-            except (OSError, asyncio.TimeoutError) as exc:
-                log.info("%s: connect failed: %s", s.key(), exc or type(exc).__name__)
-                self._attempt_ended(f"connect failed: {exc or type(exc).__name__}", logged_on=False)
-            else:
-                session = self.session()
-                logons_before = session.logon_count
-                conn = _Connection(session, writer, on_logon=self._notify)
-                self._connections[session.session_id] = conn
-                try:
-                    session.on_connected()
-                    conn.flush()
-                    await self._pump(conn, reader)
-                    conn.flush()
-                finally:
-                    conn.close()
-                    self._connections.pop(session.session_id, None)
-                    self._attempt_ended(session.last_disconnect_reason or "connection closed",
-                                        logged_on=session.logon_count > logons_before)
-            if self._stopping or self.gave_up:
-                break
-            await asyncio.sleep(self.delay)
-            self.delay = min(self.delay * 2, self.max_s)
+    def reconnect_delay(self) -> float:
+        delay = self.delay
+        self.delay = min(self.delay * 2, self.max_s)
+        return delay
 
 
 class FixVenue(Application):
