@@ -37,6 +37,7 @@ from crossbook.fix.session import Application
 from crossbook.fix.settings import SessionSettings, SettingsError, load_settings
 from crossbook.fix.settings import replace as replace_settings
 from crossbook.fix.transport import Initiator
+from crossbook.model.ids import base36
 
 SOH = "\x01"
 
@@ -368,22 +369,13 @@ class ClOrdIdGenerator:
     def __init__(self, prefix: str | None = None, *, now_ms: int | None = None):
         if prefix is None:
             stamp = int(time.time() * 1000) if now_ms is None else now_ms
-            prefix = "C" + _base36(stamp) + "-"
+            prefix = "C" + base36(stamp, upper=True) + "-"
         self.prefix = prefix
         self._counter = itertools.count(1)
 
     def next(self) -> str:
         return f"{self.prefix}{next(self._counter)}"
 
-
-def _base36(number: int) -> str:
-    digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    out = ""
-    while True:
-        number, rem = divmod(number, 36)
-        out = digits[rem] + out
-        if number == 0:
-            return out
 
 
 @dataclasses.dataclass

@@ -35,6 +35,7 @@ from crossbook.routing.policies import (
     ChildPlan, Policy, VenueQuote, plan_best_price, plan_direct, plan_sweep,
 )
 from crossbook.routing.venue import Level, Venue, VenueEvent, VenueEventKind, VenueOrder, VenueReason
+from crossbook.model.ids import base36
 
 __all__ = ["RouterConfig", "SmartRouter", "build_router", "load_routers"]
 
@@ -359,7 +360,7 @@ class SmartRouter:
         self.watch_s = float(watch_s)
         self._clock = clock or _SystemClock()
         self._audit: AuditLog = audit if audit is not None else MemoryAuditLog()
-        self._prefix = f"{name}-{_base36(time.time_ns() // 1000)}-"
+        self._prefix = f"{name}-{base36(time.time_ns() // 1000)}-"
         self._ids = itertools.count(1)
         self._parents: dict[str, _Parent] = {}      # any id of a parent's chain (and its requests) -> parent
         self._by_pid: dict[str, _Parent] = {}
@@ -1255,12 +1256,3 @@ class SmartRouter:
         except Exception:
             log.exception("router %s: audit record failed", self.name)
 
-
-def _base36(n: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    out = ""
-    while True:
-        n, r = divmod(n, 36)
-        out = digits[r] + out
-        if not n:
-            return out

@@ -40,6 +40,7 @@ from crossbook.model.instruments import Instrument, InstrumentMaster
 from crossbook.routing.venue import VenueEvent, VenueEventKind, VenueOrder, VenueReason
 from crossbook.venues.marketdata import MAX_DEPTH_DEFAULT, MarketDataPublisher, instrument_fields
 from crossbook.venues.simulator import InProcessVenue
+from crossbook.model.ids import base36
 
 __all__ = ["VenueFixServer", "REASON_CODE_TAG", "STP_MODE_TAG", "SEP"]
 
@@ -147,7 +148,7 @@ class VenueFixServer(Application):
         self._status_reqs: dict[str, list[tuple[bytes, list]]] = {}  # asked internal id -> [(790, ident)]
         self._msg_count: dict[str, int] = {}
         self._live_send = False
-        self._exec_prefix = f"{self.name}-{_base36(time.time_ns() // 1000)}-X"
+        self._exec_prefix = f"{self.name}-{base36(time.time_ns() // 1000)}-X"
         self._next_exec = 1
         self.md = MarketDataPublisher(venue, self._master, self._send_md, max_depth=md_max_depth,
                                       conflate_s=md_conflate_s)
@@ -521,12 +522,3 @@ def _now_stamp() -> bytes:
     return time.strftime("%Y%m%d-%H:%M:%S", time.gmtime(t // 1_000_000_000)).encode() + \
         b".%03d" % ((t // 1_000_000) % 1000)
 
-
-def _base36(n: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    out = ""
-    while True:
-        n, r = divmod(n, 36)
-        out = digits[r] + out
-        if not n:
-            return out

@@ -39,6 +39,7 @@ from crossbook.core import (
 from crossbook.core.kernels import FlowMix, OrderFlowGenerator
 from crossbook.model.instruments import Instrument, InstrumentMaster
 from crossbook.routing.venue import VenueEvent, VenueEventKind, VenueOrder, VenueReason
+from crossbook.model.ids import base36
 
 __all__ = ["BACKGROUND_ID_BASE", "BACKGROUND_OWNER", "BackgroundFlow", "InProcessVenue"]
 
@@ -238,7 +239,7 @@ class InProcessVenue:
 
         # Ids: unique per venue and across restarts of the process (the prefix carries the start time),
         # because the OMS keeps exec ids to recognise a TRADE it has already applied.
-        self._prefix = f"{name}-{_base36(int(clock.now_ns()) // 1000)}-"
+        self._prefix = f"{name}-{base36(int(clock.now_ns()) // 1000)}-"
         self._next_oid = 1
         self._next_exec = 1
         self._orders: dict[int, _Order] = {}
@@ -952,12 +953,3 @@ class InProcessVenue:
             except Exception:
                 log.exception("venue %s: housekeeping step failed", self.name)
 
-
-def _base36(n: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    out = ""
-    while True:
-        n, r = divmod(n, 36)
-        out = digits[r] + out
-        if not n:
-            return out
