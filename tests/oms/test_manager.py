@@ -5,13 +5,19 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 
 
 from crossbook.app.config import load_config
 from crossbook.app.server import SystemClock, build_risk
 from crossbook.core import OrdType, Side, TimeInForce
+from crossbook.fix.messages import encode, format_timestamp
+from crossbook.fix.session import Session, TestClock
+from crossbook.fix.settings import SessionSettings
+from crossbook.fix.store import FileStore, store_name
 from crossbook.model.enums import ExecType, OrderState
 from crossbook.model.orders import CancelOrder, NewOrder
+from crossbook.oms.gateway import FixGateway
 from crossbook.oms.manager import Batch, OrderManager
 from crossbook.oms.reports import CancelReject, ExecReport
 from crossbook.publish import EventBus
@@ -270,6 +276,68 @@ def test_reports_not_marked_sent_are_sent_again_with_poss_resend():
                 await m2.drain()
                 again = [o for o in sent if isinstance(o, ExecReport) and o.poss_resend]
                 assert [o.execution.exec_id for o in again] == ["X2"]
+
+    asyncio.run(scenario())
+
+
+def test_a_report_is_in_the_fix_store_before_the_journal_marks_it_sent(tmp_path):
+    """The FIX store batches its writes until the connection next flushes, and the batch that
+    carries the "sent" mark can be committed before that: a kill in between lost the reports
+    for good (not in the FIX store, so no resend; marked sent, so no PossResend after the
+    restart). The gateway writes them to the store before the mark is taken."""
+    async def scenario():
+        journal = HoldingJournal()
+        async with running(journal) as (cfg, venues, m):
+            gateway = FixGateway(m, cfg.instruments, cfg.directory)
+            clock = TestClock()
+            name = store_name("FIX.4.4", "CROSSBOOK", "FIRM1")
+            session = Session(SessionSettings(begin_string="FIX.4.4", sender_comp_id="CROSSBOOK",
+                                              target_comp_id="FIRM1"),
+                              store=FileStore(str(tmp_path), name, now=clock.now(), batch=True),
+                              clock=clock, application=gateway)
+            session.on_connected()
+            session.receive(encode(b"FIX.4.4", b"A", [(34, 1), (49, b"FIRM1"), (52, format_timestamp(clock.now())),
+                                                      (56, b"CROSSBOOK")], [(98, b"0"), (108, 30)]))
+            assert session.is_logged_on
+            session.data_to_send()              # the Logon answer leaves (and is stored)
+            m.new_order(new(cfg, "b1"))
+            await asyncio.sleep(0.01)
+            journal.release()                   # durable: reports handed to the session...
+            m.flush()                           # ...and the mark journaled; no transport flushed yet
+            [(batch, _)] = journal.held
+            marked = json.loads(batch.meta["sent_exec_seq"])["FIRM1"]
+            assert marked == 2
+            # What a process killed now leaves behind: the store's files.
+            body = (tmp_path / f"{name}.body").read_bytes()
+            assert sorted(int(x) for x in re.findall(rb"\x0117=X(\d+)\x01", body)) == [1, 2]
+            seqnums = (tmp_path / f"{name}.seqnums").read_bytes().split()
+            assert int(seqnums[0]) == 4         # Logon answer 1, PendingNew 2, New 3
+
+    asyncio.run(scenario())
+
+
+def test_reports_whose_storing_failed_are_not_marked_sent():
+    async def scenario():
+        journal = HoldingJournal()
+        async with running(journal) as (cfg, venues, m):
+            sent = []
+
+            def broken_store():
+                raise OSError("disk full")
+
+            m.set_output_sink(sent.append, broken_store)
+            m.new_order(new(cfg, "b1"))
+            await asyncio.sleep(0.01)
+            journal.release()
+            m.flush()
+            assert len(sent) == 2
+            assert all("sent_exec_seq" not in b.meta for b, _ in journal.held)
+            m.set_output_sink(sent.append, lambda: None)
+            m.cancel_order(CancelOrder(session="FIRM1", cl_ord_id="c1", orig_cl_ord_id="b1", order_id=""))
+            await asyncio.sleep(0.01)
+            journal.release()
+            m.flush()
+            assert json.loads(journal.held[-1][0].meta["sent_exec_seq"]) == {"FIRM1": 4}
 
     asyncio.run(scenario())
 

@@ -102,7 +102,9 @@ class FixGateway(Application):
         self._ticks: dict[tuple[int, bytes | None], int] = {}
         #: Set while the server shuts down: its own logouts are not client disconnects.
         self.stopping = False
-        manager.set_output_sink(self.send_output)
+        # Sessions that sent reports not yet written to their (batching) FIX store.
+        self._unstored: set[Session] = set()
+        manager.set_output_sink(self.send_output, self.store_outputs)
 
     # ------------------------------------------------------------------ session callbacks
     def on_create(self, session: Session) -> None:
@@ -341,6 +343,18 @@ class FixGateway(Application):
             session.send(b"9", self.cancel_reject_body(session.settings.begin_string, output))
         elif isinstance(output, MassCancelReport):
             session.send(b"r", self.mass_cancel_report_body(output))
+        else:
+            return
+        self._unstored.add(session)
+
+    def store_outputs(self) -> None:
+        """Write what :meth:`send_output` sent to the sessions' FIX stores now (one write per
+        session). The manager calls it before it journals the reports as sent: a batching store
+        would otherwise write them only when the connection next flushes, after that mark may
+        already be committed, and a kill in between would lose them for good."""
+        sessions, self._unstored = self._unstored, set()
+        for session in sessions:
+            session.store.write_pending()
 
     def _report_instrument(self, symbol_key: str) -> tuple[Instrument | None, list[tuple[int, bytes]]]:
         cached = self._report_instruments.get(symbol_key)

@@ -146,15 +146,22 @@ class OrderManager:
         self._batch = Batch()
         self._flush_scheduled = False
         self._outputs_sink: Callable[[Output], None] | None = None
+        self._outputs_stored: Callable[[], None] | None = None
         self._subscribers: list[Callable[[OrderEvent], None]] = []
         self.in_flight = 0
         for venue in venues.values():
             venue.set_event_sink(self.on_venue_event)
 
     # ------------------------------------------------------------------ wiring
-    def set_output_sink(self, sink: Callable[[Output], None]) -> None:
-        """Where durable outputs go (the FIX gateway)."""
+    def set_output_sink(self, sink: Callable[[Output], None], stored: Callable[[], None] | None = None) -> None:
+        """Where durable outputs go (the FIX gateway).
+
+        ``stored`` is called after each journal batch's outputs were handed to ``sink`` and
+        before the journal is told they were sent: it must make them recoverable (the gateway
+        writes its sessions' FIX stores), since a restarted server sends again only the reports
+        not marked sent. Without it, ``sink`` must have stored each output when it returns."""
         self._outputs_sink = sink
+        self._outputs_stored = stored
 
     def subscribe(self, callback: Callable[[OrderEvent], None]) -> Callable[[], None]:
         """Call ``callback`` with every order event once it is durable; returns an unsubscribe."""
@@ -856,7 +863,7 @@ class OrderManager:
         self.in_flight -= 1
         sink = self._outputs_sink
         if sink is not None:
-            sent = self._sent_exec_seq
+            sent = dict(self._sent_exec_seq)
             moved = False
             for output in batch.outputs:
                 try:
@@ -868,9 +875,19 @@ class OrderManager:
                 if seq > sent.get(output.session, 0):
                     sent[output.session] = seq
                     moved = True
+            if moved and self._outputs_stored is not None:
+                # The mark below may be committed before the sessions' transports next write
+                # (and store) their output: a kill in between would lose reports that are then
+                # neither in the FIX store nor sent again. So they are stored first.
+                try:
+                    self._outputs_stored()
+                except Exception:  # not stored: leave them unmarked, a restart sends them again
+                    log.exception("storing sent reports failed")
+                    moved = False
             if moved:
                 # Which stored reports went out: rides along with the next batch (no commit of its
                 # own), so after a crash at most the last batch's reports are sent again.
+                self._sent_exec_seq = sent
                 self._batch.meta["sent_exec_seq"] = json.dumps(sent)
         if self._subscribers:
             for ex, row in batch.events:
