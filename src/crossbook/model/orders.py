@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
-from typing import Any
+from typing import Any, NamedTuple
 
 from crossbook.model.enums import ExecType, OrderState, OrdStatus, ORD_STATUS_OF
 
@@ -129,9 +129,13 @@ class Order:
 ORDER_FIELDS = tuple(f for f in Order.__dataclass_fields__)
 
 
-@dataclass(frozen=True, slots=True)
-class Execution:
-    """One ExecutionReport's content (what was durably recorded and then sent)."""
+class Execution(NamedTuple):
+    """One ExecutionReport's content (what was durably recorded and then sent).
+
+    A NamedTuple (immutable, fields by name) rather than a frozen dataclass: two are made per
+    order, and a frozen dataclass pays an ``object.__setattr__`` per field (about 1.5 us against
+    0.1-0.2 us for this one's 23 fields); the order manager builds it from the same value tuple
+    as its stored row."""
 
     exec_id: str
     order_id: str
@@ -158,7 +162,8 @@ class Execution:
     session: str
 
     def to_row(self) -> dict[str, Any]:
-        row = {name: getattr(self, name) for name in EXECUTION_FIELDS}
+        """Plain values for storage and JSON (exec_type and ord_status as their values)."""
+        row = dict(zip(EXECUTION_FIELDS, self))
         row["exec_type"] = self.exec_type.value
         row["ord_status"] = self.ord_status.value
         return row
@@ -171,13 +176,15 @@ class Execution:
         return cls(**values)
 
 
-EXECUTION_FIELDS = tuple(f for f in Execution.__dataclass_fields__)
+EXECUTION_FIELDS: tuple[str, ...] = Execution._fields
 
 
 # -- commands (what the gateway hands to the order manager) ---------------------------------
-@dataclass(frozen=True, slots=True)
-class NewOrder:
-    """A validated NewOrderSingle: instrument resolved, prices in ticks, lot checked."""
+class NewOrder(NamedTuple):
+    """A validated NewOrderSingle: instrument resolved, prices in ticks, lot checked.
+
+    A NamedTuple (immutable) like Execution: one is made per order, and this is about 6x cheaper
+    to build than a frozen dataclass of the same 16 fields."""
 
     session: str
     begin_string: str

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Protocol
 
 from crossbook.core import OrdType, Reason, Side, Status, TimeInForce
 from crossbook.model.enums import (
-    CancelCause, CxlRejReason, CxlRejResponseTo, ExecType, OrderState, OrdRejReason, OrdStatus,
+    ORD_STATUS_OF, CancelCause, CxlRejReason, CxlRejResponseTo, ExecType, OrderState, OrdRejReason, OrdStatus,
 )
 from crossbook.model.events import OrderEvent
 from crossbook.model.instruments import Instrument, InstrumentMaster
@@ -61,7 +61,16 @@ _EXECUTION_ARGS = ("exec_id", "order_id", "seq", "cl_ord_id", "orig_cl_ord_id", 
 if EXECUTION_FIELDS != _EXECUTION_ARGS:
     raise ImportError(f"crossbook.model.orders.Execution fields changed: {EXECUTION_FIELDS}; update the manager")
 _ORDER_VALUES = attrgetter(*ORDER_FIELDS)
+# Executions and ExecReports are NamedTuples built from value tuples in field order with
+# tuple.__new__ (no argument parsing); these are the orders it relies on.
+_new_tuple = tuple.__new__
+_EXEC_REPORT_ARGS = ("session", "execution", "ord_rej_reason", "mass_status_req_id", "tot_num_reports",
+                     "last_rpt_requested", "status_request", "order_qty", "ord_type", "stop_px", "tif", "poss_resend")
+if ExecReport._fields != _EXEC_REPORT_ARGS:
+    raise ImportError(f"crossbook.oms.reports.ExecReport fields changed: {ExecReport._fields}; update the manager")
 _SIDES = {int(s): s for s in Side}
+_MARKET, _STOP = int(OrdType.MARKET), int(OrdType.STOP)
+_VENUE_NEW, _VENUE_TRADE = int(VenueEventKind.NEW), int(VenueEventKind.TRADE)
 _ORD_TYPES = {int(t): t for t in OrdType}
 _TIFS = {int(t): t for t in TimeInForce}
 _CAUSE_TEXT = {
@@ -142,6 +151,8 @@ class OrderManager:
         self._unsent: list[dict[str, Any]] = []              # stored executions to send again after a restart
         self._order_seq = 0
         self._exec_seq = 0
+        self._stored_order_seq = 0    # the counters' values last put in a batch (meta)
+        self._stored_exec_seq = 0
         self._report_seq = 0
         self._batch = Batch()
         self._flush_scheduled = False
@@ -194,17 +205,15 @@ class OrderManager:
 
     def new_order(self, cmd: NewOrder) -> Order | None:
         """A validated NewOrderSingle: duplicate check, venue choice, risk, then to the venue."""
-        inst = self.instruments.by_index(cmd.instrument_index)
-        if self._duplicate(cmd.session, cmd.cl_ord_id):
-            self._reject_duplicate(cmd.session, cmd.begin_string, cmd.cl_ord_id, cmd.account, inst.key, cmd.side)
+        (session, begin_string, cl_ord_id, _firm, account, instrument_index, side, ord_type, tif, qty, price,
+         stop_px, display_qty, post_only, expire_time, ex_destination) = cmd
+        inst = self.instruments.by_index(instrument_index)
+        if (session, cl_ord_id) in self._by_cl_ord_id:
+            self._reject_duplicate(session, begin_string, cl_ord_id, account, inst.key, side)
             return None
-        order = self._make_order(cmd.session, cmd.begin_string, cmd.cl_ord_id, cmd.account, inst.key, inst.index,
-                                 cmd.side, cmd.ord_type, cmd.tif, cmd.qty, cmd.price)
-        order.stop_px = cmd.stop_px
-        order.display_qty = cmd.display_qty
-        order.post_only = cmd.post_only
-        order.expire_time = cmd.expire_time
-        venue_name = cmd.ex_destination or inst.default_venue
+        order = self._make_order(session, begin_string, cl_ord_id, account, inst.key, inst.index, side, ord_type,
+                                 tif, qty, price, stop_px, display_qty, post_only, expire_time)
+        venue_name = ex_destination or inst.default_venue
         venue = self.venues.get(venue_name)
         if venue is None or venue_name not in inst.venues:
             known = ", ".join(v for v in inst.venues if v in self.venues)
@@ -215,21 +224,23 @@ class OrderManager:
         if not venue.is_up:
             self._reject_order(order, OrdRejReason.EXCHANGE_CLOSED, f"venue {venue_name} is down")
             return order
-        acc = self.directory.accounts[order.account]
-        sess = self.directory.sessions[cmd.session]
-        risk_price = self._risk_price_of(order)
-        code = self.risk.check_new(acc.index, inst.index, sess.index, cmd.side, cmd.ord_type, cmd.qty,
-                                   risk_price if cmd.ord_type != OrdType.MARKET else 0, self.clock.now_ns())
+        acc_index = self.directory.accounts[account].index
+        sess_index = self.directory.sessions[session].index
+        market = ord_type == _MARKET
+        risk_price = stop_px if ord_type == _STOP else price
+        risk = self.risk
+        code = risk.check_new(acc_index, instrument_index, sess_index, side, ord_type, qty,
+                              0 if market else risk_price, order.created_ns)
         if code != 0:
-            text = self.risk.explain(code, acc.index, inst.index, cmd.side, cmd.ord_type, cmd.qty,
-                                     risk_price if cmd.ord_type != OrdType.MARKET else 0, sess.index)
+            text = risk.explain(code, acc_index, instrument_index, side, ord_type, qty, 0 if market else risk_price,
+                                sess_index)
             self._reject_order(order, OrdRejReason.ORDER_EXCEEDS_LIMIT, text, reason_name=f"risk:{code.name}")
             return order
-        if cmd.ord_type == OrdType.MARKET:
-            risk_price = self.risk.market_price(inst.index)
-        self.risk.on_open(acc.index, inst.index, cmd.side, cmd.qty, risk_price)
+        if market:
+            risk_price = risk.market_price(instrument_index)
+        risk.on_open(acc_index, instrument_index, side, qty, risk_price)
         self._risk_price[order.order_id] = risk_price
-        self._touch_risk(acc.index)
+        self._batch.risk_usage[acc_index] = None  # type: ignore[assignment]  # filled at flush
         self._open[order.order_id] = order
         self._execution(order, ExecType.PENDING_NEW)
         self._send_to_venue(order, inst, venue)
@@ -237,14 +248,13 @@ class OrderManager:
 
     def _send_to_venue(self, order: Order, inst: Instrument, venue: Venue) -> None:
         order.venue_seq += 1
-        order.venue_cl_ord_id = f"{order.order_id}.{order.venue_seq}"
-        self._by_venue_id[(order.venue, order.venue_cl_ord_id)] = order
+        vid = order.venue_cl_ord_id = f"{order.order_id}.{order.venue_seq}"
+        self._by_venue_id[(order.venue, vid)] = order
         acc = self.directory.accounts[order.account]
-        venue.new_order(VenueOrder(
-            venue_cl_ord_id=order.venue_cl_ord_id, instrument=inst, side=_SIDES[order.side],
-            ord_type=_ORD_TYPES[order.ord_type], tif=_TIFS[order.tif], qty=order.leaves_qty, price=order.price,
-            stop_price=order.stop_px, display_qty=order.display_qty, post_only=order.post_only,
-            expire_time=order.expire_time, owner=acc.index + 1, stp=acc.stp))
+        # Positional, in VenueOrder's field order (venue_cl_ord_id ... expire_time, owner, stp).
+        venue.new_order(VenueOrder(vid, inst, _SIDES[order.side], _ORD_TYPES[order.ord_type], _TIFS[order.tif],
+                                   order.leaves_qty, order.price, order.stop_px, order.display_qty, order.post_only,
+                                   order.expire_time, acc.index + 1, acc.stp))
         self._dirty(order)
 
     @staticmethod
@@ -255,18 +265,23 @@ class OrderManager:
         return order.price
 
     def _make_order(self, session: str, begin_string: str, cl_ord_id: str, account: str, symbol: str,
-                    instrument_index: int, side: int, ord_type: int, tif: int, qty: int, price: int) -> Order:
-        self._order_seq += 1
+                    instrument_index: int, side: int, ord_type: int, tif: int, qty: int, price: int,
+                    stop_px: int = 0, display_qty: int = 0, post_only: bool = False, expire_time: int = 0) -> Order:
+        seq = self._order_seq = self._order_seq + 1
         now = self.clock.now_ns()
         sess = self.directory.sessions.get(session)
         firm = sess.firm if sess is not None else ""
-        order = Order(order_id=f"O{self._order_seq}", seq=self._order_seq, session=session,
-                      begin_string=begin_string, firm=firm, account=account, symbol=symbol,
-                      instrument_index=instrument_index, side=side, ord_type=ord_type, tif=tif, qty=qty,
-                      price=price, cl_ord_id=cl_ord_id, leaves_qty=qty, created_ns=now, updated_ns=now)
-        self.orders[order.order_id] = order
-        self._remember_cl_ord_id(order, cl_ord_id)
-        self._batch.meta["order_seq"] = str(self._order_seq)
+        order_id = f"O{seq}"
+        order = Order(order_id=order_id, seq=seq, session=session, begin_string=begin_string, firm=firm,
+                      account=account, symbol=symbol, instrument_index=instrument_index, side=side,
+                      ord_type=ord_type, tif=tif, qty=qty, price=price, stop_px=stop_px, display_qty=display_qty,
+                      post_only=post_only, expire_time=expire_time, cl_ord_id=cl_ord_id, leaves_qty=qty,
+                      created_ns=now, updated_ns=now, cl_ord_ids=[cl_ord_id])
+        self.orders[order_id] = order
+        # The ClOrdID is stored with the order's row (its cl_ord_ids), from which a restart
+        # rebuilds this index.
+        self._by_cl_ord_id[(session, cl_ord_id)] = order_id
+        self._dirty(order)
         return order
 
     def _remember_cl_ord_id(self, order: Order, cl_ord_id: str) -> None:
@@ -290,7 +305,6 @@ class OrderManager:
                        venue="", text=f"duplicate ClOrdID {cl_ord_id!r} on this session", reason="duplicate",
                        ord_rej_reason=OrdRejReason.DUPLICATE_ORDER.value, ts=now, account=account,
                        session=session)
-        self._batch.meta["exec_seq"] = str(self._exec_seq)
         self._emit(ExecReport(session, ex, OrdRejReason.DUPLICATE_ORDER))
 
     def _reject_order(self, order: Order, reason: OrdRejReason, text: str, reason_name: str = "") -> None:
@@ -558,10 +572,10 @@ class OrderManager:
             log.warning("venue %s event %s for unknown order %s", ev.venue, ev.kind.name, ev.venue_cl_ord_id)
             return
         kind = ev.kind
-        if kind == VenueEventKind.TRADE:
-            self._on_trade(order, ev)
-        elif kind == VenueEventKind.NEW:
+        if kind == _VENUE_NEW:
             self._on_ack(order, ev)
+        elif kind == _VENUE_TRADE:
+            self._on_trade(order, ev)
         elif kind == VenueEventKind.CANCELED:
             self._on_canceled(order, ev)
         elif kind == VenueEventKind.REPLACED:
@@ -575,15 +589,17 @@ class OrderManager:
         elif kind.name == "STOP_TRIGGERED":
             if not order.state.is_terminal and order.begin_string != "FIX.4.2":
                 self._execution(order, ExecType.TRIGGERED, text="stop triggered")
-        self._schedule_flush()
+        if not self._flush_scheduled:
+            self._schedule_flush()
 
     def _on_ack(self, order: Order, ev: VenueEvent) -> None:
         order.venue_order_id = ev.venue_order_id or order.venue_order_id
-        key = (ev.venue, ev.venue_cl_ord_id)
-        if key in self._absorb_ack:
-            self._absorb_ack.discard(key)
-            self._dirty(order)
-            return
+        if self._absorb_ack:
+            key = (ev.venue, ev.venue_cl_ord_id)
+            if key in self._absorb_ack:
+                self._absorb_ack.discard(key)
+                self._dirty(order)
+                return
         if order.state is not OrderState.PENDING_NEW:
             self._dirty(order)  # ack after a fill already moved it on: nothing new to tell
             return
@@ -797,23 +813,30 @@ class OrderManager:
     def _execution(self, order: Order, exec_type: ExecType, *, cl_ord_id: str | None = None,
                    orig_cl_ord_id: str | None = None, last_qty: int = 0, last_px: int = 0, text: str = "",
                    reason: str = "", ord_rej_reason: OrdRejReason | None = None, venue: str = "") -> Execution:
-        self._exec_seq += 1
-        seq = self._exec_seq
-        args = self._execution_args(order, exec_type, f"X{seq}", cl_ord_id, orig_cl_ord_id, last_qty, last_px,
-                                    text, reason, ord_rej_reason.value if ord_rej_reason else -1, seq, venue)
-        ex = Execution(*args)
-        order.updated_ns = ex.ts
-        self._dirty(order)
+        # The hot path (twice per order): one value tuple makes the Execution, its stored row and
+        # (with the order's fields) the ExecReport; the counter goes into the batch at flush.
+        seq = self._exec_seq = self._exec_seq + 1
+        ts = self.clock.now_ns()
+        ord_status = ORD_STATUS_OF[order.state]
+        args = (f"X{seq}", order.order_id, seq, order.cl_ord_id if cl_ord_id is None else cl_ord_id,
+                order.orig_cl_ord_id if orig_cl_ord_id is None else orig_cl_ord_id, exec_type, ord_status,
+                order.symbol, order.side, order.qty, order.price, last_qty, last_px, order.cum_qty, order.leaves_qty,
+                order.cum_value, venue or order.venue, text or order.text, reason,
+                ord_rej_reason._value_ if ord_rej_reason else -1, ts, order.account, order.session)
+        ex = _new_tuple(Execution, args)
+        order.updated_ns = ts
         row = dict(zip(_EXECUTION_ARGS, args))  # == ex.to_row(), without reading the fields back
-        row["exec_type"] = exec_type.value
-        row["ord_status"] = ex.ord_status.value
+        row["exec_type"] = exec_type._value_
+        row["ord_status"] = ord_status._value_
         batch = self._batch
+        batch.orders[order.order_id] = order  # type: ignore[assignment]  # the row is taken at flush
         batch.executions.append(row)
-        batch.meta["exec_seq"] = str(seq)
         if self._subscribers:  # a snapshot per event only when someone listens
             batch.events.append((ex, self._row(order)))
-        self._emit(ExecReport(order.session, ex, ord_rej_reason, order_qty=order.qty, ord_type=order.ord_type,
-                              stop_px=order.stop_px, tif=order.tif))
+        batch.outputs.append(_new_tuple(ExecReport, (order.session, ex, ord_rej_reason, "", -1, False, False,
+                                                     order.qty, order.ord_type, order.stop_px, order.tif, False)))
+        if not self._flush_scheduled:
+            self._schedule_flush()
         return ex
 
     def _dirty(self, order: Order) -> None:
@@ -824,7 +847,7 @@ class OrderManager:
     def _row(self, order: Order) -> dict[str, Any]:
         """The order's stored row (== Order.to_row() plus risk_price), taken in one C-level read."""
         row = dict(zip(ORDER_FIELDS, _ORDER_VALUES(order)))
-        row["state"] = order.state.value
+        row["state"] = order.state._value_
         row["cl_ord_ids"] = list(order.cl_ord_ids)
         row["risk_price"] = self._risk_price.get(order.order_id, 0)
         return row
@@ -847,9 +870,19 @@ class OrderManager:
             loop.call_soon(loop.call_soon, self.flush)
 
     def flush(self) -> None:
-        """Hand the current batch to the journal (called once per loop iteration with changes)."""
+        """Hand the current batch to the journal (called once per loop iteration with changes).
+
+        The journal may call back ``_on_durable`` inside ``submit`` (a same-thread write) or
+        later on the loop: the batch is complete and a fresh one is current before submit."""
         self._flush_scheduled = False
         batch = self._batch
+        # The id counters ride with the batch holding the ids they gave out.
+        if self._order_seq != self._stored_order_seq:
+            self._stored_order_seq = self._order_seq
+            batch.meta["order_seq"] = str(self._order_seq)
+        if self._exec_seq != self._stored_exec_seq:
+            self._stored_exec_seq = self._exec_seq
+            batch.meta["exec_seq"] = str(self._exec_seq)
         if batch.empty() and not batch.risk_usage:
             return
         self._batch = Batch()
@@ -921,8 +954,8 @@ class OrderManager:
                 self._risk_price[order.order_id] = int(row.get("risk_price", 0))
         for session, cl, oid in cl_ord_ids:
             self._by_cl_ord_id[(session, cl)] = oid
-        self._order_seq = int(meta.get("order_seq", "0"))
-        self._exec_seq = int(meta.get("exec_seq", "0"))
+        self._order_seq = self._stored_order_seq = int(meta.get("order_seq", "0"))
+        self._exec_seq = self._stored_exec_seq = int(meta.get("exec_seq", "0"))
         if meta.get("kill_state"):
             state = json.loads(meta["kill_state"])
             self.risk.kill("global", None, bool(state.get("global")))
