@@ -58,7 +58,14 @@ _RESTING, _PARTIAL, _FILLED, _CANCELLED, _REJECTED_ST = (
     int(Status.RESTING), int(Status.PARTIALLY_FILLED), int(Status.FILLED), int(Status.CANCELLED), int(Status.REJECTED))
 # Cancels that end a pending stop without triggering it.
 _NOT_A_TRIGGER = frozenset({int(Reason.USER_CANCEL), int(Reason.END_OF_DAY), int(Reason.EXPIRED)})
+_STOP_PENDING = int(Status.STOP_PENDING)
+_GTD = int(TimeInForce.GTD)
 _REASONS = {int(r): r for r in Reason}
+# The hot path builds VenueEvents positionally; this is the field order it relies on.
+if tuple(VenueEvent.__dataclass_fields__)[:14] != (
+        "kind", "venue", "venue_cl_ord_id", "venue_order_id", "last_qty", "last_px", "leaves_qty", "cum_qty",
+        "reason", "reason_code", "exec_id", "ts", "orig_venue_cl_ord_id", "ord_status"):
+    raise ImportError(f"crossbook.routing.venue.VenueEvent fields changed: {tuple(VenueEvent.__dataclass_fields__)}")
 _monotonic = time.monotonic
 
 
@@ -395,16 +402,21 @@ class InProcessVenue:
         status = int(r.status)
         if status == _REJECTED_ST:
             return self._push([self._reject_event(cl, int(r.reason_code), r.reason, now)])
-        o = _Order(oid, cl, f"{self._prefix}{oid}", bk, qty, order.owner, order.tif == TimeInForce.GTD)
+        venue_order_id = f"{self._prefix}{oid}"
+        o = _Order(oid, cl, venue_order_id, bk, qty, order.owner, order.tif == _GTD)
         self._orders[oid] = o
         self._by_cl[cl] = o
         bk.oms_live[oid] = o
         if o.gtd:
             self._gtd_live += 1
-        events = [VenueEvent(_NEW, self.name, cl, o.venue_order_id, leaves_qty=qty, ts=now, ord_status=_RESTING)]
-        if status == int(Status.STOP_PENDING):
+        # Positional (VenueEvent's field order, checked at import): kind, venue, ids, last qty/px,
+        # leaves_qty, cum_qty, reason, reason_code, exec_id, ts, orig_venue_cl_ord_id, ord_status.
+        events = [VenueEvent(_NEW, self.name, cl, venue_order_id, 0, 0, qty, 0, "", 0, "", now, "", _RESTING)]
+        if status == _STOP_PENDING:
             bk.stops.add(oid)
-        self._apply(bk, r.fills, r.cancels, now, events)
+        fills, cancels = r.fills, r.cancels
+        if fills or cancels or bk.stops:  # a resting order that touched nothing: nothing to apply
+            self._apply(bk, fills, cancels, now, events)
         self._push(events)
         if self._book_listeners:
             self._touched(bk)
@@ -710,9 +722,8 @@ class InProcessVenue:
                     o.status = _PARTIAL
                 exec_id = f"{self._prefix}E{self._next_exec}"
                 self._next_exec += 1
-                events.append(VenueEvent(_TRADE, name, o.cl_ord_id, o.venue_order_id, last_qty=qty, last_px=price,
-                                         leaves_qty=o.leaves, cum_qty=o.cum, exec_id=exec_id, ts=now,
-                                         ord_status=o.status))
+                events.append(VenueEvent(_TRADE, name, o.cl_ord_id, o.venue_order_id, qty, price, o.leaves, o.cum,
+                                         "", 0, exec_id, now, "", o.status))
         ended = 0
         for oid, _qty, reason in cancels:
             if oid >= BACKGROUND_ID_BASE:
