@@ -1,6 +1,6 @@
 """SqliteJournal storage details that keep commits cheap: ClOrdIDs read back from order rows, risk
-usage in meta (and from the older risk_usage table), checkpoints off the commit path, and rows
-that orjson cannot encode still stored."""
+usage in meta (and from the older risk_usage table), checkpoints off the commit path (on the
+projection thread, after its commits), and rows that orjson cannot encode still stored."""
 from __future__ import annotations
 
 import asyncio
@@ -80,7 +80,7 @@ def test_a_row_beyond_64_bit_integers_is_still_stored(tmp_path):
     assert SqliteJournal(path).open().orders[0]["cum_value"] == 10**30
 
 
-def test_commits_do_not_checkpoint_the_checkpointer_thread_does(tmp_path, monkeypatch):
+def test_commits_do_not_checkpoint_the_projection_does_after_them(tmp_path, monkeypatch):
     monkeypatch.setattr(journal_module, "CHECKPOINT_INTERVAL_S", 0.01)
     monkeypatch.setattr(journal_module, "CHECKPOINT_MIN_COMMITS", 5)
     path = str(tmp_path / "j.db")
@@ -95,7 +95,8 @@ def test_commits_do_not_checkpoint_the_checkpointer_thread_does(tmp_path, monkey
             b.orders[f"O{n}"] = _row(n, [f"C{n}"])
             done = asyncio.Event()
             journal.submit(b, lambda _b: done.set())
-            await asyncio.wait_for(done.wait(), 10)     # one commit each
+            await asyncio.wait_for(done.wait(), 10)
+            await journal.wait_applied(10)              # a reader's barrier: one commit each
         for _ in range(1000):                           # however busy the machine
             if journal.checkpoints:
                 break

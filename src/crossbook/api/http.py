@@ -3,7 +3,9 @@
 No framework: the API is a handful of JSON routes, and a dependency-free asyncio server keeps
 it on the same loop as the order manager (run-time risk changes and the kill switch are plain
 calls, no locks). Reads come from the SQLite database through a read-only connection (WAL), so
-they never block the journal's writer. docs/http-api.md lists the routes.
+they never block the journal's projection; before each read the request waits for the journal's
+barrier (``SqliteJournal.wait_applied``: the store holds everything logged so far), so a query
+made after a report went out sees it. docs/http-api.md lists the routes.
 """
 from __future__ import annotations
 
@@ -22,7 +24,15 @@ log = logging.getLogger("crossbook.api")
 
 MAX_BODY = 1 << 20
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large",
-            500: "Internal Server Error"}
+            500: "Internal Server Error", 503: "Service Unavailable"}
+#: How long a query waits for the journal's projection before answering 503.
+STORE_BARRIER_S = 5.0
+
+
+def _reads_store(target: str) -> bool:
+    """Routes answered from the SQLite store (orders, executions)."""
+    path = target.split("?", 1)[0].strip("/")
+    return path == "orders" or path.startswith("orders/") or path == "executions"
 
 
 class HttpError(Exception):
@@ -56,7 +66,8 @@ class HttpApi:
         return self._port
 
     async def start(self) -> None:
-        self._store = OrderStore(self.server.config.storage.database)
+        # The server's journal holds the log: wait_applied() before each read replaces the catch-up.
+        self._store = OrderStore(self.server.config.storage.database, catch_up=False)
         self._srv = await asyncio.start_server(self._on_client, self.host, self._port)
 
     async def stop(self) -> None:
@@ -101,6 +112,8 @@ class HttpApi:
                 body = await reader.readexactly(length) if length else b""
                 keep = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
                 try:
+                    if method == "GET" and _reads_store(target):
+                        await self._store_barrier()
                     status, payload = self.handle(method, target, body)
                 except HttpError as exc:
                     status, payload = exc.status, {"error": exc.message}
@@ -116,6 +129,16 @@ class HttpApi:
             if task is not None:
                 self._clients.discard(task)
             writer.close()
+
+    async def _store_barrier(self) -> None:
+        """Wait until the store holds every batch the journal logged (reports already sent)."""
+        journal = getattr(self.server, "journal", None)
+        if journal is None:
+            return
+        try:
+            await journal.wait_applied(STORE_BARRIER_S)
+        except (RuntimeError, asyncio.TimeoutError) as exc:
+            raise HttpError(503, f"the order store is behind the journal: {exc or 'timed out'}") from None
 
     @staticmethod
     async def _write(writer: asyncio.StreamWriter, status: int, payload: Any, keep: bool) -> None:

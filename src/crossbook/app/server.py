@@ -109,9 +109,10 @@ class Server:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        # The journal's writer thread needs the GIL to commit, and every ExecutionReport waits for
-        # that commit: with the default 5 ms switch interval a busy loop would hold reports back
-        # for milliseconds. A short interval lets the writer in promptly.
+        # The journal's projection thread (SQLite) needs the GIL too, and HTTP queries wait for it
+        # (the store barrier): with the default 5 ms switch interval a busy loop would hold it
+        # back for milliseconds. Reports no longer wait for it (the journal log is written on
+        # the loop), so this only bounds how far the store trails.
         if sys.getswitchinterval() > GIL_SWITCH_INTERVAL_S:
             sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         state = self.journal.open()

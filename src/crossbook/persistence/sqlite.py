@@ -1,36 +1,52 @@
-"""SQLite (WAL) storage of orders, executions, ClOrdIDs, risk usage and counters.
+"""The journal: an append-only log is the durability point, SQLite (WAL) the queryable store.
 
-``SqliteJournal`` is the order manager's journal: batches go to one writer thread which commits
-everything that queued up meanwhile in ONE transaction (group commit), then tells the event loop
-(``call_soon_threadsafe``) that those batches are durable; only then are their ExecutionReports
-sent. The loop never waits for the disk.
+``SqliteJournal.submit(batch, on_durable)`` runs on the event loop thread, once per
+``OrderManager.flush``. It turns the batch into rows (orjson, once), writes them as ONE record to
+the append-only log (crossbook.persistence.log: length + CRC32 framed, one ``os.writev``; an
+``fdatasync`` too under ``synchronous=FULL``) and calls ``on_durable(batch)`` before returning:
+the batch is durable, its ExecutionReports may go out. No thread hop, no SQLite on that path.
 
-Durability: WAL with ``synchronous=NORMAL`` (default) survives a killed process (the commit is in
-the WAL file in the OS page cache before the reports go out); ``synchronous=FULL`` also fsyncs
-each group commit, surviving power loss at a higher latency.
+*Durable* means: under ``synchronous=NORMAL`` (default) the record's ``write()`` completed, so it
+is in the OS page cache and survives a killed process (not a power loss); under ``FULL`` it was
+also fdatasync'ed, which survives power loss at the cost of a disk flush per batch on the loop.
 
-Cost per commit (docs/oms.md, "The hot path"): rows are JSON-encoded with orjson on the writer
-thread; orders are upserted (an update touches only the indexes whose columns changed, where
-INSERT OR REPLACE deletes and re-inserts every index entry); and WAL checkpoints (which fsync the
-WAL and the database under ``synchronous=NORMAL``) run on a checkpointer thread with its own
-connection, never inside a commit that reports are waiting for.
+SQLite stays the queryable store (orders, executions, ClOrdIDs, risk usage, counters): a
+*projection* thread applies the logged batches in large transactions (every
+``projection_interval_s``, or sooner when ``max_batch`` batches wait or a reader asks), and records
+in the same transaction the log position it has applied (table ``log_state``). Segments the store
+has applied are deleted (the writer starts a new one every ``rotate_bytes``), so the log stays
+bounded. WAL checkpoints also run on the projection thread, after its commits.
 
-``OrderStore`` is the read side (HTTP API, ``crossbook orders``, Python callers): its own
-connection, safe beside a running writer (WAL readers do not block the writer).
+Recovery (``open()``): the log tail past SQLite's applied position is applied first (a torn last
+record, a write the process never finished and whose reports were therefore never sent, is
+dropped with a warning), then the state is read back from SQLite exactly as before.
+
+Readers never see less than what was reported: the running server's HTTP API waits for
+``wait_applied()`` (the projection catches up with everything written so far) before querying;
+``OrderStore`` (``crossbook orders`` without a server, Python callers) first applies the tail of a
+log no live server holds (the lock is free once its server died), or waits for the live server's
+projection to pass the log's end.
+
+``OrderStore`` is the read side: its own read-only connection, safe beside a running server.
 """
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import os
-import queue
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import orjson
+
+from crossbook.persistence.log import (
+    LogLock, LogWriter, drop_torn, list_segments, log_directory, log_end, scan,
+)
 
 log = logging.getLogger("crossbook.persistence")
 
@@ -77,17 +93,25 @@ CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+-- How far into the journal log (crossbook.persistence.log) this store is: written in the same
+-- transaction as the rows it covers.
+CREATE TABLE IF NOT EXISTS log_state (
+    id      INTEGER PRIMARY KEY CHECK (id = 0),
+    applied INTEGER NOT NULL
+);
 """
-
-_STOP = object()
 
 RISK_KEY_PREFIX = "risk_usage:"
 
 _TERMINAL_STATES = frozenset(("filled", "canceled", "rejected", "expired"))
 
-#: How often the checkpointer looks at the WAL, and how many commits make a checkpoint worth it.
+#: How often the projection checkpoints the WAL at most, and after how many of its commits.
 CHECKPOINT_INTERVAL_S = 0.2
-CHECKPOINT_MIN_COMMITS = 50
+CHECKPOINT_MIN_COMMITS = 5
+#: How long a server's open() waits for the log lock (a reader applying a tail holds it briefly).
+LOCK_WAIT_S = 10.0
+#: How long OrderStore waits for a live server's projection to reach the log's end.
+READER_CATCH_UP_S = 5.0
 
 _UPSERT_ORDER = (
     "INSERT INTO orders(order_id, seq, session, account, symbol, state, is_open, created_ns, updated_ns, data)"
@@ -98,6 +122,11 @@ _INSERT_EXECUTION = ("INSERT OR REPLACE INTO executions(seq, exec_id, order_id, 
                      " VALUES (?,?,?,?,?,?,?)")
 _INSERT_CL_ORD_ID = "INSERT OR REPLACE INTO cl_ord_ids(session, cl_ord_id, order_id) VALUES (?,?,?)"
 _INSERT_META = "INSERT OR REPLACE INTO meta(key, value) VALUES (?,?)"
+_SET_APPLIED = "INSERT OR REPLACE INTO log_state(id, applied) VALUES (0, ?)"
+
+# Record payload codecs (first byte): orjson cannot write integers beyond 64 bits and would read
+# them back as floats, so a record that needed json.dumps says so and is read with json.loads.
+_FAST, _EXACT = b"o", b"j"
 
 
 def _dumps(value: Any) -> str:
@@ -107,6 +136,14 @@ def _dumps(value: Any) -> str:
         return orjson.dumps(value).decode()
     except TypeError:
         return json.dumps(value)
+
+
+def _row_json(value: Any) -> tuple[bytes, bool]:
+    """(JSON bytes, exact) of a row; exact = it needed json.dumps (see _EXACT)."""
+    try:
+        return orjson.dumps(value), False
+    except TypeError:
+        return json.dumps(value).encode(), True
 
 
 @dataclass
@@ -128,82 +165,286 @@ def _connect(path: str, synchronous: str = "NORMAL") -> sqlite3.Connection:
     return conn
 
 
-class SqliteJournal:
-    """Group-commit journal on a writer thread. ``open()`` (creates the schema, returns what to
-    restore), ``start()`` on the event loop, ``submit()`` per batch, ``close()`` at shutdown."""
+# A logged batch as the projection applies it: (end position, order params, execution params,
+# ClOrdID triples, meta rows). Order params are the orders table's columns in _UPSERT_ORDER order.
+_Item = tuple
 
-    def __init__(self, path: str, *, synchronous: str = "NORMAL", max_batch: int = 4096) -> None:
-        if synchronous.upper() not in ("NORMAL", "FULL"):
+
+def _order_params(o: dict[str, Any], data: str) -> tuple:
+    return (o["order_id"], o["seq"], o["session"], o["account"], o["symbol"], o["state"],
+            0 if o["state"] in _TERMINAL_STATES else 1, o["created_ns"], o["updated_ns"], data)
+
+
+def _execution_params(e: dict[str, Any], data: str) -> tuple:
+    return (e["seq"], e["exec_id"], e["order_id"], e["account"], e["symbol"], e["ts"], data)
+
+
+def encode_batch(batch) -> tuple[bytes, list[tuple], list[tuple], list[tuple], dict[str, Any]]:
+    """A batch as one log record payload plus the parameters the projection binds. Raises
+    ValueError when a row lacks a stored column (such a batch must never be acknowledged)."""
+    exact = False
+    order_json: list[bytes] = []
+    orders: list[tuple] = []
+    executions: list[tuple] = []
+    exec_json: list[bytes] = []
+    try:
+        for o in batch.orders.values():
+            data, big = _row_json(o)
+            exact |= big
+            params = _order_params(o, data.decode())
+            if None in params:
+                raise ValueError(f"order row {o.get('order_id')!r} has a null stored column")
+            order_json.append(data)
+            orders.append(params)
+        for e in batch.executions:
+            data, big = _row_json(e)
+            exact |= big
+            params = _execution_params(e, data.decode())
+            if None in params:
+                raise ValueError(f"execution row {e.get('exec_id')!r} has a null stored column")
+            exec_json.append(data)
+            executions.append(params)
+    except KeyError as exc:
+        raise ValueError(f"a batch row lacks the stored column {exc}") from None
+    cl_ord_ids = batch.cl_ord_ids
+    meta: dict[str, Any] = dict(batch.meta) if batch.meta else {}
+    if batch.risk_usage:
+        for account, usage in batch.risk_usage.items():
+            meta[f"{RISK_KEY_PREFIX}{account}"] = _dumps(usage)
+    try:
+        tail = orjson.dumps({"c": cl_ord_ids, "m": meta})
+    except TypeError:
+        tail = json.dumps({"c": cl_ord_ids, "m": meta}).encode()
+    # Rows are encoded once, for the log and the store; the record is spliced from them.
+    payload = b"".join((_EXACT if exact else _FAST, b'{"o":[', b",".join(order_json), b'],"x":[',
+                        b",".join(exec_json), b"],", tail[1:]))
+    return payload, orders, executions, cl_ord_ids, meta
+
+
+def decode_record(payload: bytes) -> tuple[list[tuple], list[tuple], list[tuple], dict[str, Any]]:
+    """A log record back into the projection's parameters (recovery)."""
+    body = payload[1:]
+    record = json.loads(body) if payload[:1] == _EXACT else orjson.loads(body)
+    orders = [_order_params(o, _dumps(o)) for o in record["o"]]
+    executions = [_execution_params(e, _dumps(e)) for e in record["x"]]
+    return orders, executions, [tuple(c) for c in record["c"]], record["m"]
+
+
+def apply_items(conn: sqlite3.Connection, items: list, applied: int) -> None:
+    """Apply logged batches to the store in ONE transaction, with the log position they reach."""
+    orders: dict[str, tuple] = {}
+    executions: list[tuple] = []
+    cl_ord_ids: list[tuple] = []
+    meta: dict[str, Any] = {}
+    for _, o, x, c, m in items:
+        for params in o:
+            orders[params[0]] = params   # an order changed in several batches is written once
+        executions.extend(x)
+        cl_ord_ids.extend(c)
+        meta.update(m)
+    conn.execute("BEGIN")
+    try:
+        if orders:
+            conn.executemany(_UPSERT_ORDER, orders.values())
+        if executions:
+            conn.executemany(_INSERT_EXECUTION, executions)
+        if cl_ord_ids:
+            conn.executemany(_INSERT_CL_ORD_ID, cl_ord_ids)
+        if meta:
+            conn.executemany(_INSERT_META, meta.items())
+        conn.execute(_SET_APPLIED, (applied,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def applied_position(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT applied FROM log_state WHERE id = 0").fetchone()
+    return int(row[0]) if row else 0
+
+
+def recover(conn: sqlite3.Connection, directory: str, *, chunk: int = 4096) -> tuple[int, int]:
+    """Apply the log tail past the store's applied position (caller holds the log lock), drop a
+    torn last record, delete the segments the store now covers. Returns (records applied,
+    position reached)."""
+    start = applied_position(conn)
+    result = scan(directory, start)
+    items: list = []
+    for payload, end in result.records:
+        items.append((end, *decode_record(payload)))
+        if len(items) >= chunk:
+            apply_items(conn, items, end)
+            items = []
+    if items:
+        apply_items(conn, items, items[-1][0])
+    if result.torn is not None:
+        t = result.torn
+        log.warning("journal log %s: dropped a torn last record at position %d (%d bytes, %s): a write the "
+                    "process never finished, so none of its reports were sent", t.path, t.position, t.size,
+                    t.reason)
+        drop_torn(t)
+    if result.records:
+        log.info("journal log %s: applied %d record(s) the store lacked, up to position %d", directory,
+                 len(result.records), result.end)
+    for base, path in list_segments(directory):  # everything is in the store now
+        os.unlink(path)
+    return len(result.records), max(result.end, start)
+
+
+def _read_state(conn: sqlite3.Connection) -> RecoveredState:
+    state = RecoveredState()
+    state.orders = [json.loads(d) for (d,) in conn.execute("SELECT data FROM orders ORDER BY seq")]
+    cl_ord_ids = {tuple(r): None for r in conn.execute("SELECT session, cl_ord_id, order_id FROM cl_ord_ids")}
+    for o in state.orders:
+        for cl in o.get("cl_ord_ids") or ():
+            cl_ord_ids[(o["session"], cl, o["order_id"])] = None
+    state.cl_ord_ids = list(cl_ord_ids)
+    state.risk = {int(a): json.loads(d) for a, d in conn.execute("SELECT account, data FROM risk_usage")}
+    for key, value in conn.execute("SELECT key, value FROM meta"):
+        if key.startswith(RISK_KEY_PREFIX):
+            state.risk[int(key[len(RISK_KEY_PREFIX):])] = json.loads(value)
+        else:
+            state.meta[key] = value
+    # Executions past the lowest "sent up to" mark of any session that has executions: the
+    # order manager sends again those its sessions may not have received.
+    sent = {k: int(v) for k, v in json.loads(state.meta.get("sent_exec_seq", "{}")).items()}
+    sessions = [s for (s,) in conn.execute("SELECT DISTINCT json_extract(data, '$.session') FROM executions")]
+    floor = min((sent.get(s, 0) for s in sessions), default=0)
+    state.recent_executions = [json.loads(d) for (d,) in
+                               conn.execute("SELECT data FROM executions WHERE seq > ? ORDER BY seq", (floor,))]
+    return state
+
+
+class SqliteJournal:
+    """Log-first journal with a SQLite projection (module docstring). ``open()`` (recovers,
+    returns what to restore), ``start()`` on the event loop, ``submit()`` per batch (durable on
+    return), ``wait_applied()`` before reading the store, ``close()`` at shutdown.
+
+    ``commits`` counts the projection's SQLite transactions, ``writes`` the log records."""
+
+    def __init__(self, path: str, *, synchronous: str = "NORMAL", max_batch: int = 4096,
+                 projection_interval_s: float = 0.02, rotate_bytes: int = 64 << 20) -> None:
+        if not isinstance(synchronous, str) or synchronous.upper() not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be NORMAL or FULL, got {synchronous!r}")
+        if not isinstance(max_batch, int) or max_batch < 1:
+            raise ValueError(f"max_batch must be a positive integer, got {max_batch!r}")
+        if not isinstance(projection_interval_s, (int, float)) or not 0 < projection_interval_s <= 60:
+            raise ValueError(f"projection_interval_s must be in (0, 60], got {projection_interval_s!r}")
+        if not isinstance(rotate_bytes, int) or rotate_bytes < 4096:
+            raise ValueError(f"rotate_bytes must be an integer >= 4096, got {rotate_bytes!r}")
         self.path = path
         self.synchronous = synchronous.upper()
         self.max_batch = max_batch
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.projection_interval_s = float(projection_interval_s)
+        self.rotate_bytes = rotate_bytes
+        self.log_dir = log_directory(path)
+        self._lock: LogLock | None = None
+        self._writer: LogWriter | None = None
         self._conn: sqlite3.Connection | None = None
-        self._checkpointer: threading.Thread | None = None
-        self._stopping = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        # Loop -> projection: logged items; deque appends/pops are atomic under the GIL.
+        self._pending: collections.deque = collections.deque()
+        self._closed_segments: collections.deque = collections.deque()  # (base, end, path)
+        self._wake = threading.Event()
+        self._stopping = False
+        self._waiters: list[tuple[int, asyncio.Future]] = []
+        self._waiters_lock = threading.Lock()
+        self._position = 0        # end of the log written so far (loop thread)
+        self._applied = 0         # end of what the store has applied (projection thread)
+        self.writes = 0
         self.commits = 0
         self.checkpoints = 0
+        self.recovered_records = 0
         self.failed: BaseException | None = None
+        self.projection_error: BaseException | None = None
 
+    # ------------------------------------------------------------------ lifecycle
     def open(self) -> RecoveredState:
-        """Create the database if needed and read back the saved state."""
+        """Create the database if needed, apply the log tail it lacks, read back the saved state.
+        Takes the log lock (held until close()): one server per storage directory."""
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, exist_ok=True)
-        conn = _connect(self.path, self.synchronous)
-        conn.executescript(SCHEMA)
-        # The checkpointer thread does this work, outside the commits (module docstring).
-        conn.execute("PRAGMA wal_autocheckpoint=0")
-        state = RecoveredState()
-        state.orders = [json.loads(d) for (d,) in conn.execute("SELECT data FROM orders ORDER BY seq")]
-        cl_ord_ids = {tuple(r): None for r in conn.execute("SELECT session, cl_ord_id, order_id FROM cl_ord_ids")}
-        for o in state.orders:
-            for cl in o.get("cl_ord_ids") or ():
-                cl_ord_ids[(o["session"], cl, o["order_id"])] = None
-        state.cl_ord_ids = list(cl_ord_ids)
-        state.risk = {int(a): json.loads(d) for a, d in conn.execute("SELECT account, data FROM risk_usage")}
-        for key, value in conn.execute("SELECT key, value FROM meta"):
-            if key.startswith(RISK_KEY_PREFIX):
-                state.risk[int(key[len(RISK_KEY_PREFIX):])] = json.loads(value)
-            else:
-                state.meta[key] = value
-        # Executions past the lowest "sent up to" mark of any session that has executions: the
-        # order manager sends again those its sessions may not have received.
-        sent = {k: int(v) for k, v in json.loads(state.meta.get("sent_exec_seq", "{}")).items()}
-        sessions = [s for (s,) in conn.execute("SELECT DISTINCT json_extract(data, '$.session') FROM executions")]
-        floor = min((sent.get(s, 0) for s in sessions), default=0)
-        state.recent_executions = [json.loads(d) for (d,) in
-                                   conn.execute("SELECT data FROM executions WHERE seq > ? ORDER BY seq", (floor,))]
-        self._conn = conn
-        return state
+        if self._lock is None:
+            self._lock = LogLock(self.log_dir)
+            self._lock.acquire(LOCK_WAIT_S)
+        if self._conn is None:
+            conn = _connect(self.path, self.synchronous)
+            conn.executescript(SCHEMA)
+            # WAL checkpoints run on the projection thread after its commits (module docstring).
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+            self._conn = conn
+        self.recovered_records, self._position = recover(self._conn, self.log_dir)
+        self._applied = self._position
+        return _read_state(self._conn)
 
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Open a fresh log segment and start the projection thread."""
         if self._conn is None:
             self.open()
         self._loop = loop or asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._run, name="crossbook-journal", daemon=True)
+        self._writer = LogWriter(self.log_dir, self._position, sync=self.synchronous == "FULL")
+        self._stopping = False
+        self._thread = threading.Thread(target=self._project, name="crossbook-projection", daemon=True)
         self._thread.start()
-        self._stopping.clear()
-        self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="crossbook-checkpoint", daemon=True)
-        self._checkpointer.start()
 
     def submit(self, batch, on_durable: Callable[[Any], None]) -> None:
+        """Log ``batch`` (one record, on the calling loop thread) and call ``on_durable(batch)``
+        before returning. A batch that cannot be stored, or a failed write, stops the journal:
+        nothing is acknowledged from then on (later submits raise RuntimeError)."""
         if self.failed is not None:
             raise RuntimeError(f"journal failed: {self.failed}")
-        self._queue.put((batch, on_durable))
+        writer = self._writer
+        if writer is None:
+            raise RuntimeError("journal not started: call start() first")
+        try:
+            payload, orders, executions, cl_ord_ids, meta = encode_batch(batch)
+            end = writer.append(payload)
+        except (ValueError, TypeError, OSError) as exc:  # the OMS must stop acknowledging
+            log.exception("journal write failed: nothing is acknowledged from now on")
+            self.failed = exc
+            return
+        self._position = end
+        self.writes += 1
+        pending = self._pending
+        pending.append((end, orders, executions, cl_ord_ids, meta))
+        if len(pending) == self.max_batch:
+            self._wake.set()  # a large backlog: do not wait for the interval
+        if writer.segment_bytes >= self.rotate_bytes:
+            self._closed_segments.append(writer.rotate())
+        on_durable(batch)
+
+    async def wait_applied(self, timeout: float = 5.0) -> None:
+        """Return once the store holds everything logged so far (a reader's barrier: a query
+        after it sees every report already sent). RuntimeError if the projection is failing,
+        TimeoutError after ``timeout`` seconds."""
+        target = self._position
+        if self._applied >= target:
+            return
+        if self.projection_error is not None:
+            raise RuntimeError(f"journal projection failing: {self.projection_error}")
+        if self._thread is None:
+            raise RuntimeError("journal not started")
+        future = asyncio.get_running_loop().create_future()
+        with self._waiters_lock:
+            self._waiters.append((target, future))
+        self._wake.set()
+        await asyncio.wait_for(future, timeout)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Commit what is queued, stop the writer thread, close the database."""
+        """Apply everything logged, stop the projection, delete the applied log, close."""
         if self._thread is not None:
-            self._queue.put(_STOP)
+            self._stopping = True
+            self._wake.set()
             self._thread.join(timeout)
             self._thread = None
-        if self._checkpointer is not None:
-            self._stopping.set()
-            self._checkpointer.join(timeout)
-            self._checkpointer = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+            if self._applied == self._position:
+                for _, path in list_segments(self.log_dir):  # all applied: nothing to recover
+                    os.unlink(path)
         if self._conn is not None:
             try:
                 self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
@@ -211,96 +452,95 @@ class SqliteJournal:
                 pass
             self._conn.close()
             self._conn = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
-    # -- checkpointer thread
-    def _checkpoint_loop(self) -> None:
-        """Copy committed WAL pages into the database now and then (PASSIVE: never blocks the
-        writer), so the WAL stays short and is reused from its start."""
-        conn = _connect(self.path, self.synchronous)
-        try:
-            done = self.commits
-            while not self._stopping.wait(CHECKPOINT_INTERVAL_S):
-                if self.commits - done < CHECKPOINT_MIN_COMMITS:
-                    continue
-                done = self.commits
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                    self.checkpoints += 1
-                except sqlite3.Error:  # busy or locked: the next round tries again
-                    log.debug("WAL checkpoint skipped", exc_info=True)
-        finally:
-            conn.close()
-
-    # -- writer thread
-    def _run(self) -> None:
+    # ------------------------------------------------------------------ projection thread
+    def _project(self) -> None:
         conn = self._conn
-        assert conn is not None and self._loop is not None
-        stopping = False
-        while not stopping:
-            item = self._queue.get()
-            if item is _STOP:
-                break
-            items = [item]
-            while len(items) < self.max_batch:
+        assert conn is not None
+        pending = self._pending
+        last_checkpoint = time.monotonic()
+        checkpoint_commits = self.commits
+        backoff = 0.0
+        retry: list = []
+        while True:
+            self._wake.wait(backoff or self.projection_interval_s)
+            self._wake.clear()
+            stopping = self._stopping
+            items = retry
+            while pending:
+                items.append(pending.popleft())
+            if items:
                 try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    stopping = True
-                    break
-                items.append(nxt)
-            try:
-                self._write(conn, [b for b, _ in items])
-            except BaseException as exc:  # the OMS must stop acknowledging: nothing more is durable
-                log.exception("journal commit failed")
-                self.failed = exc
-                return
-            self.commits += 1
-            try:
-                self._loop.call_soon_threadsafe(_deliver, items)
-            except RuntimeError:  # loop closed during shutdown
+                    apply_items(conn, items, items[-1][0])
+                except Exception as exc:  # the log holds them: keep them and try again
+                    if self.projection_error is None:
+                        log.exception("journal projection to SQLite failed; retrying (the log keeps every batch)")
+                    self.projection_error = exc
+                    retry = items
+                    backoff = min(max(backoff * 2, 0.05), 2.0)
+                    if stopping:
+                        return
+                    continue
+                if self.projection_error is not None:
+                    log.warning("journal projection to SQLite recovered")
+                self.projection_error = None
+                backoff = 0.0
+                retry = []
+                self._applied = items[-1][0]
+                self.commits += 1
+                self._drop_applied_segments()
+                now = time.monotonic()
+                if (self.commits - checkpoint_commits >= CHECKPOINT_MIN_COMMITS
+                        and now - last_checkpoint >= CHECKPOINT_INTERVAL_S):
+                    checkpoint_commits, last_checkpoint = self.commits, now
+                    try:
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                        self.checkpoints += 1
+                    except sqlite3.Error:  # busy or locked: a later round tries again
+                        log.debug("WAL checkpoint skipped", exc_info=True)
+            self._release_waiters()
+            if stopping and not pending:
                 return
 
+    def _drop_applied_segments(self) -> None:
+        closed = self._closed_segments
+        while closed and closed[0][1] <= self._applied:
+            _, _, path = closed.popleft()
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+    def _release_waiters(self) -> None:
+        if not self._waiters:
+            return
+        applied = self._applied
+        with self._waiters_lock:
+            ready = [f for t, f in self._waiters if t <= applied]
+            self._waiters = [(t, f) for t, f in self._waiters if t > applied]
+        if ready and self._loop is not None:
+            try:
+                self._loop.call_soon_threadsafe(_resolve, ready)
+            except RuntimeError:  # loop closed during shutdown
+                pass
+
+    # The order manager's journal before this design committed batches straight into SQLite;
+    # benchmarks/bench_oms_latency.py's layers test still runs that step inline on the loop.
     @staticmethod
     def _write(conn: sqlite3.Connection, batches: list) -> None:
-        orders: dict[str, dict[str, Any]] = {}
-        executions: list[tuple] = []
-        cl_ord_ids: list[tuple[str, str, str]] = []
-        risk: dict[int, dict[str, Any]] = {}
-        meta: dict[str, str] = {}
-        for b in batches:
-            orders.update(b.orders)
-            executions.extend((e["seq"], e["exec_id"], e["order_id"], e["account"], e["symbol"], e["ts"],
-                               _dumps(e)) for e in b.executions)
-            cl_ord_ids.extend(b.cl_ord_ids)
-            risk.update(b.risk_usage)
-            meta.update(b.meta)
-        conn.execute("BEGIN")
-        try:
-            if orders:
-                conn.executemany(_UPSERT_ORDER, [
-                    (o["order_id"], o["seq"], o["session"], o["account"], o["symbol"], o["state"],
-                     0 if o["state"] in _TERMINAL_STATES else 1, o["created_ns"], o["updated_ns"], _dumps(o))
-                    for o in orders.values()])
-            if executions:
-                conn.executemany(_INSERT_EXECUTION, executions)
-            if cl_ord_ids:
-                conn.executemany(_INSERT_CL_ORD_ID, cl_ord_ids)
-            rows = list(meta.items())
-            if risk:
-                rows += [(f"{RISK_KEY_PREFIX}{a}", _dumps(u)) for a, u in risk.items()]
-            if rows:
-                conn.executemany(_INSERT_META, rows)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        """Commit ``batches`` straight into the store in one transaction, without the log."""
+        items = [(0, *encode_batch(b)[1:]) for b in batches]
+        applied = applied_position(conn)
+        apply_items(conn, items, applied)
 
 
-def _deliver(items: list) -> None:
-    for batch, on_durable in items:
-        on_durable(batch)
+def _resolve(futures: list) -> None:
+    for f in futures:
+        if not f.done():
+            f.set_result(None)
 
 
 OPEN_STATES = ("pending_new", "new", "partially_filled", "pending_cancel", "pending_replace")
@@ -311,12 +551,21 @@ class OrderStore:
 
         >>> store = OrderStore("var/crossbook.db")          # doctest: +SKIP
         >>> store.orders(status="open", account="ACC1")     # doctest: +SKIP
+
+    With ``catch_up`` (default), opening first makes the store hold every batch in its journal
+    log, so every acknowledged order shows: when no live server holds the log (it was stopped or
+    killed), the reader takes the log lock and applies the tail itself, as the server's own
+    restart would; when a live server holds it, the reader waits (up to ``READER_CATCH_UP_S``)
+    for that server's projection to reach the log's end. The running server's HTTP API passes
+    ``catch_up=False`` and waits on ``SqliteJournal.wait_applied()`` before each query instead.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, catch_up: bool = True) -> None:
         if not os.path.exists(path):
             raise FileNotFoundError(f"no order database at {path}")
         self.path = path
+        if catch_up:
+            catch_up_log(path)
         self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
         self._conn.execute("PRAGMA busy_timeout=5000")
 
@@ -372,3 +621,41 @@ class OrderStore:
                                              (RISK_KEY_PREFIX, RISK_KEY_PREFIX[:-1] + ";")):
             usage[int(key[len(RISK_KEY_PREFIX):])] = json.loads(value)
         return usage
+
+
+def catch_up_log(path: str, timeout: float = READER_CATCH_UP_S) -> None:
+    """Make the database at ``path`` hold everything in its journal log (see OrderStore)."""
+    directory = log_directory(path)
+    end = log_end(directory)
+    if end is None:
+        return  # no log: the store is complete
+    lock = LogLock(directory)
+    if lock.try_acquire():
+        try:
+            conn = _connect(path)
+            try:
+                conn.executescript(SCHEMA)
+                recover(conn, directory)
+            finally:
+                conn.close()
+        finally:
+            lock.release()
+        return
+    # A live server: its projection applies what it logged within its interval.
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                applied = applied_position(conn)
+            except sqlite3.OperationalError:  # log_state not created yet: the server is starting
+                applied = 0
+            if applied >= end:
+                return
+            if time.monotonic() >= deadline:
+                log.warning("%s: the running server's store is at log position %d of %d after %.1f s; "
+                            "showing what it holds", path, applied, end, timeout)
+                return
+            time.sleep(0.005)
+    finally:
+        conn.close()
