@@ -72,6 +72,12 @@ _TIFS = {b"0": TimeInForce.DAY, b"1": TimeInForce.GTC, b"3": TimeInForce.IOC, b"
 _LIVE = (int(Status.RESTING), int(Status.PARTIALLY_FILLED), int(Status.STOP_PENDING))
 _DONE = (int(Status.FILLED), int(Status.CANCELLED), int(Status.REJECTED))
 _MD_TYPES = (b"W", b"X", b"Y")
+_PRICED = (OrdType.LIMIT, OrdType.STOP_LIMIT)
+_STOPPED = (OrdType.STOP, OrdType.STOP_LIMIT)
+# Wire spellings computed once: the report path sends bytes, so the session converts nothing.
+_ORD_STATUS = {int(s): (b"0" if s == Status.STOP_PENDING else str(int(s)).encode()) for s in Status}
+#: Most entries a per-instrument text cache holds before it starts again (bounded memory).
+_CACHE_MAX = 4096
 
 
 class SystemNsClock:
@@ -103,6 +109,55 @@ class _Order:
     acked: bool = False
     ids: list[str] | None = None  # every internal id of the chain (to forget them together)
     finished: bool = False
+
+
+class _WireInstrument:
+    """One instrument's FIX texts, computed once: the instrument block, prices of the tick grid
+    (ticks -> text, text -> ticks) and AvgPx texts. Caches are bounded (cleared when full)."""
+
+    __slots__ = ("inst", "ident", "_px", "_avg", "_ticks")
+
+    def __init__(self, inst: Instrument) -> None:
+        self.inst = inst
+        self.ident = [(t, v.encode("latin-1")) for t, v in instrument_fields(inst)]
+        self._px: dict[int, bytes] = {}
+        self._avg: dict[int, bytes] = {}
+        self._ticks: dict[bytes, int] = {}
+
+    def px(self, ticks: int) -> bytes:
+        text = self._px.get(ticks)
+        if text is None:
+            text = format(self.inst.ticks_to_price(ticks), "f").encode()
+            if len(self._px) >= _CACHE_MAX:
+                self._px.clear()
+            self._px[ticks] = text
+        return text
+
+    def avg_px(self, notional: int, cum: int) -> bytes:
+        """AvgPx (6): the exact mean of the fills, normalised (``232``, not ``232.00``)."""
+        if not cum:
+            return b"0"
+        whole, rest = divmod(notional, cum)
+        if rest:
+            return format((Decimal(notional) / cum * self.inst.tick_size).normalize(), "f").encode()
+        text = self._avg.get(whole)
+        if text is None:
+            # notional / cum is whole: the same Decimal as the general formula, without the division.
+            text = format((Decimal(whole) * self.inst.tick_size).normalize(), "f").encode()
+            if len(self._avg) >= _CACHE_MAX:
+                self._avg.clear()
+            self._avg[whole] = text
+        return text
+
+    def ticks(self, raw: bytes | None) -> int:
+        """A wire price as ticks; raises as ``Instrument.price_to_ticks`` (None: TypeError)."""
+        ticks = self._ticks.get(raw) if raw is not None else None
+        if ticks is None:
+            ticks = self.inst.price_to_ticks(None if raw is None else raw.decode("latin-1"))
+            if len(self._ticks) >= _CACHE_MAX:
+                self._ticks.clear()
+            self._ticks[raw] = ticks
+        return ticks
 
 
 class VenueFixServer(Application):
@@ -150,6 +205,10 @@ class VenueFixServer(Application):
         self._live_send = False
         self._exec_prefix = f"{self.name}-{base36(time.time_ns() // 1000)}-X"
         self._next_exec = 1
+        self._wire: dict[str, _WireInstrument] = {}          # instrument key -> its FIX texts
+        # Instrument block as received (55, 167, 200, 202, 201) -> instrument: the master is fixed,
+        # so a block that resolved once resolves the same way again (failures are not kept).
+        self._resolved: dict[tuple, Instrument] = {}
         self.md = MarketDataPublisher(venue, self._master, self._send_md, max_depth=md_max_depth,
                                       conflate_s=md_conflate_s)
         venue.set_event_sink(self._on_event)
@@ -248,17 +307,63 @@ class VenueFixServer(Application):
     # ------------------------------------------------------------------------------------------
     # Requests
     # ------------------------------------------------------------------------------------------
+    def _wire_of(self, inst: Instrument) -> _WireInstrument:
+        w = self._wire.get(inst.key)
+        if w is None or w.inst is not inst:
+            w = self._wire[inst.key] = _WireInstrument(inst)
+        return w
+
     def _on_new_order(self, sk: str, m: Message) -> None:
         cl = m[11].decode("latin-1")
         internal = sk + SEP + cl
-        side = _SIDES.get(m.get(54, b""))
-        ord_type = _ORD_TYPES.get(m.get(40, b""))
-        tif = _TIFS.get(m.get(59, b"0"))
-        ident_in = _ident_of(m)
+        get = m.get
+        side = _SIDES.get(get(54, b""))
+        ord_type = _ORD_TYPES.get(get(40, b""))
+        tif = _TIFS.get(get(59, b"0"))
+        block = (get(55), get(167), get(200), get(202), get(201))
+        inst = self._resolved.get(block)
+        if inst is None:
+            try:
+                inst = self._master.resolve(_text(m, 55), _text(m, 167), _text(m, 200), _text(m, 202), _text(m, 201))
+            except ValueError as e:
+                return self._reject_raw(sk, cl, m, b"1", int(VenueReason.NOT_LISTED), str(e), _ident_of(m))
+            if len(self._resolved) >= _CACHE_MAX:
+                self._resolved.clear()
+            self._resolved[block] = inst
+        if side is None or ord_type is None or tif is None or internal in self._orders:
+            return self._refuse_new(sk, cl, internal, m, side, ord_type, tif)
+        qty = m.get_int(38)
+        if qty is None or qty <= 0:
+            return self._reject_raw(sk, cl, m, b"13", int(Reason.INVALID_QTY),
+                                    f"OrderQty must be a whole number > 0, got {_text(m, 38)!r}", _ident_of(m))
+        w = self._wire_of(inst)
         try:
-            inst = self._master.resolve(_text(m, 55), _text(m, 167), _text(m, 200), _text(m, 202), _text(m, 201))
-        except ValueError as e:
-            return self._reject_raw(sk, cl, m, b"1", int(VenueReason.NOT_LISTED), str(e), ident_in)
+            price = w.ticks(get(44)) if ord_type in _PRICED else 0
+            stop = w.ticks(get(99)) if ord_type in _STOPPED else 0
+        except (ValueError, TypeError) as e:
+            return self._reject_raw(sk, cl, m, b"99", int(Reason.INVALID_PRICE), str(e), _ident_of(m))
+        display = m.get_int(111) or 0
+        post_only = b"6" in (get(18) or b"").split(b" ")
+        expire_ns = 0
+        if tif == TimeInForce.GTD:
+            t = parse_timestamp(get(126, b""))
+            if t is None:
+                return self._reject_raw(sk, cl, m, b"99", int(Reason.INVALID_EXPIRE_TIME),
+                                        "GTD needs ExpireTime (126) as a UTC timestamp", _ident_of(m))
+            expire_ns = int(round(t * 1e9))
+        account = get(1, b"")
+        owner = int(account) if account.lstrip(b"-").isdigit() and len(account) < 18 else zlib.crc32(account)
+        stp_raw = m.get_int(STP_MODE_TAG) or 0
+        stp = STPMode(stp_raw) if stp_raw in (0, 1, 2, 3) else STPMode.NONE
+        self._orders[internal] = _Order(sk, cl, inst, side, ord_type, tif, qty, price, stop, leaves=qty,
+                                        ids=[internal])
+        self.venue.new_order(VenueOrder(internal, inst, side, ord_type, tif, qty, price, stop_price=stop,
+                                        display_qty=display, post_only=post_only, expire_time=expire_ns,
+                                        owner=owner, stp=stp))
+
+    def _refuse_new(self, sk: str, cl: str, internal: str, m: Message, side, ord_type, tif) -> None:
+        """The first of: Side, OrdType, TimeInForce not supported, ClOrdID in use (that order)."""
+        ident_in = _ident_of(m)
         if side is None:
             return self._reject_raw(sk, cl, m, b"99", int(Reason.INVALID_ENUM),
                                     f"Side {_text(m, 54)!r} not supported (1 buy, 2 sell)", ident_in)
@@ -270,33 +375,6 @@ class VenueFixServer(Application):
                                     f"TimeInForce {_text(m, 59)!r} not supported (0, 1, 3, 4, 6)", ident_in)
         if internal in self._orders:
             return self._reject_raw(sk, cl, m, b"6", int(Reason.DUPLICATE_ID), f"duplicate ClOrdID {cl}", ident_in)
-        qty = m.get_int(38)
-        if qty is None or qty <= 0:
-            return self._reject_raw(sk, cl, m, b"13", int(Reason.INVALID_QTY),
-                                    f"OrderQty must be a whole number > 0, got {_text(m, 38)!r}", ident_in)
-        try:
-            price = inst.price_to_ticks(_text(m, 44)) if ord_type in (OrdType.LIMIT, OrdType.STOP_LIMIT) else 0
-            stop = inst.price_to_ticks(_text(m, 99)) if ord_type in (OrdType.STOP, OrdType.STOP_LIMIT) else 0
-        except (ValueError, TypeError) as e:
-            return self._reject_raw(sk, cl, m, b"99", int(Reason.INVALID_PRICE), str(e), ident_in)
-        display = m.get_int(111) or 0
-        post_only = b"6" in (m.get(18) or b"").split(b" ")
-        expire_ns = 0
-        if tif == TimeInForce.GTD:
-            t = parse_timestamp(m.get(126, b""))
-            if t is None:
-                return self._reject_raw(sk, cl, m, b"99", int(Reason.INVALID_EXPIRE_TIME),
-                                        "GTD needs ExpireTime (126) as a UTC timestamp", ident_in)
-            expire_ns = int(round(t * 1e9))
-        account = m.get(1, b"")
-        owner = int(account) if account.lstrip(b"-").isdigit() and len(account) < 18 else zlib.crc32(account)
-        stp_raw = m.get_int(STP_MODE_TAG) or 0
-        stp = STPMode(stp_raw) if stp_raw in (0, 1, 2, 3) else STPMode.NONE
-        self._orders[internal] = _Order(sk, cl, inst, side, ord_type, tif, qty, price, stop, leaves=qty,
-                                        ids=[internal])
-        self.venue.new_order(VenueOrder(internal, inst, side, ord_type, tif, qty, price, stop_price=stop,
-                                        display_qty=display, post_only=post_only, expire_time=expire_ns,
-                                        owner=owner, stp=stp))
 
     def _on_cancel(self, sk: str, m: Message) -> None:
         cl = m[11].decode("latin-1")
@@ -339,12 +417,13 @@ class VenueFixServer(Application):
                 continue
             live.append(o)
         if not live:
-            self._send(sk, b"8", [(37, b"NONE"), (17, self._exec_id()), (150, b"I"), (39, b"8"), (54, b"1"),
-                                (55, b"[N/A]"), (151, 0), (14, 0), (6, 0), (584, req_id), (911, 0), (912, b"Y"),
-                                (58, b"no orders")])
+            self._send(sk, b"8", [(37, b"NONE"), (17, self._exec_id().encode("latin-1")), (150, b"I"), (39, b"8"),
+                                  (54, b"1"), (55, b"[N/A]"), (151, b"0"), (14, b"0"), (6, b"0"), (584, req_id),
+                                  (911, b"0"), (912, b"Y"), (58, b"no orders")])
             return
         for i, o in enumerate(live):
-            body = self._report_body(o, o.cl_ord_id, b"I", o.status, extra=[(584, req_id), (911, len(live))])
+            body = self._report_body(sk, o, o.cl_ord_id, b"I", o.status,
+                                     extra=[(584, req_id), (911, b"%d" % len(live))])
             if i == len(live) - 1:
                 body.append((912, b"Y"))
             self._send(sk, b"8", body)
@@ -352,53 +431,70 @@ class VenueFixServer(Application):
     # ------------------------------------------------------------------------------------------
     # Answers
     # ------------------------------------------------------------------------------------------
+    # Bodies are built as bytes (ints included): Session.send then converts nothing, which was
+    # about a third of the cost of a report.
     def _exec_id(self) -> str:
         n = self._next_exec
         self._next_exec = n + 1
         return f"{self._exec_prefix}{n}"
 
-    def _report_body(self, o: _Order, cl: str, exec_type: bytes, ord_status: int, *, orig: str = "",
+    def _tail(self, sk: str, text: str, code: int) -> list:
+        """Text (58) and, for sessions that take it, the exact reason code (5100). The simulator's
+        texts name its internal ids ("unknown order CROSSBOOK\x1fC1"): the client knows the order
+        by its own ClOrdID."""
+        out = []
+        if text:
+            if SEP in text:
+                text = text.replace(sk + SEP, "")
+            out.append((58, text.encode("latin-1")))
+        if code and sk in self._coded:
+            out.append((REASON_CODE_TAG, b"%d" % code))
+        return out
+
+    def _report_body(self, sk: str, o: _Order, cl: str, exec_type: bytes, ord_status: int, *, orig: str = "",
                      exec_id: str = "", last_qty: int = 0, last_px: int = 0, text: str = "",
                      code: int = 0, rej: bytes | None = None, extra=()) -> list:
-        inst = o.instrument
-        body: list = [(37, o.venue_order_id or "NONE"), (11, cl)]
+        w = self._wire_of(o.instrument)
+        body: list = [(37, o.venue_order_id.encode("latin-1") if o.venue_order_id else b"NONE"),
+                      (11, cl.encode("latin-1"))]
         if orig:
-            body.append((41, orig))
-        body += [(17, exec_id or self._exec_id()), (150, exec_type), (39, _ord_status(ord_status))]
+            body.append((41, orig.encode("latin-1")))
+        body += [(17, (exec_id or self._exec_id()).encode("latin-1")), (150, exec_type),
+                 (39, _ord_status(ord_status))]
         if rej is not None:
             body.append((103, rej))
-        body += instrument_fields(inst)
-        body += [(54, int(o.side)), (38, o.qty), (40, int(o.ord_type))]
-        if o.ord_type in (OrdType.LIMIT, OrdType.STOP_LIMIT):
-            body.append((44, _px(inst, o.price)))
-        if o.ord_type in (OrdType.STOP, OrdType.STOP_LIMIT):
-            body.append((99, _px(inst, o.stop_price)))
-        body.append((59, int(o.tif)))
+        body += w.ident
+        ord_type = o.ord_type
+        body += [(54, b"%d" % o.side), (38, b"%d" % o.qty), (40, b"%d" % ord_type)]
+        if ord_type in _PRICED:
+            body.append((44, w.px(o.price)))
+        if ord_type in _STOPPED:
+            body.append((99, w.px(o.stop_price)))
+        body.append((59, b"%d" % o.tif))
         if last_qty:
-            body += [(32, last_qty), (31, _px(inst, last_px))]
-        avg = "0" if not o.cum else format((Decimal(o.notional) / o.cum * inst.tick_size).normalize(), "f")
-        body += [(151, o.leaves), (14, o.cum), (6, avg), (60, _now_stamp())]
-        if text:
-            body.append((58, text))
-        if code:
-            body.append((REASON_CODE_TAG, code))
-        body += list(extra)
+            body += [(32, b"%d" % last_qty), (31, w.px(last_px))]
+        body += [(151, b"%d" % o.leaves), (14, b"%d" % o.cum), (6, w.avg_px(o.notional, o.cum)), (60, _now_stamp())]
+        if text or code:
+            body += self._tail(sk, text, code)
+        if extra:
+            body += extra
         return body
 
     def _reject_raw(self, sk: str, cl: str, m: Message, rej: bytes, code: int, text: str, ident) -> None:
         """Reject a NewOrderSingle before it reaches the venue (it names nothing the venue has)."""
-        body = [(37, "NONE"), (11, cl), (17, self._exec_id()), (150, b"8"), (39, b"8"), (103, rej), *ident,
-                (54, m.get(54, b"1"))]
+        body = [(37, b"NONE"), (11, cl.encode("latin-1")), (17, self._exec_id().encode("latin-1")), (150, b"8"),
+                (39, b"8"), (103, rej), *ident, (54, m.get(54, b"1"))]
         if m.get_int(38) is not None:
             body.append((38, m[38]))
-        body += [(151, 0), (14, 0), (6, 0), (60, _now_stamp()), (58, text), (REASON_CODE_TAG, code)]
+        body += [(151, b"0"), (14, b"0"), (6, b"0"), (60, _now_stamp())]
+        body += self._tail(sk, text, code)
         self._send(sk, b"8", body)
 
     def _cancel_reject_raw(self, sk, cl, orig, o, response_to: bytes, reason: bytes, code: int, text: str) -> None:
         self._send(sk, b"9", [
-            (37, (o.venue_order_id if o else "") or "NONE"), (11, cl), (41, orig),
-            (39, _ord_status(o.status if o else int(Status.REJECTED))), (434, response_to), (102, reason),
-            (58, text), (REASON_CODE_TAG, code)])
+            (37, ((o.venue_order_id if o else "") or "NONE").encode("latin-1")), (11, cl.encode("latin-1")),
+            (41, orig.encode("latin-1")), (39, _ord_status(o.status if o else int(Status.REJECTED))),
+            (434, response_to), (102, reason), *self._tail(sk, text, code)])
 
     def _on_event(self, ev: VenueEvent) -> None:
         sk, _, cl = ev.venue_cl_ord_id.partition(SEP)
@@ -445,7 +541,7 @@ class VenueFixServer(Application):
             o.status = int(Status.REJECTED)
             rej = _ORD_REJ.get(ev.reason_code, b"99")
             del self._orders[ev.venue_cl_ord_id]
-        body = self._report_body(o, cl, _EXEC_TYPE[kind], o.status, orig=orig, exec_id=ev.exec_id,
+        body = self._report_body(sk, o, cl, _EXEC_TYPE[kind], o.status, orig=orig, exec_id=ev.exec_id,
                                  last_qty=ev.last_qty, last_px=ev.last_px, text=ev.reason,
                                  code=ev.reason_code, rej=rej)
         self._send(sk, b"8", body)
@@ -467,25 +563,20 @@ class VenueFixServer(Application):
         extra = [(790, req_id)] if req_id else []
         if o is None or ev.ord_status == int(Status.REJECTED) and not ev.venue_order_id:
             # Unknown to the venue: FIX answers a status request with OrdStatus Rejected.
-            body = [(37, "NONE"), (11, asked.partition(SEP)[2]), (17, self._exec_id()), (150, b"I"), (39, b"8"),
-                    (103, b"5")]
-            body += [t for t in ident if t[0] != 54] or [(55, "[N/A]")]
+            body = [(37, b"NONE"), (11, asked.partition(SEP)[2].encode("latin-1")),
+                    (17, self._exec_id().encode("latin-1")), (150, b"I"), (39, b"8"), (103, b"5")]
+            body += [t for t in ident if t[0] != 54] or [(55, b"[N/A]")]
             body += [t for t in ident if t[0] == 54] or [(54, b"1")]
-            body += [(151, 0), (14, 0), (6, 0), (60, _now_stamp()), (58, ev.reason or "unknown order"),
-                     (REASON_CODE_TAG, int(Reason.UNKNOWN_ORDER)), *extra]
+            body += [(151, b"0"), (14, b"0"), (6, b"0"), (60, _now_stamp())]
+            body += self._tail(sk, ev.reason or "unknown order", int(Reason.UNKNOWN_ORDER))
+            body += extra
             self._send(sk, b"8", body)
             return
-        body = self._report_body(o, cl, b"I", ev.ord_status if ev.ord_status >= 0 else o.status,
+        body = self._report_body(sk, o, cl, b"I", ev.ord_status if ev.ord_status >= 0 else o.status,
                                  orig=ev.orig_venue_cl_ord_id.partition(SEP)[2], extra=extra)
         self._send(sk, b"8", body)
 
     def _send(self, sk: str, msg_type: bytes, body: list) -> None:
-        if sk not in self._coded:
-            body = [f for f in body if f[0] != REASON_CODE_TAG]
-        # The simulator's texts name its internal ids ("unknown order CROSSBOOK\x1fC1"): the client
-        # knows the order by its own ClOrdID.
-        prefix = sk + SEP
-        body = [(t, v.replace(prefix, "")) if t == 58 and isinstance(v, str) else (t, v) for t, v in body]
         self._sessions[sk].send(msg_type, body)
 
     def _send_md(self, sk: str, msg_type: bytes, body: list) -> None:
@@ -501,7 +592,7 @@ class VenueFixServer(Application):
 
 def _ord_status(status: int) -> bytes:
     # A stop waiting for its trigger is New to the client.
-    return b"0" if status == int(Status.STOP_PENDING) else str(status).encode()
+    return _ORD_STATUS.get(status) or b"%d" % status
 
 
 def _text(m: Message, tag: int) -> str | None:
@@ -513,12 +604,15 @@ def _ident_of(m: Message) -> list:
     return [(t, m[t]) for t in (55, 167, 200, 201, 202) if t in m]
 
 
-def _px(inst: Instrument, ticks: int) -> str:
-    return format(inst.ticks_to_price(ticks), "f")
+_stamp_second: list = [-1, b""]   # (epoch second, its "YYYYMMDD-HH:MM:SS") of the last stamp
 
 
 def _now_stamp() -> bytes:
+    """TransactTime now, milliseconds truncated; the date and time text made once per second."""
     t = time.time_ns()
-    return time.strftime("%Y%m%d-%H:%M:%S", time.gmtime(t // 1_000_000_000)).encode() + \
-        b".%03d" % ((t // 1_000_000) % 1000)
-
+    second = t // 1_000_000_000
+    cached = _stamp_second
+    if cached[0] != second:
+        cached[1] = time.strftime("%Y%m%d-%H:%M:%S", time.gmtime(second)).encode()
+        cached[0] = second
+    return cached[1] + b".%03d" % ((t // 1_000_000) % 1000)
