@@ -315,6 +315,49 @@ def test_duplicate_subscription_id_is_rejected_and_snapshot_only_does_not_subscr
     asyncio.run(main())
 
 
+def test_the_publisher_listens_to_book_changes_only_while_something_is_subscribed():
+    # With no subscriber the venue must do no market data work per order (no book-change callback).
+    async def main():
+        venue = InProcessVenue("VENUE-A", MASTER, Clock())
+        venue.set_event_sink(lambda ev: None)
+        calls = []
+        add, remove = venue.add_book_listener, venue.remove_book_listener
+        venue.add_book_listener = lambda f: (calls.append("add"), add(f))
+        venue.remove_book_listener = lambda f: (calls.append("remove"), remove(f))
+        sent = []
+        md = MarketDataPublisher(venue, MASTER, lambda s, mt, body: sent.append((s, mt)), max_depth=5)
+        await venue.start()
+        assert calls == []
+        md.on_request("S1", md_request("R0", sub="0"))            # a snapshot only
+        assert sent == [("S1", b"W")] and calls == []
+        md.on_request("S1", md_request("R1"))
+        md.on_request("S2", md_request("R2"))
+        assert calls == ["add"]
+        sent.clear()
+        venue.new_order(VenueOrder("o1", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 5, 22990))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert sorted(sent) == [("S1", b"X"), ("S2", b"X")]
+        md.on_request("S1", md_request("R1", sub="2"))
+        assert calls == ["add"]                                  # R2 still subscribed
+        md.drop_session("S2")
+        assert calls == ["add", "remove"]
+        sent.clear()
+        venue.new_order(VenueOrder("o2", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 5, 22980))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert sent == []
+        md.on_request("S1", md_request("R3"))                    # subscribing again works as before
+        venue.new_order(VenueOrder("o3", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 5, 22995))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert sent[-1] == ("S1", b"X")
+        md.close()
+        assert calls == ["add", "remove", "add", "remove"]
+        await venue.stop()
+    asyncio.run(main())
+
+
 def test_missing_field_without_validation_is_answered_not_fatal():
     async def main():
         srv = build_server(parse_venue_config(config(sessions=[{"comp_id": "PLAIN", "validate": False}])))

@@ -79,6 +79,9 @@ class MarketDataPublisher:
     ``conflate_s``: 0 sends an update after every loop turn that changed a book; more sends at
     most one per subscription and instrument per that many seconds, with the state at its end
     (fewer messages and a smaller FIX store, at the cost of staleness).
+
+    The publisher listens to the venue's book changes only while it has a subscription: with
+    none, the venue does no market data work at all on an order (no book-change callback).
     """
 
     def __init__(self, venue, instruments: InstrumentMaster, send: Send, *, max_depth: int = MAX_DEPTH_DEFAULT,
@@ -96,7 +99,7 @@ class MarketDataPublisher:
         self.max_depth = max_depth
         self._subs: dict[tuple[object, bytes], _Subscription] = {}
         self._by_key: dict[str, list[_Subscription]] = {}
-        venue.add_book_listener(self._on_books_changed)
+        self._listening = False
 
     @property
     def subscription_count(self) -> int:
@@ -106,14 +109,25 @@ class MarketDataPublisher:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._venue.remove_book_listener(self._on_books_changed)
         self._subs.clear()
         self._by_key.clear()
+        self._listen()
+
+    def _listen(self) -> None:
+        """Listen to the venue's book changes exactly while some subscription is live."""
+        want = bool(self._subs)
+        if want != self._listening:
+            self._listening = want
+            if want:
+                self._venue.add_book_listener(self._on_books_changed)
+            else:
+                self._venue.remove_book_listener(self._on_books_changed)
 
     def drop_session(self, session: object) -> None:
         """The session logged out: its subscriptions end (a subscriber subscribes again on logon)."""
         for key in [k for k in self._subs if k[0] == session]:
             self._unsubscribe(self._subs.pop(key))
+        self._listen()
 
     # -- requests ---------------------------------------------------------------------------
     def on_request(self, session: object, msg) -> None:
@@ -124,6 +138,7 @@ class MarketDataPublisher:
             sub = self._subs.pop((session, req_id), None)
             if sub is not None:
                 self._unsubscribe(sub)
+                self._listen()
             return  # FIX has no acknowledgement for an unsubscribe
         if sub_type not in (b"0", b"1"):
             return self._reject(session, req_id, REJ_UNSUPPORTED_SUBSCRIPTION,
@@ -162,6 +177,7 @@ class MarketDataPublisher:
             self._subs[(session, req_id)] = sub
             for inst in instruments:
                 self._by_key.setdefault(inst.key, []).append(sub)
+            self._listen()
 
     def _unsubscribe(self, sub: _Subscription) -> None:
         for inst in sub.instruments:
