@@ -69,6 +69,42 @@ _LIMIT_TYPES = (OrdType.LIMIT, OrdType.STOP_LIMIT)
 _STOP_TYPES = (OrdType.STOP, OrdType.STOP_LIMIT)
 
 
+#: Most entries a per-instrument text cache holds before it starts again (bounded memory).
+_CACHE_MAX = 4096
+
+
+class _WireInstrument:
+    """One instrument's FIX texts, made once: the instrument block as bytes and prices of the tick
+    grid both ways (ticks -> text for orders, text -> ticks for fills). Caches are bounded."""
+
+    __slots__ = ("inst", "ident", "_px", "_ticks")
+
+    def __init__(self, inst: Instrument) -> None:
+        self.inst = inst
+        self.ident = [(t, v.encode("latin-1")) for t, v in _instrument_fields(inst)]
+        self._px: dict[int, bytes] = {}
+        self._ticks: dict[bytes, int] = {}
+
+    def px(self, ticks: int) -> bytes:
+        text = self._px.get(ticks)
+        if text is None:
+            text = _px(self.inst, ticks).encode()
+            if len(self._px) >= _CACHE_MAX:
+                self._px.clear()
+            self._px[ticks] = text
+        return text
+
+    def ticks(self, raw: bytes) -> int:
+        """A wire price as ticks; raises as ``Instrument.price_to_ticks`` does."""
+        ticks = self._ticks.get(raw)
+        if ticks is None:
+            ticks = self.inst.price_to_ticks(raw.decode("latin-1"))
+            if len(self._ticks) >= _CACHE_MAX:
+                self._ticks.clear()
+            self._ticks[raw] = ticks
+        return ticks
+
+
 class _SystemClock:
     @staticmethod
     def now_ns() -> int:
@@ -196,6 +232,9 @@ class FixVenue(Application):
         self._books: dict[str, tuple[dict[int, tuple[int, int]], dict[int, tuple[int, int]]]] = {}
         self._connections = 0
         self._live_send = False
+        self._wire: dict[str, _WireInstrument] = {}
+        self._ts_raw: bytes | None = None   # the last TransactTime text read and its value (ns):
+        self._ts_ns = 0                     # the reports of one read usually share it
         #: Counters for tests and monitoring.
         self.logons = 0
         self.duplicate_execs_dropped = 0
@@ -277,21 +316,24 @@ class FixVenue(Application):
             return self._push(self._reject(cl, Reason.DUPLICATE_ID, f"duplicate venue_cl_ord_id {cl}", now))
         t = _Tracked(cl, inst, order.side, order.ord_type, order.tif, order.qty, order.price, order.stop_price,
                      leaves=order.qty)
-        body: list = [(11, cl), (1, order.owner), *_instrument_fields(inst), (54, int(order.side)),
-                      (60, _stamp(now)), (38, order.qty), (40, int(order.ord_type))]
-        if order.ord_type in _LIMIT_TYPES:
-            body.append((44, _px(inst, order.price)))
-        if order.ord_type in _STOP_TYPES:
-            body.append((99, _px(inst, order.stop_price)))
-        body.append((59, int(order.tif)))
+        # Values as bytes: the session then converts nothing (that was a third of this call).
+        w = self._wire_of(inst)
+        ord_type = order.ord_type
+        body: list = [(11, cl.encode("latin-1")), (1, _int_bytes(order.owner)), *w.ident, (54, b"%d" % order.side),
+                      (60, _stamp_bytes(now)), (38, _int_bytes(order.qty)), (40, b"%d" % ord_type)]
+        if ord_type in _LIMIT_TYPES:
+            body.append((44, w.px(order.price)))
+        if ord_type in _STOP_TYPES:
+            body.append((99, w.px(order.stop_price)))
+        body.append((59, b"%d" % order.tif))
         if order.tif == TimeInForce.GTD:
-            body.append((126, _stamp(order.expire_time)))
+            body.append((126, _stamp_bytes(order.expire_time)))
         if order.post_only:
-            body.append((18, "6"))
+            body.append((18, b"6"))
         if order.display_qty:
-            body.append((111, order.display_qty))
+            body.append((111, _int_bytes(order.display_qty)))
         if int(order.stp):
-            body.append((STP_MODE_TAG, int(order.stp)))
+            body.append((STP_MODE_TAG, b"%d" % order.stp))
         t.ids.append(cl)
         self._orders[cl] = t
         self._awaiting.add(cl)
@@ -460,9 +502,14 @@ class FixVenue(Application):
             return None
 
     def _on_execution_report(self, m: Message) -> None:
-        exec_type = m.get(150, b"")
-        cl = _txt(m, 11) or ""
-        orig = _txt(m, 41) or ""
+        # The hot path of every answer: the message's fields are read once each, with no helper
+        # calls where a local will do (same values as _txt / get_int / _order_id would give).
+        get = m.get
+        exec_type = get(150, b"")
+        v = get(11)
+        cl = v.decode("latin-1") if v else ""
+        v = get(41)
+        orig = v.decode("latin-1") if v else ""
         t = self._orders.get(cl) or (self._orders.get(orig) if orig else None)
         if exec_type == b"I":
             return self._on_status_report(m, cl, t)
@@ -470,26 +517,54 @@ class FixVenue(Application):
         if kind is None:
             log.warning("venue %s: ExecutionReport with ExecType %r ignored", self.name, exec_type)
             return
-        exec_id = _txt(m, 17) or ""
+        last_qty = last_px = 0
+        exec_id = ""
         if kind == _K.TRADE:
+            v = get(17)
+            exec_id = v.decode("latin-1") if v else ""
             if exec_id in self._seen_exec:
                 self.duplicate_execs_dropped += 1
                 return
             self._remember_exec(exec_id)
-        inst = self._instrument_of(m, t)
-        last_qty = m.get_int(32) or 0
-        last_px = 0
-        if kind == _K.TRADE and inst is not None and m.get(31):
-            last_px = inst.price_to_ticks(_txt(m, 31))
-        ord_status = _ord_status(m)
-        ev = VenueEvent(kind, self.name, cl, _order_id(m), last_qty=last_qty, last_px=last_px,
-                        leaves_qty=m.get_int(151) or 0, cum_qty=m.get_int(14) or 0, reason=_txt(m, 58) or "",
-                        reason_code=self._reason_code(m, kind), exec_id=exec_id if kind == _K.TRADE else "",
-                        ts=_ts(m, self._clock), orig_venue_cl_ord_id=orig, ord_status=ord_status)
+            last_qty = _int0(get(32))
+            v = get(31)
+            if v:
+                inst = self._instrument_of(m, t)
+                if inst is not None:
+                    last_px = self._wire_of(inst).ticks(v)
+        else:
+            last_qty = _int0(get(32))
+        v = get(37, b"")
+        venue_order_id = "" if v == b"NONE" or not v else v.decode("latin-1")
+        v = get(58)
+        text = v.decode("latin-1") if v else ""
+        v = get(39)
+        ord_status = -1 if v is None else _int_or(v, -1)
+        ev = VenueEvent(kind, self.name, cl, venue_order_id, last_qty=last_qty, last_px=last_px,
+                        leaves_qty=_int0(get(151)), cum_qty=_int0(get(14)), reason=text,
+                        reason_code=self._reason_code(m, kind), exec_id=exec_id,
+                        ts=self._event_ts(get(60)), orig_venue_cl_ord_id=orig, ord_status=ord_status)
         self._awaiting.discard(cl)
         if t is not None:
             self._apply(t, ev)
         self._queue(ev)
+
+    def _event_ts(self, raw: bytes | None) -> int:
+        """TransactTime (60) as epoch ns, the local clock when absent or not a timestamp."""
+        if raw is not None and raw == self._ts_raw:
+            return self._ts_ns
+        t = parse_timestamp(raw) if raw else None
+        if t is None:
+            return self._clock.now_ns()
+        ns = self._ts_ns = int(round(t * 1e9))
+        self._ts_raw = raw
+        return ns
+
+    def _wire_of(self, inst: Instrument) -> _WireInstrument:
+        w = self._wire.get(inst.key)
+        if w is None or w.inst is not inst:
+            w = self._wire[inst.key] = _WireInstrument(inst)
+        return w
 
     def _apply(self, t: _Tracked, ev: VenueEvent) -> None:
         """Bring the tracked order to the venue's view after ``ev``."""
@@ -877,6 +952,36 @@ def _ts(m: Message, clock) -> int:
 def _stamp(ns: int) -> str:
     s, rest = divmod(int(ns), 1_000_000_000)
     return time.strftime("%Y%m%d-%H:%M:%S", time.gmtime(s)) + f".{rest // 1_000_000:03d}"
+
+
+_stamp_second: list = [None, b""]   # (epoch second, its "YYYYMMDD-HH:MM:SS") of the last _stamp_bytes
+
+
+def _stamp_bytes(ns: int) -> bytes:
+    """:func:`_stamp` as bytes, the date and time text made once per second."""
+    s, rest = divmod(int(ns), 1_000_000_000)
+    cached = _stamp_second
+    if cached[0] != s:
+        cached[1] = time.strftime("%Y%m%d-%H:%M:%S", time.gmtime(s)).encode()
+        cached[0] = s
+    return cached[1] + b".%03d" % (rest // 1_000_000)
+
+
+def _int_bytes(value: int) -> bytes:
+    # What the session's to_bytes makes of an int (a bool would be Y/N there: keep that).
+    return (b"Y" if value else b"N") if isinstance(value, bool) else b"%d" % value
+
+
+def _int0(v: bytes | None) -> int:
+    """``Message.get_int(tag) or 0`` for an already fetched value."""
+    return _int_or(v, 0) if v else 0
+
+
+def _int_or(v: bytes, default: int) -> int:
+    digits = v[1:] if v[:1] == b"-" else v
+    if not digits.isdigit() or len(digits) > 18:
+        return default
+    return int(v)
 
 
 def _md_entries(m: Message, inst: Instrument, start: bytes):
