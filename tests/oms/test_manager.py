@@ -477,3 +477,90 @@ def test_order_live_at_its_venue_but_never_acknowledged_here_is_acknowledged_on_
             assert [o.execution.exec_type for o in sent if isinstance(o, ExecReport)] == [ExecType.NEW]
 
     asyncio.run(scenario())
+
+
+class SyncJournal:
+    """A journal that makes each batch durable inside submit() (a same-thread group write): it
+    calls on_durable before submit returns, which the journal contract allows."""
+
+    def __init__(self) -> None:
+        self.batches: list[Batch] = []
+        self.in_submit = False
+
+    def submit(self, batch, on_durable) -> None:
+        assert not self.in_submit, "submit re-entered from on_durable"
+        self.batches.append(batch)
+        self.in_submit = True
+        try:
+            on_durable(batch)
+        finally:
+            self.in_submit = False
+
+
+def _lifecycle(journal):
+    """New order, ack, client cancel, a second order filled by a third: the outputs and batches."""
+    async def scenario():
+        async with running(journal) as (cfg, venues, m):
+            sent = record_output(m)
+            m.new_order(new(cfg, "b1"))
+            await asyncio.sleep(0.01)
+            m.cancel_order(CancelOrder(session="FIRM1", cl_ord_id="b1c", orig_cl_ord_id="b1"))
+            m.new_order(new(cfg, "s1", side=Side.SELL, qty=10, price=23000))
+            await asyncio.sleep(0.01)
+            m.new_order(new(cfg, "b2", qty=4, price=23000, account="ACC2"))  # ACC1 would self-trade
+            await asyncio.sleep(0.01)
+            await m.drain()
+            assert m.in_flight == 0
+            return ([(type(o).__name__, o.execution.exec_id, o.execution.exec_type, o.execution.cum_qty)
+                     for o in sent], m)
+
+    return asyncio.run(scenario())
+
+
+def test_a_journal_that_is_durable_inside_submit_gives_the_same_reports_and_marks():
+    """The journal may call on_durable synchronously inside submit(): every report goes out once,
+    in the same order, with the same ExecIDs as with a journal that answers on a later loop
+    iteration, and the mark of what was sent rides with a following batch."""
+    sync = SyncJournal()
+    sync_sent, m = _lifecycle(sync)
+    memory_sent, _ = _lifecycle(None)
+    assert sync_sent == memory_sent
+    assert [kind for _, _, kind, _ in sync_sent] == [
+        ExecType.PENDING_NEW, ExecType.NEW, ExecType.PENDING_CANCEL, ExecType.PENDING_NEW, ExecType.CANCELED,
+        ExecType.NEW, ExecType.PENDING_NEW, ExecType.NEW, ExecType.TRADE, ExecType.TRADE]
+    stored = [e["exec_id"] for b in sync.batches for e in b.executions]
+    assert stored == [exec_id for _, exec_id, _, _ in sync_sent]   # each journaled once, in order
+    marks = [json.loads(b.meta["sent_exec_seq"]) for b in sync.batches if "sent_exec_seq" in b.meta]
+    assert marks and marks == sorted(marks, key=lambda mk: mk["FIRM1"])
+    assert all(b.meta.get("sent_exec_seq") != json.dumps({"FIRM1": max(int(e["seq"]) for e in b.executions)})
+               for b in sync.batches if b.executions)   # a batch never carries the mark of its own reports
+    assert sync.batches[-1].meta["exec_seq"] == str(m._exec_seq)
+
+
+def test_commands_issued_while_reports_are_delivered_inside_submit_go_to_the_next_batch():
+    """A sink that acts on a report (here: cancels the order it was told is New) runs inside the
+    journal's submit() when the journal is synchronous: the cancel must land in a fresh batch that
+    is flushed and delivered in turn, not in the batch being made durable, and not be lost."""
+    async def scenario():
+        journal = SyncJournal()
+        async with running(journal) as (cfg, venues, m):
+            sent = []
+
+            def sink(out):
+                sent.append(out)
+                if isinstance(out, ExecReport) and out.execution.exec_type is ExecType.NEW:
+                    m.cancel_order(CancelOrder(session="FIRM1", cl_ord_id="b1c", orig_cl_ord_id="b1"))
+
+            m.set_output_sink(sink)
+            m.new_order(new(cfg, "b1"))
+            await asyncio.sleep(0.01)
+            await m.drain()
+            assert [o.execution.exec_type for o in sent] == [
+                ExecType.PENDING_NEW, ExecType.NEW, ExecType.PENDING_CANCEL, ExecType.CANCELED]
+            assert m.order("O1").state is OrderState.CANCELED and m.in_flight == 0
+            per_batch = [[e["exec_type"] for e in b.executions] for b in journal.batches]
+            # The cancel is journaled after the batch whose delivery caused it (with the venue's
+            # answer, which joins it as the ack joined the PendingNew), each execution once.
+            assert [b for b in per_batch if b] == [["A", "0"], ["6", "4"]]
+
+    asyncio.run(scenario())

@@ -45,6 +45,8 @@ _TIF_FIX = {int(v): k for k, v in _TIFS.items()}
 _SIDE_FIX = {1: b"1", 2: b"2"}
 _EXEC_TYPE_FIX = {e: e.value.encode() for e in ExecType}
 _ORD_STATUS_FIX = {s: s.value.encode() for s in OrdStatus}
+_PRICED_ORD_TYPES = (OrdType.LIMIT, OrdType.STOP_LIMIT, 0)  # Price (44) is reported for these (0: not known)
+_POSS_RESEND = ((97, b"Y"),)  # header of a report sent again after a restart
 _AMEND_EXEC_TYPES = frozenset((ExecType.REPLACED, ExecType.CANCELED, ExecType.PENDING_CANCEL, ExecType.PENDING_REPLACE))
 #: Bound on the memo of price texts (clients choose prices; the memo must not grow without end).
 _PRICE_MEMO_MAX = 65_536
@@ -205,14 +207,14 @@ class FixGateway(Application):
             display = self.quantity(inst, msg, 111, "MaxFloor")
             if display > qty:
                 raise _Refused(OrdRejReason.INCORRECT_QUANTITY, f"MaxFloor {display} is above OrderQty {qty}")
-        post_only = b"6" in (msg.get(18) or b"").split(b" ")
+        exec_inst = msg.get(18)
+        post_only = b"6" in exec_inst.split(b" ") if exec_inst else False
         expire = 0
         if tif == TimeInForce.GTD:
             expire = self.expire_time(msg)
-        return NewOrder(session=key, begin_string=begin_string, cl_ord_id=cl_ord_id, firm=acc.firm,
-                        account=acc.name, instrument_index=inst.index, side=side, ord_type=int(ord_type),
-                        tif=int(tif), qty=qty, price=price, stop_px=stop, display_qty=display,
-                        post_only=post_only, expire_time=expire, ex_destination=_text(msg, 100))
+        # Positional, in NewOrder's field order (session ... expire_time, ex_destination).
+        return NewOrder(key, begin_string, cl_ord_id, acc.firm, acc.name, inst.index, side, int(ord_type), int(tif),
+                        qty, price, stop, display, post_only, expire, _text(msg, 100))
 
     def resolve_instrument(self, msg: Message) -> Instrument:
         key = (msg.get(55), msg.get(167), msg.get(200), msg.get(202), msg.get(201), msg.get(15))
@@ -338,7 +340,7 @@ class FixGateway(Application):
             return
         if isinstance(output, ExecReport):
             session.send(b"8", self.execution_report_body(session.settings.begin_string, output),
-                         header=[(97, "Y")] if output.poss_resend else ())
+                         _POSS_RESEND if output.poss_resend else ())
         elif isinstance(output, CancelReject):
             session.send(b"9", self.cancel_reject_body(session.settings.begin_string, output))
         elif isinstance(output, MassCancelReport):
@@ -398,44 +400,50 @@ class FixGateway(Application):
         order: values come from tables and memos, not formatted afresh)."""
         ex = out.execution
         exec_type = ex.exec_type
-        inst, inst_fields = self._report_instrument(ex.symbol)
-        body: list[tuple[int, str | bytes]] = [(37, ex.order_id)]
-        if ex.cl_ord_id:
-            body.append((11, ex.cl_ord_id))
+        cached = self._report_instruments.get(ex.symbol)
+        inst, inst_fields = cached if cached is not None else self._report_instrument(ex.symbol)
+        cl_ord_id = ex.cl_ord_id
+        body: list[tuple[int, str | bytes]] = [(37, ex.order_id), (11, cl_ord_id)] if cl_ord_id else [(37, ex.order_id)]
         if ex.orig_cl_ord_id and exec_type in _AMEND_EXEC_TYPES:
             body.append((41, ex.orig_cl_ord_id))
-        body.append((17, ex.exec_id))
         if begin_string == "FIX.4.2":
+            body.append((17, ex.exec_id))
             if exec_type is ExecType.TRADE:
                 body += [(20, b"0"), (150, b"2" if ex.leaves_qty == 0 else b"1")]
             elif exec_type is ExecType.ORDER_STATUS:
                 body += [(20, b"3"), (150, _ORD_STATUS_FIX[ex.ord_status])]
             else:
                 body += [(20, b"0"), (150, _EXEC_TYPE_FIX[exec_type])]
+            body.append((39, _ORD_STATUS_FIX[ex.ord_status]))
         else:
-            body.append((150, _EXEC_TYPE_FIX[exec_type]))
-        body.append((39, _ORD_STATUS_FIX[ex.ord_status]))
+            body += [(17, ex.exec_id), (150, _EXEC_TYPE_FIX[exec_type]), (39, _ORD_STATUS_FIX[ex.ord_status])]
         if ex.account:
             body.append((1, ex.account))
         body += inst_fields
-        body.append((54, _SIDE_FIX.get(ex.side) or str(ex.side or 1)))
+        side = ex.side
+        body.append((54, _SIDE_FIX.get(side) or str(side or 1)))
         order_qty = out.order_qty or ex.qty
         if order_qty:
             body.append((38, b"%d" % order_qty))
         ord_type = out.ord_type
         if ord_type:
             body.append((40, _ORD_TYPE_FIX[ord_type]))
+        cum_qty = ex.cum_qty
         if inst is not None:
-            if ex.price and ord_type in (OrdType.LIMIT, OrdType.STOP_LIMIT, 0):
-                body.append((44, self._price_text(inst, ex.price)))
+            if ex.price and ord_type in _PRICED_ORD_TYPES:
+                body.append((44, self._price_texts.get((inst.index, ex.price)) or self._price_text(inst, ex.price)))
             if out.stop_px:
                 body.append((99, self._price_text(inst, out.stop_px)))
-        if ord_type:
-            body.append((59, _TIF_FIX.get(out.tif, b"0")))
-        if exec_type is ExecType.TRADE and inst is not None:
-            body += [(32, b"%d" % ex.last_qty), (31, self._price_text(inst, ex.last_px)), (30, ex.venue)]
-        body += [(151, b"%d" % ex.leaves_qty), (14, b"%d" % ex.cum_qty),
-                 (6, avg_px_text(ex.cum_value, ex.cum_qty, inst.tick_size) if inst is not None else b"0")]
+            if ord_type:
+                body.append((59, _TIF_FIX.get(out.tif, b"0")))
+            if exec_type is ExecType.TRADE:
+                body += [(32, b"%d" % ex.last_qty), (31, self._price_text(inst, ex.last_px)), (30, ex.venue)]
+            body += [(151, b"%d" % ex.leaves_qty), (14, b"%d" % cum_qty),
+                     (6, avg_px_text(ex.cum_value, cum_qty, inst.tick_size) if cum_qty else b"0")]
+        else:
+            if ord_type:
+                body.append((59, _TIF_FIX.get(out.tif, b"0")))
+            body += [(151, b"%d" % ex.leaves_qty), (14, b"%d" % cum_qty), (6, b"0")]
         if out.ord_rej_reason is not None:
             body.append((103, str(out.ord_rej_reason.for_version(begin_string))))
         if out.mass_status_req_id:

@@ -896,7 +896,7 @@ class OrderManager:
         self.in_flight -= 1
         sink = self._outputs_sink
         if sink is not None:
-            sent = dict(self._sent_exec_seq)
+            sent = self._sent_exec_seq
             moved = False
             for output in batch.outputs:
                 try:
@@ -904,10 +904,13 @@ class OrderManager:
                 except Exception:  # one broken session must not stop the others' reports
                     log.exception("sending %s failed", type(output).__name__)
                     continue
-                seq = output.execution.seq if isinstance(output, ExecReport) else 0
-                if seq > sent.get(output.session, 0):
-                    sent[output.session] = seq
-                    moved = True
+                if type(output) is ExecReport:
+                    seq = output.execution.seq
+                    if seq > sent.get(output.session, 0):
+                        if not moved:  # the marks are replaced, not changed: they may not be stored
+                            sent = dict(sent)
+                            moved = True
+                        sent[output.session] = seq
             if moved and self._outputs_stored is not None:
                 # The mark below may be committed before the sessions' transports next write
                 # (and store) their output: a kill in between would lose reports that are then
