@@ -402,12 +402,17 @@ class FixGateway(Application):
         exec_type = ex.exec_type
         cached = self._report_instruments.get(ex.symbol)
         inst, inst_fields = cached if cached is not None else self._report_instrument(ex.symbol)
+        # Identifiers go as bytes, encoded as the session would (latin-1), one C call each
+        # instead of the session's per-value conversion.
         cl_ord_id = ex.cl_ord_id
-        body: list[tuple[int, str | bytes]] = [(37, ex.order_id), (11, cl_ord_id)] if cl_ord_id else [(37, ex.order_id)]
+        body: list[tuple[int, str | bytes]] = (
+            [(37, ex.order_id.encode("latin-1")), (11, cl_ord_id.encode("latin-1"))] if cl_ord_id
+            else [(37, ex.order_id.encode("latin-1"))])
         if ex.orig_cl_ord_id and exec_type in _AMEND_EXEC_TYPES:
-            body.append((41, ex.orig_cl_ord_id))
+            body.append((41, ex.orig_cl_ord_id.encode("latin-1")))
+        exec_id = ex.exec_id.encode("latin-1")
         if begin_string == "FIX.4.2":
-            body.append((17, ex.exec_id))
+            body.append((17, exec_id))
             if exec_type is ExecType.TRADE:
                 body += [(20, b"0"), (150, b"2" if ex.leaves_qty == 0 else b"1")]
             elif exec_type is ExecType.ORDER_STATUS:
@@ -416,9 +421,9 @@ class FixGateway(Application):
                 body += [(20, b"0"), (150, _EXEC_TYPE_FIX[exec_type])]
             body.append((39, _ORD_STATUS_FIX[ex.ord_status]))
         else:
-            body += [(17, ex.exec_id), (150, _EXEC_TYPE_FIX[exec_type]), (39, _ORD_STATUS_FIX[ex.ord_status])]
+            body += [(17, exec_id), (150, _EXEC_TYPE_FIX[exec_type]), (39, _ORD_STATUS_FIX[ex.ord_status])]
         if ex.account:
-            body.append((1, ex.account))
+            body.append((1, ex.account.encode("latin-1")))
         body += inst_fields
         side = ex.side
         body.append((54, _SIDE_FIX.get(side) or str(side or 1)))

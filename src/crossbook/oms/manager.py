@@ -61,6 +61,12 @@ _EXECUTION_ARGS = ("exec_id", "order_id", "seq", "cl_ord_id", "orig_cl_ord_id", 
 if EXECUTION_FIELDS != _EXECUTION_ARGS:
     raise ImportError(f"crossbook.model.orders.Execution fields changed: {EXECUTION_FIELDS}; update the manager")
 _ORDER_VALUES = attrgetter(*ORDER_FIELDS)
+_NEW_ORDER_ARGS = ("order_id", "seq", "session", "begin_string", "firm", "account", "symbol", "instrument_index", "side",
+                   "ord_type", "tif", "qty", "price", "stop_px", "display_qty", "post_only", "expire_time", "cl_ord_id",
+                   "orig_cl_ord_id", "venue", "venue_cl_ord_id", "venue_order_id", "venue_seq", "state", "cum_qty",
+                   "leaves_qty", "cum_value", "text", "created_ns", "updated_ns")
+if ORDER_FIELDS[:len(_NEW_ORDER_ARGS)] != _NEW_ORDER_ARGS:
+    raise ImportError(f"crossbook.model.orders.Order fields changed: {ORDER_FIELDS}; update the manager")
 # Executions and ExecReports are NamedTuples built from value tuples in field order with
 # tuple.__new__ (no argument parsing); these are the orders it relies on.
 _new_tuple = tuple.__new__
@@ -148,6 +154,8 @@ class OrderManager:
         self._seen_venue_exec: set[tuple[str, str]] = set()
         self._killed: frozenset[int] = frozenset()           # account indices a kill switch blocks
         self._sent_exec_seq: dict[str, int] = {}             # session -> highest stored ExecID seq sent
+        self._marks_moved = False                            # _sent_exec_seq changed since the last flush
+        self._json_keys: dict[str, str] = {}                 # session -> its JSON string (for the marks)
         self._unsent: list[dict[str, Any]] = []              # stored executions to send again after a restart
         self._order_seq = 0
         self._exec_seq = 0
@@ -272,11 +280,10 @@ class OrderManager:
         sess = self.directory.sessions.get(session)
         firm = sess.firm if sess is not None else ""
         order_id = f"O{seq}"
-        order = Order(order_id=order_id, seq=seq, session=session, begin_string=begin_string, firm=firm,
-                      account=account, symbol=symbol, instrument_index=instrument_index, side=side,
-                      ord_type=ord_type, tif=tif, qty=qty, price=price, stop_px=stop_px, display_qty=display_qty,
-                      post_only=post_only, expire_time=expire_time, cl_ord_id=cl_ord_id, leaves_qty=qty,
-                      created_ns=now, updated_ns=now, cl_ord_ids=[cl_ord_id])
+        # Positional up to updated_ns (_NEW_ORDER_ARGS, checked at import), then the chain.
+        order = Order(order_id, seq, session, begin_string, firm, account, symbol, instrument_index, side, ord_type,
+                      tif, qty, price, stop_px, display_qty, post_only, expire_time, cl_ord_id, "", "", "", "", 0,
+                      OrderState.PENDING_NEW, 0, qty, 0, "", now, now, cl_ord_ids=[cl_ord_id])
         self.orders[order_id] = order
         # The ClOrdID is stored with the order's row (its cl_ord_ids), from which a restart
         # rebuilds this index.
@@ -883,6 +890,14 @@ class OrderManager:
         if self._exec_seq != self._stored_exec_seq:
             self._stored_exec_seq = self._exec_seq
             batch.meta["exec_seq"] = str(self._exec_seq)
+        if self._marks_moved:
+            # Which stored reports went out (see _on_durable): rides with this batch, no commit
+            # of its own. Same text as json.dumps, with each session's JSON string made once.
+            self._marks_moved = False
+            keys = self._json_keys
+            batch.meta["sent_exec_seq"] = "{" + ", ".join([
+                f"{keys.get(k) or keys.setdefault(k, json.dumps(k))}: {v}"
+                for k, v in self._sent_exec_seq.items()]) + "}"
         if batch.empty() and not batch.risk_usage:
             return
         self._batch = Batch()
@@ -924,7 +939,7 @@ class OrderManager:
                 # Which stored reports went out: rides along with the next batch (no commit of its
                 # own), so after a crash at most the last batch's reports are sent again.
                 self._sent_exec_seq = sent
-                self._batch.meta["sent_exec_seq"] = json.dumps(sent)
+                self._marks_moved = True  # written into the batch at the next flush
         if self._subscribers:
             for ex, row in batch.events:
                 event = OrderEvent(ex, Order.from_row(row))
