@@ -492,16 +492,17 @@ class SqliteJournal:
                 self._applied = items[-1][0]
                 self.commits += 1
                 self._drop_applied_segments()
-                now = time.monotonic()
-                if (self.commits - checkpoint_commits >= CHECKPOINT_MIN_COMMITS
-                        and now - last_checkpoint >= CHECKPOINT_INTERVAL_S):
-                    checkpoint_commits, last_checkpoint = self.commits, now
-                    try:
-                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                        self.checkpoints += 1
-                    except sqlite3.Error:  # busy or locked: a later round tries again
-                        log.debug("WAL checkpoint skipped", exc_info=True)
             self._release_waiters()
+            # Checkpoint once enough commits piled up, also in a quiet round after them.
+            now = time.monotonic()
+            if (self.commits - checkpoint_commits >= CHECKPOINT_MIN_COMMITS
+                    and now - last_checkpoint >= CHECKPOINT_INTERVAL_S):
+                checkpoint_commits, last_checkpoint = self.commits, now
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    self.checkpoints += 1
+                except sqlite3.Error:  # busy or locked: a later round tries again
+                    log.debug("WAL checkpoint skipped", exc_info=True)
             if stopping and not pending:
                 return
 
