@@ -168,13 +168,20 @@ class FrameReader:
                 return None
             return self._resync("BeginString too long")
         # 2. BodyLength second, bounded.
+        # Each check decides as soon as the bytes it needs are there (as the codec does), so
+        # both framers drop a broken start at the same read.
         pos = soh + 1
+        if not b"9=".startswith(buf[pos:pos + 2]):
+            return self._resync("BodyLength is not the second field")
         if len(buf) < pos + 2:
             return None
-        if buf[pos:pos + 2] != b"9=":
-            return self._resync("BodyLength is not the second field")
         digits_end = buf.find(SOH, pos + 2, pos + 2 + 9)
         if digits_end < 0:
+            partial = bytes(buf[pos + 2:pos + 2 + 9])
+            if partial and not partial.isdigit():
+                return self._resync("BodyLength is not a number")
+            if partial and int(partial) > self.max_body_length:  # more digits only make it larger
+                return self._resync(f"BodyLength {int(partial)}... exceeds {self.max_body_length}")
             if len(buf) < pos + 2 + 9:
                 return None
             return self._resync("BodyLength too long")
@@ -188,10 +195,10 @@ class FrameReader:
             return self._resync(f"BodyLength {body_length} exceeds {self.max_body_length}")
         body_start = digits_end + 1
         # 3. MsgType third.
+        if not b"35=".startswith(buf[body_start:body_start + 3]):
+            return self._resync("MsgType is not the third field")
         if len(buf) < body_start + 3:
             return None
-        if buf[body_start:body_start + 3] != b"35=":
-            return self._resync("MsgType is not the third field")
         # 4. The frame ends at the first "<SOH>10=...<SOH>" at or after the BodyLength end.
         body_end = body_start + body_length
         if len(buf) < body_end + 1:
