@@ -72,6 +72,11 @@ _TIFS = {b"0": TimeInForce.DAY, b"1": TimeInForce.GTC, b"3": TimeInForce.IOC, b"
 _LIVE = (int(Status.RESTING), int(Status.PARTIALLY_FILLED), int(Status.STOP_PENDING))
 _DONE = (int(Status.FILLED), int(Status.CANCELLED), int(Status.REJECTED))
 _MD_TYPES = (b"W", b"X", b"Y")
+_NEW, _TRADE, _CANCELED, _REPLACED, _REJECTED, _STATUS = (
+    VenueEventKind.NEW, VenueEventKind.TRADE, VenueEventKind.CANCELED, VenueEventKind.REPLACED,
+    VenueEventKind.REJECTED, VenueEventKind.STATUS)
+_CXL_REJECTED, _RPL_REJECTED = VenueEventKind.CANCEL_REJECTED, VenueEventKind.REPLACE_REJECTED
+_REJECTED_ST = int(Status.REJECTED)
 _PRICED = (OrdType.LIMIT, OrdType.STOP_LIMIT)
 _STOPPED = (OrdType.STOP, OrdType.STOP_LIMIT)
 # Wire spellings computed once: the report path sends bytes, so the session converts nothing.
@@ -109,6 +114,9 @@ class _Order:
     acked: bool = False
     ids: list[str] | None = None  # every internal id of the chain (to forget them together)
     finished: bool = False
+    # The report fields that change only with a replace (instrument block to TimeInForce), as
+    # bytes: made at the first report, dropped when a replace changes quantity or price.
+    fixed: list | None = None
 
 
 class _WireInstrument:
@@ -463,14 +471,17 @@ class VenueFixServer(Application):
                  (39, _ord_status(ord_status))]
         if rej is not None:
             body.append((103, rej))
-        body += w.ident
-        ord_type = o.ord_type
-        body += [(54, b"%d" % o.side), (38, b"%d" % o.qty), (40, b"%d" % ord_type)]
-        if ord_type in _PRICED:
-            body.append((44, w.px(o.price)))
-        if ord_type in _STOPPED:
-            body.append((99, w.px(o.stop_price)))
-        body.append((59, b"%d" % o.tif))
+        fixed = o.fixed
+        if fixed is None:
+            ord_type = o.ord_type
+            fixed = [*w.ident, (54, b"%d" % o.side), (38, b"%d" % o.qty), (40, b"%d" % ord_type)]
+            if ord_type in _PRICED:
+                fixed.append((44, w.px(o.price)))
+            if ord_type in _STOPPED:
+                fixed.append((99, w.px(o.stop_price)))
+            fixed.append((59, b"%d" % o.tif))
+            o.fixed = fixed
+        body += fixed
         if last_qty:
             body += [(32, b"%d" % last_qty), (31, w.px(last_px))]
         body += [(151, b"%d" % o.leaves), (14, b"%d" % o.cum), (6, w.avg_px(o.notional, o.cum)), (60, _now_stamp())]
@@ -497,62 +508,67 @@ class VenueFixServer(Application):
             (434, response_to), (102, reason), *self._tail(sk, text, code)])
 
     def _on_event(self, ev: VenueEvent) -> None:
-        sk, _, cl = ev.venue_cl_ord_id.partition(SEP)
-        session = self._sessions.get(sk)
-        if session is None:
-            log.error("venue %s: event for an id of no session: %r", self.name, ev.venue_cl_ord_id)
+        internal = ev.venue_cl_ord_id
+        sk, _, cl = internal.partition(SEP)
+        if sk not in self._sessions:
+            log.error("venue %s: event for an id of no session: %r", self.name, internal)
             return
-        orig = ev.orig_venue_cl_ord_id.partition(SEP)[2]
+        orig_internal = ev.orig_venue_cl_ord_id
+        orig = orig_internal.partition(SEP)[2] if orig_internal else ""
         kind = ev.kind
-        o = self._orders.get(ev.venue_cl_ord_id) or (self._orders.get(ev.orig_venue_cl_ord_id)
-                                                     if ev.orig_venue_cl_ord_id else None)
-        if kind in (VenueEventKind.CANCEL_REJECTED, VenueEventKind.REPLACE_REJECTED):
-            self._pending_replace.pop(ev.venue_cl_ord_id, None)
+        orders = self._orders
+        o = orders.get(internal) or (orders.get(orig_internal) if orig_internal else None)
+        if kind == _CXL_REJECTED or kind == _RPL_REJECTED:
+            self._pending_replace.pop(internal, None)
             return self._cancel_reject_raw(
-                sk, cl, orig, o, b"1" if kind == VenueEventKind.CANCEL_REJECTED else b"2",
+                sk, cl, orig, o, b"1" if kind == _CXL_REJECTED else b"2",
                 _CXL_REJ.get(ev.reason_code, b"99"), ev.reason_code, ev.reason)
-        if kind == VenueEventKind.STATUS:
+        if kind == _STATUS:
             return self._status_report(sk, cl, ev, o)
         if o is None:
-            log.error("venue %s: event for an unknown order %r", self.name, ev.venue_cl_ord_id)
+            log.error("venue %s: event for an unknown order %r", self.name, internal)
             return
         # Bring the record up to the venue's view, then report from it.
         if ev.venue_order_id:
             o.venue_order_id = ev.venue_order_id
-        if kind == VenueEventKind.REPLACED:
-            qty, price = self._pending_replace.pop(ev.venue_cl_ord_id, (o.qty, o.price))
-            o.qty, o.price = max(qty, ev.cum_qty), price
-            self._orders[ev.venue_cl_ord_id] = o
-            o.ids.append(ev.venue_cl_ord_id)
-        elif kind == VenueEventKind.CANCELED and ev.orig_venue_cl_ord_id:
-            self._orders[ev.venue_cl_ord_id] = o
-            o.ids.append(ev.venue_cl_ord_id)
-        if kind != VenueEventKind.REJECTED:
-            o.acked = True
-        if kind in (VenueEventKind.REPLACED, VenueEventKind.CANCELED) or kind == VenueEventKind.NEW:
-            o.cl_ord_id = cl
-        if kind == VenueEventKind.TRADE:
+        if kind == _TRADE:
             o.notional += ev.last_qty * ev.last_px
+        elif kind == _NEW:
+            o.cl_ord_id = cl
+        elif kind == _REPLACED:
+            qty, price = self._pending_replace.pop(internal, (o.qty, o.price))
+            o.qty, o.price = max(qty, ev.cum_qty), price
+            o.fixed = None
+            orders[internal] = o
+            o.ids.append(internal)
+            o.cl_ord_id = cl
+        elif kind == _CANCELED:
+            if orig_internal:
+                orders[internal] = o
+                o.ids.append(internal)
+            o.cl_ord_id = cl
+        if kind != _REJECTED:
+            o.acked = True
         o.cum, o.leaves = ev.cum_qty, ev.leaves_qty
         if ev.ord_status >= 0:
             o.status = ev.ord_status
         rej = None
-        if kind == VenueEventKind.REJECTED:
-            o.status = int(Status.REJECTED)
+        if kind == _REJECTED:
+            o.status = _REJECTED_ST
             rej = _ORD_REJ.get(ev.reason_code, b"99")
-            del self._orders[ev.venue_cl_ord_id]
+            del orders[internal]
         body = self._report_body(sk, o, cl, _EXEC_TYPE[kind], o.status, orig=orig, exec_id=ev.exec_id,
                                  last_qty=ev.last_qty, last_px=ev.last_px, text=ev.reason,
                                  code=ev.reason_code, rej=rej)
-        self._send(sk, b"8", body)
-        if o.status in _DONE and not o.finished and kind != VenueEventKind.REJECTED:
+        self._sessions[sk].send(b"8", body)
+        if o.status in _DONE and not o.finished and kind != _REJECTED:
             o.finished = True
             self._done.append(o)
             if len(self._done) > self._max_done:
                 old = self._done.popleft()
                 for i in old.ids:
-                    if self._orders.get(i) is old:
-                        del self._orders[i]
+                    if orders.get(i) is old:
+                        del orders[i]
 
     def _status_report(self, sk: str, cl: str, ev: VenueEvent, o: _Order | None) -> None:
         asked = ev.orig_venue_cl_ord_id or ev.venue_cl_ord_id
