@@ -1,5 +1,6 @@
 """``crossbook orders``: orders as a readable table (or JSON), from a running server's HTTP API, or
-straight from the database when no server answers.
+straight from the database when no server answers (``OrderStore`` first applies the journal log's
+tail a stopped or killed server left, so every acknowledged order shows).
 
 The same query from Python: ``crossbook.app.orders.query_orders(status="open", account="ACC1")``.
 """
@@ -12,6 +13,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any
+
+from crossbook.persistence.log import LogCorrupt
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,7 +73,11 @@ def _one_order(args) -> int:
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         from crossbook.api.views import execution_view, order_view
         from crossbook.persistence import OrderStore
-        store = OrderStore(args.db or cfg.storage.database)
+        try:
+            store = OrderStore(args.db or cfg.storage.database)
+        except (FileNotFoundError, LogCorrupt) as exc:
+            print(f"crossbook orders: no server answered and {exc}", file=sys.stderr)
+            return 1
         row = store.order(args.order)
         if row is None:
             print(f"crossbook orders: no order {args.order!r}", file=sys.stderr)
@@ -90,6 +97,9 @@ def run(args: argparse.Namespace) -> int:
                                       config=args.config, url=args.url, db=args.db)
     except FileNotFoundError as exc:
         print(f"crossbook orders: no server answered and {exc}", file=sys.stderr)
+        return 1
+    except LogCorrupt as exc:  # the database's journal log is damaged: say where, guess nothing
+        print(f"crossbook orders: {exc}", file=sys.stderr)
         return 1
     except ValueError as exc:
         print(f"crossbook orders: {exc}", file=sys.stderr)

@@ -630,8 +630,13 @@ def catch_up_log(path: str, timeout: float = READER_CATCH_UP_S) -> None:
     end = log_end(directory)
     if end is None:
         return  # no log: the store is complete
-    lock = LogLock(directory)
-    if lock.try_acquire():
+    try:
+        lock = LogLock(directory)
+        acquired = lock.try_acquire()
+    except OSError as exc:  # e.g. a read-only copy of the storage directory
+        log.warning("%s: cannot lock its journal log (%s); orders in the log's tail will not show", path, exc)
+        return
+    if acquired:
         try:
             conn = _connect(path)
             try:
@@ -639,6 +644,8 @@ def catch_up_log(path: str, timeout: float = READER_CATCH_UP_S) -> None:
                 recover(conn, directory)
             finally:
                 conn.close()
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("%s: cannot apply its journal log's tail (%s); orders in it will not show", path, exc)
         finally:
             lock.release()
         return
