@@ -7,6 +7,11 @@
 * ``Initiator``: connects, logs on, and reconnects every ``ReconnectInterval`` seconds
   after a disconnect until stopped.
 
+Each socket is an ``asyncio.Protocol`` (``_Connection``): bytes read go to
+``Session.receive`` in the read callback and the answers are written at its end, in one
+``write``; a peer is not read while what we wrote to it is above the transport's
+high-water mark.
+
 Both take an ``Application`` (callbacks) and expose ``send(session_id, msg_type, body)``.
 TLS is on when the settings name certificate files (or pass an ``ssl.SSLContext``).
 ``install_uvloop()`` switches the event-loop policy to uvloop when it is installed.
@@ -17,11 +22,11 @@ import asyncio
 import logging
 import os
 import ssl
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
-from crossbook.fix.framing import Garbled
+from crossbook.fix.framing import FrameReader, Garbled
 from crossbook.fix.messages import FieldValue, Message
-from crossbook.fix.reader import make_frame_reader
+from crossbook.fix.reader import CodecFrameReader, make_frame_reader
 from crossbook.fix.session import (
     Application, Clock, DisconnectRequested, LoggedOn, Session, SessionID, SessionLog, SystemClock, Validator,
 )
@@ -30,7 +35,6 @@ from crossbook.fix.store import FileStore, MemoryStore, MessageStore, store_name
 
 log = logging.getLogger("crossbook.fix")
 
-READ_SIZE = 65536
 #: Bytes queued for a peer that does not read before the connection is dropped.
 MAX_WRITE_BUFFER = 16 << 20
 TIMER_INTERVAL = 0.1
@@ -96,61 +100,158 @@ def _describe_connect_error(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-class _Connection:
-    """Glue between one socket and one session: writes its output, closes on request."""
+class _Connection(asyncio.Protocol):
+    """One socket and the session it carries: an ``asyncio.Protocol``.
 
-    def __init__(self, session: Session, writer: asyncio.StreamWriter,
-                 on_logon: Callable[[], None] | None = None) -> None:
-        self.session = session
-        self.writer = writer
+    Bytes go to ``Session.receive`` in the transport's read callback, and what the session
+    answered is written at the end of that same callback: no task wake-up per read and no
+    loop hop before the answer leaves. Output produced elsewhere (an application sending from
+    another callback) is written once per loop iteration (``on_output`` schedules a flush).
+
+    Backpressure: while the transport holds more than its high-water mark of unsent bytes
+    (``pause_writing``), the peer is not read, so a peer that stops reading stops feeding us
+    work; one holding more than ``MAX_WRITE_BUFFER`` is cut off.
+
+    An acceptor's connection starts without a session (``session`` is None): the engine picks
+    the session from the first message, a Logon (``_Engine._first_data``).
+    """
+
+    def __init__(self, engine: "_Engine", on_logon: Callable[[], None] | None = None) -> None:
+        self.engine = engine
+        self.session: Session | None = None
+        self.transport: asyncio.Transport | None = None
         self.closed = False
         self.on_logon = on_logon
         self._flush_scheduled = False
+        # While set, output the session queues is written by the caller's own flush at the end
+        # (inside a read callback or a connect), not by a scheduled one.
+        self._batching = False
+        self._lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        #: The acceptor's frame reader until the Logon picked the session.
+        self.framer: CodecFrameReader | FrameReader | None = None
+        self._logon_timer: asyncio.TimerHandle | None = None
+
+    def bind(self, session: Session) -> None:
+        """Carry ``session`` from now on (its output is written to this socket)."""
+        self.session = session
         session.on_output = self._schedule_flush
 
+    # -- asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.engine._connection_made(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        session = self.session
+        if session is None:
+            self.engine._first_data(self, data)
+            return
+        self._batching = True
+        try:
+            session.receive(data)
+        except Exception:
+            # Peer input never raises (see the fuzz tests); this is an application callback
+            # failing. The message was not counted, so the peer will send it again after
+            # reconnecting: drop the connection rather than lose it.
+            log.exception("%s: application callback failed; disconnecting", session.session_id)
+            self._batching = False
+            self.flush()
+            self.close()
+            return
+        self._batching = False
+        self.flush()
+
+    def eof_received(self) -> bool:
+        return False  # the peer is done: close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        session = self.session
+        if session is not None and not self.closed:
+            session.data_to_send()  # the socket is gone: nothing more leaves, but events count
+            events = session.events()
+            if events:
+                self._handle_events(events)
+        self.close()
+        self.engine._connection_lost(self)
+        if not self._lost.done():
+            self._lost.set_result(None)
+
+    def pause_writing(self) -> None:
+        # Backpressure: stop reading from a peer until it takes what we already sent.
+        if not self.closed and self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if not self.closed and self.transport is not None:
+            self.transport.resume_reading()
+
+    async def wait_lost(self) -> None:
+        """Until the socket is gone (``connection_lost``)."""
+        await asyncio.shield(self._lost)
+
+    # -- output
     def _schedule_flush(self) -> None:
-        if not self._flush_scheduled and not self.closed:
+        if not self._flush_scheduled and not self._batching and not self.closed:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
         """Write pending output and act on the session's events."""
         self._flush_scheduled = False
-        if self.closed:
-            self.session.data_to_send()
-            self.session.events()
+        session = self.session
+        if session is None:
             return
-        data = self.session.data_to_send()
+        if self.closed:
+            session.data_to_send()
+            session.events()
+            return
+        data = session.data_to_send()
         if data:
-            self.writer.write(data)
-            if self.writer.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
+            transport = self.transport
+            assert transport is not None
+            transport.write(data)
+            if transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
                 # The peer stopped reading (or asks for resends faster than it takes them):
                 # cut it off rather than hold its backlog in memory.
-                log.warning("%s: peer is not reading; disconnecting", self.session.session_id)
+                log.warning("%s: peer is not reading; disconnecting", session.session_id)
                 self.close(f"peer is not reading (more than {MAX_WRITE_BUFFER} bytes waiting)")
                 return
-        for event in self.session.events():
-            if isinstance(event, SessionLog):
+        events = session.events()
+        if events:
+            self._handle_events(events)
+
+    def _handle_events(self, events: list[Any]) -> None:
+        for event in events:
+            kind = type(event)
+            if kind is SessionLog:
                 log.debug("%s: %s", event.session_id, event.text)
-            elif isinstance(event, DisconnectRequested):
+            elif kind is DisconnectRequested:
                 log.info("%s: %s", event.session_id, event.reason)
                 self.close(event.reason)
-            elif isinstance(event, LoggedOn) and self.on_logon is not None:
+            elif kind is LoggedOn and self.on_logon is not None:
                 self.on_logon()
 
     def close(self, reason: str = "connection closed") -> None:
         if self.closed:
             return
         self.closed = True
-        if self.session.on_output == self._schedule_flush:
-            self.session.on_output = None
-        self.session.on_disconnected(reason)
-        self.session.data_to_send()
-        self.session.events()
-        try:
-            self.writer.close()
-        except Exception:  # the socket may already be gone; closing is best effort
-            pass
+        if self._logon_timer is not None:
+            self._logon_timer.cancel()
+            self._logon_timer = None
+        session = self.session
+        if session is not None:
+            if session.on_output == self._schedule_flush:
+                session.on_output = None
+            session.on_disconnected(reason)
+            session.data_to_send()
+            session.events()
+        if self.transport is not None:
+            try:
+                self.transport.close()
+            except Exception:  # the socket may already be gone; closing is best effort
+                pass
 
 
 class _Engine:
@@ -222,31 +323,18 @@ class _Engine:
                 pass
             self._timer_task = None
 
-    async def _pump(self, conn: _Connection, reader: asyncio.StreamReader) -> None:
-        while not conn.closed:
-            try:
-                data = await reader.read(READ_SIZE)
-            except (ConnectionError, OSError, ssl.SSLError):
-                data = b""
-            if not data:
-                break
-            try:
-                conn.session.receive(data)
-            except Exception:
-                # Peer input never raises (see the fuzz tests); this is an application callback
-                # failing. The message was not counted, so the peer will send it again after
-                # reconnecting: drop the connection rather than lose it.
-                log.exception("%s: application callback failed; disconnecting", conn.session.session_id)
-                conn.flush()
-                conn.close()
-                break
-            conn.flush()
-            if not conn.closed:
-                # Backpressure: stop reading from a peer until it takes what we already sent.
-                try:
-                    await conn.writer.drain()
-                except (ConnectionError, OSError, ssl.SSLError):
-                    break
+    # -- connection callbacks (from _Connection)
+    def _connection_made(self, conn: _Connection) -> None:
+        """A socket is up for ``conn``."""
+
+    def _first_data(self, conn: _Connection, data: bytes) -> None:
+        """Bytes on a connection without a session (an acceptor's, before its Logon)."""
+        conn.close()
+
+    def _connection_lost(self, conn: _Connection) -> None:
+        session = conn.session
+        if session is not None and self._connections.get(session.session_id) is conn:
+            del self._connections[session.session_id]
 
     async def _logout_all(self, grace: float) -> None:
         for conn in list(self._connections.values()):
@@ -294,7 +382,8 @@ class Acceptor(_Engine):
         self._max_message = max(s.max_message_size for s in settings)
         self._logon_timeout = max(s.logon_timeout for s in settings)
         self._server: asyncio.AbstractServer | None = None
-        self._handlers: set[asyncio.Task] = set()
+        # Connections still waiting for their Logon (closed at stop()).
+        self._pending: set[_Connection] = set()
 
     @property
     def port(self) -> int:
@@ -304,8 +393,9 @@ class Acceptor(_Engine):
         return self._port
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._on_client, self.host, self._port, ssl=self.ssl_context,
-                                                  limit=READ_SIZE)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Connection(self), self.host, self._port,
+                                                ssl=self.ssl_context)
         self._start_timer()
 
     async def serve_forever(self) -> None:
@@ -319,9 +409,9 @@ class Acceptor(_Engine):
         if self._server is not None:
             self._server.close()
         await self._logout_all(logout_grace)
-        for task in list(self._handlers):
-            task.cancel()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
+        for conn in list(self._pending):
+            conn.close()
+        self._pending.clear()
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
@@ -329,72 +419,65 @@ class Acceptor(_Engine):
         for session in self.sessions.values():
             session.store.close()
 
-    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._handlers.add(task)
-        try:
-            await self._serve_connection(reader, writer)
-        except asyncio.CancelledError:
-            # stop() cancels handlers; finishing quietly keeps asyncio's stream callback
-            # from logging the cancellation as an error.
-            pass
-        except Exception:  # a bug must cost one connection, not the acceptor
-            log.exception("connection handler failed")
-        finally:
-            if task is not None:
-                self._handlers.discard(task)
-            try:
-                writer.close()
-            except Exception:
-                pass
+    # -- a new connection: its first message must be a Logon for a configured session
+    def _connection_made(self, conn: _Connection) -> None:
+        conn.framer = make_frame_reader(self._max_message)
+        self._pending.add(conn)
+        conn._logon_timer = asyncio.get_running_loop().call_later(self._logon_timeout, self._logon_timed_out, conn)
 
-    async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        framer = make_frame_reader(self._max_message)
-        first = None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._logon_timeout
-        while first is None:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return
-            try:
-                data = await asyncio.wait_for(reader.read(READ_SIZE), remaining)
-            except (asyncio.TimeoutError, ConnectionError, OSError, ssl.SSLError):
-                return
-            if not data:
-                return
-            framer.feed(data)
-            event = framer.next_event()
-            if event is None:
-                continue
-            if isinstance(event, Garbled):
-                log.info("refused connection: garbled first message (%s)", event.reason)
-                return
-            first = event
+    def _logon_timed_out(self, conn: _Connection) -> None:
+        conn._logon_timer = None
+        if conn.session is None:
+            self._pending.discard(conn)
+            conn.close()
+
+    def _connection_lost(self, conn: _Connection) -> None:
+        self._pending.discard(conn)
+        super()._connection_lost(conn)
+
+    def _first_data(self, conn: _Connection, data: bytes) -> None:
+        framer = conn.framer
+        assert framer is not None
+        framer.feed(data)
+        first = framer.next_event()
+        if first is None:
+            return  # more bytes to come (until the logon timeout)
+        self._pending.discard(conn)
+        if isinstance(first, Garbled):
+            log.info("refused connection: garbled first message (%s)", first.reason)
+            conn.close()
+            return
         msg = Message(first.fields, first.raw)
         session = self._by_wire.get((msg.begin_string, msg.get(49, b""), msg.get(56, b"")))
         if session is None or msg.msg_type != b"A":
             log.info("refused connection: no session for %r", first.raw[:120])
+            conn.close()
             return
         if session.connected or session.session_id in self._connections:
             log.info("refused connection: %s already connected", session.session_id)
+            conn.close()
             return
-        conn = _Connection(session, writer)
+        if conn._logon_timer is not None:
+            conn._logon_timer.cancel()
+            conn._logon_timer = None
+        conn.framer = None
+        conn.bind(session)
         self._connections[session.session_id] = conn
+        conn._batching = True
         try:
             session.on_connected(framer)
             session.next_event(first)
+            conn._batching = False
             conn.flush()
             if not conn.closed:
+                conn._batching = True
                 session.process_buffered()
+                conn._batching = False
                 conn.flush()
-            await self._pump(conn, reader)
-            conn.flush()
-        finally:
+        except Exception:  # an application callback (on_logon...) failed: this connection ends
+            log.exception("%s: connection handler failed", session.session_id)
+            conn._batching = False
             conn.close()
-            if self._connections.get(session.session_id) is conn:
-                del self._connections[session.session_id]
 
 
 class Initiator(_Engine):
@@ -500,36 +583,52 @@ class Initiator(_Engine):
 
     async def _run(self) -> None:
         s = self.settings
+        loop = asyncio.get_running_loop()
+        session = self.session()
         while not self._stopping:
             self.connect_attempts += 1
+            logons_before = session.logon_count
+            conn = _Connection(self, on_logon=self._notify)
             try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(s.socket_connect_host, s.socket_connect_port, ssl=self.ssl_context,
-                                            limit=READ_SIZE,
-                                            server_hostname=s.socket_connect_host if self.ssl_context else None),
+                await asyncio.wait_for(
+                    loop.create_connection(lambda: conn, s.socket_connect_host, s.socket_connect_port,
+                                           ssl=self.ssl_context,
+                                           server_hostname=s.socket_connect_host if self.ssl_context else None),
                     timeout=s.logon_timeout)
             except (OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
+                if conn.transport is not None:  # timed out just after the socket came up
+                    conn.close()
+                    self._connection_lost(conn)
                 text = _describe_connect_error(exc)
                 log.info("%s: connect failed: %s", s.key(), text)
                 self._attempt_ended(f"connect failed: {text}", logged_on=False)
             else:
-                session = self.session()
-                logons_before = session.logon_count
-                conn = _Connection(session, writer, on_logon=self._notify)
-                self._connections[session.session_id] = conn
                 try:
-                    session.on_connected()
-                    conn.flush()
-                    await self._pump(conn, reader)
-                    conn.flush()
+                    await conn.wait_lost()
                 finally:
                     conn.close()
-                    self._connections.pop(session.session_id, None)
+                    self._connection_lost(conn)
                     self._attempt_ended(session.last_disconnect_reason or "connection closed",
                                         logged_on=session.logon_count > logons_before)
             if self._stopping or self.gave_up:
                 break
             await asyncio.sleep(self.reconnect_delay())
+
+    def _connection_made(self, conn: _Connection) -> None:
+        # The Logon goes out from the connect callback itself, before any byte can arrive.
+        session = self.session()
+        conn.bind(session)
+        self._connections[session.session_id] = conn
+        conn._batching = True
+        try:
+            session.on_connected()
+        except Exception:  # an application callback (to_admin...) failed: this attempt ends
+            log.exception("%s: connection handler failed", session.session_id)
+            conn._batching = False
+            conn.close()
+            return
+        conn._batching = False
+        conn.flush()
 
     def reconnect_delay(self) -> float:
         """Seconds to wait before the next connection attempt. The default is the session's
