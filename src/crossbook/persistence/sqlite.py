@@ -528,15 +528,6 @@ class SqliteJournal:
             except RuntimeError:  # loop closed during shutdown
                 pass
 
-    # The order manager's journal before this design committed batches straight into SQLite;
-    # benchmarks/bench_oms_latency.py's layers test still runs that step inline on the loop.
-    @staticmethod
-    def _write(conn: sqlite3.Connection, batches: list) -> None:
-        """Commit ``batches`` straight into the store in one transaction, without the log."""
-        items = [(0, *encode_batch(b)[1:]) for b in batches]
-        applied = applied_position(conn)
-        apply_items(conn, items, applied)
-
 
 def _resolve(futures: list) -> None:
     for f in futures:
