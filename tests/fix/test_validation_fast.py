@@ -113,3 +113,25 @@ def test_valid_messages_take_the_fast_path_and_stay_valid():
                 continue
             assert validate_reference(fields, dd) is None, (dd, msg_type, validate_reference(fields, dd))
             assert _accepts_flat(fields, dd, ValidationOptions()), (dd, msg_type)
+
+
+@FUZZ
+@given(dd=st.sampled_from(DICTIONARIES), msg_type=st.sampled_from(sorted(BODIES)),
+       edits=st.lists(edit, max_size=4), opts=options)
+def test_compiled_flat_pass_agrees_with_its_python_reference(dd, msg_type, edits, opts):
+    """The pass ``_accepts_flat`` runs in C (``_codec.accepts_flat``, plans looked up by MsgType
+    bytes) concludes exactly what the Python pass does, on valid and broken messages alike."""
+    from crossbook.fix.validation import _accepts_flat, _accepts_flat_reference
+
+    fields = apply(messages_for(dd, msg_type), edits)
+    assert _accepts_flat(fields, dd, opts) == _accepts_flat_reference(fields, dd, opts)
+
+
+def test_first_values_keeps_the_first_occurrence_of_each_tag():
+    from crossbook.fix.codec import first_values
+    from crossbook.fix.messages import Message
+
+    fields = [(8, b"FIX.4.4"), (9, b"5"), (35, b"D"), (448, b"A"), (448, b"B"), (0, b""), (-1, b"x"), (10, b"000")]
+    assert first_values(fields) == {8: b"FIX.4.4", 9: b"5", 35: b"D", 448: b"A", 0: b"", -1: b"x", 10: b"000"}
+    assert first_values([]) == {}
+    assert Message(fields).get(448) == b"A" and Message(fields).get(0) == b""

@@ -1,5 +1,5 @@
 """Type stubs for the compiled FIX codec (public names re-exported by crossbook.fix.codec)."""
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar, overload
 
@@ -227,3 +227,13 @@ class ExecutionReportEncoder(MessageEncoder):
         orig_sending_time_ns: int | None = None,
         extra: Iterable[tuple[int, _Value]] | None = None,
     ) -> bytes: ...
+
+# session helpers
+def first_values(fields: Iterable[tuple[int, bytes]]) -> dict[int, bytes]: ...
+def accepts_flat(
+    fields: Sequence[tuple[int, bytes]],
+    begin: bytes,
+    table: dict[int, tuple[int, Callable[[bytes], bool] | None, frozenset[bytes] | None, bool]],
+    required: frozenset[int],
+    have_values: bool,
+) -> bool: ...

@@ -1891,3 +1891,62 @@ cdef class ExecutionReportEncoder(MessageEncoder):
         if extra is not None:
             self._write_pairs(extra, "extra")
         return self._finish(self.begin_string)
+
+
+# =============================================================================================
+# Session helpers: per-message loops of the session layer (messages.Message, validation)
+# =============================================================================================
+
+def first_values(fields):
+    """``{tag: value}`` of the first occurrence of each tag in ``fields`` ((tag, value) pairs),
+    as ``messages.Message`` keeps them for its lookups."""
+    cdef dict first = {}
+    for tag, value in fields:
+        if tag not in first:
+            first[tag] = value
+    return first
+
+
+def accepts_flat(fields, bytes begin, dict table, frozenset required, bint have_values):
+    """The one-pass acceptance of a flat message (``validation._accepts_flat``) for a plan
+    already picked by MsgType: True only when every field is in ``table`` (tag -> (section,
+    format check or None, allowed values or None, multiple-value field?)) in section order
+    (header, body, trailer), no tag repeats, every ``required`` tag is there, no value is
+    empty (when ``have_values``), and every value passes its check and enumeration. Anything
+    else is False: the caller's full validation then decides."""
+    cdef Py_ssize_t n = len(fields)
+    cdef long latest = 0
+    cdef long section
+    if n < 3:
+        return False
+    t0, v0 = fields[0]
+    t1, _ = fields[1]
+    t2, _ = fields[2]
+    if t0 != 8 or t1 != 9 or t2 != 35 or v0 != begin:
+        return False
+    cdef set seen = set()
+    for tag, _ in fields:
+        seen.add(tag)
+    if len(seen) != n or not required <= seen:
+        return False  # a repeated tag or a required one missing: the full check decides
+    for tag, value in fields:
+        entry = table.get(tag)
+        if entry is None:
+            return False  # unknown here, a group, 1128...: the full check decides
+        section_obj, check, allowed, multi = <tuple>entry
+        section = section_obj
+        if section < latest:
+            return False
+        latest = section
+        if not value and have_values:
+            return False
+        if check is not None and not check(value):
+            return False
+        if allowed is not None:
+            if multi:
+                for part in value.split(b" "):
+                    if part not in allowed:
+                        return False
+            elif value not in allowed:
+                return False
+    return True

@@ -11,7 +11,7 @@ import datetime as _dt
 import re
 from typing import Iterable, Sequence
 
-from crossbook.fix._codec import encode_message as _encode_message
+from crossbook.fix._codec import encode_message as _encode_message, first_values as _first_values
 from crossbook.fix.framing import checksum
 
 SOH = b"\x01"
@@ -132,11 +132,7 @@ class Message:
     def __init__(self, fields: list[tuple[int, bytes]], raw: bytes = b"") -> None:
         self.fields = fields
         self.raw = raw
-        first: dict[int, bytes] = {}
-        for tag, value in fields:
-            if tag not in first:
-                first[tag] = value
-        self._first = first
+        self._first: dict[int, bytes] = _first_values(fields)  # tag -> first value, built in C
 
     def get(self, tag: int, default: bytes | None = None) -> bytes | None:
         return self._first.get(tag, default)
@@ -230,6 +226,17 @@ def encode_ordered_header(begin_string: bytes, msg_type: bytes, header: list[tup
         except (ValueError, TypeError, OverflowError):
             pass
     return encode_reference(begin_string, msg_type, header, body)
+
+
+def encode_bytes_ordered_header(begin_string: bytes, msg_type: bytes, header: list[tuple[int, FieldValue]],
+                                body: list[tuple[int, bytes]]) -> bytes:
+    """:func:`encode_ordered_header` for a body whose values are all bytes (``Session.send``
+    converted them): no type pass. What the compiled encoder refuses (an empty value, SOH in
+    a value) is written by the reference, as in :func:`encode`."""
+    try:
+        return _encode_message(begin_string, msg_type, header, body)
+    except (ValueError, TypeError, OverflowError):
+        return encode_reference(begin_string, msg_type, header, body)
 
 
 def encode_reference(begin_string: bytes, msg_type: bytes, header: Iterable[tuple[int, FieldValue]],

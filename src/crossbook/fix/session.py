@@ -27,7 +27,8 @@ from typing import Any, Callable, Iterable, Protocol
 from crossbook.fix.framing import Frame, FrameReader, Garbled, split_fields, FieldSyntaxError
 from crossbook.fix.reader import CodecFrameReader, make_frame_reader
 from crossbook.fix.messages import (
-    ADMIN_MSG_TYPES, FieldValue, Message, encode, encode_ordered_header, format_timestamp, parse_timestamp,
+    ADMIN_MSG_TYPES, FieldValue, Message, encode, encode_bytes_ordered_header, encode_ordered_header,
+    format_timestamp, parse_timestamp,
     replace_header,
     sorted_body, to_bytes,
 )
@@ -214,6 +215,9 @@ class Application:
         pass
 
 
+_BASE_TO_APP = Application.to_app
+
+
 # -- validation hook --------------------------------------------------------------------
 #: ``RejectInfo.kind`` values: what the session does with a message a validator refuses.
 REJECT = "reject"                            # session-level Reject (35=3) with ``reason``
@@ -257,7 +261,7 @@ def dictionary_validator(settings: SessionSettings) -> Validator | None:
     """
     try:
         from crossbook.fix.dictionary import load_dictionary
-        from crossbook.fix.validation import ValidationOptions, validate_split
+        from crossbook.fix.validation import ValidationOptions, plan_table, validate_split
     except ImportError:
         return None
     options = _validation_options(ValidationOptions, settings)
@@ -281,11 +285,17 @@ def dictionary_validator(settings: SessionSettings) -> Validator | None:
                 by_appl[appl_ver_id] = dd
         return dd
 
+    base_plans = plan_table(base, options)
+
     def run(fields: list[tuple[int, bytes]], begin_string: str, appl_ver_id: str | None) -> RejectInfo | None:
-        dd = dictionary_for(appl_ver_id) if is_fixt and appl_ver_id is not None else base
-        if is_fixt and len(fields) > 3 and fields[2] == (35, b"j"):
-            fields = _without_business_reject_appl_ver(fields)
-        err = validate_split(fields, dd, options)
+        if is_fixt:
+            dd = dictionary_for(appl_ver_id) if appl_ver_id is not None else base
+            plans = base_plans if dd is base else None
+            if len(fields) > 3 and fields[2] == (35, b"j"):
+                fields = _without_business_reject_appl_ver(fields)
+        else:
+            dd, plans = base, base_plans
+        err = validate_split(fields, dd, options, plans)
         if err is None:
             return None
         if err.kind == GARBLED:
@@ -368,6 +378,17 @@ class Session:
         self._sender = settings.sender_comp_id.encode()
         self._target = settings.target_comp_id.encode()
         self._begin_ge_42 = settings.begin_string >= "FIX.4.2"
+        # Settings are frozen: the per-message checks read these copies, not the settings object.
+        self._is_fixt = settings.is_fixt
+        self._check_latency = settings.check_latency
+        self._max_latency = settings.max_latency
+        self._check_comp_id = settings.check_comp_id
+        self._persist = settings.persist_messages
+        self._millis = settings.millisecond_timestamps
+        self._admin_handlers: dict[bytes, Callable[[Message], None]] = {
+            b"A": self.on_logon, b"0": self.on_heartbeat, b"1": self.on_test_request, b"4": self.on_sequence_reset,
+            b"5": self.on_logout, b"2": self.on_resend_request, b"3": self.on_reject,
+        }
         self.sender_default_appl_ver_id = settings.default_appl_ver_id
         self.target_default_appl_ver_id: str | None = settings.default_appl_ver_id
         self.initiate = settings.is_initiator
@@ -435,8 +456,15 @@ class Session:
         """Bytes from the peer."""
         if not self.connected:
             return
-        self._reader.feed(data)
-        self.process_buffered()
+        reader = self._reader
+        reader.feed(data)
+        next_frame = reader.next_event
+        handle = self.next_event
+        while True:  # process_buffered(), without a generator per read
+            event = next_frame()
+            if event is None or not self.connected:
+                break
+            handle(event)
         # A batching store holds the inbound sequence numbers of this read until here: they
         # reach the kernel before anything acts on the messages outside this call.
         self.store.write_pending()
@@ -452,8 +480,11 @@ class Session:
         if not self.connected:
             return
         if isinstance(event, Garbled):
+            # A garbled Logon is a frame (it starts with a BeginString) whose MsgType is A; junk
+            # between frames is never one, however the framer cut it.
+            skipped = event.skipped
             try:
-                self._on_garbled(event.reason, b"\x0135=A\x01" in event.skipped[:40])
+                self._on_garbled(event.reason, skipped[:2] == b"8=" and b"\x0135=A\x01" in skipped[:40])
             except _Disconnect as exc:
                 self._disconnect(str(exc))
             return
@@ -513,11 +544,13 @@ class Session:
         mt = msg_type if type(msg_type) is bytes else to_bytes(msg_type)
         if not mt or mt in ADMIN_MSG_TYPES:
             raise ValueError(f"send() is for application messages, got MsgType {mt!r}")
-        header = [(t, v if type(v) is bytes else to_bytes(v)) for t, v in header]
-        for tag, _ in header:
-            if tag in (8, 9, 10, 34, 35, 49, 52, 56):
-                raise ValueError(f"header tag {tag} is set by the session")
-        return self._send_raw(mt, [(t, v if type(v) is bytes else to_bytes(v)) for t, v in body], header)
+        if header:
+            header = [(t, v if type(v) is bytes else to_bytes(v)) for t, v in header]
+            for tag, _ in header:
+                if tag in (8, 9, 10, 34, 35, 49, 52, 56):
+                    raise ValueError(f"header tag {tag} is set by the session")
+        return self._send_raw(mt, [(t, v if type(v) is bytes else to_bytes(v)) for t, v in body], header,
+                              bytes_body=True)
 
     def logout(self, text: str = "") -> None:
         """Start a logout; the connection closes when the peer answers or LogoutTimeout passes."""
@@ -538,21 +571,22 @@ class Session:
         except _Disconnect as exc:
             self._disconnect(str(exc))
             return
-        if not queued and self.connected:
+        if not queued and self._queue and self.connected:
             self._next_queued()
 
     def _next_message(self, msg: Message) -> None:
-        msg_type = msg.msg_type
+        first = msg._first
+        msg_type = first.get(35, b"")
         try:
             try:
-                if 49 not in msg:
+                if 49 not in first:
                     raise _Reject(REQUIRED_TAG_MISSING, 49)
-                if 56 not in msg:
+                if 56 not in first:
                     raise _Reject(REQUIRED_TAG_MISSING, 56)
-                if msg.begin_string != self._begin:
+                if first.get(8, b"") != self._begin:
                     raise _BadBeginString()
                 if msg_type == b"A":
-                    if self.settings.is_fixt:
+                    if self._is_fixt:
                         appl = msg.get(1137)
                         if appl is None:
                             raise _Reject(REQUIRED_TAG_MISSING, 1137)
@@ -562,20 +596,9 @@ class Session:
                 if rej.reason == REQUIRED_TAG_MISSING and msg_type == b"A":
                     raise _Disconnect("required field missing from logon") from None
                 raise
-            if msg_type == b"A":
-                self.on_logon(msg)
-            elif msg_type == b"0":
-                self.on_heartbeat(msg)
-            elif msg_type == b"1":
-                self.on_test_request(msg)
-            elif msg_type == b"4":
-                self.on_sequence_reset(msg)
-            elif msg_type == b"5":
-                self.on_logout(msg)
-            elif msg_type == b"2":
-                self.on_resend_request(msg)
-            elif msg_type == b"3":
-                self.on_reject(msg)
+            handler = self._admin_handlers.get(msg_type)
+            if handler is not None:
+                handler(msg)
             else:
                 self.on_application_message(msg)
         except _Reject as rej:
@@ -614,7 +637,7 @@ class Session:
                 raise _Reject(INCORRECT_DATA_FORMAT, 52)
             return
         # The counterparty's DefaultApplVerID; a message's own ApplVerID(1128) is in its fields.
-        appl = self.target_default_appl_ver_id if self.settings.is_fixt and not msg.is_admin else None
+        appl = self.target_default_appl_ver_id if self._is_fixt and not msg.is_admin else None
         problem = self.validator(msg.fields, self.settings.begin_string, appl)
         if problem is None:
             return
@@ -643,24 +666,27 @@ class Session:
 
     # -- verify (QuickFIX Session::verify)
     def verify(self, msg: Message, check_too_high: bool = True, check_too_low: bool = True) -> bool:
-        msg_type = msg.msg_type
+        first = msg._first
+        msg_type = first.get(35, b"")
         seq = msg.seq_num
         if (check_too_high or check_too_low) and seq is None:
             raise _Disconnect("MsgSeqNum missing or not a number")
-        if not self._valid_logon_state(msg_type):
+        # (An application message after our logon is the common case, checked first.)
+        if not ((self.received_logon and msg_type != b"A") or self._valid_logon_state(msg_type)):
             raise _Disconnect("logon state is not valid for message")
-        sending_time = parse_timestamp(msg.get(52, b""))
+        sending_time = parse_timestamp(first.get(52, b""))
         if sending_time is None:
             raise _Disconnect("SendingTime missing or not a timestamp")
-        if not self._is_good_time(sending_time):
+        now = self.clock.now()
+        if self._check_latency and not abs(now - sending_time) <= self._max_latency:
             self.send_reject(msg, SENDING_TIME_ACCURACY)
             self.send_logout()
             return False
-        if self.settings.check_comp_id and (msg.get(49) != self._target or msg.get(56) != self._sender):
+        if self._check_comp_id and (first.get(49) != self._target or first.get(56) != self._sender):
             self.send_reject(msg, COMPID_PROBLEM)
             self.send_logout()
             return False
-        expected = self.next_target_seq
+        expected = self.store.get_next_target_seq()
         if check_too_high and seq is not None and seq > expected:
             self._do_target_too_high(msg, seq)
             return False
@@ -671,9 +697,9 @@ class Session:
             if seq >= self.resend_range[1]:
                 self._log(f"resend request {self.resend_range[0]}-{self.resend_range[1]} satisfied")
                 self.resend_range = None
-        self.last_received_time = self.clock.now()
+        self.last_received_time = now
         self.test_request_count = 0
-        if msg.is_admin:
+        if msg_type in ADMIN_MSG_TYPES:
             try:
                 self.application.from_admin(self, msg)
             except RejectLogon as exc:
@@ -697,11 +723,6 @@ class Session:
         if msg_type != b"5" and self.sent_logout:
             return True
         return msg_type in (b"4", b"3")
-
-    def _is_good_time(self, sending_time: float) -> bool:
-        if not self.settings.check_latency:
-            return True
-        return abs(self.clock.now() - sending_time) <= self.settings.max_latency
 
     def _do_target_too_high(self, msg: Message, seq: int) -> None:
         self._log(f"MsgSeqNum too high, expecting {self.next_target_seq} but received {seq}")
@@ -990,7 +1011,10 @@ class Session:
 
     # -- raw output (QuickFIX sendRaw())
     def _send_raw(self, msg_type: bytes, body: list[tuple[int, FieldValue]],
-                  header: Iterable[tuple[int, FieldValue]] = (), num: int = 0) -> bool:
+                  header: Iterable[tuple[int, FieldValue]] = (), num: int = 0, bytes_body: bool = False) -> bool:
+        """Number, stamp, encode, store and queue one message. ``bytes_body``: every body value
+        is bytes (``send()`` converted them), so the encoder needs no type pass unless an
+        application's ``to_app`` may have changed the body."""
         is_admin = msg_type in ADMIN_MSG_TYPES
         if is_admin:
             self.application.to_admin(self, msg_type, body)  # type: ignore[arg-type]
@@ -1000,40 +1024,48 @@ class Session:
                     self.store.reset(self.clock.now())
                 self.sent_reset = reset
         else:
-            if not self.is_logged_on and self._should_send_reset():
+            if not (self.received_logon and self.sent_logon) and self._should_send_reset():
                 return False
-            try:
-                self.application.to_app(self, msg_type, body)  # type: ignore[arg-type]
-            except DoNotSend:
-                return False
-        seq = num or self.store.get_next_sender_seq()
-        head = [(34, seq), (49, self._sender), (52, self._now_stamp()), (56, self._target)]
+            application = self.application
+            if type(application).to_app is not _BASE_TO_APP:  # the base one does nothing
+                try:
+                    application.to_app(self, msg_type, body)  # type: ignore[arg-type]
+                except DoNotSend:
+                    return False
+                bytes_body = False  # it may have changed the body
+        store = self.store
+        seq = num or store.get_next_sender_seq()
+        now = self.clock.now()
+        head = [(34, seq), (49, self._sender), (52, format_timestamp(now, self._millis)), (56, self._target)]
         if header:
             head += header
             raw = encode(self._begin, msg_type, head, body)
+        elif bytes_body:
+            raw = encode_bytes_ordered_header(self._begin, msg_type, head, body)  # type: ignore[arg-type]
         else:
             raw = encode_ordered_header(self._begin, msg_type, head, body)  # ascending already
         if not num:
-            if self.settings.persist_messages:
-                self.store.set(seq, raw)
-            self.store.incr_next_sender_seq()
-        if self.connected and (self.is_logged_on or (is_admin and msg_type in (b"A", b"5", b"2", b"4"))):
-            self._write(raw)
+            if self._persist:
+                store.set(seq, raw)
+            store.incr_next_sender_seq()
+        if self.connected and ((self.received_logon and self.sent_logon)
+                               or (is_admin and msg_type in (b"A", b"5", b"2", b"4"))):
+            self._write(raw, now)
         else:
             # Stored for a later resend but not handed to a transport, which would write the
             # store's pending data first (data_to_send): write it now.
             self.store.write_pending()
         return True
 
-    def _write(self, raw: bytes) -> None:
+    def _write(self, raw: bytes, now: float | None = None) -> None:
         if self.connected:
             self._out.append(raw)
-            self.last_sent_time = self.clock.now()
+            self.last_sent_time = self.clock.now() if now is None else now
             if self.on_output is not None:
                 self.on_output()
 
     def _now_stamp(self) -> bytes:
-        return format_timestamp(self.clock.now(), self.settings.millisecond_timestamps)
+        return format_timestamp(self.clock.now(), self._millis)
 
     def _incr_target(self) -> None:
         self.store.incr_next_target_seq()

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Callable, Iterable, Mapping, Sequence
 
+from ._codec import accepts_flat as _compiled_accepts_flat
+
 from .dictionary import (
     STANDARD_HEADER_TAGS,
     STANDARD_TRAILER_TAGS,
@@ -748,7 +750,8 @@ def validate(
 
 
 def validate_split(
-    fields: list[tuple[int, bytes]], dd: DataDictionary, options: ValidationOptions = DEFAULT_OPTIONS
+    fields: list[tuple[int, bytes]], dd: DataDictionary, options: ValidationOptions = DEFAULT_OPTIONS,
+    plans: dict[bytes, _Plan | None] | None = None,
 ) -> ValidationError | None:
     """:func:`validate` for a list of ``(int, bytes)`` pairs as the framers produce them (no
     argument checks: the session's hot path). Same answers as :func:`validate`.
@@ -756,9 +759,11 @@ def validate_split(
     A message without repeating groups is first checked in one pass against a table compiled
     once per message type (:func:`_plan`); that pass only ever concludes "valid". Anything it
     does not clear (a problem, a group, an unknown tag, ApplVerID 1128...) goes through the
-    full QuickFIX-order validation, which alone decides what the problem is.
+    full QuickFIX-order validation, which alone decides what the problem is. ``plans``: the
+    table of ``plan_table(dd, options)``, for a caller that validates many messages with the
+    same dictionary and options (saves hashing them per message).
     """
-    if _accepts_flat(fields, dd, options):
+    if _accepts_flat(fields, dd, options, plans):
         return None
     parsed, app = _parse(fields, dd)
     return _validate_parsed(parsed, app, dd, options)
@@ -790,6 +795,8 @@ class _Plan:
 
     fields: Mapping[int, tuple[int, Callable[[bytes], bool] | None, frozenset[bytes] | None, bool]]
     required: frozenset[int]
+    #: ``fields`` as a plain dict, for the compiled pass (``_codec.accepts_flat``).
+    table: dict[int, tuple[int, Callable[[bytes], bool] | None, frozenset[bytes] | None, bool]]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -823,11 +830,56 @@ def _plan(dd: DataDictionary, msg_type: str, options: ValidationOptions) -> _Pla
     for sdef in (body_spec.header, body_spec.trailer):
         if sdef is not None:
             required.update(sdef.required)
-    return _Plan(MappingProxyType(plan), frozenset(required))
+    return _Plan(MappingProxyType(plan), frozenset(required), plan)
 
 
-def _accepts_flat(fields: list[tuple[int, bytes]], dd: DataDictionary, options: ValidationOptions) -> bool:
-    """True only if the full validation would find nothing wrong (see validate_split)."""
+#: (dictionary, options) -> {MsgType bytes: plan or None}: what ``_accepts_flat`` looks up per
+#: message instead of hashing its arguments for ``_plan``'s cache. Bounded per table: a peer
+#: cycling through MsgTypes gets the (cached) ``_plan`` call instead of a growing table.
+_PLAN_TABLES: dict[tuple[DataDictionary, ValidationOptions], dict[bytes, _Plan | None]] = {}
+_PLAN_TABLE_SIZE = 256
+_MISSING = object()
+
+
+def plan_table(dd: DataDictionary, options: ValidationOptions) -> dict[bytes, _Plan | None]:
+    """The per-MsgType plan table of ``(dd, options)`` (see ``validate_split``'s ``plans``)."""
+    key = (dd, options)
+    table = _PLAN_TABLES.get(key)
+    if table is None:
+        if len(_PLAN_TABLES) >= 64:
+            _PLAN_TABLES.clear()
+        table = _PLAN_TABLES[key] = {}
+    return table
+
+
+def _accepts_flat(fields: list[tuple[int, bytes]], dd: DataDictionary, options: ValidationOptions,
+                  plans: dict[bytes, _Plan | None] | None = None) -> bool:
+    """True only if the full validation would find nothing wrong (see validate_split).
+
+    ``plans``: the (dictionary, options) plan table, when the caller holds it. The pass itself
+    runs in C (``_codec.accepts_flat``); :func:`_accepts_flat_reference` is the same pass in
+    Python, which the tests compare it with."""
+    if len(fields) < 3:
+        return False
+    msg_type = fields[2][1]
+    if plans is None:
+        plans = plan_table(dd, options)
+    plan = plans.get(msg_type, _MISSING)
+    if plan is _MISSING:
+        try:
+            plan = _plan(dd, msg_type.decode("ascii"), options)
+        except UnicodeDecodeError:
+            return False
+        if len(plans) < _PLAN_TABLE_SIZE:
+            plans[msg_type] = plan
+    if plan is None:
+        return False
+    return _compiled_accepts_flat(fields, dd.begin_bytes, plan.table, plan.required,
+                                  options.validate_fields_have_values)
+
+
+def _accepts_flat_reference(fields: list[tuple[int, bytes]], dd: DataDictionary, options: ValidationOptions) -> bool:
+    """The Python pass ``_accepts_flat`` runs compiled (the reference for its tests)."""
     if len(fields) < 3:
         return False
     (t0, begin), (t1, _), (t2, msg_type) = fields[0], fields[1], fields[2]
