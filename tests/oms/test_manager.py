@@ -512,7 +512,7 @@ def _lifecycle(journal):
             await m.drain()
             assert m.in_flight == 0
             return ([(type(o).__name__, o.execution.exec_id, o.execution.exec_type, o.execution.cum_qty)
-                     for o in sent], m)
+                     for o in sent], m, sent)
 
     return asyncio.run(scenario())
 
@@ -522,8 +522,8 @@ def test_a_journal_that_is_durable_inside_submit_gives_the_same_reports_and_mark
     in the same order, with the same ExecIDs as with a journal that answers on a later loop
     iteration, and the mark of what was sent rides with a following batch."""
     sync = SyncJournal()
-    sync_sent, m = _lifecycle(sync)
-    memory_sent, _ = _lifecycle(None)
+    sync_sent, m, reports = _lifecycle(sync)
+    memory_sent, _, _ = _lifecycle(None)
     assert sync_sent == memory_sent
     assert [kind for _, _, kind, _ in sync_sent] == [
         ExecType.PENDING_NEW, ExecType.NEW, ExecType.PENDING_CANCEL, ExecType.PENDING_NEW, ExecType.CANCELED,
@@ -535,6 +535,14 @@ def test_a_journal_that_is_durable_inside_submit_gives_the_same_reports_and_mark
     assert all(b.meta.get("sent_exec_seq") != json.dumps({"FIRM1": max(int(e["seq"]) for e in b.executions)})
                for b in sync.batches if b.executions)   # a batch never carries the mark of its own reports
     assert sync.batches[-1].meta["exec_seq"] == str(m._exec_seq)
+    # The journal's rows are exactly the records' to_row(), keys in the same order.
+    rows = [e for b in sync.batches for e in b.executions]
+    assert [list(r.items()) for r in rows] == [list(o.execution.to_row().items()) for o in reports]
+    last_rows = {oid: row for b in sync.batches for oid, row in b.orders.items()}
+    for oid, row in last_rows.items():
+        expected = m.order(oid).to_row()
+        expected["risk_price"] = m._risk_price.get(oid, 0)
+        assert list(row.items()) == list(expected.items())
 
 
 def test_commands_issued_while_reports_are_delivered_inside_submit_go_to_the_next_batch():
