@@ -256,3 +256,42 @@ def test_batched_file_store_survives_sigkill_after_output_left(tmp_path):
     assert [q for q, _ in stored] == list(range(2, last + 1))  # every report that left is there
     assert all(b"35=8\x01" in raw for _, raw in stored)
     store.close()
+
+
+def test_batched_store_skips_the_sequence_line_when_the_index_implies_it(tmp_path, monkeypatch):
+    """Sending only (set n, then the sender number to n + 1): body and index are written, the
+    sequence-number line is not, and a reopened store still resumes past every message. Any other
+    change (target number, sender set by hand, a sender advance without a stored message) writes it."""
+    s = FileStore(str(tmp_path), "n", now=1.0, batch=True)
+    s.incr_next_target_seq()
+    s.write_pending()
+    calls: list[int] = []
+    real_pwrite = os.pwrite
+
+    def counting_pwrite(fd, data, offset):
+        calls.append(fd)
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", counting_pwrite)
+    for seq in (1, 2, 3):
+        s.set(seq, b"report-%d" % seq)
+        s.incr_next_sender_seq()
+    s.write_pending()
+    assert sorted(calls) == sorted([s._body_fd, s._index_fd])
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
+    reopened = FileStore(str(tmp_path), "n", now=1.0)
+    assert reopened.get_next_sender_seq() == 4 and reopened.get_next_target_seq() == 2
+    reopened.close()
+
+    monkeypatch.setattr(os, "pwrite", counting_pwrite)
+    for change in (s.incr_next_target_seq, lambda: s.set_next_sender_seq(9), s.incr_next_sender_seq):
+        calls.clear()
+        change()
+        s.write_pending()
+        assert calls == [s._seq_fd], change
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
+    s.close()
+    reopened = FileStore(str(tmp_path), "n", now=1.0)
+    assert reopened.get_next_sender_seq() == 10 and reopened.get_next_target_seq() == 3
+    assert reopened.get(1, 3) == [(q, b"report-%d" % q) for q in (1, 2, 3)]
+    reopened.close()

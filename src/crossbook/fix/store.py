@@ -20,6 +20,9 @@ write, which also survives power loss at a large cost per message; the default
 Batched writes (``batch=True``, what the FIX transports use): ``set``/``incr``/``set_next_*``
 are held in memory until ``write_pending()``, which hands all of them to the kernel with one
 ``pwrite`` per file (body, index, sequence numbers, in that order, as unbatched writes are).
+The sequence-number line is skipped when the only change since it was last written is the
+sender number moving past messages just stored (``set(n)`` then ``incr_next_sender_seq()`` to
+n + 1): the index already says so, and recovery takes the next sender number from it (below).
 The :class:`~crossbook.fix.session.Session` calls ``write_pending()`` before any output leaves
 it (``data_to_send``), before ``receive`` returns, and at once for a message it stores but does
 not hand to a transport; so the promise above holds at every point another party (the peer,
@@ -166,6 +169,10 @@ class FileStore(MessageStore):
         self._pending_body: list[bytes] = []
         self._pending_index: list[bytes] = []
         self._seq_dirty = False
+        # The sender number moved only past stored messages since the line was written (batch).
+        self._sender_implied = False
+        self._last_set = 0      # seq of the last set(): an incr right after it is implied by the index
+        self._max_stored = 0    # highest seq in the index (with pending records)
         base = os.path.join(directory, name)
         self._body_path = base + ".body"
         self._index_path = base + ".index"
@@ -210,6 +217,7 @@ class FileStore(MessageStore):
         if body_end != body_size:
             os.ftruncate(self._body_fd, body_end)
         self._offsets = offsets
+        self._max_stored = max(offsets) if offsets else 0
         self._body_size = body_end
         self._index_size = good
         sender, target = 1, 1
@@ -237,6 +245,9 @@ class FileStore(MessageStore):
             self._body_size = offset + length
             self._index_size += _INDEX.size
             self._offsets[seq] = (offset, length)
+            self._last_set = seq
+            if seq > self._max_stored:
+                self._max_stored = seq
             return
         _write_all(self._body_fd, raw, offset)
         self._body_size += len(raw)
@@ -284,7 +295,11 @@ class FileStore(MessageStore):
         self._check_open()
         self._sender += 1
         if self.batch:
-            self._seq_dirty = True
+            if self._last_set == self._sender - 1:
+                self._sender_implied = True   # the index records it (see write_pending)
+            else:
+                self._seq_dirty = True
+            self._last_set = 0
         else:
             self._write_seqnums()
 
@@ -304,6 +319,7 @@ class FileStore(MessageStore):
         os.ftruncate(self._index_fd, 0)
         os.ftruncate(self._body_fd, 0)
         self._offsets.clear()
+        self._max_stored = 0
         self._body_size = self._index_size = 0
         self._sender = self._target = 1
         self._write_seqnums()
@@ -330,9 +346,11 @@ class FileStore(MessageStore):
             if self.fsync:
                 os.fsync(self._body_fd)
                 os.fsync(self._index_fd)
-        if self._seq_dirty:
-            self._seq_dirty = False
+        if self._seq_dirty or (self._sender_implied and self._sender != self._max_stored + 1):
             self._write_seqnums()
+        # else: at most the sender number moved, to one past the highest stored message, which
+        # is what recovery computes from the index just written: the line would say nothing new.
+        self._seq_dirty = self._sender_implied = False
 
     def _check_open(self) -> None:
         # Checked here and not left to the write: a batching store writes later, where the
@@ -343,7 +361,8 @@ class FileStore(MessageStore):
     def _drop_pending(self) -> None:
         self._pending_body.clear()
         self._pending_index.clear()
-        self._seq_dirty = False
+        self._seq_dirty = self._sender_implied = False
+        self._last_set = 0
 
     def flush(self) -> None:
         if self._body_fd >= 0:
