@@ -412,3 +412,45 @@ def test_max_logon_attempts_is_checked():
     for bad in (0, -1, 1.5, True, "3"):
         with pytest.raises(ValueError, match="max_logon_attempts"):
             Initiator(initiator_settings("FIRM1", 1), Collect(), max_logon_attempts=bad)
+
+
+def test_a_peer_that_does_not_read_is_not_read_from():
+    """Input is bounded by output: while what we wrote to a peer waits above the transport's
+    high-water mark, that peer's further messages stay unread in the socket (they are taken,
+    in order, once it reads again); a flood therefore costs a bounded backlog, not memory and
+    CPU for answers nobody collects."""
+    async def main():
+        app = Collect()
+        async with running_acceptor(app, "FIRM1") as acceptor:
+            peer = Peer(SystemClock(), sender="FIRM1", target="VENUE")
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)  # small kernel buffers both ways
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", acceptor.port))
+            reader, writer = await asyncio.open_connection(sock=sock)
+            writer.write(peer.logon())
+            assert await until(lambda: app.logons == 1)
+            conn = acceptor._connections[acceptor.session().session_id]
+            conn.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 * 1024)
+            writer.transport.pause_reading()  # from now on we do not read
+            count = 40_000  # each TestRequest is answered with a Heartbeat of about the same size
+            flood = b"".join(peer.build(b"1", [(112, b"T%d" % i)]) for i in range(count))
+            writer.write(flood)
+            session = acceptor.session()
+            await asyncio.sleep(0.5)
+            stalled_at = session.next_target_seq
+            await asyncio.sleep(0.3)
+            assert session.next_target_seq == stalled_at < count // 2, (stalled_at, count)
+            assert conn.transport.get_write_buffer_size() < 1 << 20
+            writer.transport.resume_reading()  # reading again: everything is answered, in order
+            got, tail = 0, b""
+            while got < count:
+                data = await asyncio.wait_for(reader.read(1 << 20), 10)
+                assert data
+                window = tail + data  # a marker may straddle two reads
+                got += window.count(b"\x0135=0\x01")
+                tail = window[-5:]  # shorter than a marker: never counted twice
+            assert session.next_target_seq == count + 2 and session.is_logged_on
+            writer.close()
+
+    asyncio.run(main())
