@@ -116,6 +116,14 @@ class Server:
         if sys.getswitchinterval() > GIL_SWITCH_INTERVAL_S:
             sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         state = self.journal.open()
+        try:
+            await self._start_after_journal(loop, state)
+        except BaseException:
+            # Release the journal's log lock, so a retry (or another server) can open the storage.
+            self.journal.close()
+            raise
+
+    async def _start_after_journal(self, loop: asyncio.AbstractEventLoop, state) -> None:
         self._build_venues(loop)
         self.manager = OrderManager(instruments=self.config.instruments, venues={**self.venues, **self.routers},
                                     risk=self.risk, directory=self.config.directory, clock=self.clock,
