@@ -328,3 +328,34 @@ def test_logout_times_out_even_without_heartbeats():
     clock.advance(2.5)
     s.on_timer()
     assert not s.connected
+
+
+def test_send_leaves_the_callers_body_alone_and_to_app_works_on_a_copy():
+    """send() hands a body of bytes values straight to the encoder when to_app is the base
+    no-op; an overriding to_app gets a copy (and may change it) and the caller's list never
+    changes either way; other values are converted as before."""
+    from crossbook.fix.codec import bytes_values
+
+    s, peer, clock, app = logged_on()
+    body = [(11, b"C1"), (55, b"AAPL"), (54, b"1")]
+    kept = list(body)
+    assert s.send(b"D", body) and body == kept
+    [m] = out(s)
+    assert [(t, v) for t, v in fields_of(m) if t in (11, 55, 54)] == kept
+
+    class Tagging(Recorder):
+        def to_app(self, session, msg_type, sent_body):
+            assert sent_body is not body
+            sent_body.append((58, b"tagged"))
+
+    s.application = Tagging()
+    assert s.send(b"D", body) and body == kept
+    [m] = out(s)
+    assert m.get(58) == b"tagged"
+    s.application = app
+    assert s.send(b"D", [(11, "C2"), (38, 100), (54, b"2")])
+    [m] = out(s)
+    assert (m.get(11), m.get(38), m.get(54)) == (b"C2", b"100", b"2")
+    assert bytes_values([(1, b"x"), (2, b"")]) and bytes_values([])
+    assert not bytes_values([(1, "x")]) and not bytes_values([(1, 5)]) and not bytes_values([[1, b"x"]])
+    assert not bytes_values([(1, bytearray(b"x"))]) and not bytes_values([(1, b"x", 3)])

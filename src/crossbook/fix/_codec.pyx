@@ -1950,3 +1950,13 @@ def accepts_flat(fields, bytes begin, dict table, frozenset required, bint have_
             elif value not in allowed:
                 return False
     return True
+
+
+def bytes_values(list pairs):
+    """True when every item of ``pairs`` is a ``(tag, value)`` tuple whose value is exactly
+    ``bytes``: ``Session.send`` then hands the caller's list to the encoder as it is."""
+    cdef object item
+    for item in pairs:
+        if type(item) is not tuple or len(<tuple>item) != 2 or type((<tuple>item)[1]) is not bytes:
+            return False
+    return True

@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable, Protocol
 
 from crossbook.fix.framing import Frame, FrameReader, Garbled, split_fields, FieldSyntaxError
 from crossbook.fix.reader import CodecFrameReader, make_frame_reader
+from crossbook.fix._codec import bytes_values as _bytes_values
 from crossbook.fix.messages import (
     ADMIN_MSG_TYPES, FieldValue, Message, encode, encode_bytes_ordered_header, encode_ordered_header,
     format_timestamp, parse_timestamp,
@@ -549,8 +550,10 @@ class Session:
             for tag, _ in header:
                 if tag in (8, 9, 10, 34, 35, 49, 52, 56):
                     raise ValueError(f"header tag {tag} is set by the session")
-        return self._send_raw(mt, [(t, v if type(v) is bytes else to_bytes(v)) for t, v in body], header,
-                              bytes_body=True)
+        if type(body) is not list or not _bytes_values(body) or type(self.application).to_app is not _BASE_TO_APP:
+            # A copy with wire values (an overriding to_app gets, and may change, the copy).
+            body = [(t, v if type(v) is bytes else to_bytes(v)) for t, v in body]
+        return self._send_raw(mt, body, header, bytes_body=True)  # type: ignore[arg-type]
 
     def logout(self, text: str = "") -> None:
         """Start a logout; the connection closes when the peer answers or LogoutTimeout passes."""
