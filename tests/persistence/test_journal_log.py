@@ -295,3 +295,27 @@ def test_kill_9_mid_stream_loses_no_durable_batch(tmp_path, interval):
     assert len(state.orders) == len(ids) and int(state.meta["order_seq"]) >= last
     assert state.risk[0]["open_orders"] == int(state.meta["order_seq"])
     journal.close()
+
+
+def test_a_failed_rotation_acknowledges_the_logged_batch_and_stops(tmp_path, monkeypatch):
+    path = str(tmp_path / "j.db")
+
+    async def scenario() -> int:
+        journal = SqliteJournal(path, rotate_bytes=4096)
+        journal.open()
+        journal.start()
+        delivered = []
+        monkeypatch.setattr(journal._writer, "_open_segment",
+                            lambda base: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+        n = 0
+        while journal.failed is None:
+            n += 1
+            journal.submit(batch(n), lambda b: delivered.append(b))
+        assert len(delivered) == n                   # the batch that filled the segment is logged
+        with pytest.raises(RuntimeError, match="journal failed: .*No space"):
+            journal.submit(batch(n + 1), delivered.append)
+        journal.close()
+        return n
+
+    acknowledged = asyncio.run(scenario())
+    assert len(SqliteJournal(path).open().orders) == acknowledged

@@ -412,7 +412,11 @@ class SqliteJournal:
         if len(pending) == self.max_batch:
             self._wake.set()  # a large backlog: do not wait for the interval
         if writer.segment_bytes >= self.rotate_bytes:
-            self._closed_segments.append(writer.rotate())
+            try:
+                self._closed_segments.append(writer.rotate())
+            except OSError as exc:  # this batch is logged; the next one has nowhere to go
+                log.exception("journal log rotation failed: nothing more is acknowledged")
+                self.failed = exc
         on_durable(batch)
 
     async def wait_applied(self, timeout: float = 5.0) -> None:
