@@ -120,6 +120,9 @@ class _CountingSession:
         def write_pending(self) -> None:   # the real session's FileStore writes here; nothing to do
             pass
 
+        def creation_time(self) -> float:  # the gateway journals it with the inbound MsgSeqNum mark
+            return 0.0
+
     def __init__(self, settings) -> None:
         self.settings = settings
         self.store = self._Store()

@@ -359,3 +359,19 @@ def test_send_leaves_the_callers_body_alone_and_to_app_works_on_a_copy():
     assert bytes_values([(1, b"x"), (2, b"")]) and bytes_values([])
     assert not bytes_values([(1, "x")]) and not bytes_values([(1, 5)]) and not bytes_values([[1, b"x"]])
     assert not bytes_values([(1, bytearray(b"x"))]) and not bytes_values([(1, b"x", 3)])
+
+
+
+def test_resend_request_received_while_too_high_is_answered_then_counted_when_the_gap_closes():
+    s, peer, clock, app = logged_on()            # expecting 2 from the peer
+    s.send(b"8", [(11, b"a")])                   # our 2
+    out(s)
+    peer.seq = 4
+    s.receive(peer.build(b"2", [(7, 2), (16, 0)]))   # its 4, while we expect 2
+    [resent] = out(s)                            # answered at once (no deadlock, QFJ-673)...
+    assert resent.msg_type == b"8" and resent[43] == b"Y"
+    assert s.next_target_seq == 2
+    s.receive(peer.build(b"0", seq=2))
+    s.receive(peer.build(b"0", seq=3))
+    assert s.next_target_seq == 5                # ...and its number counted once the gap closed
+    assert out(s) == []                          # not answered twice

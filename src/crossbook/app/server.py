@@ -21,7 +21,7 @@ from crossbook.core.risk import RiskEngine
 from crossbook.model.enums import OrderState
 from crossbook.fix.settings import SessionSettings
 from crossbook.fix.transport import Acceptor
-from crossbook.oms.gateway import FixGateway
+from crossbook.oms.gateway import INBOUND_MARK, FixGateway
 from crossbook.oms.manager import OrderManager
 from crossbook.oms.validation import MemoValidator
 from crossbook.persistence import SqliteJournal
@@ -144,6 +144,7 @@ class Server:
             self.drop_copy.start()
         settings = self.session_settings()
         self.acceptor = Acceptor(settings, self.gateway, clock=self.clock, validator=MemoValidator(settings))
+        self._rewind_inbound(state.meta)
         await self.acceptor.start()
         if self.config.http.enabled:
             from crossbook.api.http import HttpApi
@@ -240,6 +241,32 @@ class Server:
             ord_type=OrdType(order.ord_type), tif=TimeInForce(order.tif), qty=order.qty, price=order.price,
             stop_price=order.stop_px, display_qty=order.display_qty, post_only=order.post_only,
             expire_time=order.expire_time, owner=acc.index + 1, stp=acc.stp)
+
+    def _rewind_inbound(self, meta: dict[str, str]) -> None:
+        """After a kill, a client session's FIX store may count messages as received whose orders
+        never reached the journal (the store is written when a read is handled, the journal
+        commits later). The gateway journals with each batch the number after the last message
+        it holds (``INBOUND_MARK``); going back to it makes the session ask the client to resend
+        the rest (PossDup), which are then handled for the first time. A mark from another
+        numbering (the store was reset since: other creation time) is ignored."""
+        assert self.acceptor is not None
+        for session in self.acceptor.sessions.values():
+            raw = meta.get(INBOUND_MARK + session.settings.target_comp_id)
+            if raw is None:
+                continue
+            try:
+                mark_text, created_text = raw.split(" ", 1)
+                mark, created = int(mark_text), float(created_text)
+            except ValueError:
+                log.warning("ignoring malformed journal mark %r for %s", raw, session.session_id)
+                continue
+            store = session.store
+            if created != store.creation_time() or not 1 <= mark < store.get_next_target_seq():
+                continue
+            log.warning("%s: next inbound MsgSeqNum %d -> %d: what followed the last journaled message is "
+                        "asked for again", session.session_id, store.get_next_target_seq(), mark)
+            store.set_next_target_seq(mark)
+            store.write_pending()
 
     def _resubmit(self) -> int:
         """``resubmit_open_orders``: re-enters the orders at in-process venues and routers (the

@@ -866,8 +866,18 @@ class Session:
         else:
             self._resend(begin, end)
         seq = msg.seq_num
-        if seq is not None and seq == self.next_target_seq:
+        if seq is None:
+            return
+        expected = self.next_target_seq
+        if seq == expected:
             self._incr_target()
+        elif seq > expected and len(self._queue) < MAX_QUEUED:
+            # Answered at once above (the peer may need exactly these messages before it fills
+            # our gap: holding the request until then would deadlock both sides), but its own
+            # number is still ahead of us. Queued, so that _next_queued counts it when the gap
+            # closes; otherwise it stays a hole that costs another ResendRequest round trip, and
+            # until the peer's next message we wait for a number it already sent (QFJ-673).
+            self._queue.setdefault(seq, msg)
 
     def _resend(self, begin: int, end: int) -> None:
         gap_start = 0

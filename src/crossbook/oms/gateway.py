@@ -34,6 +34,9 @@ from crossbook.oms.reports import CancelReject, ExecReport, MassCancelReport, Ou
 log = logging.getLogger("crossbook.oms.gateway")
 
 CONDITIONALLY_REQUIRED = 5  # BusinessRejectReason
+#: Journal meta key prefix (+ client CompID): "<next inbound MsgSeqNum> <FIX store creation time>",
+#: the number after the last message whose effects are in the same commit.
+INBOUND_MARK = "fix_next_in:"
 
 _SIDES = {b"1": 1, b"2": 2}
 _ORD_TYPES = {b"1": OrdType.MARKET, b"2": OrdType.LIMIT, b"3": OrdType.STOP, b"4": OrdType.STOP_LIMIT}
@@ -106,6 +109,8 @@ class FixGateway(Application):
         self.stopping = False
         # Sessions that sent reports not yet written to their (batching) FIX store.
         self._unstored: set[Session] = set()
+        # Per client CompID: (FIX store creation time, journal meta key, " <creation time>").
+        self._marks: dict[str, tuple[float, str, str]] = {}
         manager.set_output_sink(self.send_output, self.store_outputs)
 
     # ------------------------------------------------------------------ session callbacks
@@ -113,6 +118,9 @@ class FixGateway(Application):
         self.sessions[session.settings.target_comp_id] = session
 
     def on_logout(self, session: Session) -> None:
+        # Everything received has been handled: a restart need not ask for the admin tail
+        # (heartbeats, the Logout) again.
+        self._note_received(session.settings.target_comp_id, session, session.next_target_seq)
         spec = self.directory.sessions.get(session.settings.target_comp_id)
         if spec is not None and spec.cancel_on_disconnect and not self.stopping:
             count = self.manager.cancel_session_orders(spec.comp_id)
@@ -129,6 +137,18 @@ class FixGateway(Application):
         except Exception as exc:  # a bug must cost one message, answered, not the session
             log.exception("handling %r failed", message)
             raise BusinessReject(0, f"internal error handling the message: {type(exc).__name__}") from None
+        self._note_received(key, session, message.seq_num + 1)
+
+    def _note_received(self, key: str, session: Session, next_seq: int) -> None:
+        # The session's store counts a message as received as soon as its read is handled, but
+        # what it did (the order) is durable only when the manager's batch is committed: a kill
+        # in between would lose it for good. So the number after it rides in that same batch; a
+        # restart goes back to the last committed mark (Server) and the client resends the rest.
+        created = session.store.creation_time()
+        mark = self._marks.get(key)
+        if mark is None or mark[0] != created:  # (the store's numbering changes only on a reset)
+            mark = self._marks[key] = (created, INBOUND_MARK + key, f" {created!r}")
+        self.manager.note_meta(mark[1], f"{next_seq}{mark[2]}")
 
     def _dispatch(self, key: str, session: Session, message: Message) -> None:
         mt = message.msg_type

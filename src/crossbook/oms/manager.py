@@ -199,6 +199,11 @@ class OrderManager:
         self._outputs_sink = sink
         self._outputs_stored = stored
 
+    def note_meta(self, key: str, value: str) -> None:
+        """Journal ``key`` = ``value`` (meta) in the current batch: committed together with every
+        change made since the last flush, read back by the journal's ``open()``."""
+        self._batch.meta[key] = value
+
     def subscribe(self, callback: Callable[[OrderEvent], None]) -> Callable[[], None]:
         """Call ``callback`` with every order event once it is durable; returns an unsubscribe."""
         self._subscribers.append(callback)
