@@ -578,3 +578,24 @@ def test_commands_issued_while_reports_are_delivered_inside_submit_go_to_the_nex
             assert [b for b in per_batch if b] == [["A", "0"], ["6", "4"]]
 
     asyncio.run(scenario())
+
+
+def test_a_venue_reject_keeps_ord_rej_reason_broker_option_in_its_stored_execution():
+    """OrdRejReason 0 (broker option) is a value, not "none": the stored execution keeps it, so a
+    report sent again after a restart still carries 103=0 (it was once stored as -1, "none")."""
+    async def scenario():
+        journal = HoldingJournal()
+        async with running(journal) as (cfg, venues, m):
+            sent = record_output(m)
+            venues["VENUE-A"].reject_ratio = 1.0
+            m.new_order(new(cfg, "r1"))
+            await asyncio.sleep(0.01)
+            m.flush()
+            rows = [r for batch, _ in journal.held for r in batch.executions if r["exec_type"] == "8"]
+            journal.release()
+            rejects = [o for o in sent if o.execution.exec_type is ExecType.REJECTED]
+            assert len(rejects) == 1 and rejects[0].execution.reason == "venue"
+            assert rejects[0].execution.ord_rej_reason == 0
+            assert [r["ord_rej_reason"] for r in rows] == [0]
+
+    asyncio.run(scenario())

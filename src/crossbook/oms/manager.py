@@ -851,7 +851,7 @@ class OrderManager:
                 order.orig_cl_ord_id if orig_cl_ord_id is None else orig_cl_ord_id, exec_type, ord_status,
                 order.symbol, order.side, order.qty, order.price, last_qty, last_px, order.cum_qty, order.leaves_qty,
                 order.cum_value, venue or order.venue, text or order.text, reason,
-                ord_rej_reason._value_ if ord_rej_reason else -1, ts, order.account, order.session)
+                ord_rej_reason._value_ if ord_rej_reason is not None else -1, ts, order.account, order.session)
         ex = _new_tuple(Execution, args)
         order.updated_ns = ts
         row = _execution_row(args)  # == ex.to_row(), without reading the fields back
