@@ -454,3 +454,49 @@ def test_a_peer_that_does_not_read_is_not_read_from():
             writer.close()
 
     asyncio.run(main())
+
+
+def test_a_large_read_is_handed_to_the_session_in_chunks_with_the_loop_running_between(monkeypatch):
+    """More than READ_CHUNK bytes at once: every message is processed, in order, but in slices
+    with other callbacks (a journal's completions) running between them."""
+    import crossbook.fix.transport as transport
+
+    monkeypatch.setattr(transport, "READ_CHUNK", 1024)
+
+    class Counting(Collect):
+        def __init__(self):
+            super().__init__()
+            self.test_requests: list[bytes] = []
+            self.seen_by_other_callback: int | None = None
+
+        def from_admin(self, session, message):
+            super().from_admin(session, message)
+            if message.msg_type == b"1":
+                if not self.test_requests:
+                    asyncio.get_running_loop().call_soon(self._other_callback)
+                self.test_requests.append(message[112])
+
+        def _other_callback(self):
+            self.seen_by_other_callback = len(self.test_requests)
+
+    async def main():
+        app = Counting()
+        async with running_acceptor(app, "FIRM1") as acceptor:
+            peer = Peer(SystemClock(), sender="FIRM1", target="VENUE")
+            reader, writer = await asyncio.open_connection("127.0.0.1", acceptor.port)
+            writer.write(peer.logon())
+            assert await until(lambda: app.logons == 1)
+            ids = [b"T%d" % i for i in range(300)]
+            writer.write(b"".join(peer.build(b"1", [(112, i)]) for i in ids))  # ~22 KiB in one write
+            assert await until(lambda: len(app.test_requests) == len(ids))
+            assert app.test_requests == ids
+            assert app.seen_by_other_callback is not None and app.seen_by_other_callback < len(ids)
+            got, tail = 0, b""
+            while got < len(ids):
+                data = await asyncio.wait_for(reader.read(1 << 16), 5)
+                window = tail + data
+                got += window.count(b"\x0135=0\x01")
+                tail = window[-5:]
+            writer.close()
+
+    asyncio.run(main())
