@@ -39,8 +39,9 @@ log = logging.getLogger("crossbook.fix")
 MAX_WRITE_BUFFER = 16 << 20
 #: Most bytes of one read handed to the session before the loop runs other callbacks (the
 #: transport may deliver 256 KiB at once; a journal's completions then wait behind a
-#: thousand orders, and the two threads overlap less).
-READ_CHUNK = 65536
+#: thousand orders, and the two threads overlap less). 16 KiB is about 80 orders; at
+#: 20,000 orders/s it answered 17.3-19.4k/s against 14.6-19.4k/s with 64 KiB.
+READ_CHUNK = 16384
 TIMER_INTERVAL = 0.1
 
 
