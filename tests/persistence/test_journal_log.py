@@ -319,3 +319,45 @@ def test_a_failed_rotation_acknowledges_the_logged_batch_and_stops(tmp_path, mon
 
     acknowledged = asyncio.run(scenario())
     assert len(SqliteJournal(path).open().orders) == acknowledged
+
+
+@pytest.mark.parametrize("count", [1, 5, 341, 600])
+def test_projection_multi_row_statements_store_what_row_by_row_stores(tmp_path, count):
+    """apply_items writes rows with multi-row INSERTs cut into 256/64/16/4/1-row statements: the
+    store holds exactly what one statement per row gives, including an order changed in a later
+    batch of the same transaction (the later row wins) and the counts that need every size."""
+    from crossbook.persistence import sqlite as sq
+
+    batches = [batch(n) for n in range(1, count + 1)]
+    later = Batch()  # the first order again, filled, in a later batch of the same transaction
+    later.orders["O1"] = order_row(1, state="filled")
+    later.executions.append({"seq": count + 1, "exec_id": f"X{count + 1}", "order_id": "O1", "account": "ACC1",
+                             "symbol": "AAPL", "ts": count + 1, "session": "FIRM1"})
+    batches.append(later)
+    items, position = [], 0
+    for b in batches:
+        payload, orders, executions, cl_ord_ids, meta = encode_batch(b)
+        position += len(payload)
+        items.append((position, orders, executions, cl_ord_ids, meta))
+
+    def dump(conn):
+        return ([tuple(r) for r in conn.execute("SELECT * FROM orders ORDER BY order_id")],
+                [tuple(r) for r in conn.execute("SELECT * FROM executions ORDER BY seq")],
+                sorted(conn.execute("SELECT * FROM meta")), applied_position(conn))
+
+    fast = sq._connect(str(tmp_path / "fast.db"))
+    fast.executescript(sq.SCHEMA)
+    sq.apply_items(fast, items, position)
+    reference = sq._connect(str(tmp_path / "reference.db"))
+    reference.executescript(sq.SCHEMA)
+    reference.execute("BEGIN")
+    for _, orders, executions, _, meta in items:
+        reference.executemany(sq._UPSERT_ORDER, orders)
+        reference.executemany(sq._INSERT_EXECUTION, executions)
+        reference.executemany(sq._INSERT_META, meta.items())
+    reference.execute(sq._SET_APPLIED, (position,))
+    reference.execute("COMMIT")
+    got, want = dump(fast), dump(reference)
+    assert got == want
+    assert len(got[0]) == count and len(got[1]) == count + 1
+    assert [r for r in got[0] if r[0] == "O1"][0][6] == 0   # is_open of the later, filled row
