@@ -183,3 +183,19 @@ def test_timestamp_text_cache_follows_the_clock():
     assert format_timestamp(1_600_000_000.0, millis=False) == b"20200913-12:26:40"
     assert parse_timestamp(b"20231114-22:13:20.250") == 1_700_000_000.25
     assert parse_timestamp(b"20231114-22:13:20\n") is None
+
+
+@pytest.mark.parametrize("width, accepted", [(9, True), (10, False), (12, False)])
+def test_both_framers_agree_on_zero_padded_body_lengths(width, accepted):
+    """BodyLength may carry leading zeros up to 9 characters; 10 or more is garbled for both
+    framers (the codec once accepted 10 characters where framing.py refused them)."""
+    body = b"35=0\x0149=A\x0156=B\x0134=2\x0152=20261125-09:00:00.000\x01"
+    head = b"8=FIX.4.4\x019=" + str(len(body)).encode().rjust(width, b"0") + b"\x01"
+    raw = head + body
+    raw += b"10=%03d\x01" % (sum(raw) % 256)
+    verdicts = []
+    for reader in (framing.FrameReader(), CodecFrameReader()):
+        reader.feed(raw)
+        events = list(reader)
+        verdicts.append([type(e).__name__ for e in events])
+    assert verdicts[0] == verdicts[1] == (["Frame"] if accepted else ["Garbled"]), verdicts

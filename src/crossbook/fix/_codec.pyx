@@ -23,7 +23,7 @@ DEFAULT_MAX_BODY_LENGTH = 1 << 20
 cdef enum:
     SOH = 1
     MAX_BEGIN_STRING = 16          # "FIXT.1.1" is 8; leave room for private variants
-    MAX_LENGTH_DIGITS = 10
+    MAX_LENGTH_DIGITS = 9        # as framing.py: a BodyLength of 10+ characters (even zero-padded) is garbled
     MAX_TAG = 999999999
     TRAILER_LENGTH = 7             # "10=NNN\x01"
     TRAILER_SEARCH = 64            # slack past max_body_length when looking for a misplaced "10="

@@ -175,14 +175,15 @@ class FrameReader:
             return self._resync("BodyLength is not the second field")
         if len(buf) < pos + 2:
             return None
-        digits_end = buf.find(SOH, pos + 2, pos + 2 + 9)
+        # At most 9 characters (zero padding included) and their SOH, as the codec.
+        digits_end = buf.find(SOH, pos + 2, pos + 2 + 9 + 1)
         if digits_end < 0:
-            partial = bytes(buf[pos + 2:pos + 2 + 9])
+            partial = bytes(buf[pos + 2:pos + 2 + 9 + 1])
             if partial and not partial.isdigit():
                 return self._resync("BodyLength is not a number")
             if partial and int(partial) > self.max_body_length:  # more digits only make it larger
                 return self._resync(f"BodyLength {int(partial)}... exceeds {self.max_body_length}")
-            if len(buf) < pos + 2 + 9:
+            if len(buf) < pos + 2 + 9 + 1:
                 return None
             return self._resync("BodyLength too long")
         length_text = bytes(buf[pos + 2:digits_end])
