@@ -134,10 +134,12 @@ _FAST, _EXACT = b"o", b"j"
 
 
 def _dumps(value: Any) -> str:
-    """JSON text of a stored row. orjson is ~10x faster than json.dumps; it refuses integers
-    beyond 64 bits, which json still writes (a row must never fail to store over that)."""
+    """JSON text of a stored value. orjson is ~5-10x faster than json.dumps; integer keys (the
+    risk usage's positions per instrument) become strings as json.dumps makes them (without the
+    option every risk usage fell back to json.dumps, ~2.5 us each, up to one per account per
+    batch); integers beyond 64 bits, which orjson refuses, still go through json."""
     try:
-        return orjson.dumps(value).decode()
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
     except TypeError:
         return json.dumps(value)
 
