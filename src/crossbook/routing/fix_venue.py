@@ -43,6 +43,7 @@ from crossbook.fix.session import Application, DoNotSend, Session
 from crossbook.fix.settings import SessionSettings
 from crossbook.fix.transport import Initiator
 from crossbook.model.instruments import Instrument, InstrumentMaster
+from crossbook.routing.outbox import EventOutbox
 from crossbook.routing.venue import Level, VenueEvent, VenueEventKind, VenueOrder, VenueReason
 
 __all__ = ["FixVenue", "RECONCILED", "REASON_CODE_TAG", "STP_MODE_TAG"]
@@ -135,12 +136,6 @@ class _Tracked:
     forgotten_after: bool = False                            # queued in _done
 
 
-@dataclass(slots=True)
-class _StateChange:
-    up: bool
-    reason: str
-
-
 class _BackoffInitiator(Initiator):
     """The engine's Initiator with exponential reconnect backoff (min_s, doubling up to max_s;
     back to min_s after a logon) instead of a fixed ReconnectInterval."""
@@ -212,11 +207,8 @@ class FixVenue(Application):
         self._started = False
         self._stopped = False
         self._up = False
-        self._sink: Callable[[VenueEvent], None] | None = None
-        self._state_listeners: list[Callable[[str, bool, str], None]] = []
-        self._out: deque = deque()
-        self._flush_handle: asyncio.Handle | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        # Events and up/down notices share one FIFO (a DOWN comes before the VENUE_DOWN answers it causes).
+        self._outbox = EventOutbox(name, label="venue")
         self._orders: dict[str, _Tracked] = {}
         self._awaiting: set[str] = set()                     # D/F/G ids not answered yet
         self._pending_replace: dict[str, tuple[int, int]] = {}
@@ -247,18 +239,12 @@ class FixVenue(Application):
         return isinstance(instrument, Instrument) and instrument.key in self._listed
 
     def set_event_sink(self, sink: Callable[[VenueEvent], None]) -> None:
-        if not callable(sink):
-            raise TypeError(f"sink must be callable, got {type(sink).__name__}")
-        self._sink = sink
-        if self._out:
-            self._schedule()
+        self._outbox.set_sink(sink)
 
     def add_state_listener(self, listener: Callable[[str, bool, str], None]) -> None:
         """``listener(venue_name, up, reason)`` on every logon (up) and disconnect (down), from
         the same FIFO as the events."""
-        if not callable(listener):
-            raise TypeError(f"listener must be callable, got {type(listener).__name__}")
-        self._state_listeners.append(listener)
+        self._outbox.add_state_listener(listener)
 
     @property
     def is_up(self) -> bool:
@@ -276,7 +262,7 @@ class FixVenue(Application):
             return
         if self._stopped:
             raise RuntimeError(f"FixVenue {self.name} was stopped; build a new one to connect again")
-        self._loop = asyncio.get_running_loop()
+        self._outbox.loop = asyncio.get_running_loop()
         self._started = True
         await self._initiator.start()
 
@@ -307,13 +293,14 @@ class FixVenue(Application):
             raise ValueError(f"venue_cl_ord_id must be a non-empty string, got {cl!r}")
         now = self._clock.now_ns()
         if not self.is_up:
-            return self._push(self._reject(cl, VenueReason.VENUE_DOWN, self._down_text(), now))
+            return self._outbox.push(self._reject(cl, VenueReason.VENUE_DOWN, self._down_text(), now))
         inst = order.instrument
         if not self.lists(inst):
             key = getattr(inst, "key", inst)
-            return self._push(self._reject(cl, VenueReason.NOT_LISTED, f"{key} is not listed on {self.name}", now))
+            return self._outbox.push(self._reject(cl, VenueReason.NOT_LISTED, f"{key} is not listed on {self.name}",
+                                                  now))
         if cl in self._orders or cl in self._awaiting:
-            return self._push(self._reject(cl, Reason.DUPLICATE_ID, f"duplicate venue_cl_ord_id {cl}", now))
+            return self._outbox.push(self._reject(cl, Reason.DUPLICATE_ID, f"duplicate venue_cl_ord_id {cl}", now))
         t = _Tracked(cl, inst, order.side, order.ord_type, order.tif, order.qty, order.price, order.stop_price,
                      leaves=order.qty)
         # Values as bytes: the session then converts nothing (that was a third of this call).
@@ -343,8 +330,8 @@ class FixVenue(Application):
         now = self._clock.now_ns()
         t = self._orders.get(venue_cl_ord_id)
         if not self.is_up:
-            return self._push(self._request_reject(_K.CANCEL_REJECTED, cancel_cl_ord_id, venue_cl_ord_id, t,
-                                                   VenueReason.VENUE_DOWN, self._down_text(), now))
+            return self._outbox.push(self._request_reject(_K.CANCEL_REJECTED, cancel_cl_ord_id, venue_cl_ord_id, t,
+                                                          VenueReason.VENUE_DOWN, self._down_text(), now))
         if not isinstance(cancel_cl_ord_id, str) or not cancel_cl_ord_id:
             raise ValueError(f"cancel_cl_ord_id must be a non-empty string, got {cancel_cl_ord_id!r}")
         body: list = [(41, venue_cl_ord_id)]
@@ -365,8 +352,8 @@ class FixVenue(Application):
         t = self._orders.get(venue_cl_ord_id)
         new = new_venue_cl_ord_id
         if not self.is_up:
-            return self._push(self._request_reject(_K.REPLACE_REJECTED, new, venue_cl_ord_id, t,
-                                                   VenueReason.VENUE_DOWN, self._down_text(), now))
+            return self._outbox.push(self._request_reject(_K.REPLACE_REJECTED, new, venue_cl_ord_id, t,
+                                                          VenueReason.VENUE_DOWN, self._down_text(), now))
         if not isinstance(new, str) or not new:
             raise ValueError(f"new_venue_cl_ord_id must be a non-empty string, got {new!r}")
         if isinstance(qty, bool) or not isinstance(qty, int) or isinstance(price, bool) or not isinstance(price, int):
@@ -436,8 +423,8 @@ class FixVenue(Application):
         self._up = True
         self.logons += 1
         self._connections += 1
-        self._queue(_StateChange(True, f"logged on to {self.settings.socket_connect_host}:"
-                                       f"{self.settings.socket_connect_port}"))
+        self._outbox.push_state(True, f"logged on to {self.settings.socket_connect_host}:"
+                                      f"{self.settings.socket_connect_port}")
         if self.md_depth:
             self._subscribe_market_data()
         self._reconcile()
@@ -547,7 +534,7 @@ class FixVenue(Application):
         self._awaiting.discard(cl)
         if t is not None:
             self._apply(t, ev)
-        self._queue(ev)
+        self._outbox.push(ev)
 
     def _event_ts(self, raw: bytes | None) -> int:
         """TransactTime (60) as epoch ns, the local clock when absent or not a timestamp."""
@@ -635,7 +622,7 @@ class FixVenue(Application):
         else:
             ev = VenueEvent(kind, self.name, cl, _order_id(m), reason=_txt(m, 58) or "", reason_code=code,
                             ts=_ts(m, self._clock), orig_venue_cl_ord_id=orig, ord_status=_ord_status(m))
-        self._queue(ev)
+        self._outbox.push(ev)
 
     def _on_status_report(self, m: Message, cl: str, t: _Tracked | None) -> None:
         req = self._status_req.pop(_txt(m, 790) or "", None)
@@ -650,7 +637,7 @@ class FixVenue(Application):
                             leaves_qty=m.get_int(151) or 0, cum_qty=m.get_int(14) or 0,
                             reason=_txt(m, 58) or "", reason_code=int(Reason.UNKNOWN_ORDER) if unknown else 0,
                             ts=now, orig_venue_cl_ord_id=asked if asked != cl else "", ord_status=_ord_status(m))
-            return self._queue(ev)
+            return self._outbox.push(ev)
         if t is None:
             return
         self.reconciled_orders += 1
@@ -658,10 +645,10 @@ class FixVenue(Application):
             self._order_gone(t, now)
         else:
             self._catch_up(t, m, now)
-        self._queue(VenueEvent(_K.STATUS, self.name, t.cl_ord_id, t.venue_order_id, leaves_qty=t.leaves,
-                               cum_qty=t.cum, reason=RECONCILED,
-                               reason_code=int(Reason.UNKNOWN_ORDER) if unknown else 0, ts=now,
-                               ord_status=t.status))
+        self._outbox.push(VenueEvent(_K.STATUS, self.name, t.cl_ord_id, t.venue_order_id, leaves_qty=t.leaves,
+                                     cum_qty=t.cum, reason=RECONCILED,
+                                     reason_code=int(Reason.UNKNOWN_ORDER) if unknown else 0, ts=now,
+                                     ord_status=t.status))
 
     def _order_gone(self, t: _Tracked, now: int) -> None:
         """The venue has no record of an order we believed live: it restarted (its books are not
@@ -672,10 +659,10 @@ class FixVenue(Application):
             self._awaiting.discard(req)
             if what == "replace":
                 self._pending_replace.pop(req, None)
-                self._queue(VenueEvent(_K.REPLACE_REJECTED, self.name, req, t.venue_order_id, leaves_qty=t.leaves,
-                                       cum_qty=t.cum, reason=f"unknown order {t.cl_ord_id}",
-                                       reason_code=int(Reason.UNKNOWN_ORDER), ts=now,
-                                       orig_venue_cl_ord_id=t.cl_ord_id, ord_status=t.status))
+                self._outbox.push(VenueEvent(_K.REPLACE_REJECTED, self.name, req, t.venue_order_id, leaves_qty=t.leaves,
+                                             cum_qty=t.cum, reason=f"unknown order {t.cl_ord_id}",
+                                             reason_code=int(Reason.UNKNOWN_ORDER), ts=now,
+                                             orig_venue_cl_ord_id=t.cl_ord_id, ord_status=t.status))
                 del t.pending[req]
         self._awaiting.discard(t.cl_ord_id)
         t.done = True
@@ -683,18 +670,18 @@ class FixVenue(Application):
         self._finished(t)
         if not t.acked:
             t.status = int(Status.REJECTED)
-            self._queue(VenueEvent(_K.REJECTED, self.name, t.cl_ord_id, "",
-                                   reason=f"order lost: {self.name} never received it (disconnected)",
-                                   reason_code=int(Reason.UNKNOWN_ORDER), ts=now, ord_status=t.status))
+            self._outbox.push(VenueEvent(_K.REJECTED, self.name, t.cl_ord_id, "",
+                                         reason=f"order lost: {self.name} never received it (disconnected)",
+                                         reason_code=int(Reason.UNKNOWN_ORDER), ts=now, ord_status=t.status))
             return
         t.status = int(Status.CANCELLED)
         cancel = next((r for r, w in t.pending.items() if w == "cancel"), "")
         t.pending.clear()
-        self._queue(VenueEvent(_K.CANCELED, self.name, cancel or t.cl_ord_id, t.venue_order_id, cum_qty=t.cum,
-                               reason=f"order unknown at {self.name} after reconnect (venue restarted): "
-                                      f"it is no longer live",
-                               reason_code=int(Reason.UNKNOWN_ORDER), ts=now,
-                               orig_venue_cl_ord_id=t.cl_ord_id if cancel else "", ord_status=t.status))
+        self._outbox.push(VenueEvent(_K.CANCELED, self.name, cancel or t.cl_ord_id, t.venue_order_id, cum_qty=t.cum,
+                                     reason=f"order unknown at {self.name} after reconnect (venue restarted): "
+                                            f"it is no longer live",
+                                     reason_code=int(Reason.UNKNOWN_ORDER), ts=now,
+                                     orig_venue_cl_ord_id=t.cl_ord_id if cancel else "", ord_status=t.status))
 
     def _catch_up(self, t: _Tracked, m: Message, now: int) -> None:
         """The venue knows the order: emit what we missed (normally nothing, the resend brought
@@ -717,16 +704,16 @@ class FixVenue(Application):
                 t.cum = cum
                 t.notional += diff * ticks
                 leaves = m.get_int(151) or 0
-                self._queue(VenueEvent(_K.TRADE, self.name, t.cl_ord_id, t.venue_order_id, last_qty=diff,
-                                       last_px=ticks, leaves_qty=leaves, cum_qty=cum, exec_id=exec_id, ts=now,
-                                       reason="fill found by reconciliation", ord_status=status))
+                self._outbox.push(VenueEvent(_K.TRADE, self.name, t.cl_ord_id, t.venue_order_id, last_qty=diff,
+                                             last_px=ticks, leaves_qty=leaves, cum_qty=cum, exec_id=exec_id, ts=now,
+                                             reason="fill found by reconciliation", ord_status=status))
         t.leaves = m.get_int(151) or 0
         t.status = status
         if status == int(Status.CANCELLED) and not t.done:
             t.done = True
-            self._queue(VenueEvent(_K.CANCELED, self.name, t.cl_ord_id, t.venue_order_id, cum_qty=t.cum,
-                                   reason="canceled at the venue (found by reconciliation)", ts=now,
-                                   ord_status=status))
+            self._outbox.push(VenueEvent(_K.CANCELED, self.name, t.cl_ord_id, t.venue_order_id, cum_qty=t.cum,
+                                         reason="canceled at the venue (found by reconciliation)", ts=now,
+                                         ord_status=status))
         elif status in _DONE:
             t.done = True
         if t.done:
@@ -822,7 +809,7 @@ class FixVenue(Application):
             return
         self._up = False
         self._books.clear()
-        self._queue(_StateChange(False, reason))
+        self._outbox.push_state(False, reason)
 
     def _down_text(self) -> str:
         return f"venue down: {self.name} " + ("is disconnected" if self._started else "is not started")
@@ -838,43 +825,6 @@ class FixVenue(Application):
                               orig_venue_cl_ord_id=orig, ord_status=int(Status.REJECTED))
         return VenueEvent(kind, self.name, cl, t.venue_order_id, leaves_qty=t.leaves, cum_qty=t.cum, reason=text,
                           reason_code=int(code), ts=now, orig_venue_cl_ord_id=orig, ord_status=t.status)
-
-    def _push(self, ev: VenueEvent) -> None:
-        self._queue(ev)
-
-    def _queue(self, item) -> None:
-        self._out.append(item)
-        if self._flush_handle is None and (self._sink is not None or self._state_listeners):
-            self._schedule()
-
-    def _schedule(self) -> None:
-        if self._flush_handle is not None or not self._out:
-            return
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
-        self._flush_handle = loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_handle = None
-        out = self._out
-        n = len(out)   # what the sink causes waits for the next callback
-        while n and out:
-            item = out[0]
-            if isinstance(item, VenueEvent) and self._sink is None:
-                break
-            out.popleft()
-            n -= 1
-            try:
-                if isinstance(item, _StateChange):
-                    for listener in list(self._state_listeners):
-                        listener(self.name, item.up, item.reason)
-                else:
-                    self._sink(item)
-            except Exception:
-                log.exception("venue %s: event sink / state listener raised", self.name)
-        if out and self._sink is not None:
-            self._schedule()
 
     # ============================================================================================
     # Configuration

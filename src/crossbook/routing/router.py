@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from crossbook.core import OrdType, Reason, Side, Status, TimeInForce
 from crossbook.model.instruments import Instrument
 from crossbook.routing.audit import AuditLog, MemoryAuditLog
+from crossbook.routing.outbox import EventOutbox
 from crossbook.routing.policies import (
     ChildPlan, Policy, VenueQuote, plan_best_price, plan_direct, plan_sweep,
 )
@@ -370,9 +371,7 @@ class SmartRouter:
         self._max_seen = 1_000_000
         self._done_parents: deque[_Parent] = deque()
         self._max_done = max_done_parents
-        self._sink: Callable[[VenueEvent], None] | None = None
-        self._out: deque[VenueEvent] = deque()
-        self._flush_handle: asyncio.Handle | None = None
+        self._outbox = EventOutbox(name, label="router")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
         self._watch_task: asyncio.Task | None = None
@@ -391,12 +390,8 @@ class SmartRouter:
     def set_event_sink(self, sink: Callable[[VenueEvent], None]) -> None:
         """Install the upstream sink (the OMS's). The router also becomes the sink of its venues:
         events about orders that are not its children go on to ``sink`` unchanged."""
-        if not callable(sink):
-            raise TypeError(f"sink must be callable, got {type(sink).__name__}")
-        self._sink = sink
+        self._outbox.set_sink(sink)
         self._install_taps()
-        if self._out:
-            self._schedule()
 
     @property
     def is_up(self) -> bool:
@@ -407,7 +402,7 @@ class SmartRouter:
         venues (idempotent for both kinds), listen to up/down notices, start the watch task."""
         if self._started:
             return
-        self._loop = asyncio.get_running_loop()
+        self._loop = self._outbox.loop = asyncio.get_running_loop()
         self._install_taps()
         for v in self.venues:
             add = getattr(v, "add_state_listener", None)
@@ -443,17 +438,19 @@ class SmartRouter:
             if getattr(order, what) not in enum._value2member_map_:
                 raise ValueError(f"VenueOrder.{what} must be a {enum.__name__}, got {getattr(order, what)!r}")
         if order.qty <= 0:
-            return self._emit(self._reject(cl, Reason.INVALID_QTY, f"quantity must be positive, got {order.qty}"))
+            return self._outbox.push(self._reject(cl, Reason.INVALID_QTY,
+                                                  f"quantity must be positive, got {order.qty}"))
         if cl in self._parents:
-            return self._emit(self._reject(cl, Reason.DUPLICATE_ID, f"duplicate venue_cl_ord_id {cl}"))
+            return self._outbox.push(self._reject(cl, Reason.DUPLICATE_ID, f"duplicate venue_cl_ord_id {cl}"))
         inst = order.instrument
         if not self._started:
-            return self._emit(self._reject(cl, VenueReason.VENUE_DOWN, f"venue down: {self.name} is not started"))
+            return self._outbox.push(self._reject(cl, VenueReason.VENUE_DOWN,
+                                                  f"venue down: {self.name} is not started"))
         listing = [v for v in self.venues if v.lists(inst)]
         if not listing:
             key = getattr(inst, "key", inst)
-            return self._emit(self._reject(cl, VenueReason.NOT_LISTED,
-                                           f"{key} is not listed on any venue of {self.name}"))
+            return self._outbox.push(self._reject(cl, VenueReason.NOT_LISTED,
+                                                  f"{key} is not listed on any venue of {self.name}"))
         parent = _Parent(f"{self._prefix}{next(self._ids)}", order)
         self._alias_parent(cl, parent)
         self._by_pid[parent.id] = parent
@@ -472,13 +469,13 @@ class SmartRouter:
         kind = _K.CANCEL_REJECTED
         parent = self._parents.get(venue_cl_ord_id)
         if not self._started:
-            return self._emit(self._req_reject(kind, cancel_cl_ord_id, venue_cl_ord_id, parent, VenueReason.VENUE_DOWN,
-                                               f"venue down: {self.name} is not started"))
+            return self._outbox.push(self._req_reject(kind, cancel_cl_ord_id, venue_cl_ord_id, parent,
+                                                      VenueReason.VENUE_DOWN, f"venue down: {self.name} is not started"))
         if not isinstance(cancel_cl_ord_id, str) or not cancel_cl_ord_id:
             raise ValueError(f"cancel_cl_ord_id must be a non-empty string, got {cancel_cl_ord_id!r}")
         problem = self._amend_problem(parent, venue_cl_ord_id, cancel_cl_ord_id, "cancel")
         if problem:
-            return self._emit(self._req_reject(kind, cancel_cl_ord_id, venue_cl_ord_id, parent, *problem))
+            return self._outbox.push(self._req_reject(kind, cancel_cl_ord_id, venue_cl_ord_id, parent, *problem))
         self._alias_parent(cancel_cl_ord_id, parent)
         parent.pending = _Pending("cancel", cancel_cl_ord_id, parent.cl)
         parent.may_rest = False
@@ -493,22 +490,22 @@ class SmartRouter:
         new = new_venue_cl_ord_id
         parent = self._parents.get(venue_cl_ord_id)
         if not self._started:
-            return self._emit(self._req_reject(kind, new, venue_cl_ord_id, parent, VenueReason.VENUE_DOWN,
-                                               f"venue down: {self.name} is not started"))
+            return self._outbox.push(self._req_reject(kind, new, venue_cl_ord_id, parent, VenueReason.VENUE_DOWN,
+                                                      f"venue down: {self.name} is not started"))
         if not isinstance(new, str) or not new:
             raise ValueError(f"new_venue_cl_ord_id must be a non-empty string, got {new!r}")
         if isinstance(qty, bool) or not isinstance(qty, int) or isinstance(price, bool) or not isinstance(price, int):
             raise TypeError(f"qty and price must be ints (units, ticks), got {qty!r}, {price!r}")
         problem = self._amend_problem(parent, venue_cl_ord_id, new, "replace")
         if problem:
-            return self._emit(self._req_reject(kind, new, venue_cl_ord_id, parent, *problem))
+            return self._outbox.push(self._req_reject(kind, new, venue_cl_ord_id, parent, *problem))
         if qty <= 0:
-            return self._emit(self._req_reject(kind, new, venue_cl_ord_id, parent, Reason.INVALID_QTY,
-                                               f"quantity must be positive, got {qty}"))
+            return self._outbox.push(self._req_reject(kind, new, venue_cl_ord_id, parent, Reason.INVALID_QTY,
+                                                      f"quantity must be positive, got {qty}"))
         if not parent.acked:
             # As the OMS does for PendingNew: what to amend is not known until a venue has it.
-            return self._emit(self._req_reject(kind, new, venue_cl_ord_id, parent, 0,
-                                               "cannot replace: order not yet acknowledged by its venues"))
+            return self._outbox.push(self._req_reject(kind, new, venue_cl_ord_id, parent, 0,
+                                                      "cannot replace: order not yet acknowledged by its venues"))
         self._alias_parent(new, parent)
         limit_type = parent.order.ord_type in (OrdType.LIMIT, OrdType.STOP_LIMIT)
         new_price = price if limit_type else parent.price
@@ -558,7 +555,7 @@ class SmartRouter:
             ev = VenueEvent(_K.STATUS, self.name, parent.cl, parent.id, leaves_qty=parent.leaves, cum_qty=parent.cum,
                             ts=now, ord_status=status,
                             orig_venue_cl_ord_id=venue_cl_ord_id if venue_cl_ord_id != parent.cl else "")
-        self._emit(ev)
+        self._outbox.push(ev)
 
     def top_of_book(self, instrument: Instrument) -> tuple[int, int, int, int] | None:
         """The consolidated top of book of the up venues: best bid/ask and the displayed quantity
@@ -756,7 +753,7 @@ class SmartRouter:
             parent.done = True
             if not parent.acked:
                 parent.acked = True
-                self._emit(self._parent_event(parent, _K.NEW))
+                self._outbox.push(self._parent_event(parent, _K.NEW))
             return self._finish(parent, int(Reason.FOK_UNFILLABLE), plan.killed)
         parent.may_rest = plan.rest and parent.pending is None
         if plan.children and not plan.children[0].mirror:
@@ -851,7 +848,7 @@ class SmartRouter:
             child.acked = True
             if not parent.acked and not parent.done:
                 parent.acked = True
-                self._emit(self._parent_event(parent, _K.NEW))
+                self._outbox.push(self._parent_event(parent, _K.NEW))
         elif kind == _K.TRADE:
             self._child_fill(child, ev.last_qty, ev.last_px, ev.exec_id, ev.leaves_qty)
         elif kind == _K.REJECTED:
@@ -895,7 +892,7 @@ class SmartRouter:
             self._child_status(child, ev)
         elif kind == _K.STOP_TRIGGERED:
             if not parent.done:
-                self._emit(self._parent_event(parent, _K.STOP_TRIGGERED))
+                self._outbox.push(self._parent_event(parent, _K.STOP_TRIGGERED))
         self._progress(parent)
 
     def _child_fill(self, child: _Child, qty: int, px: int, exec_id: str, leaves: int | None) -> None:
@@ -909,7 +906,7 @@ class SmartRouter:
             return
         if not parent.acked:
             parent.acked = True
-            self._emit(self._parent_event(parent, _K.NEW))
+            self._outbox.push(self._parent_event(parent, _K.NEW))
         qty = min(qty, parent.qty - parent.cum)
         parent.cum += qty
         ev = self._parent_event(parent, _K.TRADE)
@@ -918,7 +915,7 @@ class SmartRouter:
         if parent.cum >= parent.qty:
             parent.done = True
             ev.leaves_qty = 0
-        self._emit(ev)
+        self._outbox.push(ev)
 
     def _child_done(self, child: _Child, code: int, text: str) -> None:
         child.done = True
@@ -1082,13 +1079,13 @@ class SmartRouter:
         if not parent.acked and parent.cum == 0:
             reason = "; ".join(parent.rejects) or text
             self._record(parent, "parent_rejected", detail={"reason": reason})
-            self._emit(VenueEvent(_K.REJECTED, self.name, parent.cl, "", reason=reason, reason_code=int(code),
-                                  ts=self._clock.now_ns(), ord_status=_REJECTED))
+            self._outbox.push(VenueEvent(_K.REJECTED, self.name, parent.cl, "", reason=reason, reason_code=int(code),
+                                         ts=self._clock.now_ns(), ord_status=_REJECTED))
             if pend is not None:
                 parent.pending = None
-                self._emit(self._req_reject(_K.CANCEL_REJECTED if pend.kind == "cancel" else _K.REPLACE_REJECTED,
-                                            pend.req, pend.orig, parent, Reason.TOO_LATE,
-                                            f"too late to {pend.kind}: order rejected"))
+                self._outbox.push(self._req_reject(_K.CANCEL_REJECTED if pend.kind == "cancel" else _K.REPLACE_REJECTED,
+                                                   pend.req, pend.orig, parent, Reason.TOO_LATE,
+                                                   f"too late to {pend.kind}: order rejected"))
             return
         ev = self._parent_event(parent, _K.CANCELED)
         ev.leaves_qty, ev.ord_status = 0, _CANCELLED
@@ -1102,26 +1099,26 @@ class SmartRouter:
             ev.reason, ev.reason_code = text, int(code)
         self._record(parent, "parent_canceled", detail={"reason": ev.reason, "reason_code": ev.reason_code,
                                                         "cum": parent.cum})
-        self._emit(ev)
+        self._outbox.push(ev)
         if pend is not None and pend.kind == "replace":
             parent.pending = None
-            self._emit(self._req_reject(_K.REPLACE_REJECTED, pend.req, pend.orig, parent, Reason.TOO_LATE,
-                                        "too late to replace: order already done"))
+            self._outbox.push(self._req_reject(_K.REPLACE_REJECTED, pend.req, pend.orig, parent, Reason.TOO_LATE,
+                                               "too late to replace: order already done"))
 
     def _answer_too_late(self, parent: _Parent) -> None:
         pend, parent.pending = parent.pending, None
         kind = _K.CANCEL_REJECTED if pend.kind == "cancel" else _K.REPLACE_REJECTED
         what = "cancel" if pend.kind == "cancel" else "replace"
         self._record(parent, f"parent_{what}_rejected", detail={"request": pend.req, "reason": "filled"})
-        self._emit(self._req_reject(kind, pend.req, pend.orig, parent, Reason.TOO_LATE,
-                                    f"too late to {what}: order already filled"))
+        self._outbox.push(self._req_reject(kind, pend.req, pend.orig, parent, Reason.TOO_LATE,
+                                           f"too late to {what}: order already filled"))
 
     def _complete_replace(self, parent: _Parent) -> None:
         pend, parent.pending = parent.pending, None
         if pend.refused:
             text = "; ".join(pend.refused)
             self._record(parent, "parent_replace_rejected", detail={"request": pend.req, "reason": text})
-            self._emit(self._req_reject(_K.REPLACE_REJECTED, pend.req, pend.orig, parent, 0, text))
+            self._outbox.push(self._req_reject(_K.REPLACE_REJECTED, pend.req, pend.orig, parent, 0, text))
             return
         parent.qty = max(pend.qty, parent.cum)
         parent.price = pend.price
@@ -1133,7 +1130,7 @@ class SmartRouter:
             parent.done = True
             ev.leaves_qty = 0
         self._record(parent, "parent_replaced", qty=parent.qty, price=parent.price, detail={"request": pend.req})
-        self._emit(ev)
+        self._outbox.push(ev)
         if parent.done:
             return
         missing = parent.qty - parent.cum - sum(c.leaves for c in parent.live())
@@ -1156,7 +1153,7 @@ class SmartRouter:
     def _refuse_parent(self, parent: _Parent, text: str) -> None:
         parent.done = True
         self._record(parent, "parent_rejected", detail={"reason": text})
-        self._emit(self._reject(parent.cl, VenueReason.VENUE_DOWN, text))
+        self._outbox.push(self._reject(parent.cl, VenueReason.VENUE_DOWN, text))
         self._maybe_retire(parent)
 
     def _alias_parent(self, key: str, parent: _Parent) -> None:
@@ -1209,43 +1206,13 @@ class SmartRouter:
                        f"still in progress at its venues")
         return None
 
-    def _emit(self, ev: VenueEvent) -> None:
-        self._out.append(ev)
-        if self._flush_handle is None and self._sink is not None:
-            self._schedule()
-
-    def _schedule(self) -> None:
-        if self._flush_handle is not None or not self._out:
-            return
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
-        self._flush_handle = loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_handle = None
-        sink = self._sink
-        if sink is None:
-            return
-        out = self._out
-        n = len(out)
-        while n and out:
-            ev = out.popleft()
-            n -= 1
-            try:
-                sink(ev)
-            except Exception:
-                log.exception("router %s: event sink raised on %s %s", self.name, ev.kind.name, ev.venue_cl_ord_id)
-        if out:
-            self._schedule()
-
     def _install_taps(self) -> None:
         for v in self.venues:
             tap = _tap_for(v)
             if self not in tap.routers:
                 tap.routers.append(self)
-            if self._sink is not None:
-                tap.upstream = self._sink
+            if self._outbox.sink is not None:
+                tap.upstream = self._outbox.sink
             v.set_event_sink(tap)
 
     def _record(self, parent: _Parent, event: str, *, venue: str = "", child: str = "", qty: int = 0, price: int = 0,

@@ -7,9 +7,10 @@ generator of :mod:`crossbook.core.kernels`, applied in chunks with ``OrderBook.p
 periodic asyncio task, so that the books are two-sided and move. Fault knobs: added latency on
 every event, a seeded reject ratio, and ``set_up(False)`` to simulate a disconnect.
 
-Every answer is a :class:`crossbook.routing.venue.VenueEvent` queued in one FIFO and handed to the
-sink from a loop callback (``call_soon``, or ``call_at`` when a latency is set), never from inside
-the call that caused it. docs/venues.md describes the behaviour in full.
+Every answer is a :class:`crossbook.routing.venue.VenueEvent` queued in one FIFO (the shared
+:class:`crossbook.routing.outbox.EventOutbox`) and handed to the sink from a loop callback
+(``call_soon``, or ``call_later`` when a latency is set), never from inside the call that caused it.
+docs/venues.md describes the behaviour in full.
 """
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ import asyncio
 import logging
 import math
 import random
-import time
 import zlib
 from collections import deque
 from collections.abc import Callable
@@ -38,6 +38,7 @@ from crossbook.core import (
 )
 from crossbook.core.kernels import FlowMix, OrderFlowGenerator
 from crossbook.model.instruments import Instrument, InstrumentMaster
+from crossbook.routing.outbox import EventOutbox
 from crossbook.routing.venue import VenueEvent, VenueEventKind, VenueOrder, VenueReason
 from crossbook.model.ids import base36
 
@@ -66,7 +67,6 @@ if tuple(VenueEvent.__dataclass_fields__)[:14] != (
         "kind", "venue", "venue_cl_ord_id", "venue_order_id", "last_qty", "last_px", "leaves_qty", "cum_qty",
         "reason", "reason_code", "exec_id", "ts", "orig_venue_cl_ord_id", "ord_status"):
     raise ImportError(f"crossbook.routing.venue.VenueEvent fields changed: {tuple(VenueEvent.__dataclass_fields__)}")
-_monotonic = time.monotonic
 
 
 @dataclass(frozen=True)
@@ -254,10 +254,8 @@ class InProcessVenue:
         self._done: deque[_Order] = deque()
         self._gtd_live = 0
 
-        self._sink: Callable[[VenueEvent], None] | None = None
-        self._out: deque[tuple[float, VenueEvent]] = deque()
+        self._outbox = EventOutbox(name, label="venue", loop=loop)
         self._held: list[VenueEvent] = []
-        self._flush_handle: asyncio.Handle | None = None
         self._up = True
         self._started = False
         self._task: asyncio.Task | None = None
@@ -338,11 +336,7 @@ class InProcessVenue:
         return isinstance(instrument, Instrument) and instrument.key in self._books
 
     def set_event_sink(self, sink: Callable[[VenueEvent], None]) -> None:
-        if not callable(sink):
-            raise TypeError(f"sink must be callable, got {type(sink).__name__}")
-        self._sink = sink
-        if self._out:
-            self._schedule()
+        self._outbox.set_sink(sink)
 
     @property
     def is_up(self) -> bool:
@@ -354,7 +348,7 @@ class InProcessVenue:
             return
         loop = asyncio.get_running_loop()
         if self._loop is None:
-            self._loop = loop
+            self._loop = self._outbox.loop = loop
         self._started = True
         self._seed_once()
         self._task = self._loop.create_task(self._housekeeping(), name=f"venue {self.name} housekeeping")
@@ -803,55 +797,10 @@ class InProcessVenue:
             self._held.extend(events)
 
     def _push(self, events: list) -> None:
-        loop = self._loop
-        if loop is None:
-            try:
-                loop = self._loop = asyncio.get_running_loop()
-            except RuntimeError:
-                raise RuntimeError(f"venue {self.name} needs a running asyncio loop (or loop=) "
-                                   "to deliver events") from None
-        due = _monotonic() + self._latency_s
-        out = self._out
-        for ev in events:
-            out.append((due, ev))
-        if self._flush_handle is None and self._sink is not None:
-            self._schedule()
-
-    def _schedule(self) -> None:
-        if self._flush_handle is not None or not self._out:
-            return
-        wait = self._out[0][0] - _monotonic()
-        if wait <= 0:
-            self._flush_handle = self._loop.call_soon(self._flush)
-        else:
-            # Due times use the monotonic clock itself, not loop.time(): uvloop's loop time is
-            # cached per iteration with millisecond resolution. Loops also wait in whole
-            # milliseconds (uvloop rounds to the nearest), so this can fire early; _flush then
-            # reschedules for the rest: an event is never delivered before its time.
-            self._flush_handle = self._loop.call_later(wait, self._flush)
-
-    def _flush(self) -> None:
-        self._flush_handle = None
-        sink = self._sink
-        if sink is None:
-            return
-        out = self._out
-        now = _monotonic()
-        # Deliver only what was queued when this callback started: events the sink causes (it may
-        # send orders) wait for the next callback, so a burst cannot starve the loop.
-        n = len(out)
-        while n and out:
-            due, ev = out[0]
-            if due > now:
-                break
-            out.popleft()
-            n -= 1
-            try:
-                sink(ev)
-            except Exception:
-                log.exception("venue %s: event sink raised on %s %s", self.name, ev.kind.name, ev.venue_cl_ord_id)
-        if out:
-            self._schedule()
+        if self._loop is None:
+            # Resolved here, not at delivery: a venue used outside a loop fails at the call.
+            self._loop = self._outbox.bind_loop()
+        self._outbox.extend(events, self._latency_s)
 
     # ============================================================================================
     # Internals: background liquidity and housekeeping
