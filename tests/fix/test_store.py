@@ -295,3 +295,38 @@ def test_batched_store_skips_the_sequence_line_when_the_index_implies_it(tmp_pat
     assert reopened.get_next_sender_seq() == 10 and reopened.get_next_target_seq() == 3
     assert reopened.get(1, 3) == [(q, b"report-%d" % q) for q in (1, 2, 3)]
     reopened.close()
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_store_sent_is_set_then_incr_byte_for_byte(tmp_path, batch):
+    """``store_sent`` (the session's one call per sent message) leaves the same files, numbers,
+    pending writes and recovery as ``set`` + ``incr_next_sender_seq``, including a sender number
+    moved by hand in between (the sequence line must then be written) and a bytearray value."""
+    def steps(s, fused):
+        for seq, raw in ((1, b"a" * 30), (2, b"bb"), (3, bytearray(b"ccc"))):
+            s.store_sent(seq, raw) if fused else (s.set(seq, raw), s.incr_next_sender_seq())
+        s.set_next_sender_seq(10)
+        s.write_pending()
+        for seq in (10, 11):
+            s.store_sent(seq, b"x%d" % seq) if fused else (s.set(seq, b"x%d" % seq), s.incr_next_sender_seq())
+        s.store_sent(5, b"old") if fused else (s.set(5, b"old"), s.incr_next_sender_seq())
+        s.write_pending()
+
+    seen = []
+    for fused in (False, True):
+        d = tmp_path / ("fused" if fused else "plain")
+        s = FileStore(str(d), "S", now=5.0, batch=batch)
+        steps(s, fused)
+        state = (s.get_next_sender_seq(), s.get(1, 20))
+        s.close()
+        files = {p.name: p.read_bytes() for p in sorted(d.iterdir())}
+        r = FileStore(str(d), "S", now=6.0, batch=batch)
+        seen.append((state, files, r.get_next_sender_seq(), r.get(1, 20)))
+        r.close()
+    assert seen[0] == seen[1]
+    assert seen[1][0][0] == 13
+    mem = MemoryStore(5.0)
+    mem.store_sent(1, b"m")
+    assert (mem.get_next_sender_seq(), mem.get(1, 1)) == (2, [(1, b"m")])
+    with pytest.raises(ValueError):
+        FileStore(str(tmp_path / "bad"), "S", batch=batch).store_sent(0, b"z")

@@ -1059,8 +1059,9 @@ class Session:
             raw = encode_ordered_header(self._begin, msg_type, head, body)  # ascending already
         if not num:
             if self._persist:
-                store.set(seq, raw)
-            store.incr_next_sender_seq()
+                store.store_sent(seq, raw)   # set() + incr_next_sender_seq()
+            else:
+                store.incr_next_sender_seq()
         if self.connected and ((self.received_logon and self.sent_logon)
                                or (is_admin and msg_type in (b"A", b"5", b"2", b"4"))):
             self._write(raw, now)

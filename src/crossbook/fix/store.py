@@ -76,6 +76,12 @@ class MessageStore(ABC):
     def incr_next_target_seq(self) -> None:
         self.set_next_target_seq(self.get_next_target_seq() + 1)
 
+    def store_sent(self, seq: int, raw: bytes) -> None:
+        """A message just sent under the next sender number: ``set(seq, raw)`` then
+        ``incr_next_sender_seq()``, in one call (a store may do both at once)."""
+        self.set(seq, raw)
+        self.incr_next_sender_seq()
+
     @abstractmethod
     def creation_time(self) -> float:
         """When the store was created or last reset (epoch seconds)."""
@@ -289,6 +295,30 @@ class FileStore(MessageStore):
             self._seq_dirty = True
         else:
             self._write_seqnums()
+
+    def store_sent(self, seq: int, raw: bytes) -> None:
+        """``set(seq, raw)`` then ``incr_next_sender_seq()``: twice per order on the OMS's hot
+        path, so the batching case is one call with the same effects (records, offsets,
+        pending writes, the implied-or-dirty sequence line), the rest the two calls."""
+        if not self.batch or type(seq) is not int or seq < 1 or type(raw) is not bytes or self._body_fd < 0:
+            self.set(seq, raw)
+            self.incr_next_sender_seq()
+            return
+        offset = self._body_size
+        length = len(raw)
+        self._pending_body.append(raw)
+        self._pending_index.append(_INDEX.pack(seq, offset, length))
+        self._body_size = offset + length
+        self._index_size += _INDEX.size
+        self._offsets[seq] = (offset, length)
+        if seq > self._max_stored:
+            self._max_stored = seq
+        self._sender = sender = self._sender + 1
+        if seq == sender - 1:
+            self._sender_implied = True   # the index records it (see write_pending)
+        else:
+            self._seq_dirty = True
+        self._last_set = 0
 
     def incr_next_sender_seq(self) -> None:
         # Once per sent message: no re-validation of a number that is already valid.
