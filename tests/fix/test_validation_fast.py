@@ -135,3 +135,41 @@ def test_first_values_keeps_the_first_occurrence_of_each_tag():
     assert first_values(fields) == {8: b"FIX.4.4", 9: b"5", 35: b"D", 448: b"A", 0: b"", -1: b"x", 10: b"000"}
     assert first_values([]) == {}
     assert Message(fields).get(448) == b"A" and Message(fields).get(0) == b""
+
+
+_FORMAT_EDGES = [
+    b"", b"-", b"0", b"-0", b"00", b"2147483647", b"2147483648", b"-2147483648", b"-2147483649",
+    b"0002147483647", b"99999999999", b"18446744073709551615", b"18446744073709551616",
+    b"0018446744073709551615", b"118446744073709551615", b"1.", b".5", b"-.5", b".", b"-.", b"1.2.3",
+    b"1e5", b" 1", b"1 ", b"+1", b"1_0", b"Y", b"N", b"YY", b"y", b"20261125-09:00:00",
+    b"20261125-09:00:00.", b"20261125-09:00:60.123456789", b"20261125-09:00:00.1234567890",
+    b"20261325-09:00:00", b"20261100-09:00:00", b"20261132-09:00:00", b"20261125-24:00:00",
+    b"20261125-09:60:00", b"20261125-09:00:61", b"2026112509:00:00.000", b"20261125-09:00:00Z",
+    b"20261125-09:00:00.12a", b"\xd9\xa0", b"\xd9\xa0.5", "١".encode(),
+]
+
+
+def _registered_checks():
+    from crossbook.fix import validation as v
+    return [v._is_int32, v._is_uint64, v._is_float, v._is_char, v._is_bool, v._is_utc_timestamp]
+
+
+def test_compiled_format_checks_agree_with_the_validators_functions_on_edges():
+    """``accepts_flat`` runs six of the validator's format checks in C: same verdict as the
+    Python function for every edge of its pattern and range."""
+    from crossbook.fix._codec import compiled_format_check
+    for check in _registered_checks():
+        for value in _FORMAT_EDGES:
+            assert compiled_format_check(check, value) == check(value), (check.__name__, value)
+    # An unregistered check is called, not replaced.
+    assert compiled_format_check(lambda v: v == b"x", b"x") is True
+
+
+@hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.binary(max_size=30),
+                 st.from_regex(rb"\A-?[0-9]{0,22}(\.[0-9]{0,3})?\Z"),
+                 st.from_regex(rb"\A[0-9]{8}-[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{0,10})?\Z")))
+def test_compiled_format_checks_agree_with_the_validators_functions(value):
+    from crossbook.fix._codec import compiled_format_check
+    for check in _registered_checks():
+        assert compiled_format_check(check, value) == check(value), (check.__name__, value)

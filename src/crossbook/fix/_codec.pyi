@@ -230,6 +230,11 @@ class ExecutionReportEncoder(MessageEncoder):
 
 # session helpers
 def first_values(fields: Iterable[tuple[int, bytes]]) -> dict[int, bytes]: ...
+def register_format_checks(
+    int32: Callable[[bytes], bool], uint64: Callable[[bytes], bool], float_: Callable[[bytes], bool],
+    char_: Callable[[bytes], bool], bool_: Callable[[bytes], bool], utc_timestamp: Callable[[bytes], bool],
+) -> None: ...
+def compiled_format_check(check: Callable[[bytes], bool], value: bytes) -> bool: ...
 def accepts_flat(
     fields: Sequence[tuple[int, bytes]],
     begin: bytes,

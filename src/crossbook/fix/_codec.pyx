@@ -1907,6 +1907,163 @@ def first_values(fields):
     return first
 
 
+# The validator's format checks that ``accepts_flat`` runs in C instead of calling them (a
+# Python call and a regex each, seven per NewOrderSingle): validation.py registers its own
+# functions here, and a check is replaced only when it IS one of them. Each C version accepts
+# exactly what the registered function accepts (tests/fix/test_validation_fast.py compares them).
+cdef object _CHECK_INT32 = None
+cdef object _CHECK_UINT64 = None
+cdef object _CHECK_FLOAT = None
+cdef object _CHECK_CHAR = None
+cdef object _CHECK_BOOL = None
+cdef object _CHECK_UTC_TIMESTAMP = None
+
+
+def register_format_checks(int32, uint64, float_, char_, bool_, utc_timestamp):
+    """Name the validator's check functions (``-?[0-9]+`` in int32 range; ``[0-9]+`` up to
+    2**64-1; ``-?(?:[0-9]+\\.?[0-9]*|\\.[0-9]+)``; one byte; Y or N; a UTCTimestamp of 17-27 bytes)
+    that :func:`accepts_flat` may run in C."""
+    global _CHECK_INT32, _CHECK_UINT64, _CHECK_FLOAT, _CHECK_CHAR, _CHECK_BOOL, _CHECK_UTC_TIMESTAMP
+    _CHECK_INT32, _CHECK_UINT64, _CHECK_FLOAT = int32, uint64, float_
+    _CHECK_CHAR, _CHECK_BOOL, _CHECK_UTC_TIMESTAMP = char_, bool_, utc_timestamp
+
+
+cdef inline bint _digit(uint8_t c) noexcept nogil:
+    return 48 <= c <= 57
+
+
+cdef bint _c_is_int32(const uint8_t* p, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i = 0, start
+    cdef bint neg = False
+    cdef int64_t v = 0
+    if n > 0 and p[0] == 45:
+        neg = True
+        i = 1
+    if i >= n:
+        return False
+    start = i
+    while i < n:
+        if not _digit(p[i]):
+            return False
+        i += 1
+    i = start
+    while i < n - 1 and p[i] == 48:   # leading zeros say nothing about the size
+        i += 1
+    if n - i > 10:
+        return False
+    while i < n:
+        v = v * 10 + (p[i] - 48)
+        i += 1
+    if neg:
+        return v <= <int64_t>2147483648
+    return v <= <int64_t>2147483647
+
+
+cdef bint _c_is_uint64(const uint8_t* p, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i = 0
+    cdef const char* limit = b"18446744073709551615"
+    if n == 0:
+        return False
+    while i < n:
+        if not _digit(p[i]):
+            return False
+        i += 1
+    i = 0
+    while i < n - 1 and p[i] == 48:
+        i += 1
+    if n - i < 20:
+        return True
+    if n - i > 20:
+        return False
+    return memcmp(p + i, limit, 20) <= 0
+
+
+cdef bint _c_is_float(const uint8_t* p, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i = 0, digits = 0
+    if n > 0 and p[0] == 45:
+        i = 1
+    while i < n and _digit(p[i]):
+        i += 1
+        digits += 1
+    if digits:
+        if i < n and p[i] == 46:
+            i += 1
+            while i < n and _digit(p[i]):
+                i += 1
+        return i == n
+    if i >= n or p[i] != 46:
+        return False
+    i += 1
+    if i >= n:
+        return False
+    while i < n:
+        if not _digit(p[i]):
+            return False
+        i += 1
+    return True
+
+
+cdef inline bint _two(const uint8_t* p, int lo, int hi) noexcept nogil:
+    cdef int v
+    if not (_digit(p[0]) and _digit(p[1])):
+        return False
+    v = (p[0] - 48) * 10 + (p[1] - 48)
+    return lo <= v <= hi
+
+
+cdef bint _c_is_utc_timestamp(const uint8_t* p, Py_ssize_t n) noexcept nogil:
+    # YYYYMMDD-HH:MM:SS[.d*], month 01-12, day 01-31, hour 00-23, minute 00-59, second 00-60.
+    cdef Py_ssize_t i
+    if n < 17 or n > 27:
+        return False
+    for i in range(4):
+        if not _digit(p[i]):
+            return False
+    if not (_two(p + 4, 1, 12) and _two(p + 6, 1, 31) and p[8] == 45 and _two(p + 9, 0, 23)
+            and p[11] == 58 and _two(p + 12, 0, 59) and p[14] == 58 and _two(p + 15, 0, 60)):
+        return False
+    if n == 17:
+        return True
+    if p[17] != 46:
+        return False
+    for i in range(18, n):
+        if not _digit(p[i]):
+            return False
+    return True
+
+
+cdef inline int _compiled_check(object check, object value) except -1:
+    # 1/0: the check's verdict computed in C; -1 never (errors propagate); 2: not one of ours.
+    cdef const uint8_t* p
+    cdef Py_ssize_t n
+    if type(value) is not bytes:
+        return 2
+    p = <const uint8_t*>PyBytes_AS_STRING(value)
+    n = PyBytes_GET_SIZE(value)
+    if check is _CHECK_UTC_TIMESTAMP:
+        return _c_is_utc_timestamp(p, n)
+    if check is _CHECK_FLOAT:
+        return _c_is_float(p, n)
+    if check is _CHECK_INT32:
+        return _c_is_int32(p, n)
+    if check is _CHECK_UINT64:
+        return _c_is_uint64(p, n)
+    if check is _CHECK_CHAR:
+        return n == 1
+    if check is _CHECK_BOOL:
+        return n == 1 and (p[0] == 89 or p[0] == 78)
+    return 2
+
+
+def compiled_format_check(check, value):
+    """What :func:`accepts_flat` decides for ``check(value)``: the C verdict for a registered
+    check, else ``check(value)`` itself (for the tests that compare the two)."""
+    cdef int verdict = _compiled_check(check, value)
+    if verdict == 2:
+        return bool(check(value))
+    return verdict == 1
+
+
 def accepts_flat(fields, bytes begin, dict table, frozenset required, bint have_values):
     """The one-pass acceptance of a flat message (``validation._accepts_flat``) for a plan
     already picked by MsgType: True only when every field is in ``table`` (tag -> (section,
@@ -1917,6 +2074,7 @@ def accepts_flat(fields, bytes begin, dict table, frozenset required, bint have_
     cdef Py_ssize_t n = len(fields)
     cdef long latest = 0
     cdef long section
+    cdef int verdict
     if n < 3:
         return False
     t0, v0 = fields[0]
@@ -1940,8 +2098,10 @@ def accepts_flat(fields, bytes begin, dict table, frozenset required, bint have_
         latest = section
         if not value and have_values:
             return False
-        if check is not None and not check(value):
-            return False
+        if check is not None:
+            verdict = _compiled_check(check, value)
+            if verdict == 0 or (verdict == 2 and not check(value)):
+                return False
         if allowed is not None:
             if multi:
                 for part in value.split(b" "):
