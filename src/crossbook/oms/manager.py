@@ -72,10 +72,11 @@ def _dict_builder(name: str, arg: str, values: dict[str, str]) -> Callable[[Any]
 
 
 # The stored rows, keys in field order as Order.to_row() / Execution.to_row() make them (enum
-# values as their values, the ClOrdID chain copied): the journal's dict rows.
-_order_row = _dict_builder("_order_row", "o", {
-    f: ("o.state._value_" if f == "state" else "list(o.cl_ord_ids)" if f == "cl_ord_ids" else f"o.{f}")
-    for f in ORDER_FIELDS})
+# values as their values, the ClOrdID chain copied): the journal's dict rows. The order's row
+# ends with the manager's risk_price (``rp``), in the same display rather than a 36th insert.
+_order_row_at = _dict_builder("_order_row_at", "o, rp", {
+    **{f: ("o.state._value_" if f == "state" else "list(o.cl_ord_ids)" if f == "cl_ord_ids" else f"o.{f}")
+       for f in ORDER_FIELDS}, "risk_price": "rp"})
 _execution_row = _dict_builder("_execution_row", "v", {
     f: (f"v[{i}]._value_" if f in ("exec_type", "ord_status") else f"v[{i}]") for i, f in enumerate(EXECUTION_FIELDS)})
 _NEW_ORDER_ARGS = ("order_id", "seq", "session", "begin_string", "firm", "account", "symbol", "instrument_index", "side",
@@ -254,7 +255,8 @@ class OrderManager:
         if not venue.is_up:
             self._reject_order(order, OrdRejReason.EXCHANGE_CLOSED, f"venue {venue_name} is down")
             return order
-        acc_index = self.directory.accounts[account].index
+        acc = self.directory.accounts[account]
+        acc_index = acc.index
         sess_index = self.directory.sessions[session].index
         market = ord_type == _MARKET
         risk_price = stop_px if ord_type == _STOP else price
@@ -273,19 +275,22 @@ class OrderManager:
         self._batch.risk_usage[acc_index] = None  # type: ignore[assignment]  # filled at flush
         self._open[order.order_id] = order
         self._execution(order, ExecType.PENDING_NEW)
-        self._send_to_venue(order, inst, venue)
+        self._send_to_venue(order, inst, venue, acc)
         return order
 
-    def _send_to_venue(self, order: Order, inst: Instrument, venue: Venue) -> None:
+    def _send_to_venue(self, order: Order, inst: Instrument, venue: Venue, acc: Any = None) -> None:
         order.venue_seq += 1
         vid = order.venue_cl_ord_id = f"{order.order_id}.{order.venue_seq}"
         self._by_venue_id[(order.venue, vid)] = order
-        acc = self.directory.accounts[order.account]
+        if acc is None:
+            acc = self.directory.accounts[order.account]
         # Positional, in VenueOrder's field order (venue_cl_ord_id ... expire_time, owner, stp).
         venue.new_order(VenueOrder(vid, inst, _SIDES[order.side], _ORD_TYPES[order.ord_type], _TIFS[order.tif],
                                    order.leaves_qty, order.price, order.stop_px, order.display_qty, order.post_only,
                                    order.expire_time, acc.index + 1, acc.stp))
-        self._dirty(order)
+        self._batch.orders[order.order_id] = order  # type: ignore[assignment]  # _dirty, inlined
+        if not self._flush_scheduled:
+            self._schedule_flush()
 
     @staticmethod
     def _risk_price_of(order: Order) -> int:
@@ -310,7 +315,9 @@ class OrderManager:
         # The ClOrdID is stored with the order's row (its cl_ord_ids), from which a restart
         # rebuilds this index.
         self._by_cl_ord_id[(session, cl_ord_id)] = order_id
-        self._dirty(order)
+        self._batch.orders[order_id] = order  # type: ignore[assignment]  # _dirty, inlined
+        if not self._flush_scheduled:
+            self._schedule_flush()
         return order
 
     def _remember_cl_ord_id(self, order: Order, cl_ord_id: str) -> None:
@@ -869,13 +876,12 @@ class OrderManager:
     def _dirty(self, order: Order) -> None:
         # The row is taken at flush: an order changed several times in one batch is serialised once.
         self._batch.orders[order.order_id] = order  # type: ignore[assignment]
-        self._schedule_flush()
+        if not self._flush_scheduled:
+            self._schedule_flush()
 
     def _row(self, order: Order) -> dict[str, Any]:
         """The order's stored row (== Order.to_row() plus risk_price), a snapshot."""
-        row = _order_row(order)
-        row["risk_price"] = self._risk_price.get(order.order_id, 0)
-        return row
+        return _order_row_at(order, self._risk_price.get(order.order_id, 0))
 
     def _touch_risk(self, account_index: int) -> None:
         self._batch.risk_usage[account_index] = None  # type: ignore[assignment]  # filled at flush
@@ -919,7 +925,10 @@ class OrderManager:
         if batch.empty() and not batch.risk_usage:
             return
         self._batch = Batch()
-        batch.orders = {oid: self._row(order) for oid, order in batch.orders.items()}  # type: ignore[arg-type]
+        # Each changed order's row (== self._row(order)), the method call inlined: once per order per flush.
+        risk_price = self._risk_price.get
+        batch.orders = {oid: _order_row_at(order, risk_price(oid, 0))  # type: ignore[misc]
+                        for oid, order in batch.orders.items()}
         for index in list(batch.risk_usage):
             batch.risk_usage[index] = self.risk.usage(index)
         self.in_flight += 1
