@@ -157,6 +157,11 @@ class RecoveredState:
 
 def _connect(path: str, synchronous: str = "NORMAL") -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    # 8 KiB pages for a store made now (no effect on an existing file, whose page size is fixed,
+    # and it must come before WAL mode writes the header): the projection's rows (an order's
+    # JSON is ~0.8 KB, an execution's ~0.45 KB) split and log fewer pages; replaying a
+    # benchmark's batches cost 5.0-5.1 us per order instead of 5.6-5.8 with 4 KiB pages.
+    conn.execute("PRAGMA page_size=8192")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA busy_timeout=5000")
