@@ -1064,7 +1064,11 @@ class Session:
                 store.incr_next_sender_seq()
         if self.connected and ((self.received_logon and self.sent_logon)
                                or (is_admin and msg_type in (b"A", b"5", b"2", b"4"))):
-            self._write(raw, now)
+            # _write(raw, now), inlined: twice per order on the OMS's hot path.
+            self._out.append(raw)
+            self.last_sent_time = now
+            if self.on_output is not None:
+                self.on_output()
         else:
             # Stored for a later resend but not handed to a transport, which would write the
             # store's pending data first (data_to_send): write it now.
