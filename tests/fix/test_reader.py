@@ -199,3 +199,15 @@ def test_both_framers_agree_on_zero_padded_body_lengths(width, accepted):
         events = list(reader)
         verdicts.append([type(e).__name__ for e in events])
     assert verdicts[0] == verdicts[1] == (["Frame"] if accepted else ["Garbled"]), verdicts
+
+
+def test_message_seq_num_is_get_int_34():
+    """``Message.seq_num``'s shortcut for plain digits gives what ``get_int(34)`` gives for every
+    shape of MsgSeqNum (absent, signed, padded, too long, not a number)."""
+    from crossbook.fix.messages import Message
+    for value in (None, b"", b"1", b"0007", b"-3", b"+3", b"12a", b" 1", b"9" * 18, b"9" * 19, "١".encode(),
+                  b"\xd9\xa0"):
+        fields = [(8, b"FIX.4.4"), (35, b"0")] + ([(34, value)] if value is not None else [])
+        m = Message(fields)
+        assert m.seq_num == m.get_int(34), value
+    assert Message([(34, b"0042")]).seq_num == 42

@@ -166,6 +166,11 @@ class Message:
 
     @property
     def seq_num(self) -> int | None:
+        # get_int(34) without the call and the sign slice for the usual plain digits (read
+        # twice per received message); anything else takes get_int itself.
+        value = self._first.get(34)
+        if value is not None and value.isdigit() and len(value) <= 18:
+            return int(value)
         return self.get_int(34)
 
     @property
