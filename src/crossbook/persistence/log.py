@@ -11,7 +11,7 @@ starts at position ``base``; a new segment's base is where the previous one ende
 records, in the same transaction as the rows, the position it has applied up to, so after a
 crash the tail past it is exactly what the store lacks (docs/oms.md, "Durability").
 
-A record is written with ONE ``os.writev`` (header and payload together); under
+A record is written with ONE ``writev`` (header and payload together, the GIL held: _logio); under
 ``synchronous=FULL`` an ``fdatasync`` follows. A write that did not complete (the process was
 killed inside it, or the disk filled) leaves a *torn* record at the end of the last segment: its
 length runs past the end of the file, or its CRC does not match and nothing follows it. The
@@ -30,6 +30,8 @@ import time
 import zlib
 from dataclasses import dataclass
 from typing import Iterator
+
+from crossbook.persistence._logio import writev_held
 
 log = logging.getLogger("crossbook.persistence")
 
@@ -224,7 +226,7 @@ class LogWriter:
         header = RECORD_HEADER.pack(len(payload), zlib.crc32(payload))
         want = RECORD_HEADER.size + len(payload)
         fd = self._fd
-        written = os.writev(fd, (header, payload))
+        written = writev_held(fd, header, payload)  # os.writev without handing the GIL over (_logio)
         try:
             while written < want:  # regular files write in full unless the disk fills; be exact anyway
                 rest = (header + payload)[written:]
