@@ -14,7 +14,7 @@ from libc.errno cimport EINTR, errno
 from posix.uio cimport iovec, writev
 
 
-def writev_held(int fd, bytes header, bytes payload) -> int:
+def writev_held(int fd, bytes header not None, bytes payload not None) -> int:
     """``os.writev(fd, (header, payload))`` without releasing the GIL: the number of bytes
     written (a short count as the system call returns it). OSError as os.writev raises it;
     an interrupted call is retried after signal handlers ran (PEP 475, as os.writev does)."""
