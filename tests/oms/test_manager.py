@@ -15,7 +15,7 @@ from crossbook.fix.messages import encode, format_timestamp
 from crossbook.fix.session import Session, TestClock
 from crossbook.fix.settings import SessionSettings
 from crossbook.fix.store import FileStore, store_name
-from crossbook.model.enums import ExecType, OrderState
+from crossbook.model.enums import ExecType, OrderState, OrdRejReason, OrdStatus
 from crossbook.model.orders import CancelOrder, NewOrder
 from crossbook.oms.gateway import FixGateway
 from crossbook.oms.manager import Batch, OrderManager
@@ -597,5 +597,49 @@ def test_a_venue_reject_keeps_ord_rej_reason_broker_option_in_its_stored_executi
             assert len(rejects) == 1 and rejects[0].execution.reason == "venue"
             assert rejects[0].execution.ord_rej_reason == 0
             assert [r["ord_rej_reason"] for r in rows] == [0]
+
+    asyncio.run(scenario())
+
+
+def test_a_resent_order_already_held_gets_its_status_and_a_new_duplicate_is_rejected(tmp_path):
+    """NewOrderSingle with PossDupFlag=Y (or PossResend=Y) whose ClOrdID the session already used:
+    an ExecutionReport with ExecType I and the order's current status, no second order. Without
+    either flag the same ClOrdID is a duplicate and rejected (103=6)."""
+    async def scenario():
+        async with running() as (cfg, venues, m):
+            gateway = FixGateway(m, cfg.instruments, cfg.directory)
+            sent = record_output(m)   # the reports themselves, instead of the gateway's sink
+            clock = TestClock()
+            session = Session(SessionSettings(begin_string="FIX.4.4", sender_comp_id="CROSSBOOK",
+                                              target_comp_id="FIRM1"),
+                              store=FileStore(str(tmp_path), store_name("FIX.4.4", "CROSSBOOK", "FIRM1"),
+                                              now=clock.now(), batch=True),
+                              clock=clock, application=gateway)
+            session.on_connected()
+            session.receive(encode(b"FIX.4.4", b"A", [(34, 1), (49, b"FIRM1"), (52, format_timestamp(clock.now())),
+                                                      (56, b"CROSSBOOK")], [(98, b"0"), (108, 30)]))
+            assert session.is_logged_on
+            body = [(11, b"r1"), (1, b"ACC1"), (55, b"AAPL"), (54, b"1"), (38, b"10"), (40, b"2"),
+                    (44, b"229.00"), (59, b"0"), (60, format_timestamp(clock.now()))]
+
+            def order(seq: int, extra_header=(), extra_body=()):
+                header = [(34, seq), (49, b"FIRM1"), (52, format_timestamp(clock.now())), (56, b"CROSSBOOK"),
+                          *extra_header]
+                session.receive(encode(b"FIX.4.4", b"D", header, [*body, *extra_body]))
+
+            order(2)
+            await asyncio.sleep(0.01)
+            await m.drain()
+            assert [o.execution.exec_type for o in sent] == [ExecType.PENDING_NEW, ExecType.NEW]
+            order(3, extra_header=[(43, b"Y"), (122, format_timestamp(clock.now()))])
+            order(4, extra_header=[(97, b"Y")])
+            order(5)
+            await asyncio.sleep(0.01)
+            await m.drain()
+            later = [(o.execution.exec_type, o.execution.ord_status, o.execution.order_id, o.ord_rej_reason)
+                     for o in sent[2:]]
+            assert later[:2] == [(ExecType.ORDER_STATUS, OrdStatus.NEW, "O1", None)] * 2, later
+            assert later[2][0] is ExecType.REJECTED and later[2][3] is OrdRejReason.DUPLICATE_ORDER, later
+            assert len(m.orders) == 1
 
     asyncio.run(scenario())

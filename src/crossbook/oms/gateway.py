@@ -178,6 +178,12 @@ class FixGateway(Application):
         cl_ord_id = _text(msg, 11)
         if not cl_ord_id:
             raise BusinessReject(CONDITIONALLY_REQUIRED, "Conditionally required field missing: ClOrdID", 11)
+        if (msg.get(43) == b"Y" or msg.get(97) == b"Y") and self.manager.find(key, cl_ord_id) is not None:
+            # A resent order we already hold (PossDupFlag or PossResend, e.g. after the client or
+            # we restarted): FIX answers with the order's current status (ExecType I), not with
+            # a duplicate-ClOrdID reject that a client would take for the working order's fate.
+            self.manager.order_status(key, cl_ord_id)
+            return
         ord_type_raw = _require(msg, 40, "OrdType")
         ord_type = _ORD_TYPES.get(ord_type_raw)
         if ord_type in (OrdType.LIMIT, OrdType.STOP_LIMIT):
