@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from fixpeer import FixPeer
-from servekit import free_port, http_json, stop_server, write_server_config
+from servekit import free_port, http_json, launch_server, stop_server, write_server_config
 from crossbook.app.config import load_config
 from crossbook.fix.framing import split_fields
 from crossbook.fix.store import FileStore, store_name
@@ -65,21 +64,6 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def launch(args: list[str], log: Path) -> subprocess.Popen:
-    """Start a server process and return once its banner says it listens."""
-    out = open(log, "ab")
-    proc = subprocess.Popen([sys.executable, *args], stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited: {log.read_text()}")
-        if b"Ctrl-C stops the server" in log.read_bytes():
-            return proc
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError(f"server did not start: {log.read_text()}")
-
-
 def server_next_target(config: Path) -> int:
     """The server's stored next inbound MsgSeqNum for FIRM1, read from its .seqnums line
     (crossbook.fix.store: "SSS... TTT...\\n", rewritten in place) without opening the store."""
@@ -120,7 +104,7 @@ def test_orders_counted_but_not_journaled_at_a_kill_are_asked_for_again(tmp_path
     script = tmp_path / "stalling_serve.py"
     script.write_text(STALLING_SERVE)
     client_dir = str(tmp_path / "client")
-    proc = launch([str(script), "serve", "--config", str(config)], tmp_path / "server1.log")
+    proc = launch_server([str(script), "serve", "--config", str(config)], tmp_path / "server1.log")
     first: list[str] = []
     lost: list[str] = []
 
@@ -154,7 +138,7 @@ def test_orders_counted_but_not_journaled_at_a_kill_are_asked_for_again(tmp_path
             proc.kill()
             proc.wait(10)
 
-    proc = launch(["-m", "crossbook.app.cli", "serve", "--config", str(config)], tmp_path / "server2.log")
+    proc = launch_server(["-m", "crossbook.app.cli", "serve", "--config", str(config)], tmp_path / "server2.log")
     try:
         async def after_restart() -> None:
             store = FileStore(client_dir, "FIRM1", now=time.time())
@@ -184,7 +168,7 @@ def test_resend_request_received_during_a_gap_leaves_no_hole(tmp_path, run):
     config = write_server_config(tmp_path / "server.toml", fix_port=fix_port, http_port=http_port,
                                  storage=tmp_path / "var", body=BODY)
     client_dir = str(tmp_path / "client")
-    proc = launch(["-m", "crossbook.app.cli", "serve", "--config", str(config)], tmp_path / "server1.log")
+    proc = launch_server(["-m", "crossbook.app.cli", "serve", "--config", str(config)], tmp_path / "server1.log")
     unread: list[str] = []
 
     async def before_kill() -> None:
@@ -224,7 +208,7 @@ def test_resend_request_received_during_a_gap_leaves_no_hole(tmp_path, run):
     logon_seq = client_store.get_next_sender_seq()  # the Logon after the restart
     client_store.close()
 
-    proc = launch(["-m", "crossbook.app.cli", "serve", "--config", str(config)], tmp_path / "server2.log")
+    proc = launch_server(["-m", "crossbook.app.cli", "serve", "--config", str(config)], tmp_path / "server2.log")
     try:
         async def after_restart() -> None:
             store = FileStore(client_dir, "FIRM1", now=time.time())

@@ -110,19 +110,26 @@ _WRITER = textwrap.dedent("""
 """)
 
 
-def test_file_store_survives_sigkill_and_answers_resend_after_restart(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+def _sigkill_after(count: int, *python_args: str) -> int:
+    """Run ``python <python_args>`` (a writer printing each sequence number it stored), SIGKILL it
+    once it printed ``count``; the last number printed."""
+    proc = subprocess.Popen([sys.executable, *python_args], stdout=subprocess.PIPE, text=True)
     last = 0
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
             last = int(line)
-            if last >= 300:
+            if last >= count:
                 break
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
-    assert last >= 300
+    assert last >= count
+    return last
+
+
+def test_file_store_survives_sigkill_and_answers_resend_after_restart(tmp_path):
+    last = _sigkill_after(300, "-c", _WRITER, str(tmp_path))
     clock = TestClock()
     store = FileStore(str(tmp_path), "FIX.4.4-ISLD-TW", now=clock.now())
     resumed = store.get_next_sender_seq()
@@ -236,19 +243,7 @@ _BATCH_WRITER = textwrap.dedent("""
 
 def test_batched_file_store_survives_sigkill_after_output_left(tmp_path):
     kit = os.path.dirname(os.path.abspath(__file__))
-    proc = subprocess.Popen([sys.executable, "-c", _BATCH_WRITER, str(tmp_path), kit],
-                            stdout=subprocess.PIPE, text=True)
-    last = 0
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            last = int(line)
-            if last >= 300:
-                break
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    assert last >= 300
+    last = _sigkill_after(300, "-c", _BATCH_WRITER, str(tmp_path), kit)
     store = FileStore(str(tmp_path), "FIX.4.4-ISLD-TW", now=0.0)
     assert store.get_next_sender_seq() >= last + 1
     assert store.get_next_target_seq() == 2

@@ -29,10 +29,15 @@ def write_server_config(path: Path, *, fix_port: int, http_port: int, storage: s
 def start_server(config: Path | None, log: Path, *extra: str, cwd: Path | None = None) -> subprocess.Popen:
     """``crossbook serve --config config`` (no ``--config`` when None) with output in ``log``;
     returns once it is listening."""
-    out = open(log, "ab")
     args = ["--config", str(config)] if config is not None else []
-    proc = subprocess.Popen([sys.executable, "-m", "crossbook.app.cli", "serve", *args, *extra],
-                            stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
+    return launch_server(["-m", "crossbook.app.cli", "serve", *args, *extra], log, cwd=cwd)
+
+
+def launch_server(python_args: list[str], log: Path, cwd: Path | None = None) -> subprocess.Popen:
+    """``python <python_args>`` (a server: the CLI, or a wrapper script around it) with output in
+    ``log``; returns once its banner says it listens."""
+    out = open(log, "ab")
+    proc = subprocess.Popen([sys.executable, *python_args], stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
     deadline = time.time() + 30
     while time.time() < deadline:
         if proc.poll() is not None:

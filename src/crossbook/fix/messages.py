@@ -204,16 +204,7 @@ def encode(begin_string: bytes, msg_type: bytes, header: Iterable[tuple[int, Fie
                   key=_tag_of)
     if type(body) is not list:
         body = list(body)
-    for _, value in body:
-        kind = type(value)
-        if kind is not bytes and kind is not int:
-            break
-    else:
-        try:
-            return _encode_message(begin_string, msg_type, head, body)
-        except (ValueError, TypeError, OverflowError):
-            pass  # the reference decides (and raises for tags 8, 9, 35, 10 in the body)
-    return encode_reference(begin_string, msg_type, head, body)
+    return encode_ordered_header(begin_string, msg_type, head, body)
 
 
 def encode_ordered_header(begin_string: bytes, msg_type: bytes, header: list[tuple[int, FieldValue]],
@@ -229,7 +220,7 @@ def encode_ordered_header(begin_string: bytes, msg_type: bytes, header: list[tup
         try:
             return _encode_message(begin_string, msg_type, header, body)
         except (ValueError, TypeError, OverflowError):
-            pass
+            pass  # the reference decides (and raises for tags 8, 9, 35, 10 in the body)
     return encode_reference(begin_string, msg_type, header, body)
 
 
