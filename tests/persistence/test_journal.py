@@ -21,13 +21,13 @@ def exec_row(n: int, order: int) -> dict:
     return {"seq": n, "exec_id": f"X{n}", "order_id": f"O{order}", "account": "ACC1", "symbol": "AAPL", "ts": n}
 
 
-def test_logged_before_delivery_projected_in_few_commits_and_recovered(tmp_path):
+def test_logged_before_delivery_projected_in_few_commits_and_recovered(tmp_path, projection):
     path = str(tmp_path / "j.db")
     delivered: list[int] = []
     seen_logged: list[bool] = []
 
     async def scenario():
-        journal = SqliteJournal(path)
+        journal = SqliteJournal(path, projection=projection)
         assert journal.open().orders == []
         journal.start()
         log_dir = log_directory(path)
@@ -89,11 +89,11 @@ def test_bad_synchronous_setting():
         SqliteJournal(":memory:", synchronous="sometimes")
 
 
-def test_a_failed_commit_stops_acknowledgements(tmp_path):
+def test_a_failed_commit_stops_acknowledgements(tmp_path, projection):
     path = str(tmp_path / "j.db")
 
     async def scenario():
-        journal = SqliteJournal(path)
+        journal = SqliteJournal(path, projection=projection)
         journal.open()
         journal.start()
         bad = Batch()

@@ -17,9 +17,9 @@ def _row(n: int, cl_ord_ids: list[str], **extra) -> dict:
             "state": "new", "created_ns": n, "updated_ns": n, "cl_ord_ids": cl_ord_ids, **extra}
 
 
-def _commit(path: str, batches: list[Batch]) -> SqliteJournal:
+def _commit(path: str, batches: list[Batch], projection: str = "thread") -> SqliteJournal:
     async def scenario() -> SqliteJournal:
-        journal = SqliteJournal(path)
+        journal = SqliteJournal(path, projection=projection)
         journal.open()
         journal.start()
         done = asyncio.Event()
@@ -72,19 +72,19 @@ def test_rows_of_the_older_tables_are_still_read(tmp_path):
     assert state.risk == {1: {"open_orders": 7}, 2: {"open_orders": 1}}
 
 
-def test_a_row_beyond_64_bit_integers_is_still_stored(tmp_path):
+def test_a_row_beyond_64_bit_integers_is_still_stored(tmp_path, projection):
     path = str(tmp_path / "j.db")
     b = Batch()
     b.orders["O1"] = _row(1, ["C1"], cum_value=10**30)
-    _commit(path, [b])
+    _commit(path, [b], projection)
     assert SqliteJournal(path).open().orders[0]["cum_value"] == 10**30
 
 
-def test_commits_do_not_checkpoint_the_projection_does_after_them(tmp_path, monkeypatch):
+def test_commits_do_not_checkpoint_the_projection_does_after_them(tmp_path, monkeypatch, projection):
     monkeypatch.setattr(journal_module, "CHECKPOINT_INTERVAL_S", 0.01)
     monkeypatch.setattr(journal_module, "CHECKPOINT_MIN_COMMITS", 5)
     path = str(tmp_path / "j.db")
-    journal = SqliteJournal(path)
+    journal = SqliteJournal(path, projection=projection)   # (a child keeps the 0.2 s interval)
     journal.open()
     assert journal._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
 

@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -78,7 +79,7 @@ def test_recovers_a_log_the_store_never_applied(tmp_path):
 
 
 @pytest.mark.parametrize("cut", ["payload", "record_header", "zero_fill", "segment_header"])
-def test_a_torn_last_record_is_dropped_and_said_so(tmp_path, caplog, cut):
+def test_a_torn_last_record_is_dropped_and_said_so(tmp_path, caplog, cut, projection):
     path = str(tmp_path / "j.db")
     [(_, segment)] = write_log(path, 5)
     last = record_offsets(segment)[-1]
@@ -96,7 +97,7 @@ def test_a_torn_last_record_is_dropped_and_said_so(tmp_path, caplog, cut):
             f.truncate(7)
     expected = 0 if cut == "segment_header" else 4
     with caplog.at_level(logging.WARNING, logger="crossbook.persistence"):
-        journal = SqliteJournal(path)
+        journal = SqliteJournal(path, projection=projection)
         state = journal.open()
     assert [o["order_id"] for o in state.orders] == [f"O{n}" for n in range(1, expected + 1)]
     assert any("torn last record" in r.getMessage() and "never finished" in r.getMessage() for r in caplog.records)
@@ -141,12 +142,12 @@ def test_a_crc_mismatch_with_records_after_it_refuses_to_start(tmp_path):
     conn.close()
 
 
-def test_rotation_keeps_the_log_bounded(tmp_path):
+def test_rotation_keeps_the_log_bounded(tmp_path, projection):
     path = str(tmp_path / "j.db")
     seen_segments = []
 
     async def scenario() -> SqliteJournal:
-        journal = SqliteJournal(path, rotate_bytes=4096, projection_interval_s=0.005)
+        journal = SqliteJournal(path, rotate_bytes=4096, projection_interval_s=0.005, projection=projection)
         journal.open()
         journal.start()
         for n in range(1, 401):
@@ -171,20 +172,22 @@ def test_rotation_keeps_the_log_bounded(tmp_path):
 
 
 @pytest.mark.parametrize("synchronous, syncs", [("NORMAL", False), ("FULL", True)])
-def test_full_syncs_every_write_normal_none(tmp_path, monkeypatch, synchronous, syncs):
+def test_full_syncs_every_write_normal_none(tmp_path, monkeypatch, synchronous, syncs, projection):
     calls = []
     real = os.fdatasync
     monkeypatch.setattr(os, "fdatasync", lambda fd: (calls.append(fd), real(fd))[1])
     path = str(tmp_path / "j.db")
 
     async def scenario() -> SqliteJournal:
-        journal = SqliteJournal(path, synchronous=synchronous, rotate_bytes=1 << 20)
+        journal = SqliteJournal(path, synchronous=synchronous, rotate_bytes=1 << 20, projection=projection)
         journal.open()
+        assert journal._conn.execute("PRAGMA synchronous").fetchone()[0] == (2 if syncs else 1)
         journal.start()
         calls.clear()                 # the new segment's header sync does not count
         for n in range(1, 21):
             journal.submit(batch(n), lambda _b: None)
-        assert journal._conn.execute("PRAGMA synchronous").fetchone()[0] == (2 if syncs else 1)
+        if projection == "process":   # the child opens its connection with the same setting
+            assert journal._child.args[journal._child.args.index("--synchronous") + 1] == synchronous
         journal.close()
         return journal
 
@@ -194,16 +197,17 @@ def test_full_syncs_every_write_normal_none(tmp_path, monkeypatch, synchronous, 
 
 def test_bad_settings_are_named():
     for kwargs, word in (({"projection_interval_s": 0}, "projection_interval_s"), ({"rotate_bytes": 10}, "rotate_bytes"),
-                         ({"max_batch": 0}, "max_batch"), ({"synchronous": 2}, "synchronous")):
+                         ({"max_batch": 0}, "max_batch"), ({"synchronous": 2}, "synchronous"),
+                         ({"projection": "fork"}, "projection")):
         with pytest.raises(ValueError, match=word):
             SqliteJournal(":memory:", **kwargs)
 
 
-def test_a_reader_waits_for_a_live_servers_projection(tmp_path):
+def test_a_reader_waits_for_a_live_servers_projection(tmp_path, projection):
     path = str(tmp_path / "j.db")
 
     async def scenario() -> None:
-        journal = SqliteJournal(path, projection_interval_s=0.3)
+        journal = SqliteJournal(path, projection_interval_s=0.3, projection=projection)
         journal.open()
         journal.start()
         journal.submit(batch(1), lambda _b: None)
@@ -223,12 +227,14 @@ CHILD = textwrap.dedent("""
     from crossbook.oms.manager import Batch
     from crossbook.persistence import SqliteJournal
 
-    path, interval, rotate = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+    path, interval, rotate, projection = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 
     async def main():
-        journal = SqliteJournal(path, projection_interval_s=interval, rotate_bytes=rotate)
+        journal = SqliteJournal(path, projection_interval_s=interval, rotate_bytes=rotate, projection=projection)
         journal.open()
         journal.start()
+        if journal._child is not None:     # the projection process: it must not outlive us
+            sys.stdout.write(f"P {{journal._child.pid}}\\n")
         n = 0
         while True:
             n += 1
@@ -249,15 +255,19 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def kill_mid_stream(path: str, interval: float, rotate: int, count: int) -> int:
+def kill_mid_stream(path: str, interval: float, rotate: int, count: int,
+                    projection: str = "thread") -> tuple[int, int | None]:
     """Run a journal in its own process, SIGKILL it after ``count`` durable batches; returns the
-    highest batch it reported durable."""
+    highest batch it reported durable and the pid of its projection process (None: a thread)."""
     code = CHILD.format(paths=[p for p in sys.path if p])
-    proc = subprocess.Popen([sys.executable, "-c", code, path, str(interval), str(rotate)],
+    proc = subprocess.Popen([sys.executable, "-c", code, path, str(interval), str(rotate), projection],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    last = 0
+    last, projector = 0, None
     try:
         for line in proc.stdout:
+            if line.startswith("P "):
+                projector = int(line[2:])
+                continue
             last = int(line)
             if last >= count:
                 os.kill(proc.pid, signal.SIGKILL)
@@ -269,13 +279,30 @@ def kill_mid_stream(path: str, interval: float, rotate: int, count: int) -> int:
         if line.strip().isdigit():
             last = max(last, int(line))
     assert proc.returncode == -signal.SIGKILL, err[-2000:]
-    return last
+    assert (projector is not None) == (projection == "process")
+    return last, projector
+
+
+def gone_within(pid: int, seconds: float) -> bool:
+    """Whether process ``pid`` (a grandchild: not ours to reap) has exited within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":   # exited, waiting for init
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.01)
+    return False
 
 
 @pytest.mark.parametrize("interval", [60.0, 0.005], ids=["never_projected", "partly_projected"])
-def test_kill_9_mid_stream_loses_no_durable_batch(tmp_path, interval):
+def test_kill_9_mid_stream_loses_no_durable_batch(tmp_path, interval, projection):
     path = str(tmp_path / "j.db")
-    last = kill_mid_stream(path, interval, rotate=16384, count=3000)
+    last, projector = kill_mid_stream(path, interval, rotate=16384, count=3000, projection=projection)
+    if projector is not None:   # the parent's death (end of file on its wake pipe) ends the child
+        assert gone_within(projector, 10), f"projection process {projector} outlived its killed parent"
     segments = list_segments(log_directory(path))
     conn = sqlite3.connect(path)
     projected = conn.execute("SELECT COUNT(*) FROM orders").fetchone()[0]
@@ -297,11 +324,11 @@ def test_kill_9_mid_stream_loses_no_durable_batch(tmp_path, interval):
     journal.close()
 
 
-def test_a_failed_rotation_acknowledges_the_logged_batch_and_stops(tmp_path, monkeypatch):
+def test_a_failed_rotation_acknowledges_the_logged_batch_and_stops(tmp_path, monkeypatch, projection):
     path = str(tmp_path / "j.db")
 
     async def scenario() -> int:
-        journal = SqliteJournal(path, rotate_bytes=4096)
+        journal = SqliteJournal(path, rotate_bytes=4096, projection=projection)
         journal.open()
         journal.start()
         delivered = []

@@ -33,3 +33,31 @@ def test_only_bytes_are_taken():
         writev_held(1, "text", b"")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         writev_held(1, b"", None)  # type: ignore[arg-type]
+
+
+def test_shared_words_are_seen_through_another_mapping_of_the_file(tmp_path):
+    import mmap
+
+    from crossbook.persistence._logio import SharedWords
+
+    path = tmp_path / "shared"
+    path.write_bytes(b"\0" * mmap.PAGESIZE)
+    with open(path, "r+b") as a, open(path, "r+b") as b:
+        map_a, map_b = mmap.mmap(a.fileno(), mmap.PAGESIZE), mmap.mmap(b.fileno(), mmap.PAGESIZE)
+        writer, reader = SharedWords(map_a, 4), SharedWords(map_b, 4)
+        writer.store(3, 2**64 - 1)
+        writer.store(0, 123456789)
+        assert (reader.load(0), reader.load(3)) == (123456789, 2**64 - 1)
+        assert map_b[:8] == (123456789).to_bytes(8, "little")
+        with pytest.raises(ValueError, match="out of range"):
+            reader.load(4)
+        with pytest.raises(ValueError, match="too small"):
+            SharedWords(map_a, mmap.PAGESIZE // 8 + 1)
+        with pytest.raises(TypeError):
+            SharedWords(b"read-only bytes", 1)
+        writer.release()
+        with pytest.raises(ValueError, match="released"):
+            writer.store(0, 1)
+        reader.release()
+        map_a.close()                        # released: nothing holds the buffer any more
+        map_b.close()

@@ -52,6 +52,10 @@ class HttpConfig:
 class StorageConfig:
     dir: str = "./var"
     synchronous: str = "NORMAL"
+    #: Where the journal log is applied to SQLite: "process" (a child process) or "thread".
+    projection: str = "process"
+    projection_interval_s: float = 0.02
+    log_segment_bytes: int = 64 << 20
 
     @property
     def database(self) -> str:
@@ -178,11 +182,19 @@ def parse_config(data: dict, source: str = "<string>") -> ServerConfig:
                       port=_int(t, "port", "http", source, 8080, 0, 65535))
 
     t = _table(data.get("storage"), "storage", source)
-    _check_keys(t, {"dir", "synchronous"}, "storage", source)
+    _check_keys(t, {"dir", "synchronous", "projection", "projection_interval_s", "log_segment_bytes"}, "storage",
+                source)
     sync = _str(t, "synchronous", "storage", source, "normal").upper()
     if sync not in ("NORMAL", "FULL"):
         raise ConfigError("storage.synchronous", f"must be normal or full, got {t['synchronous']!r}", source)
-    storage = StorageConfig(dir=_str(t, "dir", "storage", source, "./var"), synchronous=sync)
+    projection = _str(t, "projection", "storage", source, "process")
+    if projection not in ("process", "thread"):
+        raise ConfigError("storage.projection", f"must be process or thread, got {projection!r}", source)
+    storage = StorageConfig(dir=_str(t, "dir", "storage", source, "./var"), synchronous=sync, projection=projection,
+                            projection_interval_s=_float(t, "projection_interval_s", "storage", source, 0.02,
+                                                         0.001, 60.0),
+                            log_segment_bytes=_int(t, "log_segment_bytes", "storage", source, 64 << 20, 4096,
+                                                   1 << 40))
 
     t = _table(data.get("oms"), "oms", source)
     _check_keys(t, {"expiry_check_s"}, "oms", source)

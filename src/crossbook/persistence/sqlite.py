@@ -11,11 +11,17 @@ is in the OS page cache and survives a killed process (not a power loss); under 
 also fdatasync'ed, which survives power loss at the cost of a disk flush per batch on the loop.
 
 SQLite stays the queryable store (orders, executions, ClOrdIDs, risk usage, counters): a
-*projection* thread applies the logged batches in large transactions (every
-``projection_interval_s``, or sooner when ``max_batch`` batches wait or a reader asks), and records
-in the same transaction the log position it has applied (table ``log_state``). Segments the store
-has applied are deleted (the writer starts a new one every ``rotate_bytes``), so the log stays
-bounded. WAL checkpoints also run on the projection thread, after its commits.
+*projection* applies the logged batches in large transactions (every ``projection_interval_s``,
+or sooner when ``max_batch`` batches wait or a reader asks), and records in the same transaction
+the log position it has applied (table ``log_state``). Segments the store has applied are
+deleted (the writer starts a new one every ``rotate_bytes``), so the log stays bounded. WAL
+checkpoints also run in the projection, after its commits.
+
+The projection is either a thread of this process (``projection="thread"``: the loop hands it
+the rows it encoded, and its Python work shares the loop's GIL) or a child process
+(``projection="process"``, crossbook.persistence.projector, what the server runs: the loop only
+writes the record and publishes the log's end in a shared mapped word; the child reads the
+records back from the log, on the other core). Both apply with ``apply_items``.
 
 Recovery (``open()``): the log tail past SQLite's applied position is applied first (a torn last
 record, a write the process never finished and whose reports were therefore never sent, is
@@ -39,6 +45,8 @@ import logging
 import operator
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -46,6 +54,7 @@ from typing import Any, Callable
 
 import orjson
 
+from crossbook.persistence import projector as _projector
 from crossbook.persistence.log import (
     LogLock, LogWriter, drop_torn, list_segments, log_directory, log_end, scan,
 )
@@ -243,6 +252,35 @@ def encode_batch(batch) -> tuple[bytes, list[tuple], list[tuple], list[tuple], d
     return payload, orders, executions, cl_ord_ids, meta
 
 
+def encode_record(batch) -> bytes:
+    """A batch as one log record payload, nothing else: what the loop does per batch when the
+    projection runs in its own process, which decodes the record itself. The payload means the
+    same as ``encode_batch``'s (one orjson call for the whole record instead of one per row and
+    a splice: the rows' texts are not needed here). Raises ValueError when a row lacks a stored
+    column or has it null, exactly as ``encode_batch`` (such a batch must never be acknowledged)."""
+    orders = list(batch.orders.values())
+    order_keys, execution_keys = _ORDER_KEYS, _EXECUTION_KEYS
+    try:
+        for o in orders:
+            if None in order_keys(o):
+                raise ValueError(f"order row {o.get('order_id')!r} has a null stored column")
+        for e in batch.executions:
+            if None in execution_keys(e):
+                raise ValueError(f"execution row {e.get('exec_id')!r} has a null stored column")
+    except KeyError as exc:
+        raise ValueError(f"a batch row lacks the stored column {exc}") from None
+    meta = batch.meta
+    if batch.risk_usage:
+        meta = dict(meta) if meta else {}
+        for account, usage in batch.risk_usage.items():
+            meta[f"{RISK_KEY_PREFIX}{account}"] = _dumps(usage)
+    record = {"o": orders, "x": batch.executions, "c": batch.cl_ord_ids, "m": meta or {}}
+    try:
+        return b"o" + orjson.dumps(record)
+    except TypeError:  # an integer beyond 64 bits: json writes it exactly, and says so
+        return b"j" + json.dumps(record).encode()
+
+
 def decode_record(payload: bytes) -> tuple[list[tuple], list[tuple], list[tuple], dict[str, Any]]:
     """A log record back into the projection's parameters (recovery)."""
     body = payload[1:]
@@ -375,10 +413,16 @@ class SqliteJournal:
     returns what to restore), ``start()`` on the event loop, ``submit()`` per batch (durable on
     return), ``wait_applied()`` before reading the store, ``close()`` at shutdown.
 
+    ``projection`` says where the log is applied to SQLite: ``"thread"`` (default: a thread of
+    this process, which shares the GIL with the loop) or ``"process"`` (a child process,
+    crossbook.persistence.projector; what the server runs). Both apply the same records with
+    the same code; only the loop's share of the work and who holds the GIL differ.
+
     ``commits`` counts the projection's SQLite transactions, ``writes`` the log records."""
 
     def __init__(self, path: str, *, synchronous: str = "NORMAL", max_batch: int = 4096,
-                 projection_interval_s: float = 0.02, rotate_bytes: int = 64 << 20) -> None:
+                 projection_interval_s: float = 0.02, rotate_bytes: int = 64 << 20,
+                 projection: str = "thread") -> None:
         if not isinstance(synchronous, str) or synchronous.upper() not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be NORMAL or FULL, got {synchronous!r}")
         if not isinstance(max_batch, int) or max_batch < 1:
@@ -387,11 +431,14 @@ class SqliteJournal:
             raise ValueError(f"projection_interval_s must be in (0, 60], got {projection_interval_s!r}")
         if not isinstance(rotate_bytes, int) or rotate_bytes < 4096:
             raise ValueError(f"rotate_bytes must be an integer >= 4096, got {rotate_bytes!r}")
+        if projection not in ("thread", "process"):
+            raise ValueError(f"projection must be 'thread' or 'process', got {projection!r}")
         self.path = path
         self.synchronous = synchronous.upper()
         self.max_batch = max_batch
         self.projection_interval_s = float(projection_interval_s)
         self.rotate_bytes = rotate_bytes
+        self.projection = projection
         self.log_dir = log_directory(path)
         self._lock: LogLock | None = None
         self._writer: LogWriter | None = None
@@ -407,12 +454,44 @@ class SqliteJournal:
         self._waiters_lock = threading.Lock()
         self._position = 0        # end of the log written so far (loop thread)
         self._applied = 0         # end of what the store has applied (projection thread)
+        # Process mode (crossbook.persistence.projector): the child, the words shared with it
+        # (None in thread mode: submit() checks that), the pipes, the restart schedule.
+        self._child: subprocess.Popen | None = None
+        self._shared = None
+        self._words = None
+        self._wake_w = -1
+        self._report_r = -1
+        self._report_buf = b""
+        self._since_wake = 0
+        self._restarts = 0
+        self._restart_handle: asyncio.TimerHandle | None = None
+        self._restarting = False  # from a child's death until its successor reports it started
+        self._child_started_at = 0.0
+        self._commits = 0
+        self._checkpoints = 0
+        self.child_restarts = 0
         self.writes = 0
-        self.commits = 0
-        self.checkpoints = 0
         self.recovered_records = 0
         self.failed: BaseException | None = None
         self.projection_error: BaseException | None = None
+
+    @property
+    def commits(self) -> int:
+        words = self._words
+        return words.load(_projector.COMMITS) if words is not None else self._commits
+
+    @commits.setter
+    def commits(self, value: int) -> None:
+        self._commits = value
+
+    @property
+    def checkpoints(self) -> int:
+        words = self._words
+        return words.load(_projector.CHECKPOINTS) if words is not None else self._checkpoints
+
+    @checkpoints.setter
+    def checkpoints(self, value: int) -> None:
+        self._checkpoints = value
 
     # ------------------------------------------------------------------ lifecycle
     def open(self) -> RecoveredState:
@@ -423,6 +502,13 @@ class SqliteJournal:
         if self._lock is None:
             self._lock = LogLock(self.log_dir)
             self._lock.acquire(LOCK_WAIT_S)
+            # A killed server's projection process may still be finishing a transaction.
+            try:
+                _projector.wait_for_projector_exit(self.log_dir, LOCK_WAIT_S)
+            except BaseException:
+                self._lock.release()
+                self._lock = None
+                raise
         if self._conn is None:
             conn = _connect(self.path, self.synchronous)
             conn.executescript(SCHEMA)
@@ -434,12 +520,22 @@ class SqliteJournal:
         return _read_state(self._conn)
 
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        """Open a fresh log segment and start the projection thread."""
+        """Open a fresh log segment and start the projection (thread or process)."""
         if self._conn is None:
             self.open()
         self._loop = loop or asyncio.get_running_loop()
         self._writer = LogWriter(self.log_dir, self._position, sync=self.synchronous == "FULL")
         self._stopping = False
+        if self.projection == "process":
+            # The child is the store's only writer from now on.
+            self._conn.close()
+            self._conn = None
+            self._shared = _projector.Shared(self.log_dir, create=True)
+            self._words = self._shared.words
+            self._words.store(_projector.END, self._position)
+            self._words.store(_projector.APPLIED, self._applied)
+            self._spawn_child()
+            return
         self._thread = threading.Thread(target=self._project, name="crossbook-projection", daemon=True)
         self._thread.start()
 
@@ -452,22 +548,34 @@ class SqliteJournal:
         writer = self._writer
         if writer is None:
             raise RuntimeError("journal not started: call start() first")
+        words = self._words
         try:
-            payload, orders, executions, cl_ord_ids, meta = encode_batch(batch)
-            end = writer.append(payload)
+            if words is not None:   # process mode: the child decodes the record itself
+                end = writer.append(encode_record(batch))
+            else:
+                payload, orders, executions, cl_ord_ids, meta = encode_batch(batch)
+                end = writer.append(payload)
         except (ValueError, TypeError, OSError) as exc:  # the OMS must stop acknowledging
             log.exception("journal write failed: nothing is acknowledged from now on")
             self.failed = exc
             return
         self._position = end
         self.writes += 1
-        pending = self._pending
-        pending.append((end, orders, executions, cl_ord_ids, meta))
-        if len(pending) == self.max_batch:
-            self._wake.set()  # a large backlog: do not wait for the interval
+        if words is not None:
+            words.store(_END, end)  # the child may read up to here (a store, no system call)
+            self._since_wake += 1
+            if self._since_wake >= self.max_batch:
+                self._wake_child()  # a large backlog: do not wait for the interval
+        else:
+            pending = self._pending
+            pending.append((end, orders, executions, cl_ord_ids, meta))
+            if len(pending) == self.max_batch:
+                self._wake.set()  # a large backlog: do not wait for the interval
         if writer.segment_bytes >= self.rotate_bytes:
             try:
-                self._closed_segments.append(writer.rotate())
+                closed = writer.rotate()
+                if words is None:  # the child finds closed segments itself (LogTail)
+                    self._closed_segments.append(closed)
             except OSError as exc:  # this batch is logged; the next one has nowhere to go
                 log.exception("journal log rotation failed: nothing more is acknowledged")
                 self.failed = exc
@@ -478,16 +586,23 @@ class SqliteJournal:
         after it sees every report already sent). RuntimeError if the projection is failing,
         TimeoutError after ``timeout`` seconds."""
         target = self._position
+        words = self._words
+        if words is not None:
+            self._applied = max(self._applied, words.load(_projector.APPLIED))
         if self._applied >= target:
             return
-        if self.projection_error is not None:
+        # A projection process that died is being restarted: wait for the new one instead.
+        if self.projection_error is not None and not self._restarting:
             raise RuntimeError(f"journal projection failing: {self.projection_error}")
-        if self._thread is None:
+        if self._thread is None and words is None:
             raise RuntimeError("journal not started")
         future = asyncio.get_running_loop().create_future()
         with self._waiters_lock:
             self._waiters.append((target, future))
-        self._wake.set()
+        if words is not None:
+            self._want_child()
+        else:
+            self._wake.set()
         await asyncio.wait_for(future, timeout)
 
     def close(self, timeout: float = 10.0) -> None:
@@ -497,6 +612,8 @@ class SqliteJournal:
             self._wake.set()
             self._thread.join(timeout)
             self._thread = None
+        if self._words is not None:
+            self._stop_child(timeout)
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -513,6 +630,173 @@ class SqliteJournal:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+    # ------------------------------------------------------------------ projection process
+    def _spawn_child(self) -> None:
+        """Start crossbook.persistence.projector with its two pipes; the loop watches the report
+        pipe (one line per event, end of file when the child dies)."""
+        wake_r, wake_w = os.pipe()
+        report_r, report_w = os.pipe()
+        os.set_blocking(wake_w, False)      # a wake byte must never block the loop
+        args = [sys.executable, "-c", _CHILD_MAIN, self.path, self.log_dir, "--wake-fd", str(wake_r),
+                "--report-fd", str(report_w), "--synchronous", self.synchronous,
+                "--interval", repr(self.projection_interval_s), "--max-batch", str(self.max_batch)]
+        try:
+            child = subprocess.Popen(args, pass_fds=(wake_r, report_w), stdin=subprocess.DEVNULL)
+        except BaseException:
+            for fd in (wake_r, wake_w, report_r, report_w):
+                os.close(fd)
+            raise
+        os.close(wake_r)
+        os.close(report_w)
+        self._child, self._wake_w, self._report_r, self._report_buf = child, wake_w, report_r, b""
+        self._child_started_at = time.monotonic()
+        self._since_wake = 0
+        assert self._loop is not None
+        self._loop.add_reader(report_r, self._on_report)
+
+    def _wake_child(self) -> None:
+        self._since_wake = 0
+        if self._wake_w >= 0:
+            try:
+                os.write(self._wake_w, b"w")
+            except BlockingIOError:  # the pipe is full of wake bytes: it is awake anyway
+                pass
+            except OSError:          # the child is gone; _on_report restarts it
+                pass
+
+    def _want_child(self) -> None:
+        """Ask the child to report once it has applied the lowest target a reader waits for."""
+        with self._waiters_lock:
+            lowest = min((t for t, f in self._waiters if not f.done()), default=0)
+        self._words.store(_projector.WANTED, lowest)
+        if lowest:
+            self._wake_child()
+
+    def _on_report(self) -> None:
+        try:
+            data = os.read(self._report_r, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._child_died()
+            return
+        lines = (self._report_buf + data).split(b"\n")
+        self._report_buf = lines.pop()
+        for line in lines:
+            kind, _, rest = line.decode(errors="replace").partition(" ")
+            if kind in ("S", "A"):
+                if kind == "S":
+                    self._restarting = False
+                if kind == "S" and self.projection_error is not None:
+                    log.warning("journal projection process restarted (pid %d); it applies from position %s",
+                                self._child.pid if self._child else -1, rest)
+                self.projection_error = None
+                self._applied = max(self._applied, int(rest))
+            elif kind == "E":
+                self.projection_error = RuntimeError(rest)
+                log.error("journal projection process: %s (it retries; the log keeps every batch)", rest)
+        self._release_waiters_here()
+
+    def _release_waiters_here(self) -> None:
+        """Resolve the waiters the store now covers (on the loop), and ask for the rest."""
+        if not self._waiters:
+            return
+        applied = max(self._applied, self._words.load(_projector.APPLIED)) if self._words else self._applied
+        self._applied = applied
+        with self._waiters_lock:
+            ready = [f for t, f in self._waiters if t <= applied]
+            self._waiters = [(t, f) for t, f in self._waiters if t > applied and not f.done()]
+        _resolve(ready)
+        if self._waiters and self._words is not None:
+            self._want_child()
+
+    def _close_child_pipes(self) -> None:
+        if self._report_r >= 0:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(self._report_r)
+            os.close(self._report_r)
+            self._report_r = -1
+        if self._wake_w >= 0:
+            os.close(self._wake_w)
+            self._wake_w = -1
+
+    def _child_died(self) -> None:
+        child = self._child
+        self._close_child_pipes()
+        self._child = None
+        code = None
+        if child is not None:
+            try:
+                code = child.wait(1.0)   # its report pipe closed as it exited: this is immediate
+            except subprocess.TimeoutExpired:
+                child.kill()
+                code = child.wait()
+        self.projection_error = RuntimeError(f"the journal projection process exited (code {code})")
+        self._restarting = True
+        lived = time.monotonic() - self._child_started_at
+        # Restart at once after a long life; back off when it dies again right after starting.
+        self._restarts = self._restarts + 1 if lived < 1.0 else 0
+        delay = 0.0 if not self._restarts else min(0.1 * 2 ** (self._restarts - 1), 5.0)
+        log.error("journal projection process (pid %s) exited with code %s; restarting it in %.1f s "
+                  "(nothing is lost: the log holds every batch)", child.pid if child else "?", code, delay)
+        assert self._loop is not None
+        self._restart_handle = self._loop.call_later(delay, self._restart_child)
+
+    def _restart_child(self) -> None:
+        self._restart_handle = None
+        if self._words is None or self._child is not None:
+            return
+        try:
+            self._spawn_child()
+        except OSError as exc:
+            log.error("cannot start the journal projection process: %s; trying again in 5 s", exc)
+            self.projection_error = exc
+            self._restart_handle = self._loop.call_later(5.0, self._restart_child)
+            return
+        self.child_restarts += 1
+        if self._waiters:
+            self._want_child()
+
+    def _stop_child(self, timeout: float) -> None:
+        """close(): the child applies everything logged, checkpoints and exits; joined with a
+        timeout (then killed: the log keeps what it had not applied, for the next open())."""
+        words = self._words
+        if self._restart_handle is not None:
+            self._restart_handle.cancel()
+            self._restart_handle = None
+        child = self._child
+        if child is None and self._applied < self._position and self._loop is not None:
+            try:  # it died and its restart is still pending: one more run to apply the rest
+                self._spawn_child()
+                child = self._child
+            except OSError:
+                child = None
+        if child is not None:
+            words.store(_projector.STOP, 1)
+            self._wake_child()
+            try:
+                child.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.error("journal projection process (pid %d) did not finish in %.1f s; killed (the log "
+                          "keeps what it had not applied)", child.pid, timeout)
+                child.kill()
+                child.wait()
+            self._child = None
+        self._close_child_pipes()
+        self._applied = max(self._applied, words.load(_projector.APPLIED))
+        self._commits = words.load(_projector.COMMITS)
+        self._checkpoints = words.load(_projector.CHECKPOINTS)
+        self._words = None
+        self._shared.close(unlink=True)
+        self._shared = None
+        with self._waiters_lock:
+            waiters, self._waiters = self._waiters, []
+        for _, f in waiters:
+            if not f.done():
+                f.set_exception(RuntimeError("journal closed"))
 
     # ------------------------------------------------------------------ projection thread
     def _project(self) -> None:
@@ -585,6 +869,11 @@ class SqliteJournal:
                 self._loop.call_soon_threadsafe(_resolve, ready)
             except RuntimeError:  # loop closed during shutdown
                 pass
+
+
+_END = _projector.END
+#: What the projection process runs (``-c``, not ``-m``: see crossbook.persistence.projector).
+_CHILD_MAIN = "import sys; from crossbook.persistence.projector import main; sys.exit(main())"
 
 
 def _resolve(futures: list) -> None:
@@ -686,6 +975,13 @@ def catch_up_log(path: str, timeout: float = READER_CATCH_UP_S) -> None:
         log.warning("%s: cannot lock its journal log (%s); orders in the log's tail will not show", path, exc)
         return
     if acquired:
+        try:
+            # A killed server's projection process may still be finishing a transaction.
+            _projector.wait_for_projector_exit(directory, LOCK_WAIT_S)
+        except RuntimeError as exc:
+            lock.release()
+            log.warning("%s: %s; orders in its journal log's tail may not show", path, exc)
+            return
         try:
             conn = _connect(path)
             try:

@@ -1,0 +1,269 @@
+"""The journal's projection in a child process (crossbook.persistence.projector): the barrier,
+a killed child restarted with nothing lost, SQLite failing in the child and recovering, a
+backlog waking it early, a previous server's child delaying open(), and the log reader itself
+(records across segments, in bounded pieces, damage refused)."""
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+import sqlite3
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from test_journal_log import batch  # noqa: E402
+from crossbook.persistence import LogCorrupt, OrderStore, SqliteJournal  # noqa: E402
+from crossbook.persistence import sqlite as journal_module  # noqa: E402
+from crossbook.persistence.log import RECORD_HEADER, SEGMENT_HEADER, LogWriter, list_segments, log_directory  # noqa: E402
+from crossbook.persistence.projector import PROJECTOR_LOCK, LogTail  # noqa: E402
+from crossbook.persistence.sqlite import applied_position, encode_record  # noqa: E402
+
+
+def stored_orders(path: str) -> list[str]:
+    store = OrderStore(path, catch_up=False)
+    try:
+        return [o["order_id"] for o in store.orders()]
+    finally:
+        store.close()
+
+
+async def until(predicate, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+def test_the_barrier_makes_the_store_current_however_long_the_interval(tmp_path, projection):
+    path = str(tmp_path / "j.db")
+
+    async def scenario() -> None:
+        journal = SqliteJournal(path, projection=projection, projection_interval_s=30.0)
+        journal.open()
+        journal.start()
+        try:
+            for n in range(1, 4):
+                journal.submit(batch(n), lambda _b: None)
+            assert stored_orders(path) == []            # logged, not projected: 30 s to go
+            await journal.wait_applied(10)
+            assert stored_orders(path) == ["O1", "O2", "O3"]
+            journal.submit(batch(4), lambda _b: None)
+            await asyncio.gather(journal.wait_applied(10), journal.wait_applied(10))
+            assert stored_orders(path)[-1] == "O4"
+        finally:
+            journal.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_killed_projection_process_is_restarted_and_nothing_is_lost(tmp_path, caplog):
+    path = str(tmp_path / "j.db")
+
+    async def scenario() -> SqliteJournal:
+        journal = SqliteJournal(path, projection="process", rotate_bytes=4096)
+        journal.open()
+        journal.start()
+        for n in range(1, 201):
+            journal.submit(batch(n), lambda _b: None)
+        await journal.wait_applied(10)
+        first = journal._child.pid
+        os.kill(first, signal.SIGKILL)
+        for n in range(201, 401):                        # reports keep flowing meanwhile
+            journal.submit(batch(n), lambda _b: None)
+        await until(lambda: journal.projection_error is not None, "the death to be noticed")
+        assert "exited (code -9)" in str(journal.projection_error)
+        await journal.wait_applied(10)                   # waits for the new child, does not fail
+        assert journal._child.pid != first and journal.child_restarts == 1
+        assert journal.projection_error is None
+        assert len(stored_orders(path)) == 400
+        journal.close()
+        return journal
+
+    with caplog.at_level(logging.WARNING, logger="crossbook.persistence"):
+        journal = asyncio.run(scenario())
+    assert any(r.levelno == logging.ERROR and "projection process" in r.getMessage() and "exited" in r.getMessage()
+               for r in caplog.records)
+    assert list_segments(log_directory(path)) == []     # closed cleanly: everything applied
+    assert len(SqliteJournal(path).open().orders) == 400 and journal.writes == 400
+
+
+def test_close_right_after_the_child_died_still_applies_everything(tmp_path):
+    path = str(tmp_path / "j.db")
+
+    async def scenario() -> None:
+        journal = SqliteJournal(path, projection="process", projection_interval_s=30.0)
+        journal.open()
+        journal.start()
+        for n in range(1, 51):
+            journal.submit(batch(n), lambda _b: None)
+        child = journal._child
+        os.kill(child.pid, signal.SIGKILL)
+        await until(lambda: journal._child is None, "the death to be noticed")
+        journal.close()                                  # its restart was pending: close runs one
+
+    asyncio.run(scenario())
+    assert len(stored_orders(path)) == 50
+    assert list_segments(log_directory(path)) == []
+
+
+def test_sqlite_failing_in_the_child_is_reported_and_recovers(tmp_path, caplog):
+    path = str(tmp_path / "j.db")
+
+    async def scenario() -> None:
+        journal = SqliteJournal(path, projection="process", projection_interval_s=30.0)
+        journal.open()
+        journal.start()
+        try:
+            journal.submit(batch(1), lambda _b: None)
+            await journal.wait_applied(10)
+            other = sqlite3.connect(path, isolation_level=None)
+            other.execute("DROP TABLE orders")           # the child's next commit fails
+            journal.submit(batch(2), lambda _b: None)
+            with pytest.raises(asyncio.TimeoutError):
+                await journal.wait_applied(0.5)
+            await until(lambda: journal.projection_error is not None, "the failure report")
+            assert "no such table" in str(journal.projection_error)
+            with pytest.raises(RuntimeError, match="projection failing"):
+                await journal.wait_applied(1)            # a reader hears it at once (HTTP: 503)
+            other.executescript(journal_module.SCHEMA)   # the disk is fine again
+            other.close()
+            await until(lambda: journal.projection_error is None, "the recovery report")
+            await journal.wait_applied(10)
+            assert stored_orders(path) == ["O2"]         # O1 went with the dropped table
+        finally:
+            journal.close()
+
+    with caplog.at_level(logging.ERROR, logger="crossbook.persistence"):
+        asyncio.run(scenario())
+    assert any("no such table" in r.getMessage() for r in caplog.records)
+
+
+def test_a_backlog_of_max_batch_records_wakes_the_child_early(tmp_path):
+    path = str(tmp_path / "j.db")
+
+    async def scenario() -> None:
+        journal = SqliteJournal(path, projection="process", projection_interval_s=30.0, max_batch=50)
+        journal.open()
+        journal.start()
+        try:
+            for n in range(1, 50):
+                journal.submit(batch(n), lambda _b: None)
+            await asyncio.sleep(0.3)
+            assert stored_orders(path) == []             # below the backlog: the interval rules
+            journal.submit(batch(50), lambda _b: None)
+            conn = sqlite3.connect(path)
+            await until(lambda: applied_position(conn) == journal._position, "the early projection")
+            conn.close()
+        finally:
+            journal.close()
+
+    asyncio.run(scenario())
+
+
+def test_open_waits_for_a_previous_servers_projection_process(tmp_path, monkeypatch):
+    path = str(tmp_path / "j.db")
+    directory = log_directory(path)
+    os.makedirs(directory)
+    fd = os.open(os.path.join(directory, PROJECTOR_LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)          # what a killed server's child still holds
+    monkeypatch.setattr(journal_module, "LOCK_WAIT_S", 0.2)
+    with pytest.raises(RuntimeError, match="projection process is still running"):
+        SqliteJournal(path).open()
+    monkeypatch.setattr(journal_module, "LOCK_WAIT_S", 10.0)
+    threading.Timer(0.3, os.close, (fd,)).start()   # it exits
+    started = time.monotonic()
+    journal = SqliteJournal(path)
+    journal.open()
+    assert time.monotonic() - started >= 0.2
+    journal.close()
+
+
+# ---------------------------------------------------------------------------------- LogTail
+def write_records(directory: str, count: int, rotate: int) -> tuple[list[bytes], int]:
+    """``count`` records (payloads of growing size) written as the journal does, rotating at
+    ``rotate`` bytes; returns the payloads and the end position."""
+    writer = LogWriter(directory, 0)
+    payloads = []
+    for n in range(1, count + 1):
+        payloads.append(encode_record(batch(n)) + b" " * (n * 7))
+        writer.append(payloads[-1])
+        if writer.segment_bytes >= rotate:
+            writer.rotate()
+    writer.close()
+    return payloads, writer.position
+
+
+@pytest.mark.parametrize("max_bytes", [1 << 20, 900, 10])
+def test_log_tail_reads_every_record_across_segments_in_bounded_pieces(tmp_path, max_bytes):
+    directory = str(tmp_path / "log")
+    payloads, end = write_records(directory, 60, rotate=4096)
+    assert len(list_segments(directory)) > 5
+    tail = LogTail(directory, 0)
+    got: list[bytes] = []
+    ends: list[int] = []
+    while tail.cursor < end:
+        records = tail.read(end, max_records=7, max_bytes=max_bytes)
+        assert 1 <= len(records) <= 7      # a record larger than the budget still comes whole
+        size = sum(len(p) + RECORD_HEADER.size for p, _ in records)
+        assert size <= max_bytes or len(records) == 1  # the budget bounds memory
+        got += [p for p, _ in records]
+        ends += [e for _, e in records]
+        tail.advance()
+    assert got == payloads and ends == sorted(set(ends)) and ends[-1] == end
+    # Every segment it finished is deleted; the one the writer would append to stays.
+    assert [base for base, _ in list_segments(directory)] == [list_segments(directory)[-1][0]]
+    tail.close()
+
+
+def test_log_tail_stops_at_the_published_end_and_rewinds_after_a_failed_commit(tmp_path):
+    directory = str(tmp_path / "log")
+    payloads, end = write_records(directory, 30, rotate=4096)
+    tail = LogTail(directory, 0)
+    some = tail.read(end, max_records=12)
+    middle = some[-1][1]
+    tail.rewind()                                     # the commit failed: read them again
+    assert tail.read(middle, max_records=100) == some  # nothing past the published end
+    tail.advance()
+    rest = tail.read(end, max_records=100)
+    assert [p for p, _ in some + rest] == payloads
+    tail.close()
+    # A new reader (a restarted child) at the applied position deletes the segments an earlier
+    # one finished but was killed before deleting.
+    directory = str(tmp_path / "again")
+    write_records(directory, 30, rotate=4096)
+    before = [base for base, _ in list_segments(directory)]
+    LogTail(directory, middle).close()
+    bases = [base for base, _ in list_segments(directory)]
+    assert bases[0] <= middle and (len(bases) == 1 or bases[1] > middle)
+    assert bases == [base for base in before if base >= bases[0]] and len(bases) < len(before)
+
+
+@pytest.mark.parametrize("damage", ["crc", "length", "cut"])
+def test_log_tail_refuses_a_record_that_is_not_what_was_written(tmp_path, damage):
+    directory = str(tmp_path / "log")
+    _, end = write_records(directory, 5, rotate=1 << 20)
+    [(_, segment)] = list_segments(directory)
+    second = SEGMENT_HEADER.size + RECORD_HEADER.size + RECORD_HEADER.unpack_from(
+        open(segment, "rb").read(), SEGMENT_HEADER.size)[0]
+    with open(segment, "r+b") as f:
+        if damage == "crc":
+            f.seek(second + RECORD_HEADER.size + 3)
+            f.write(b"#")
+        elif damage == "length":
+            f.seek(second)
+            f.write(b"\0\0\0\0")
+        else:
+            f.truncate(os.path.getsize(segment) - 5)
+    tail = LogTail(directory, 0)
+    with pytest.raises(LogCorrupt, match="CRC mismatch|record length 0|ends inside the record"):
+        while tail.cursor < end:
+            tail.read(end, max_records=100)
+    tail.close()
