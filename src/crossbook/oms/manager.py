@@ -30,7 +30,7 @@ from crossbook.model.orders import (
 from crossbook.oms.accounts import Directory
 from crossbook.oms.lifecycle import Trigger, transition
 from crossbook.oms.reports import CancelReject, ExecReport, MassCancelReport, Output
-from crossbook.routing.fix_venue import RECONCILED
+from crossbook.routing.fix_venue import RECONCILED, FixVenue
 from crossbook.routing.venue import Venue, VenueEvent, VenueEventKind, VenueOrder
 
 log = logging.getLogger("crossbook.oms")
@@ -125,9 +125,14 @@ class Batch:
     meta: dict[str, str] = field(default_factory=dict)
     outputs: list[Output] = field(default_factory=list)
     events: list[tuple[Execution, dict[str, Any]]] = field(default_factory=list)
+    # Venue requests that may leave only once this batch is durable (write-ahead, see
+    # OrderManager._send_when_durable): (bound venue method, args), sent first by _on_durable.
+    # None (not an empty list) in the usual batch: nothing to allocate per batch.
+    venue_sends: list[tuple[Callable[..., None], tuple]] | None = None
 
     def empty(self) -> bool:
-        return not (self.orders or self.executions or self.outputs or self.meta or self.cl_ord_ids)
+        return not (self.orders or self.executions or self.outputs or self.meta or self.cl_ord_ids
+                    or self.venue_sends)
 
 
 class Journal(Protocol):
@@ -151,6 +156,18 @@ class Clock(Protocol):
     def now_ns(self) -> int: ...
 
 
+def outlives_oms(venue: Any) -> bool:
+    """True when orders sent to ``venue`` stay live after this process dies: a venue in its own
+    process reached over FIX (FixVenue), or a router (an object with a ``venues`` list) that can
+    send children to one. Such a venue gets write-ahead: the batch holding an order, its venue
+    ClOrdID and the id counters is durable before the order (or a replace's new id) is sent.
+    In-process venues' books die with the process: nothing there can outlive what was journaled."""
+    if isinstance(venue, FixVenue):
+        return True
+    children = getattr(venue, "venues", None)
+    return isinstance(children, (list, tuple)) and any(isinstance(v, FixVenue) for v in children)
+
+
 class OrderManager:
     """Order state, lifecycle and ClOrdID chains for every client order. See module docstring."""
 
@@ -170,6 +187,7 @@ class OrderManager:
         self._absorb_ack: set[tuple[str, str]] = set()        # resubmitted after restart: ack is silent
         self._held_at_venue: set[str] = set()                 # restored orders a remote venue still holds
         self._seen_venue_exec: set[tuple[str, str]] = set()
+        self._write_ahead: dict[str, tuple[Venue, bool]] = {}  # venue name -> (venue, outlives_oms(venue))
         self._killed: frozenset[int] = frozenset()           # account indices a kill switch blocks
         self._sent_exec_seq: dict[str, int] = {}             # session -> highest stored ExecID seq sent
         self._marks_moved = False                            # _sent_exec_seq changed since the last flush
@@ -285,12 +303,33 @@ class OrderManager:
         if acc is None:
             acc = self.directory.accounts[order.account]
         # Positional, in VenueOrder's field order (venue_cl_ord_id ... expire_time, owner, stp).
-        venue.new_order(VenueOrder(vid, inst, _SIDES[order.side], _ORD_TYPES[order.ord_type], _TIFS[order.tif],
-                                   order.leaves_qty, order.price, order.stop_px, order.display_qty, order.post_only,
-                                   order.expire_time, acc.index + 1, acc.stp))
+        venue_order = VenueOrder(vid, inst, _SIDES[order.side], _ORD_TYPES[order.ord_type], _TIFS[order.tif],
+                                 order.leaves_qty, order.price, order.stop_px, order.display_qty, order.post_only,
+                                 order.expire_time, acc.index + 1, acc.stp)
+        known = self._write_ahead.get(order.venue)
+        if known is None or known[0] is not venue:
+            known = self._write_ahead[order.venue] = (venue, outlives_oms(venue))
         self._batch.orders[order.order_id] = order  # type: ignore[assignment]  # _dirty, inlined
+        if known[1]:
+            self._send_when_durable(venue.new_order, (venue_order,))
+            return
+        venue.new_order(venue_order)
         if not self._flush_scheduled:
             self._schedule_flush()
+
+    def _send_when_durable(self, call: Callable[..., None], args: tuple) -> None:
+        """Write-ahead for a venue whose orders outlive this process (:func:`outlives_oms`): the
+        current batch (the order's row with its new venue ClOrdID, and the id counters) goes to
+        the journal now and ``call(*args)`` runs only once it is durable (first thing in
+        _on_durable; inside this call with a journal that writes synchronously). Otherwise a
+        kill between the send and the commit would leave a live order at the venue that the
+        restarted OMS does not know and would enter again under the same ids."""
+        batch = self._batch
+        if batch.venue_sends is None:
+            batch.venue_sends = [(call, args)]
+        else:
+            batch.venue_sends.append((call, args))
+        self.flush()
 
     @staticmethod
     def _risk_price_of(order: Order) -> int:
@@ -470,7 +509,16 @@ class OrderManager:
         order.venue_seq += 1
         new_vid = f"{order.order_id}.{order.venue_seq}"
         self._by_venue_id[(order.venue, new_vid)] = order
-        self.venues[order.venue].replace_order(order.venue_cl_ord_id, new_vid, cmd.qty, new_price)
+        venue = self.venues[order.venue]
+        known = self._write_ahead.get(order.venue)
+        if known is None or known[0] is not venue:
+            known = self._write_ahead[order.venue] = (venue, outlives_oms(venue))
+        if known[1]:
+            # The new venue ClOrdID (venue_seq in the order's row) is durable before the replace
+            # leaves: after a kill, the restart asks for the order and sends the same id again.
+            self._send_when_durable(venue.replace_order, (order.venue_cl_ord_id, new_vid, cmd.qty, new_price))
+        else:
+            venue.replace_order(order.venue_cl_ord_id, new_vid, cmd.qty, new_price)
 
     # ------------------------------------------------------------------ mass operations
     def mass_cancel(self, session: str, cl_ord_id: str, request_type: str, *, symbol: str = "",
@@ -936,6 +984,13 @@ class OrderManager:
 
     def _on_durable(self, batch: Batch) -> None:
         self.in_flight -= 1
+        if batch.venue_sends is not None:
+            # Write-ahead requests first: the venue's answer is what the client waits for.
+            for call, args in batch.venue_sends:
+                try:
+                    call(*args)
+                except Exception:  # a venue's bug must not stop this batch's reports
+                    log.exception("venue request %s%r failed", getattr(call, "__qualname__", call), args)
         sink = self._outputs_sink
         if sink is not None:
             sent = self._sent_exec_seq
@@ -1012,12 +1067,15 @@ class OrderManager:
         if risk_snapshot:
             self.risk.restore(risk_snapshot)
 
-    def hold_at_venue(self, order_id: str) -> Order:
+    def hold_at_venue(self, order_id: str, acknowledged: bool = False) -> Order:
         """After :meth:`restore`, before :meth:`resubmit_open_orders`: the open order ``order_id``
         is still held by its venue, a venue process that outlived this server (a FixVenue, which
         reconciles it at logon), so it must not be entered again. Its venue ids are mapped again,
         so the venue's events reach it, and ``resubmit_open_orders`` leaves it where it is.
-        Returns the order; ValueError when it is not an open order with a venue id."""
+        ``acknowledged``: the venue has taken the order back as live and will say nothing more
+        about its entry (a router restoring a parent whose children rest at venue processes): an
+        order still PENDING_NEW (journaled before it was sent, write-ahead) is acknowledged now
+        (New). Returns the order; ValueError when it is not an open order with a venue id."""
         order = self._open.get(order_id)
         if order is None:
             raise ValueError(f"hold_at_venue: {order_id!r} is not an open order (restore() it first)")
@@ -1025,6 +1083,9 @@ class OrderManager:
             raise ValueError(f"hold_at_venue: order {order_id} was never sent to a venue")
         self._by_venue_id[(order.venue, order.venue_cl_ord_id)] = order
         self._held_at_venue.add(order_id)
+        if acknowledged and order.state is OrderState.PENDING_NEW:
+            transition(order, Trigger.ACCEPTED)
+            self._execution(order, ExecType.NEW)
         return order
 
     def resubmit_open_orders(self) -> int:

@@ -1,0 +1,173 @@
+"""Write-ahead in OrderManager: for a venue whose orders outlive the OMS (a FixVenue, or a router
+that can reach one) the batch holding an order with its venue ClOrdID and the id counters is
+durable before the NewOrderSingle (or a replace's new venue ClOrdID) is handed to the venue; an
+in-process venue is called at once, as before. No network: the FixVenue's sending is replaced."""
+from __future__ import annotations
+
+import asyncio
+
+from crossbook.app.config import load_config
+from crossbook.app.server import SystemClock, build_risk
+from crossbook.core import OrdType, Side, TimeInForce
+from crossbook.model.enums import ExecType, OrderState
+from crossbook.model.orders import NewOrder, ReplaceOrder
+from crossbook.oms.manager import OrderManager, outlives_oms
+from crossbook.routing.fix_venue import FixVenue
+from crossbook.routing.router import SmartRouter
+from crossbook.routing.venue import VenueEvent, VenueEventKind
+from crossbook.venues import InProcessVenue
+
+CFG = load_config(None, {"venues": [{"name": "VENUE-A"}, {"name": "VENUE-B"}]})
+
+
+class RecordingJournal:
+    """A same-thread journal (like SqliteJournal: on_durable inside submit) that notes in ``log``
+    what each batch made durable; ``stalled``: batches are taken and never made durable."""
+
+    def __init__(self, log: list) -> None:
+        self.log = log
+        self.stalled = False
+
+    def submit(self, batch, on_durable) -> None:
+        if self.stalled:
+            return
+        self.log.append(("durable", {oid: (r["state"], r["venue_cl_ord_id"], r["venue_seq"])
+                                     for oid, r in batch.orders.items()}, dict(batch.meta)))
+        on_durable(batch)
+
+
+class SendlessFixVenue(FixVenue):
+    """A FixVenue that is up and notes each request in ``log`` instead of sending it."""
+
+    def __init__(self, name: str, log: list) -> None:
+        super().__init__(name, CFG.instruments, host="127.0.0.1", port=9, sender_comp_id="CROSSBOOK",
+                         target_comp_id=name, md_depth=0)
+        self.log = log
+
+    @property
+    def is_up(self) -> bool:
+        return True
+
+    def new_order(self, order) -> None:
+        self.log.append(("venue new", order.venue_cl_ord_id))
+
+    def replace_order(self, venue_cl_ord_id, new_venue_cl_ord_id, qty, price) -> None:
+        self.log.append(("venue replace", venue_cl_ord_id, new_venue_cl_ord_id, qty, price))
+
+
+class LoggingInProcessVenue(InProcessVenue):
+    def __init__(self, name: str, log: list) -> None:
+        super().__init__(name, CFG.instruments, SystemClock())
+        self.log = log
+
+    def new_order(self, order) -> None:
+        self.log.append(("venue new", order.venue_cl_ord_id))
+        super().new_order(order)
+
+
+def manager_with(venue_a, log: list) -> tuple[OrderManager, RecordingJournal, list]:
+    journal = RecordingJournal(log)
+    venues = {"VENUE-A": venue_a, "VENUE-B": InProcessVenue("VENUE-B", CFG.instruments, SystemClock())}
+    m = OrderManager(instruments=CFG.instruments, venues=venues, risk=build_risk(CFG), directory=CFG.directory,
+                     clock=SystemClock(), journal=journal)
+    sent: list = []
+    m.set_output_sink(lambda out: (sent.append(out), log.append(("report", out.execution.exec_type))))
+    return m, journal, sent
+
+
+def new(cl: str, qty: int = 10) -> NewOrder:
+    return NewOrder(session="FIRM1", begin_string="FIX.4.4", cl_ord_id=cl, firm="FIRM1", account="ACC1",
+                    instrument_index=CFG.instruments.by_symbol("AAPL").index, side=int(Side.BUY),
+                    ord_type=int(OrdType.LIMIT), tif=int(TimeInForce.DAY), qty=qty, price=22900,
+                    ex_destination="VENUE-A")
+
+
+def test_an_order_to_a_fix_venue_is_durable_with_its_venue_id_before_it_is_sent():
+    async def scenario():
+        log: list = []
+        m, _, _ = manager_with(SendlessFixVenue("VENUE-A", log), log)
+        m.new_order(new("b1"))
+        # Inside new_order: the batch (order row with venue ClOrdID O1.1, the order counter) is
+        # durable, then the NewOrderSingle goes, then the PendingNew report.
+        assert log == [("durable", {"O1": ("pending_new", "O1.1", 1)}, {"order_seq": "1", "exec_seq": "1"}),
+                       ("venue new", "O1.1"), ("report", ExecType.PENDING_NEW)]
+
+    asyncio.run(scenario())
+
+
+def test_a_replace_at_a_fix_venue_is_durable_with_its_new_venue_id_before_it_is_sent():
+    async def scenario():
+        log: list = []
+        m, _, _ = manager_with(SendlessFixVenue("VENUE-A", log), log)
+        m.new_order(new("b1"))
+        m.on_venue_event(VenueEvent(VenueEventKind.NEW, "VENUE-A", "O1.1", "V1", leaves_qty=10))
+        await m.drain()
+        assert m.order("O1").state is OrderState.NEW
+        log.clear()
+        m.replace_order(ReplaceOrder(session="FIRM1", cl_ord_id="r1", orig_cl_ord_id="b1", qty=20, price=22800))
+        assert log[:2] == [("durable", {"O1": ("pending_replace", "O1.1", 2)}, {"exec_seq": "3"}),
+                           ("venue replace", "O1.1", "O1.2", 20, 22800)]
+        assert log[2:] == [("report", ExecType.PENDING_REPLACE)]
+
+    asyncio.run(scenario())
+
+
+def test_nothing_goes_to_a_fix_venue_while_the_journal_has_not_made_the_order_durable():
+    async def scenario():
+        log: list = []
+        m, journal, sent = manager_with(SendlessFixVenue("VENUE-A", log), log)
+        journal.stalled = True
+        m.new_order(new("b1"))
+        await asyncio.sleep(0.01)
+        assert log == [] and sent == []
+        assert m.order("O1").venue_cl_ord_id == "O1.1"   # chosen, stored with the batch that never came back
+
+    asyncio.run(scenario())
+
+
+def test_an_in_process_venue_is_called_at_once_and_shares_the_commit_with_its_ack():
+    async def scenario():
+        log: list = []
+        venue = LoggingInProcessVenue("VENUE-A", log)
+        await venue.start()
+        try:
+            m, _, _ = manager_with(venue, log)
+            m.new_order(new("b1"))
+            assert log == [("venue new", "O1.1")]      # no journal write before the venue call
+            await m.drain()
+            assert log[1:] == [("durable", {"O1": ("new", "O1.1", 1)}, {"order_seq": "1", "exec_seq": "2"}),
+                               ("report", ExecType.PENDING_NEW), ("report", ExecType.NEW)]
+        finally:
+            await venue.stop()
+
+    asyncio.run(scenario())
+
+
+def test_which_venues_outlive_the_oms():
+    log: list = []
+    fix = SendlessFixVenue("VENUE-A", log)
+    local = InProcessVenue("VENUE-B", CFG.instruments, SystemClock())
+    assert outlives_oms(fix) and not outlives_oms(local)
+    assert outlives_oms(SmartRouter("SOR", [local, fix]))
+    assert not outlives_oms(SmartRouter("LOCAL", [local]))
+    assert not outlives_oms(object())
+
+
+def test_a_held_order_acknowledged_by_its_venue_becomes_new():
+    """hold_at_venue(acknowledged=True): a router took a journaled PENDING_NEW parent back with
+    its children; the order is acknowledged (New) at once, as the router treats it."""
+    async def scenario():
+        log: list = []
+        m, journal, sent = manager_with(SendlessFixVenue("VENUE-A", log), log)
+        m.new_order(new("b1"))
+        restarted, _, sent2 = manager_with(SendlessFixVenue("VENUE-A", []), [])
+        restarted.restore([m._row(m.order("O1"))], [], {"order_seq": "1", "exec_seq": "1"}, {})
+        order = restarted.hold_at_venue("O1", acknowledged=True)
+        assert order.state is OrderState.NEW
+        await restarted.drain()
+        assert [o.execution.exec_type for o in sent2] == [ExecType.NEW]
+        restarted.resubmit_open_orders()       # held: not sent again
+        await restarted.drain()
+        assert order.venue_seq == 1 and len(sent2) == 1
+
+    asyncio.run(scenario())
