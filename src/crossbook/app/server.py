@@ -22,7 +22,7 @@ from crossbook.model.enums import OrderState
 from crossbook.fix.settings import SessionSettings
 from crossbook.fix.transport import Acceptor
 from crossbook.oms.gateway import INBOUND_MARK, FixGateway
-from crossbook.oms.manager import OrderManager
+from crossbook.oms.manager import OrderManager, outlives_oms
 from crossbook.persistence import SqliteJournal
 from crossbook.publish import EventBus
 from crossbook.publish.dropcopy import DropCopyPublisher
@@ -220,10 +220,14 @@ class Server:
                 # A routed order whose children rest at venue processes: the router takes it back
                 # from its audit trail (a persistent audit_path) with those children, instead of
                 # routing its leaves again. Otherwise (False) resubmit_open_orders routes it again.
-                if order.state in (OrderState.NEW, OrderState.PARTIALLY_FILLED) and router.restore_parent(
-                        self._venue_order(order), order.cum_qty,
-                        [f"{order.order_id}.{k}" for k in range(1, order.venue_seq + 1)]):
-                    manager.hold_at_venue(order.order_id)
+                # A PENDING_NEW one was journaled before it went to the router (write-ahead, when
+                # the router can reach a FIX venue): if the router had already routed it, it is
+                # taken back the same way and acknowledged, as the router now treats it.
+                if (order.state in (OrderState.NEW, OrderState.PARTIALLY_FILLED)
+                        or order.state is OrderState.PENDING_NEW and outlives_oms(router)) \
+                        and router.restore_parent(self._venue_order(order), order.cum_qty,
+                                                  [f"{order.order_id}.{k}" for k in range(1, order.venue_seq + 1)]):
+                    manager.hold_at_venue(order.order_id, acknowledged=True)
                     count += 1
                 continue
             if not isinstance(venue, FixVenue) or not order.venue_cl_ord_id:
