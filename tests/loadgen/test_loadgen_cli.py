@@ -141,3 +141,15 @@ def test_the_bundled_load_test_config_is_a_valid_server_config(tmp_path):
     assert [s.comp_id for s in config.directory.sessions.values()] == [f"LOAD{i}" for i in range(1, 9)]
     assert all(s.msg_rate_per_sec is None for s in config.directory.sessions.values())
     assert os.path.exists(LOADTEST_CONFIG)
+
+
+@pytest.mark.parametrize("extra, poll", [([], False), (["--poll"], True)])
+def test_poll_option_reaches_the_config(extra, poll):
+    import argparse
+
+    from crossbook.loadgen import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    config, _ = cli.build_config(parser.parse_args(["--server-config", str(LOADTEST_CONFIG), "--rate", "100", *extra]))
+    assert config.poll is poll

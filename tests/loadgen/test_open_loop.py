@@ -83,13 +83,14 @@ async def _with_acceptor(app: Application, config_kw: dict, comp_ids=("LG1",)):
         await acceptor.stop(logout_grace=0.5)
 
 
-def test_a_stall_shows_in_every_message_scheduled_during_it():
+@pytest.mark.parametrize("poll", [False, True], ids=["timerfd", "polled"])
+def test_a_stall_shows_in_every_message_scheduled_during_it(poll):
     # 500/s for 1.2 s; the 200th order (t ~ 0.4 s) blocks the loop for 200 ms. About 100 messages
     # are scheduled inside the stall; measured from their intended times, about half of them wait
     # 100 ms or more. Measured from the actual write (what a closed-loop client would see) almost
     # none do, because they were written after the stall and answered at once.
     venue = StallingVenue(stall_at=200, stall_s=0.2)
-    report = _run(_with_acceptor(venue, dict(mix=OrderMix(passive=0, marketable=1, cancel=0, replace=0))))
+    report = _run(_with_acceptor(venue, dict(mix=OrderMix(passive=0, marketable=1, cancel=0, replace=0), poll=poll)))
     counts = report.counts["marketable"]
     assert counts.sent == 600 and counts.acked == 600 and counts.rejected == counts.timed_out == 0
     ack = report.histograms["marketable.ack"]
@@ -106,9 +107,10 @@ def test_a_stall_shows_in_every_message_scheduled_during_it():
     assert max(row["ack_max_us"] for row in report.timeline) >= 180_000
 
 
-def test_without_a_stall_latencies_stay_small_and_counts_add_up():
+@pytest.mark.parametrize("poll", [False, True], ids=["timerfd", "polled"])
+def test_without_a_stall_latencies_stay_small_and_counts_add_up(poll):
     venue = StallingVenue(reject_every=10)
-    report = _run(_with_acceptor(venue, dict(rate=400.0, duration_s=1.0, seed=3)))
+    report = _run(_with_acceptor(venue, dict(rate=400.0, duration_s=1.0, seed=3, poll=poll)))
     total = report.total
     assert total.sent == 400 and report.planned == 400
     for name, c in report.counts.items():
@@ -169,7 +171,7 @@ def test_only_loopback_targets_unless_allowed(host):
 @pytest.mark.parametrize("kw, match", [
     (dict(rate=0), "rate"), (dict(duration_s=None, count=None), "end by itself"), (dict(lots=(3, 1)), "lots"),
     (dict(arrival="bursty"), "arrival"), (dict(port=70000), "port"), (dict(sessions=()), "session"),
-    (dict(passive_ticks=(1, 30000)), "too low"), (dict(count=2.5), "count"),
+    (dict(passive_ticks=(1, 30000)), "too low"), (dict(count=2.5), "count"), (dict(poll="yes"), "poll"),
 ])
 def test_bad_configs_name_the_field(kw, match):
     with pytest.raises(ValueError, match=match):

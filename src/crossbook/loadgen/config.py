@@ -147,6 +147,9 @@ class LoadConfig:
     drain_s: float = 5.0
     max_resting: int = 200
     batch_us: float = 0.0
+    #: Wait for slots by polling the event loop instead of a timerfd (the only way where there
+    #: is no timerfd; otherwise for comparison: polling keeps one core busy, docs/loadgen.md).
+    poll: bool = False
     heartbeat_s: int = 30
     logon_timeout_s: float = 10.0
     cleanup: bool = True
@@ -191,6 +194,8 @@ class LoadConfig:
         if isinstance(self.batch_us, bool) or not isinstance(self.batch_us, (int, float)) \
                 or not 0 <= self.batch_us <= 100_000:
             raise ValueError(f"batch_us must be a number in 0..100000, got {self.batch_us!r}")
+        if not isinstance(self.poll, bool):
+            raise ValueError(f"poll must be True or False, got {self.poll!r}")
         _positive("heartbeat_s", self.heartbeat_s, integer=True)
         _positive("logon_timeout_s", self.logon_timeout_s)
         for s in self.symbols:

@@ -25,6 +25,7 @@ from crossbook.fix.codec import format_utc_timestamp
 from crossbook.loadgen.config import LoadConfig
 from crossbook.loadgen.histogram import Histogram
 from crossbook.loadgen.report import KIND_NAMES, KindCounts, Report
+from crossbook.loadgen.slot_timer import SlotTimer
 from crossbook.loadgen.wire import LoadSession, LoadSessionError
 
 PASSIVE, MARKETABLE, CANCEL, REPLACE, CLEANUP = range(5)
@@ -113,6 +114,81 @@ def _run_tag() -> bytes:
         n, r = divmod(n, 36)
         digits = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"[r:r + 1] + digits
     return digits
+
+
+class _Schedule:
+    """Where the run is in its schedule; ``step()`` sends what is due and says when to come back."""
+
+    __slots__ = ("run", "t0", "i", "slot", "next_ns", "last_slot", "next_tick", "next_absorb", "next_batch",
+                 "batch_ns", "period", "end", "count", "poisson", "arrivals", "rate", "batch")
+
+    def __init__(self, run: "LoadRun", t0: int) -> None:
+        cfg = run.config
+        self.run = run
+        self.t0 = t0
+        self.i = 0
+        self.slot = float(t0)
+        self.next_ns = t0
+        self.last_slot = t0
+        self.next_tick = t0 + 1_000_000_000
+        self.next_absorb = t0 + ABSORB_NS
+        self.batch_ns = int(cfg.batch_us * 1000)
+        self.next_batch = t0
+        self.period = 1e9 / cfg.rate
+        self.rate = cfg.rate
+        self.end = t0 + int(cfg.duration_s * 1e9) if cfg.duration_s is not None else None
+        self.count = cfg.count
+        self.poisson = cfg.arrival == "poisson"
+        self.arrivals = random.Random(cfg.seed + 1)
+        self.batch: list[_Request] = []
+
+    def step(self) -> int:
+        """Send every slot due now (one write per session), do the periodic bookkeeping when due;
+        the monotonic time at which to call again, or -1 once the last slot is sent."""
+        run = self.run
+        mono = time.monotonic_ns
+        now = mono()
+        next_ns = self.next_ns
+        if next_ns <= now and now >= self.next_batch:
+            self.next_batch = now + self.batch_ns
+            stamp = format_utc_timestamp(time.time_ns(), 3)
+            sessions = run.sessions
+            n_sessions = len(sessions)
+            send_one = run._send_one
+            batch = self.batch
+            i = self.i
+            slot = self.slot
+            count, end = self.count, self.end
+            while next_ns <= now:
+                batch.append(send_one(sessions[i % n_sessions], next_ns, stamp))
+                self.last_slot = next_ns
+                i += 1
+                slot = slot + self.arrivals.expovariate(self.rate) * 1e9 if self.poisson else self.t0 + i * self.period
+                next_ns = int(slot)
+                if (count is not None and i >= count) or (end is not None and next_ns >= end):
+                    next_ns = -1
+                    break
+            self.i, self.slot, self.next_ns = i, slot, next_ns
+            for s in sessions:
+                if s.wire.out:
+                    s.wire.flush()
+            sent = run.last_sent_ns = mono()
+            lag = run._lag
+            for req in batch:
+                req.sent = sent
+                lag.append(sent - req.intended)
+            run.sent_in_interval += len(batch)
+            batch.clear()
+            if next_ns < 0:
+                return -1
+        if now >= self.next_absorb:
+            self.next_absorb = now + ABSORB_NS
+            if now >= self.next_tick:
+                run._interval(self.t0)
+                self.next_tick += 1_000_000_000
+            else:
+                run._absorb()
+        return min(max(self.next_ns, self.next_batch), self.next_absorb)
 
 
 class LoadRun:
@@ -213,58 +289,48 @@ class LoadRun:
         return self._report(start, last_slot)
 
     async def _drive(self, t0: int) -> int:
-        cfg = self.config
-        period = 1e9 / cfg.rate
-        end = t0 + int(cfg.duration_s * 1e9) if cfg.duration_s is not None else None
-        count = cfg.count
-        poisson = cfg.arrival == "poisson"
-        arrivals = random.Random(cfg.seed + 1)
-        sessions = self.sessions
-        n_sessions = len(sessions)
-        i = 0
-        slot = float(t0)
-        next_ns = t0
-        last_slot = t0
-        next_tick = t0 + 1_000_000_000
-        next_absorb = t0 + ABSORB_NS
-        batch_ns = int(cfg.batch_us * 1000)
-        next_batch = t0
-        batch: list[_Request] = []
+        """Send every slot of the schedule at its time; the last slot's intended time."""
+        sched = _Schedule(self, t0)
+        if SlotTimer.available() and not self.config.poll:
+            await self._drive_timed(sched)
+        else:
+            await self._drive_polled(sched)
+        return sched.last_slot
+
+    async def _drive_timed(self, sched: "_Schedule") -> None:
+        # The loop sleeps in epoll until the timerfd says the next slot (or bookkeeping) is due;
+        # answers are read in between. No core is spent waiting (module docstring of slot_timer).
+        done = asyncio.get_running_loop().create_future()
+
+        def on_due() -> None:
+            if done.done():
+                return
+            try:
+                at = sched.step()
+            except BaseException as exc:       # LoadSessionError: the server stopped reading
+                done.set_exception(exc)
+                return
+            if at < 0:
+                done.set_result(None)
+            else:
+                timer.arm(at)
+
+        timer = SlotTimer(asyncio.get_running_loop(), on_due)
+        try:
+            timer.arm(sched.t0)
+            await done
+        finally:
+            timer.close()
+
+    async def _drive_polled(self, sched: "_Schedule") -> None:
+        # Without timerfd: poll the loop when the next slot is less than SPIN_NS away (event loops
+        # sleep in whole milliseconds), sleep otherwise.
         mono = time.monotonic_ns
         while True:
-            now = mono()
-            if next_ns <= now and now >= next_batch:
-                next_batch = now + batch_ns
-                stamp = format_utc_timestamp(time.time_ns(), 3)
-                while next_ns <= now:
-                    batch.append(self._send_one(sessions[i % n_sessions], next_ns, stamp))
-                    last_slot = next_ns
-                    i += 1
-                    slot = slot + arrivals.expovariate(cfg.rate) * 1e9 if poisson else t0 + i * period
-                    next_ns = int(slot)
-                    if (count is not None and i >= count) or (end is not None and next_ns >= end):
-                        next_ns = -1
-                        break
-                for s in sessions:
-                    if s.wire.out:
-                        s.wire.flush()
-                sent = self.last_sent_ns = mono()
-                lag = self._lag
-                for req in batch:
-                    req.sent = sent
-                    lag.append(sent - req.intended)
-                self.sent_in_interval += len(batch)
-                batch.clear()
-                if next_ns < 0:
-                    return last_slot
-            if now >= next_absorb:
-                next_absorb = now + ABSORB_NS
-                if now >= next_tick:
-                    self._interval(t0)
-                    next_tick += 1_000_000_000
-                else:
-                    self._absorb()
-            wait = max(next_ns, next_batch) - mono()
+            at = sched.step()
+            if at < 0:
+                return
+            wait = at - mono()
             if wait > SPIN_NS:
                 await asyncio.sleep((wait - SPIN_NS // 2) / 1e9)
             else:
