@@ -209,3 +209,77 @@ cdef class ExecutionReportEncoder(MessageEncoder):
     cdef readonly int qty_scale
     cdef readonly int timestamp_precision
     cdef bint _fix42
+
+
+# ---------------------------------------------------------------------------------------------
+# The OMS gateway's ExecutionReport bodies
+# ---------------------------------------------------------------------------------------------
+cdef class ReportInstrument:
+    cdef readonly bytes fields        # the instrument fields, encoded (tag=value<SOH>...)
+    cdef readonly bint known          # in the instrument master: prices and AvgPx are reported
+    cdef bint _c_prices               # prices formatted here (else by _price_text)
+    cdef int64_t _tick_coeff          # tick size = _tick_coeff x 10**-_tick_decimals
+    cdef int _tick_decimals
+    cdef bint _c_avg                  # AvgPx computed here (else by _avg_px_text)
+    cdef int64_t _avg_mult
+    cdef int _avg_places
+    cdef object _price_text
+    cdef object _avg_px_text
+
+    cdef int _write_price(self, WriteBuffer out, int tag, object ticks) except -1
+    cdef int _put_price(self, WriteBuffer out, object ticks) except -1
+    cdef int _put_avg_px(self, WriteBuffer out, object cum_value, object cum_qty) except -1
+
+
+cdef enum:
+    # What ExecutionReportBodyEncoder reads of an ExecReport (_r holds each one's position).
+    R_EXECUTION = 0
+    R_ORD_REJ_REASON
+    R_MASS_STATUS_REQ_ID
+    R_TOT_NUM_REPORTS
+    R_LAST_RPT_REQUESTED
+    R_ORDER_QTY
+    R_ORD_TYPE
+    R_STOP_PX
+    R_TIF
+    N_REPORT_SLOTS
+
+cdef enum:
+    # ... and of its Execution (_x).
+    X_EXEC_ID = 0
+    X_ORDER_ID
+    X_CL_ORD_ID
+    X_ORIG_CL_ORD_ID
+    X_EXEC_TYPE
+    X_ORD_STATUS
+    X_SYMBOL
+    X_SIDE
+    X_QTY
+    X_PRICE
+    X_LAST_QTY
+    X_LAST_PX
+    X_CUM_QTY
+    X_LEAVES_QTY
+    X_CUM_VALUE
+    X_VENUE
+    X_TEXT
+    X_TS
+    X_ACCOUNT
+    N_EXECUTION_SLOTS
+
+
+cdef class ExecutionReportBodyEncoder:
+    cdef WriteBuffer _out
+    cdef readonly str begin_string
+    cdef bint _fix42
+    cdef Py_ssize_t _r[N_REPORT_SLOTS]
+    cdef Py_ssize_t _x[N_EXECUTION_SLOTS]
+    cdef Py_ssize_t _report_size
+    cdef Py_ssize_t _execution_size
+    cdef dict _ord_types
+    cdef dict _tifs
+    cdef frozenset _priced
+    cdef dict _instruments
+    cdef object _resolve
+
+    cdef int _write_side(self, WriteBuffer out, object side) except -1

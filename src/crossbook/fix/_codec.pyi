@@ -228,6 +228,51 @@ class ExecutionReportEncoder(MessageEncoder):
         extra: Iterable[tuple[int, _Value]] | None = None,
     ) -> bytes: ...
 
+# the OMS gateway's ExecutionReports (body in one call, header stamped around it)
+MAX_STAMPED_EPOCH: float
+
+class ReportInstrument:
+    fields: bytes
+    known: bool
+    def __init__(
+        self,
+        fields: bytes,
+        tick_size: Decimal | None = None,
+        price_text: Callable[[int], bytes] | None = None,
+        avg_px_text: Callable[[int, int], str | bytes] | None = None,
+        avg_px_extra_decimals: int = 6,
+    ) -> None: ...
+    def price_text(self, ticks: int) -> bytes: ...
+    def avg_px_text(self, cum_value: int, cum_qty: int) -> bytes: ...
+
+class ExecutionReportBodyEncoder:
+    begin_string: str
+    def __init__(
+        self,
+        begin_string: str,
+        report_fields: Sequence[str],
+        execution_fields: Sequence[str],
+        ord_types: dict[int, bytes],
+        tifs: dict[int, bytes],
+        priced_ord_types: Iterable[int],
+        instruments: dict[str, ReportInstrument],
+        resolve_instrument: Callable[[str], ReportInstrument],
+    ) -> None: ...
+    def encode(self, report: tuple[Any, ...]) -> bytes: ...
+
+def format_sending_time(epoch_seconds: float, millis: bool = True) -> bytes: ...
+def encode_stamped(
+    begin_string: bytes,
+    msg_type: bytes,
+    msg_seq_num: int,
+    sender_comp_id: bytes,
+    sending_time: float | bytes,
+    millis: bool,
+    target_comp_id: bytes,
+    body: bytes,
+    header: list[tuple[int, bytes]] | None = None,
+) -> bytes: ...
+
 # session helpers
 def first_values(fields: Iterable[tuple[int, bytes]]) -> dict[int, bytes]: ...
 def register_format_checks(

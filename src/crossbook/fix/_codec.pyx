@@ -6,8 +6,12 @@ code: it comes back as a value (a garbled event, an error code on the field list
 kept for broken calling contracts (wrong argument types, values that cannot be put on the wire).
 """
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize, PyBytes_CheckExact
-from cpython.unicode cimport PyUnicode_CheckExact, PyUnicode_DecodeLatin1
+from cpython.bytes cimport (PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize, PyBytes_CheckExact,
+                            PyBytes_Check)
+from cpython.long cimport PyLong_Check, PyLong_CheckExact, PyLong_AsLongLongAndOverflow
+from cpython.unicode cimport (PyUnicode_CheckExact, PyUnicode_DecodeLatin1, PyUnicode_Check, PyUnicode_KIND,
+                              PyUnicode_DATA, PyUnicode_GET_LENGTH, PyUnicode_READ_CHAR, PyUnicode_1BYTE_KIND)
+from libc.math cimport fabs, round as c_round
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t, INT64_MAX
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memchr, memcmp, memcpy, memmove, memset
@@ -724,10 +728,14 @@ def parse_utc_timestamp(value):
 
 cdef Py_ssize_t _format_timestamp(char* out, int64_t ns, int precision) noexcept nogil:
     # Writes 17 + (precision and precision + 1) bytes; the caller checked ns and precision.
-    cdef int64_t secs = ns // 1000000000, frac = ns % 1000000000
+    _format_seconds(out, ns // 1000000000)
+    return 17 + _format_fraction(out + 17, ns % 1000000000, precision)
+
+
+cdef void _format_seconds(char* out, int64_t secs) noexcept nogil:
+    # "YYYYMMDD-HH:MM:SS" (17 bytes) of whole seconds since the epoch, 0 <= secs < year 10000.
     cdef int64_t days = secs // 86400, sod = secs % 86400
     cdef int64_t y, m, d
-    cdef Py_ssize_t i, n
     _civil_from_days(days, &y, &m, &d)
     out[0] = <char>(48 + y // 1000)
     out[1] = <char>(48 + (y // 100) % 10)
@@ -746,7 +754,6 @@ cdef Py_ssize_t _format_timestamp(char* out, int64_t ns, int precision) noexcept
     out[14] = 58
     out[15] = <char>(48 + (sod % 60) // 10)
     out[16] = <char>(48 + (sod % 60) % 10)
-    return 17 + _format_fraction(out + 17, frac, precision)
 
 
 cdef inline Py_ssize_t _format_fraction(char* out, int64_t frac_ns, int precision) noexcept nogil:
@@ -1891,6 +1898,527 @@ cdef class ExecutionReportEncoder(MessageEncoder):
         if extra is not None:
             self._write_pairs(extra, "extra")
         return self._finish(self.begin_string)
+
+
+# =============================================================================================
+# The OMS gateway's ExecutionReports: the body in one call, the session's header in one call
+# =============================================================================================
+#
+# Two ExecutionReports leave per order (PendingNew, New), more with fills. Built as a list of
+# (tag, value) pairs, each report cost a Python tuple and a conversion per field, then the
+# session's header list, a generic encoder pass and a checksum pass. Here the gateway's layout
+# (oms.gateway.FixGateway.execution_report_body, kept as the reference) is written straight
+# from the ExecReport and Execution tuples into a reusable buffer, and the session stamps its
+# header around the finished body. Values are written as given, never refused: the session's
+# list path also puts an empty value or an SOH on the wire as given (its reference encoder
+# decides what the compiled one refuses), so the bytes are the same byte for byte.
+
+#: Epoch seconds below which ``encode_stamped`` formats a numeric SendingTime itself (the last
+#: second of the year 9999, less one for the rounding carry); above it, pass the text.
+MAX_STAMPED_EPOCH = 253402300798.0
+
+
+cdef int _put_text(WriteBuffer out, object value) except -1:
+    # A field value as messages.to_bytes converts it: str as latin-1 (read in place when it is
+    # stored one byte per character), bytes as they are, bool Y/N, int digits.
+    cdef Py_ssize_t n
+    cdef const char* p
+    if PyUnicode_Check(value):
+        if PyUnicode_KIND(value) == PyUnicode_1BYTE_KIND:
+            p = <const char*>PyUnicode_DATA(value)
+            n = PyUnicode_GET_LENGTH(value)
+        else:
+            value = (<str>value).encode("latin-1")   # raises UnicodeEncodeError, as to_bytes does
+            p = PyBytes_AS_STRING(value)
+            n = PyBytes_GET_SIZE(value)
+    elif PyBytes_Check(value):
+        p = PyBytes_AS_STRING(value)
+        n = PyBytes_GET_SIZE(value)
+    elif isinstance(value, bool):
+        return _put_text(out, b"Y" if value else b"N")
+    elif isinstance(value, int):
+        return _put_text(out, str(value).encode())
+    elif isinstance(value, (bytearray, memoryview)):
+        return _put_text(out, bytes(value))
+    else:
+        raise TypeError(f"field value must be bytes, str or int, got {type(value).__name__}")
+    out.reserve(n + 1)
+    memcpy(out._buf + out._len, p, n)
+    out._len += n
+    return 0
+
+
+cdef inline int _end_field(WriteBuffer out) except -1:
+    out.reserve(1)
+    out._buf[out._len] = SOH
+    out._len += 1
+    return 0
+
+
+cdef int _write_text_field(WriteBuffer out, int tag, object value) except -1:
+    out.write_tag(tag)
+    _put_text(out, value)
+    return _end_field(out)
+
+
+cdef int _write_count_field(WriteBuffer out, int tag, object value) except -1:
+    # ``b"%d" % value``: an int in C, anything else formatted by Python (same text).
+    cdef int overflow = 0
+    cdef long long v
+    if PyLong_Check(value):
+        v = PyLong_AsLongLongAndOverflow(value, &overflow)
+        if not overflow:
+            return out.write_int_field(tag, v)
+    return _write_text_field(out, tag, b"%d" % (value,))
+
+
+cdef int _write_str_of_field(WriteBuffer out, int tag, object value) except -1:
+    # ``str(value)``: a plain int in C (an IntEnum's str may differ), anything else by Python.
+    cdef int overflow = 0
+    cdef long long v
+    if PyLong_CheckExact(value):
+        v = PyLong_AsLongLongAndOverflow(value, &overflow)
+        if not overflow:
+            return out.write_int_field(tag, v)
+    return _write_text_field(out, tag, str(value))
+
+
+cdef inline int _write_char_field(WriteBuffer out, int tag, char c) except -1:
+    out.write_tag(tag)
+    out.reserve(2)
+    out._buf[out._len] = c
+    out._buf[out._len + 1] = SOH
+    out._len += 2
+    return 0
+
+
+cdef char _code_char(object value, str what) except 0:
+    # A one-character FIX code held as a str (the str-valued ExecType / OrdStatus enums).
+    cdef Py_UCS4 c
+    if PyUnicode_Check(value) and PyUnicode_GET_LENGTH(value) == 1:
+        c = PyUnicode_READ_CHAR(value, 0)
+        if 32 < c < 127:
+            return <char>c
+    raise ValueError(f"{what} must be a one-character FIX code, got {value!r}")
+
+
+cdef Py_ssize_t _format_scaled(char* out, int64_t value, int decimals) noexcept nogil:
+    # value * 10**-decimals with exactly ``decimals`` places, as format(Decimal, "f") writes a
+    # price in its tick's precision ("230.00", "0.05", "-1.50", "7"); 0 <= decimals <= 18.
+    cdef Py_ssize_t n = 0, i
+    cdef uint64_t mag, frac, pow10
+    if value < 0:
+        out[0] = 45
+        n = 1
+        mag = <uint64_t>(-(value + 1)) + 1
+    else:
+        mag = <uint64_t>value
+    if decimals == 0:
+        return n + _format_uint(out + n, mag)
+    pow10 = <uint64_t>_POW10[decimals]
+    n += _format_uint(out + n, mag // pow10)
+    out[n] = 46
+    n += 1
+    frac = mag % pow10
+    for i in range(decimals - 1, -1, -1):
+        out[n + i] = <char>(48 + frac % 10)
+        frac //= 10
+    return n + decimals
+
+
+cdef class ReportInstrument:
+    """One instrument as ExecutionReports show it: its fields (Symbol, SecurityType, ...) already
+    encoded, and how its prices and average prices are written.
+
+    ``fields`` is the ``tag=value<SOH>`` text of the instrument fields. Without ``tick_size`` the
+    instrument is unknown to the master: reports carry no prices and AvgPx 0. With it, a price
+    of ``ticks`` is written as ``price_text(ticks)`` (bytes) would write it, the tick's exact
+    decimals, and AvgPx as ``avg_px_text(cum_value, cum_qty)`` would; both are computed here in
+    C when the numbers fit in 64 bits, and those callables are the fallback (and the reference
+    the tests compare against). ``avg_px_extra_decimals`` is the rounding of the average beyond
+    the tick's decimals (model.orders.AVG_PX_EXTRA_DECIMALS).
+    """
+
+    def __init__(self, bytes fields, tick_size=None, price_text=None, avg_px_text=None,
+                 int avg_px_extra_decimals=6):
+        cdef object coeff, places, mult
+        self.fields = fields
+        self.known = tick_size is not None
+        self._c_prices = False
+        self._c_avg = False
+        if not self.known:
+            return
+        if not isinstance(tick_size, Decimal) or not tick_size.is_finite() or not tick_size > 0:
+            raise ValueError(f"tick_size must be a positive Decimal, got {tick_size!r}")
+        if not callable(price_text) or not callable(avg_px_text):
+            raise TypeError("a known instrument needs price_text(ticks) and avg_px_text(cum_value, cum_qty) callables")
+        if not 0 <= avg_px_extra_decimals <= 18:
+            raise ValueError(f"avg_px_extra_decimals must be between 0 and 18, got {avg_px_extra_decimals}")
+        self._price_text = price_text
+        self._avg_px_text = avg_px_text
+        # Price = ticks x tick_size, printed with the tick's own exponent (as configured).
+        _, digits, exponent = tick_size.as_tuple()
+        coeff = int("".join(map(str, digits)))
+        if coeff <= INT64_MAX and -18 <= exponent <= 0:
+            self._tick_coeff = coeff
+            self._tick_decimals = -exponent
+            self._c_prices = True
+        # AvgPx = cum_value x coefficient x 10**(max(exponent, 0) + extra) / cum_qty, rounded half
+        # to even, at max(0, -exponent) + extra places, of the normalized tick (avg_px_text).
+        _, digits, exponent = tick_size.normalize().as_tuple()
+        coeff = int("".join(map(str, digits)))
+        places = max(0, -exponent) + avg_px_extra_decimals
+        mult = coeff * 10 ** (max(exponent, 0) + avg_px_extra_decimals)
+        if mult <= INT64_MAX and places <= 18:
+            self._avg_mult = mult
+            self._avg_places = places
+            self._c_avg = True
+
+    cdef int _write_price(self, WriteBuffer out, int tag, object ticks) except -1:
+        out.write_tag(tag)
+        self._put_price(out, ticks)
+        return _end_field(out)
+
+    cdef int _put_price(self, WriteBuffer out, object ticks) except -1:
+        cdef int overflow = 0
+        cdef long long t
+        cdef int64_t limit
+        if self._c_prices and PyLong_CheckExact(ticks):
+            t = PyLong_AsLongLongAndOverflow(ticks, &overflow)
+            limit = INT64_MAX // self._tick_coeff
+            if not overflow and -limit <= t <= limit:
+                out.reserve(48)
+                out._len += _format_scaled(out._buf + out._len, t * self._tick_coeff, self._tick_decimals)
+                return 0
+        return _put_text(out, self._price_text(ticks))
+
+    cdef int _put_avg_px(self, WriteBuffer out, object cum_value, object cum_qty) except -1:
+        cdef int overflow_v = 0, overflow_q = 0
+        cdef long long v, q
+        cdef int64_t num, quot, rem
+        if self._c_avg and PyLong_CheckExact(cum_value) and PyLong_CheckExact(cum_qty):
+            v = PyLong_AsLongLongAndOverflow(cum_value, &overflow_v)
+            q = PyLong_AsLongLongAndOverflow(cum_qty, &overflow_q)
+            if not overflow_v and not overflow_q and v >= 0 and q > 0 and v <= INT64_MAX // self._avg_mult:
+                num = v * self._avg_mult
+                quot = num // q
+                rem = num % q
+                if rem > q - rem or (rem == q - rem and quot & 1):
+                    quot += 1
+                out.reserve(48)
+                out._len += _format_fixed(out._buf + out._len, quot, self._avg_places)
+                return 0
+        return _put_text(out, self._avg_px_text(cum_value, cum_qty))
+
+    def price_text(self, ticks):
+        """A price of ``ticks`` as reports write it (bytes)."""
+        cdef WriteBuffer out = WriteBuffer(128)
+        if not self.known:
+            raise ValueError("an unknown instrument has no prices")
+        self._put_price(out, ticks)
+        return PyBytes_FromStringAndSize(out._buf + HEADROOM, out._len - HEADROOM)
+
+    def avg_px_text(self, cum_value, cum_qty):
+        """AvgPx (6) for ``cum_qty`` > 0 filled worth ``cum_value`` ticks x units, as reports write it (bytes)."""
+        cdef WriteBuffer out = WriteBuffer(128)
+        if not self.known:
+            raise ValueError("an unknown instrument has no prices")
+        self._put_avg_px(out, cum_value, cum_qty)
+        return PyBytes_FromStringAndSize(out._buf + HEADROOM, out._len - HEADROOM)
+
+
+#: What the body encoder reads, by name: positions come from the tuples' ``_fields``.
+_REPORT_FIELDS = ("execution", "ord_rej_reason", "mass_status_req_id", "tot_num_reports",
+                  "last_rpt_requested", "order_qty", "ord_type", "stop_px", "tif")
+_EXECUTION_FIELDS = ("exec_id", "order_id", "cl_ord_id", "orig_cl_ord_id", "exec_type", "ord_status", "symbol",
+                     "side", "qty", "price", "last_qty", "last_px", "cum_qty", "leaves_qty", "cum_value", "venue",
+                     "text", "ts", "account")
+
+
+cdef class ExecutionReportBodyEncoder:
+    """The body of the OMS gateway's ExecutionReport (35=8) for one FIX version, in one call.
+
+    ``encode(report)`` takes the gateway's ExecReport (a NamedTuple whose ``execution`` is an
+    Execution NamedTuple) and returns the body fields as ``tag=value<SOH>`` bytes, with exactly
+    the bytes of ``FixGateway.execution_report_body`` (the reference, tested field for field)
+    once the session has encoded that list. Field positions are looked up by name once, from
+    ``report_fields`` and ``execution_fields`` (the tuples' ``_fields``). ``ord_types`` and
+    ``tifs`` map the order's int OrdType / TimeInForce to their wire bytes (an OrdType missing
+    from it is a KeyError, a TimeInForce missing is 0), ``priced_ord_types`` are the OrdTypes
+    whose Price (44) is reported. ``instruments`` maps an Execution's symbol to its
+    :class:`ReportInstrument`; a symbol not in it is given to ``resolve_instrument(symbol)``,
+    which returns one (and may add it to the dict).
+    """
+
+    def __init__(self, str begin_string, report_fields, execution_fields, dict ord_types, dict tifs,
+                 priced_ord_types, dict instruments, resolve_instrument):
+        cdef Py_ssize_t i
+        if not callable(resolve_instrument):
+            raise TypeError("resolve_instrument must be callable(symbol) -> ReportInstrument")
+        self._out = WriteBuffer(1024)
+        self.begin_string = begin_string
+        # Everything but FIX.4.2 gets the FIX 4.4 layout (the gateway's rule).
+        self._fix42 = begin_string == "FIX.4.2"
+        self._ord_types = dict(ord_types)
+        self._tifs = dict(tifs)
+        self._priced = frozenset(priced_ord_types)
+        self._instruments = instruments
+        self._resolve = resolve_instrument
+        report_fields = tuple(report_fields)
+        execution_fields = tuple(execution_fields)
+        for i, name in enumerate(_REPORT_FIELDS):
+            if name not in report_fields:
+                raise ValueError(f"report_fields has no {name!r}: {report_fields}")
+            self._r[i] = report_fields.index(name)
+        for i, name in enumerate(_EXECUTION_FIELDS):
+            if name not in execution_fields:
+                raise ValueError(f"execution_fields has no {name!r}: {execution_fields}")
+            self._x[i] = execution_fields.index(name)
+        self._report_size = len(report_fields)
+        self._execution_size = len(execution_fields)
+
+    def encode(self, report):
+        """The report's body fields as bytes (see the class docstring)."""
+        cdef WriteBuffer out = self._out
+        cdef tuple r, x
+        cdef object ex, ord_type, value, cum_qty, found
+        cdef ReportInstrument inst
+        cdef char exec_type, ord_status, et42
+        if not isinstance(report, tuple) or len(<tuple>report) != self._report_size:
+            raise TypeError(f"report must be an ExecReport tuple of {self._report_size} fields, "
+                            f"got {type(report).__name__}")
+        r = <tuple>report
+        ex = r[self._r[R_EXECUTION]]
+        if not isinstance(ex, tuple) or len(<tuple>ex) != self._execution_size:
+            raise TypeError(f"report.execution must be an Execution tuple of {self._execution_size} fields, "
+                            f"got {type(ex).__name__}")
+        x = <tuple>ex
+        value = x[self._x[X_SYMBOL]]
+        found = self._instruments.get(value)
+        if found is None:
+            found = self._resolve(value)
+        if not isinstance(found, ReportInstrument):
+            raise TypeError(f"the instrument of symbol {value!r} is a {type(found).__name__}, not a ReportInstrument")
+        inst = <ReportInstrument>found
+        exec_type = _code_char(x[self._x[X_EXEC_TYPE]], "exec_type")
+        ord_status = _code_char(x[self._x[X_ORD_STATUS]], "ord_status")
+        out._len = HEADROOM
+        _write_text_field(out, 37, x[self._x[X_ORDER_ID]])
+        value = x[self._x[X_CL_ORD_ID]]
+        if value:
+            _write_text_field(out, 11, value)
+        value = x[self._x[X_ORIG_CL_ORD_ID]]
+        # OrigClOrdID on the amend answers: Replaced, Canceled, Pending Cancel / Replace.
+        if value and (exec_type == c'5' or exec_type == c'4' or exec_type == c'6' or exec_type == c'E'):
+            _write_text_field(out, 41, value)
+        _write_text_field(out, 17, x[self._x[X_EXEC_ID]])
+        if self._fix42:
+            # FIX 4.2 has no Trade / Order Status ExecTypes: partial fill / fill (by LeavesQty),
+            # and a status is ExecTransType 3 with the OrdStatus as ExecType.
+            if exec_type == c'F':
+                _write_char_field(out, 20, c'0')
+                _write_char_field(out, 150, c'2' if x[self._x[X_LEAVES_QTY]] == 0 else c'1')
+            elif exec_type == c'I':
+                _write_char_field(out, 20, c'3')
+                _write_char_field(out, 150, ord_status)
+            else:
+                _write_char_field(out, 20, c'0')
+                _write_char_field(out, 150, exec_type)
+            _write_char_field(out, 39, ord_status)
+        else:
+            _write_char_field(out, 150, exec_type)
+            _write_char_field(out, 39, ord_status)
+        value = x[self._x[X_ACCOUNT]]
+        if value:
+            _write_text_field(out, 1, value)
+        out.write_raw(PyBytes_AS_STRING(inst.fields), PyBytes_GET_SIZE(inst.fields))
+        self._write_side(out, x[self._x[X_SIDE]])
+        value = r[self._r[R_ORDER_QTY]]
+        if not value:
+            value = x[self._x[X_QTY]]
+        if value:
+            _write_count_field(out, 38, value)
+        ord_type = r[self._r[R_ORD_TYPE]]
+        if ord_type:
+            _write_text_field(out, 40, self._ord_types[ord_type])
+        cum_qty = x[self._x[X_CUM_QTY]]
+        if inst.known:
+            value = x[self._x[X_PRICE]]
+            if value and ord_type in self._priced:
+                inst._write_price(out, 44, value)
+            value = r[self._r[R_STOP_PX]]
+            if value:
+                inst._write_price(out, 99, value)
+            if ord_type:
+                _write_text_field(out, 59, self._tifs.get(r[self._r[R_TIF]], b"0"))
+            if exec_type == c'F':
+                _write_count_field(out, 32, x[self._x[X_LAST_QTY]])
+                inst._write_price(out, 31, x[self._x[X_LAST_PX]])
+                _write_text_field(out, 30, x[self._x[X_VENUE]])
+            _write_count_field(out, 151, x[self._x[X_LEAVES_QTY]])
+            _write_count_field(out, 14, cum_qty)
+            if cum_qty:
+                out.write_tag(6)
+                inst._put_avg_px(out, x[self._x[X_CUM_VALUE]], cum_qty)
+                _end_field(out)
+            else:
+                _write_char_field(out, 6, c'0')
+        else:
+            if ord_type:
+                _write_text_field(out, 59, self._tifs.get(r[self._r[R_TIF]], b"0"))
+            _write_count_field(out, 151, x[self._x[X_LEAVES_QTY]])
+            _write_count_field(out, 14, cum_qty)
+            _write_char_field(out, 6, c'0')
+        value = r[self._r[R_ORD_REJ_REASON]]
+        if value is not None:
+            _write_str_of_field(out, 103, value.for_version(self.begin_string))
+        value = r[self._r[R_MASS_STATUS_REQ_ID]]
+        if value:
+            _write_text_field(out, 584, value)
+        value = r[self._r[R_TOT_NUM_REPORTS]]
+        if value >= 0:
+            _write_str_of_field(out, 911, value)
+        if r[self._r[R_LAST_RPT_REQUESTED]]:
+            _write_char_field(out, 912, c'Y')
+        value = x[self._x[X_TEXT]]
+        if value:
+            _write_text_field(out, 58, value)
+        out.write_timestamp_field(60, x[self._x[X_TS]], 6)
+        return PyBytes_FromStringAndSize(out._buf + HEADROOM, out._len - HEADROOM)
+
+    cdef int _write_side(self, WriteBuffer out, object side) except -1:
+        # The reference: _SIDE_FIX.get(side) or str(side or 1) (1 buy, 2 sell; 0 or none -> 1).
+        cdef int overflow = 0
+        cdef long long v
+        if PyLong_Check(side):
+            v = PyLong_AsLongLongAndOverflow(side, &overflow)
+            if not overflow:
+                return out.write_int_field(54, v if v != 0 else 1)
+            return _write_text_field(out, 54, str(side))
+        if not side:
+            return _write_char_field(out, 54, c'1')
+        raise TypeError(f"side must be an int, got {side!r}")
+
+
+cdef Py_ssize_t _format_sending_time(char* out, double epoch, bint millis) noexcept nogil:
+    # messages.format_timestamp in C, to the bit: int() of the seconds, the milliseconds rounded
+    # half to even as Python's round() of a float (a carry to 1000 moves the second), then the
+    # date-time text. The caller checked 0 <= epoch < MAX_STAMPED_EPOCH.
+    cdef int64_t whole = <int64_t>epoch
+    cdef double x = (epoch - <double>whole) * 1000.0
+    cdef double r = c_round(x)
+    cdef int64_t ms
+    if fabs(x - r) == 0.5:
+        r = 2.0 * c_round(x / 2.0)
+    ms = <int64_t>r
+    if ms >= 1000:
+        whole += 1
+        ms -= 1000
+    _format_seconds(out, whole)
+    if not millis:
+        return 17
+    out[17] = 46
+    out[18] = <char>(48 + ms // 100)
+    out[19] = <char>(48 + (ms // 10) % 10)
+    out[20] = <char>(48 + ms % 10)
+    return 21
+
+
+cdef MessageEncoder _stamp_encoder = MessageEncoder()
+
+
+def format_sending_time(double epoch_seconds, bint millis=True):
+    """``messages.format_timestamp`` computed in C (the same bytes), for
+    0 <= epoch_seconds < MAX_STAMPED_EPOCH."""
+    cdef char text[32]
+    if not 0.0 <= epoch_seconds < MAX_STAMPED_EPOCH:
+        raise ValueError(f"epoch_seconds {epoch_seconds!r} is outside [0, {MAX_STAMPED_EPOCH!r})")
+    return PyBytes_FromStringAndSize(text, _format_sending_time(text, epoch_seconds, millis))
+
+
+def encode_stamped(bytes begin_string, bytes msg_type, int64_t msg_seq_num, bytes sender_comp_id,
+                   sending_time, bint millis, bytes target_comp_id, bytes body, list header=None):
+    """One whole message around an already encoded ``body`` (``tag=value<SOH>``...): 8, 9, 35,
+    the header ascending by tag, the body as given, 10, with BodyLength and CheckSum computed.
+
+    The header is MsgSeqNum (34), SenderCompID (49), SendingTime (52) and TargetCompID (56),
+    merged by tag with ``header``'s ``(tag, bytes)`` pairs, which must be ascending and must not
+    hold those four or 8, 9, 35, 10. ``sending_time`` is bytes (written as given) or epoch
+    seconds below MAX_STAMPED_EPOCH, written as ``messages.format_timestamp(sending_time,
+    millis)`` would. Values are written as given: these are the bytes ``messages.encode`` makes
+    of the same fields.
+    """
+    cdef WriteBuffer out = _stamp_encoder._out
+    cdef char stamp[32]
+    cdef Py_ssize_t stamp_len
+    cdef const char* stamp_ptr
+    cdef int next_fixed = 0, tag, prev_tag = 0
+    cdef double epoch
+    cdef object item, value, tag_obj
+    if PyBytes_GET_SIZE(begin_string) > MAX_BEGIN_STRING:
+        raise ValueError(f"begin_string {begin_string!r} is longer than {MAX_BEGIN_STRING} bytes")
+    if PyBytes_Check(sending_time):
+        stamp_ptr = PyBytes_AS_STRING(sending_time)
+        stamp_len = PyBytes_GET_SIZE(sending_time)
+    else:
+        epoch = sending_time
+        if not 0.0 <= epoch < MAX_STAMPED_EPOCH:
+            raise ValueError(f"sending_time {sending_time!r} is outside [0, {MAX_STAMPED_EPOCH!r}): pass its text")
+        stamp_len = _format_sending_time(stamp, epoch, millis)
+        stamp_ptr = stamp
+    out._len = HEADROOM
+    _write_raw_field(out, 35, PyBytes_AS_STRING(msg_type), PyBytes_GET_SIZE(msg_type))
+    if header is not None:
+        for item in header:
+            if type(item) is not tuple or len(<tuple>item) != 2:
+                raise TypeError(f"header: expected (tag, bytes) pairs, got {item!r}")
+            tag_obj, value = <tuple>item
+            if not isinstance(tag_obj, int) or not 0 < tag_obj <= MAX_TAG:
+                raise ValueError(f"header: {tag_obj!r} is not a FIX tag")
+            tag = tag_obj
+            if tag < prev_tag:
+                raise ValueError(f"header: tags must be ascending, {tag} follows {prev_tag}")
+            if tag == 8 or tag == 9 or tag == 10 or tag == 34 or tag == 35 or tag == 49 or tag == 52 or tag == 56:
+                raise ValueError(f"header tag {tag} is set by the session")
+            if not PyBytes_Check(value):
+                raise TypeError(f"header tag {tag}: value must be bytes, got {type(value).__name__}")
+            prev_tag = tag
+            next_fixed = _write_fixed_before(out, tag, next_fixed, msg_seq_num, sender_comp_id, stamp_ptr,
+                                             stamp_len, target_comp_id)
+            _write_raw_field(out, tag, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
+    _write_fixed_before(out, 1 << 30, next_fixed, msg_seq_num, sender_comp_id, stamp_ptr, stamp_len,
+                        target_comp_id)
+    out.write_raw(PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body))
+    return _stamp_encoder._finish(begin_string)
+
+
+cdef inline int _write_raw_field(WriteBuffer out, int tag, const char* p, Py_ssize_t n) except -1:
+    out.write_tag(tag)
+    out.reserve(n + 1)
+    memcpy(out._buf + out._len, p, n)
+    out._len += n
+    out._buf[out._len] = SOH
+    out._len += 1
+    return 0
+
+
+cdef int _write_fixed_before(WriteBuffer out, int tag, int next_fixed, int64_t seq, bytes sender,
+                             const char* stamp, Py_ssize_t stamp_len, bytes target) except -1:
+    # The session's four header fields (34, 49, 52, 56; index next_fixed onwards) that sort
+    # before ``tag``; returns the index of the first one still to write.
+    if next_fixed == 0 and tag > 34:
+        out.write_int_field(34, seq)
+        next_fixed = 1
+    if next_fixed == 1 and tag > 49:
+        _write_raw_field(out, 49, PyBytes_AS_STRING(sender), PyBytes_GET_SIZE(sender))
+        next_fixed = 2
+    if next_fixed == 2 and tag > 52:
+        _write_raw_field(out, 52, stamp, stamp_len)
+        next_fixed = 3
+    if next_fixed == 3 and tag > 56:
+        _write_raw_field(out, 56, PyBytes_AS_STRING(target), PyBytes_GET_SIZE(target))
+        next_fixed = 4
+    return next_fixed
 
 
 # =============================================================================================

@@ -19,14 +19,16 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 from decimal import Decimal, InvalidOperation
+from functools import partial
 
 from crossbook.core import OrdType, TimeInForce
-from crossbook.fix.codec import parse_utc_timestamp, format_utc_timestamp
+from crossbook.fix.codec import (ExecutionReportBodyEncoder, ReportInstrument, format_utc_timestamp,
+                                 parse_utc_timestamp)
 from crossbook.fix.messages import Message
 from crossbook.fix.session import Application, BusinessReject, Session, UnsupportedMessageType
 from crossbook.model.enums import CxlRejReason, CxlRejResponseTo, ExecType, OrdRejReason, OrdStatus
 from crossbook.model.instruments import Instrument, InstrumentMaster, LotSizeError, PriceError
-from crossbook.model.orders import CancelOrder, NewOrder, ReplaceOrder, avg_px_text
+from crossbook.model.orders import AVG_PX_EXTRA_DECIMALS, CancelOrder, Execution, NewOrder, ReplaceOrder, avg_px_text
 from crossbook.oms.accounts import Directory
 from crossbook.oms.manager import OrderManager
 from crossbook.oms.reports import CancelReject, ExecReport, MassCancelReport, Output
@@ -101,6 +103,10 @@ class FixGateway(Application):
         # the price text. Both are pure functions of a master that is fixed for the server's life.
         self._report_instruments: dict[str, tuple[Instrument | None, list[tuple[int, bytes]]]] = {}
         self._price_texts: dict[tuple[int, int], bytes] = {}
+        # The compiled twin of execution_report_body, one per BeginString, and the instruments
+        # as it takes them (the dict is shared with the encoders: never rebound).
+        self._report_encoders: dict[str, ExecutionReportBodyEncoder] = {}
+        self._compiled_instruments: dict[str, ReportInstrument] = {}
         # (instrument index, wire value) -> quantity / ticks, for values that passed every check:
         # exact (the conversion is a pure function) and skips Decimal arithmetic for repeated values.
         self._quantities: dict[tuple[int, bytes | None], int] = {}
@@ -369,8 +375,14 @@ class FixGateway(Application):
             log.error("no FIX session %s for %s", output.session, type(output).__name__)
             return
         if isinstance(output, ExecReport):
-            session.send(b"8", self.execution_report_body(session.settings.begin_string, output),
-                         _POSS_RESEND if output.poss_resend else ())
+            header = _POSS_RESEND if output.poss_resend else ()
+            # The body encoded in one compiled call, the session stamping its header around it;
+            # a session object without send_encoded gets the field list.
+            send_encoded = getattr(session, "send_encoded", None)
+            if send_encoded is not None:
+                send_encoded(b"8", self.execution_report_bytes(session.settings.begin_string, output), header)
+            else:
+                session.send(b"8", self.execution_report_body(session.settings.begin_string, output), header)
         elif isinstance(output, CancelReject):
             session.send(b"9", self.cancel_reject_body(session.settings.begin_string, output))
         elif isinstance(output, MassCancelReport):
@@ -425,9 +437,33 @@ class FixGateway(Application):
             self._price_texts[key] = text
         return text
 
+    def execution_report_bytes(self, begin_string: str, out: ExecReport) -> bytes:
+        """:meth:`execution_report_body` encoded (``tag=value<SOH>``...) in one compiled call, for
+        ``Session.send_encoded``: byte for byte what the session makes of that list."""
+        encoder = self._report_encoders.get(begin_string)
+        if encoder is None:
+            encoder = self._report_encoders[begin_string] = ExecutionReportBodyEncoder(
+                begin_string, ExecReport._fields, Execution._fields, _ORD_TYPE_FIX, _TIF_FIX, _PRICED_ORD_TYPES,
+                self._compiled_instruments, self._compiled_instrument)
+        return encoder.encode(out)
+
+    def _compiled_instrument(self, symbol_key: str) -> ReportInstrument:
+        # From the list path's own fields and price texts: the two cannot drift apart.
+        inst, fields = self._report_instrument(symbol_key)
+        encoded = b"".join(b"%d=%s\x01" % (tag, value) for tag, value in fields)
+        if inst is None:
+            compiled = ReportInstrument(encoded)
+        else:
+            compiled = ReportInstrument(encoded, inst.tick_size, partial(self._price_text, inst),
+                                        partial(avg_px_text, tick_size=inst.tick_size), AVG_PX_EXTRA_DECIMALS)
+        if inst is not None or len(self._compiled_instruments) < 10_000:  # unknown keys come from clients
+            self._compiled_instruments[symbol_key] = compiled
+        return compiled
+
     def execution_report_body(self, begin_string: str, out: ExecReport) -> list[tuple[int, str | bytes]]:
-        """The ExecutionReport's body fields, in order, values as bytes or str (this runs twice per
-        order: values come from tables and memos, not formatted afresh)."""
+        """The ExecutionReport's body fields, in order, values as bytes or str: the reference for
+        :meth:`execution_report_bytes`, and the body of drop copies and of sessions without
+        ``send_encoded``."""
         ex = out.execution
         exec_type = ex.exec_type
         cached = self._report_instruments.get(ex.symbol)
