@@ -642,7 +642,9 @@ class SqliteJournal:
                 "--report-fd", str(report_w), "--synchronous", self.synchronous,
                 "--interval", repr(self.projection_interval_s), "--max-batch", str(self.max_batch)]
         try:
-            child = subprocess.Popen(args, pass_fds=(wake_r, report_w), stdin=subprocess.DEVNULL)
+            # stderr stays the server's (the child logs there); stdout is not its to write.
+            child = subprocess.Popen(args, pass_fds=(wake_r, report_w), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL)
         except BaseException:
             for fd in (wake_r, wake_w, report_r, report_w):
                 os.close(fd)
@@ -652,8 +654,8 @@ class SqliteJournal:
         self._child, self._wake_w, self._report_r, self._report_buf = child, wake_w, report_r, b""
         self._child_started_at = time.monotonic()
         self._since_wake = 0
-        assert self._loop is not None
-        self._loop.add_reader(report_r, self._on_report)
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.add_reader(report_r, self._on_report)
 
     def _wake_child(self) -> None:
         self._since_wake = 0
@@ -768,11 +770,13 @@ class SqliteJournal:
             self._restart_handle.cancel()
             self._restart_handle = None
         child = self._child
-        if child is None and self._applied < self._position and self._loop is not None:
+        if child is None and self._applied < self._position:
             try:  # it died and its restart is still pending: one more run to apply the rest
                 self._spawn_child()
                 child = self._child
-            except OSError:
+            except OSError as exc:
+                log.error("cannot start the journal projection process to apply the rest: %s (the "
+                          "next open() applies it)", exc)
                 child = None
         if child is not None:
             words.store(_projector.STOP, 1)
