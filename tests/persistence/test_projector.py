@@ -267,3 +267,57 @@ def test_log_tail_refuses_a_record_that_is_not_what_was_written(tmp_path, damage
         while tail.cursor < end:
             tail.read(end, max_records=100)
     tail.close()
+
+
+def test_the_projection_process_imports_neither_numba_nor_the_oms():
+    """It starts fast (persistence, the standard library and orjson only)."""
+    import subprocess
+
+    code = ("import sys; from crossbook.persistence.projector import main; "
+            "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in ('numba', 'numpy', 'crossbook'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True).stdout
+    modules = out.split()
+    assert "crossbook.persistence.projector" in modules
+    assert not [m for m in modules if m.startswith(("numba", "numpy", "crossbook.oms", "crossbook.core"))], modules
+
+
+def test_the_child_reports_only_while_a_reader_waits(tmp_path):
+    """Its commits reach the loop as a report line only for a waiting reader (no wake-up of the
+    loop per projection round otherwise)."""
+    from crossbook.persistence.projector import WANTED
+
+    path = str(tmp_path / "j.db")
+
+    async def scenario() -> None:
+        journal = SqliteJournal(path, projection="process", projection_interval_s=0.005)
+        journal.open()
+        journal.start()
+        try:
+            loop = asyncio.get_running_loop()
+            lines: list[bytes] = []
+            fd = journal._report_r
+
+            def counting() -> None:
+                before = journal._report_buf
+                journal._on_report()
+                lines.append(before)
+
+            loop.remove_reader(fd)
+            loop.add_reader(fd, counting)
+            journal.submit(batch(1), lambda _b: None)
+            await journal.wait_applied(10)
+            assert journal._words.load(WANTED) == 0
+            reports = len(lines)
+            assert reports >= 1                          # the start, the barrier's answer
+            for n in range(2, 40):
+                journal.submit(batch(n), lambda _b: None)
+                await asyncio.sleep(0.01)                # several projection rounds, no reader
+            conn = sqlite3.connect(path)
+            await until(lambda: applied_position(conn) == journal._position, "the projection")
+            conn.close()
+            await asyncio.sleep(0.05)
+            assert len(lines) == reports
+        finally:
+            journal.close()
+
+    asyncio.run(scenario())

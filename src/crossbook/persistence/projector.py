@@ -241,11 +241,16 @@ class Projector:
             os.write(self.report_fd, line.encode() + b"\n")
         except BrokenPipeError:
             pass  # the parent is gone; the wake pipe's end of file says so next
+        except BlockingIOError:
+            # The parent's loop is not reading (it only asks while a reader waits, so this is a
+            # loop that stopped): never block on it; the applied position is in the shared file.
+            pass
 
     def run(self) -> int:
         # Local import: sqlite.py imports this module's names lazily, not the other way round.
         from crossbook.persistence import sqlite as store
 
+        os.set_blocking(self.report_fd, False)
         lock_fd = os.open(os.path.join(self.log_dir, PROJECTOR_LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         fcntl.flock(lock_fd, fcntl.LOCK_EX)  # an earlier child of this server may still be exiting
         shared = Shared(self.log_dir, create=False)

@@ -705,6 +705,8 @@ class SqliteJournal:
     def _release_waiters_here(self) -> None:
         """Resolve the waiters the store now covers (on the loop), and ask for the rest."""
         if not self._waiters:
+            if self._words is not None:
+                self._words.store(_projector.WANTED, 0)  # nobody waits: no more reports
             return
         applied = max(self._applied, self._words.load(_projector.APPLIED)) if self._words else self._applied
         self._applied = applied
@@ -712,8 +714,8 @@ class SqliteJournal:
             ready = [f for t, f in self._waiters if t <= applied]
             self._waiters = [(t, f) for t, f in self._waiters if t > applied and not f.done()]
         _resolve(ready)
-        if self._waiters and self._words is not None:
-            self._want_child()
+        if self._words is not None:
+            self._want_child()  # the lowest target still waited for, or 0
 
     def _close_child_pipes(self) -> None:
         if self._report_r >= 0:
