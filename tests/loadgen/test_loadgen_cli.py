@@ -153,3 +153,44 @@ def test_poll_option_reaches_the_config(extra, poll):
     cli.add_arguments(parser)
     config, _ = cli.build_config(parser.parse_args(["--server-config", str(LOADTEST_CONFIG), "--rate", "100", *extra]))
     assert config.poll is poll
+
+
+def test_routed_run_through_the_bundled_configs_router(tmp_path):
+    # The bundled load-test config with --ex-destination SOR: every NewOrderSingle goes through
+    # the sweep router (parents, children at both venues), and the run adds up as a direct one does.
+    config = tmp_path / "lt.toml"
+    config.write_text(LOADTEST_CONFIG.read_text())
+    log = tmp_path / "serve.log"
+    serve = start_server(config, log, "--fix-port", "0", "--storage", str(tmp_path / "var"), cwd=tmp_path)
+    port = banner_port(log, r"FIX acceptor on 127\.0\.0\.1:(\d+)")
+    try:
+        out = tmp_path / "report.json"
+        result = _loadgen(["--server-config", str(config), "--port", str(port), "--rate", "400", "--duration", "1.5",
+                           "--ex-destination", "SOR", "--quiet", "--json", str(out)], tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+        report = json.loads(out.read_text())
+    finally:
+        _stop(serve)
+    _consistent(report)
+    counts = report["counts"]
+    assert report["total"]["timed_out"] == 0 and report["unmatched"] == 0
+    assert counts["passive"]["rejected"] == counts["marketable"]["rejected"] == 0
+    assert counts["marketable"]["acked"] > 0 and report["follow_up_reports"] > 0
+    assert report["cleanup_sent"] == report["cleanup_answered"]
+    # Every order the server stored went to the router, none straight to a venue.
+    import sqlite3
+
+    [db] = (tmp_path / "var").glob("*.db")
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        venues = {json.loads(data)["venue"] for (data,) in conn.execute("SELECT data FROM orders")}
+    assert venues == {"SOR"}, venues
+
+
+@pytest.mark.parametrize("value", ["S OR", "x" * 65, "A\x01B", 5])
+def test_ex_destination_must_be_a_name(value):
+    from crossbook.loadgen.config import LoadConfig, SessionSpec, SymbolSpec
+    from decimal import Decimal
+
+    with pytest.raises(ValueError, match="ex_destination"):
+        LoadConfig(sessions=(SessionSpec("A", "FIX.4.4"),), symbols=(SymbolSpec("AAPL", Decimal("0.01"), 23000),),
+                   ex_destination=value)

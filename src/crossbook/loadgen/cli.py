@@ -46,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     load.add_argument("--batch-us", type=float, default=0.0, metavar="US",
                       help="send at most once per US microseconds, fewer and larger writes (default 0: "
                            "each message as soon as it is due); the wait shows in the latencies")
+    load.add_argument("--ex-destination", default="", metavar="NAME",
+                      help="ExDestination (100) on every NewOrderSingle: a venue or router of the server, e.g. SOR "
+                           "(the bundled load-test config's sweep router); default none: the instrument's default venue")
     load.add_argument("--poll", action="store_true",
                       help="wait for slots by polling the event loop (one core at 100 %%) instead of a timerfd "
                            "(the default on Linux; elsewhere polling is the only way)")
@@ -77,7 +80,7 @@ def build_config(args: argparse.Namespace):
         target_comp_id=args.target_comp_id or server.fix.comp_id, rate=args.rate, duration_s=duration,
         count=args.count, mix=OrderMix.parse(args.mix), lots=args.lots, passive_ticks=args.passive_ticks,
         aggressive_ticks=args.aggressive_ticks, seed=args.seed, arrival=args.arrival, timeout_s=args.timeout,
-        drain_s=args.drain, max_resting=args.max_resting, batch_us=args.batch_us, poll=args.poll, cleanup=not args.no_cleanup,
+        drain_s=args.drain, max_resting=args.max_resting, batch_us=args.batch_us, poll=args.poll, ex_destination=args.ex_destination, cleanup=not args.no_cleanup,
         allow_remote=args.allow_remote), server
 
 

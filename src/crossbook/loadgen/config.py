@@ -150,6 +150,9 @@ class LoadConfig:
     #: Wait for slots by polling the event loop instead of a timerfd (the only way where there
     #: is no timerfd; otherwise for comparison: polling keeps one core busy, docs/loadgen.md).
     poll: bool = False
+    #: ExDestination (100) on every NewOrderSingle: a venue or router name of the server ("" = none,
+    #: the instrument's default venue). Routed runs: ``ex_destination="SOR"`` with the bundled config.
+    ex_destination: str = ""
     heartbeat_s: int = 30
     logon_timeout_s: float = 10.0
     cleanup: bool = True
@@ -194,6 +197,10 @@ class LoadConfig:
         if isinstance(self.batch_us, bool) or not isinstance(self.batch_us, (int, float)) \
                 or not 0 <= self.batch_us <= 100_000:
             raise ValueError(f"batch_us must be a number in 0..100000, got {self.batch_us!r}")
+        if not isinstance(self.ex_destination, str) or len(self.ex_destination) > 64 \
+                or any(not " " < ch <= "~" for ch in self.ex_destination):
+            raise ValueError(f"ex_destination must be a venue or router name (printable ASCII, no spaces, at most "
+                             f"64 characters) or empty, got {self.ex_destination!r}")
         if not isinstance(self.poll, bool):
             raise ValueError(f"poll must be True or False, got {self.poll!r}")
         _positive("heartbeat_s", self.heartbeat_s, integer=True)

@@ -227,6 +227,7 @@ class LoadRun:
         self._symbol_bytes = [s.symbol.encode() for s in config.symbols]
         self._qty_bytes: dict[int, bytes] = {}
         self._cut = config.mix.cumulative()
+        self._ex_destination = ((100, config.ex_destination.encode()),) if config.ex_destination else ()
 
     # ------------------------------------------------------------------ connection
     async def connect(self) -> None:
@@ -413,7 +414,8 @@ class LoadRun:
         req = _Request(kind, cl, intended, order, s)
         req.seq = s.wire.queue_app(b"D", [(11, cl), *s.account, (21, b"1"), (38, self._qty(qty)), (40, b"2"),
                                           (44, self._price(sym_index, ticks)), (54, side),
-                                          (55, self._symbol_bytes[sym_index]), (59, tif), (60, stamp)], stamp)
+                                          (55, self._symbol_bytes[sym_index]), (59, tif), (60, stamp),
+                                          *self._ex_destination], stamp)
         self.pending[cl] = req
         self.counts[kind].sent += 1
         return req
