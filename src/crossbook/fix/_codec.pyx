@@ -2429,9 +2429,19 @@ def first_values(fields):
     """``{tag: value}`` of the first occurrence of each tag in ``fields`` ((tag, value) pairs),
     as ``messages.Message`` keeps them for its lookups."""
     cdef dict first = {}
+    cdef object item
+    if type(fields) is list:
+        # The session's case (a list of 2-tuples), read without the iterator and unpacking
+        # protocols: this runs once per received message.
+        for item in <list>fields:
+            if type(item) is tuple and len(<tuple>item) == 2:
+                first.setdefault((<tuple>item)[0], (<tuple>item)[1])
+            else:
+                tag, value = item
+                first.setdefault(tag, value)
+        return first
     for tag, value in fields:
-        if tag not in first:
-            first[tag] = value
+        first.setdefault(tag, value)
     return first
 
 

@@ -580,16 +580,28 @@ class Session:
                 if tag in (8, 9, 10, 34, 35, 49, 52, 56):
                     raise ValueError(f"header tag {tag} is set by the session")
             head.sort(key=_tag_of)  # stable, as encode() orders send()'s header
-        if not (self.received_logon and self.sent_logon) and self._should_send_reset():
+        logged_on = self.received_logon and self.sent_logon
+        if not logged_on and self._should_send_reset():
             return False
-        seq = self.store.get_next_sender_seq()
+        store = self.store
+        seq = store.get_next_sender_seq()
         now = self.clock.now()
         # The SendingTime is formatted in C for any real clock; a test clock far out of range
-        # gets the Python text (the same function, uncached).
+        # gets the Python text.
         stamp = now if 0.0 <= now < MAX_STAMPED_EPOCH else format_timestamp(now, self._millis)
         raw = _encode_stamped(self._begin, mt, seq, self._sender, stamp, self._millis, self._target, body, head)
-        self._store_sent(seq, raw)
-        self._queue_sent(raw, now, self.received_logon and self.sent_logon)
+        # The rest of _send_raw for an application message, inlined (twice per order).
+        if self._persist:
+            store.store_sent(seq, raw)
+        else:
+            store.incr_next_sender_seq()
+        if self.connected and logged_on:
+            self._out.append(raw)
+            self.last_sent_time = now
+            if self.on_output is not None:
+                self.on_output()
+        else:
+            store.write_pending()
         return True
 
     def logout(self, text: str = "") -> None:
@@ -1095,19 +1107,12 @@ class Session:
         else:
             raw = encode_ordered_header(self._begin, msg_type, head, body)  # ascending already
         if not num:
-            self._store_sent(seq, raw)
-        self._queue_sent(raw, now, self.received_logon and self.sent_logon
-                         or (is_admin and msg_type in (b"A", b"5", b"2", b"4")))
-        return True
-
-    def _store_sent(self, seq: int, raw: bytes) -> None:
-        if self._persist:
-            self.store.store_sent(seq, raw)   # set() + incr_next_sender_seq()
-        else:
-            self.store.incr_next_sender_seq()
-
-    def _queue_sent(self, raw: bytes, now: float, may_send: bool) -> None:
-        if self.connected and may_send:
+            if self._persist:
+                store.store_sent(seq, raw)   # set() + incr_next_sender_seq()
+            else:
+                store.incr_next_sender_seq()
+        if self.connected and ((self.received_logon and self.sent_logon)
+                               or (is_admin and msg_type in (b"A", b"5", b"2", b"4"))):
             # _write(raw, now), inlined: twice per order on the OMS's hot path.
             self._out.append(raw)
             self.last_sent_time = now
@@ -1117,6 +1122,7 @@ class Session:
             # Stored for a later resend but not handed to a transport, which would write the
             # store's pending data first (data_to_send): write it now.
             self.store.write_pending()
+        return True
 
     def _write(self, raw: bytes, now: float | None = None) -> None:
         if self.connected:
