@@ -61,23 +61,30 @@ if EXECUTION_FIELDS != _EXECUTION_ARGS:
     raise ImportError(f"crossbook.model.orders.Execution fields changed: {EXECUTION_FIELDS}; update the manager")
 
 
-def _dict_builder(name: str, arg: str, values: dict[str, str]) -> Callable[[Any], dict[str, Any]]:
-    """A function of ``arg`` returning the dict display ``{key: expression, ...}`` of ``values``:
-    one opcode builds it presized, a third cheaper than ``dict(zip(...))`` for these 23-35 keys
-    (it runs for every execution and every changed order at flush)."""
-    source = f"def {name}({arg}):\n    return {{" + ", ".join(f"{k!r}: {v}" for k, v in values.items()) + "}\n"
+def _row_class(name: str, params: str, values: dict[str, str]) -> type:
+    """A class whose instances' ``__dict__`` is the row ``{key: expression, ...}`` of ``values``
+    (expressions of ``params``): ``__init__`` stores the attributes in key order, so CPython
+    (3.11, PEP 412) shares ONE key table among all those dicts and a row costs an array of
+    values, not a hash table built entry by entry. ``Row(...).__dict__`` is an ordinary dict with
+    the keys in that order (JSON, equality, mutation as usual); against the dict display it
+    replaced (one presized ``{...}``): an execution row (23 keys) 0.63 -> 0.35 us, an order row
+    (36 keys, beyond the 30 a key table is shared for: still a plain instance dict) 1.2 -> 0.72
+    us (timeit). They run for every execution and every changed order at flush."""
+    body = "".join(f"        self.{k} = {v}\n" for k, v in values.items())
+    source = f"class {name}:\n    def __init__(self, {params}):\n{body}"
     namespace: dict[str, Any] = {}
     exec(compile(source, f"<crossbook.oms.manager.{name}>", "exec"), namespace)
     return namespace[name]
 
 
 # The stored rows, keys in field order as Order.to_row() / Execution.to_row() make them (enum
-# values as their values, the ClOrdID chain copied): the journal's dict rows. The order's row
-# ends with the manager's risk_price (``rp``), in the same display rather than a 36th insert.
-_order_row_at = _dict_builder("_order_row_at", "o, rp", {
+# values as their values, the ClOrdID chain copied): the journal's dict rows, each the
+# ``__dict__`` of a throwaway instance (_row_class). The order's row ends with the manager's
+# risk_price (``rp``).
+_OrderRow = _row_class("_OrderRow", "o, rp", {
     **{f: ("o.state._value_" if f == "state" else "list(o.cl_ord_ids)" if f == "cl_ord_ids" else f"o.{f}")
        for f in ORDER_FIELDS}, "risk_price": "rp"})
-_execution_row = _dict_builder("_execution_row", "v", {
+_ExecutionRow = _row_class("_ExecutionRow", "v", {
     f: (f"v[{i}]._value_" if f in ("exec_type", "ord_status") else f"v[{i}]") for i, f in enumerate(EXECUTION_FIELDS)})
 _NEW_ORDER_ARGS = ("order_id", "seq", "session", "begin_string", "firm", "account", "symbol", "instrument_index", "side",
                    "ord_type", "tif", "qty", "price", "stop_px", "display_qty", "post_only", "expire_time", "cl_ord_id",
@@ -909,7 +916,7 @@ class OrderManager:
                 ord_rej_reason._value_ if ord_rej_reason is not None else -1, ts, order.account, order.session)
         ex = _new_tuple(Execution, args)
         order.updated_ns = ts
-        row = _execution_row(args)  # == ex.to_row(), without reading the fields back
+        row = _ExecutionRow(args).__dict__  # == ex.to_row(), without reading the fields back
         batch = self._batch
         batch.orders[order.order_id] = order  # type: ignore[assignment]  # the row is taken at flush
         batch.executions.append(row)
@@ -929,7 +936,7 @@ class OrderManager:
 
     def _row(self, order: Order) -> dict[str, Any]:
         """The order's stored row (== Order.to_row() plus risk_price), a snapshot."""
-        return _order_row_at(order, self._risk_price.get(order.order_id, 0))
+        return _OrderRow(order, self._risk_price.get(order.order_id, 0)).__dict__
 
     def _touch_risk(self, account_index: int) -> None:
         self._batch.risk_usage[account_index] = None  # type: ignore[assignment]  # filled at flush
@@ -975,7 +982,7 @@ class OrderManager:
         self._batch = Batch()
         # Each changed order's row (== self._row(order)), the method call inlined: once per order per flush.
         risk_price = self._risk_price.get
-        batch.orders = {oid: _order_row_at(order, risk_price(oid, 0))  # type: ignore[misc]
+        batch.orders = {oid: _OrderRow(order, risk_price(oid, 0)).__dict__  # type: ignore[misc]
                         for oid, order in batch.orders.items()}
         for index in list(batch.risk_usage):
             batch.risk_usage[index] = self.risk.usage(index)
