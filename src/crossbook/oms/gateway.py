@@ -51,6 +51,12 @@ _SIDE_FIX = {1: b"1", 2: b"2"}
 _EXEC_TYPE_FIX = {e: e.value.encode() for e in ExecType}
 _ORD_STATUS_FIX = {s: s.value.encode() for s in OrdStatus}
 _PRICED_ORD_TYPES = (OrdType.LIMIT, OrdType.STOP_LIMIT, 0)  # Price (44) is reported for these (0: not known)
+# The D path in plain ints (an IntEnum's int() and comparisons cost a Python call each).
+_ORD_TYPE_INTS = {raw: int(value) for raw, value in _ORD_TYPES.items()}
+_TIF_INTS = {raw: int(value) for raw, value in _TIFS.items()}
+_LIMIT_TYPES = (int(OrdType.LIMIT), int(OrdType.STOP_LIMIT))   # Price (44) required
+_STOP_TYPES = (int(OrdType.STOP), int(OrdType.STOP_LIMIT))     # StopPx (99) required
+_GTD = int(TimeInForce.GTD)
 _POSS_RESEND = ((97, b"Y"),)  # header of a report sent again after a restart
 _AMEND_EXEC_TYPES = frozenset((ExecType.REPLACED, ExecType.CANCELED, ExecType.PENDING_CANCEL, ExecType.PENDING_REPLACE))
 #: Bound on the memo of price texts (clients choose prices; the memo must not grow without end).
@@ -181,27 +187,33 @@ class FixGateway(Application):
         # expire_time) only needs .get / [] of the first values: on the message's own dict
         # those are C calls, not a Python method each (about 20 per order).
         msg = message._first
-        cl_ord_id = _text(msg, 11)
+        get = msg.get
+        raw = get(11)
+        cl_ord_id = raw.decode("latin-1") if raw is not None else ""
         if not cl_ord_id:
             raise BusinessReject(CONDITIONALLY_REQUIRED, "Conditionally required field missing: ClOrdID", 11)
-        if (msg.get(43) == b"Y" or msg.get(97) == b"Y") and self.manager.find(key, cl_ord_id) is not None:
+        if (get(43) == b"Y" or get(97) == b"Y") and self.manager.find(key, cl_ord_id) is not None:
             # A resent order we already hold (PossDupFlag or PossResend, e.g. after the client or
             # we restarted): FIX answers with the order's current status (ExecType I), not with
             # a duplicate-ClOrdID reject that a client would take for the working order's fate.
             self.manager.order_status(key, cl_ord_id)
             return
-        ord_type_raw = _require(msg, 40, "OrdType")
-        ord_type = _ORD_TYPES.get(ord_type_raw)
-        if ord_type in (OrdType.LIMIT, OrdType.STOP_LIMIT):
+        if not get(40):
+            _require(msg, 40, "OrdType")
+        ord_type = _ORD_TYPE_INTS.get(msg[40])
+        if ord_type in _LIMIT_TYPES and not get(44):
             _require(msg, 44, "Price (44) for a limit order")
-        if ord_type in (OrdType.STOP, OrdType.STOP_LIMIT):
+        if ord_type in _STOP_TYPES and not get(99):
             _require(msg, 99, "StopPx (99) for a stop order")
-        tif = _TIFS.get(msg.get(59, b"0"))
-        if tif == TimeInForce.GTD and not msg.get(126) and not msg.get(432):
+        tif = _TIF_INTS.get(get(59, b"0"))
+        if tif == _GTD and not get(126) and not get(432):
             raise BusinessReject(CONDITIONALLY_REQUIRED,
                                  "Conditionally required field missing: ExpireTime (126) or ExpireDate (432) for GTD", 126)
-        _require(msg, 38, "OrderQty")
-        partial = {"account": _text(msg, 1), "symbol": _text(msg, 55), "side": _SIDES.get(msg.get(54, b""), 0)}
+        if not get(38):
+            _require(msg, 38, "OrderQty")
+        account, symbol = get(1), get(55)
+        partial = {"account": account.decode("latin-1") if account is not None else "",
+                   "symbol": symbol.decode("latin-1") if symbol is not None else "", "side": _SIDES.get(get(54, b""), 0)}
         try:
             cmd = self._new_order(key, begin_string, cl_ord_id, msg, ord_type, tif, partial)
         except _Refused as refused:
@@ -209,8 +221,8 @@ class FixGateway(Application):
             return
         self.manager.new_order(cmd)
 
-    def _new_order(self, key: str, begin_string: str, cl_ord_id: str, msg: dict[int, bytes], ord_type, tif,
-                   partial: dict) -> NewOrder:
+    def _new_order(self, key: str, begin_string: str, cl_ord_id: str, msg: dict[int, bytes], ord_type: int | None,
+                   tif: int | None, partial: dict) -> NewOrder:
         acc = self.directory.account_of(key, partial["account"])
         if acc is None:
             raise _Refused(OrdRejReason.UNKNOWN_ACCOUNT, f"unknown account {partial['account']!r} for this session")
@@ -225,32 +237,35 @@ class FixGateway(Application):
         if ord_type is None:
             raise _Refused(OrdRejReason.UNSUPPORTED_ORDER_CHARACTERISTIC,
                            f"OrdType {_text(msg, 40)!r} not supported (1 market, 2 limit, 3 stop, 4 stop limit)")
-        partial["ord_type"] = int(ord_type)
+        partial["ord_type"] = ord_type
         if tif is None:
             raise _Refused(OrdRejReason.UNSUPPORTED_ORDER_CHARACTERISTIC,
                            f"TimeInForce {_text(msg, 59)!r} not supported (0 DAY, 1 GTC, 3 IOC, 4 FOK, 6 GTD)")
-        partial["tif"] = int(tif)
+        partial["tif"] = tif
         qty = self.quantity(inst, msg, 38, "OrderQty")
         partial["qty"] = qty
         price = stop = 0
-        if ord_type in (OrdType.LIMIT, OrdType.STOP_LIMIT):
+        if ord_type in _LIMIT_TYPES:
             price = self.price(inst, msg, 44, "Price")
             partial["price"] = price
-        if ord_type in (OrdType.STOP, OrdType.STOP_LIMIT):
+        if ord_type in _STOP_TYPES:
             stop = self.price(inst, msg, 99, "StopPx")
         display = 0
-        if msg.get(111):
+        get = msg.get
+        if get(111):
             display = self.quantity(inst, msg, 111, "MaxFloor")
             if display > qty:
                 raise _Refused(OrdRejReason.INCORRECT_QUANTITY, f"MaxFloor {display} is above OrderQty {qty}")
-        exec_inst = msg.get(18)
+        exec_inst = get(18)
         post_only = b"6" in exec_inst.split(b" ") if exec_inst else False
         expire = 0
-        if tif == TimeInForce.GTD:
+        if tif == _GTD:
             expire = self.expire_time(msg)
+        ex_destination = get(100)
         # Positional, in NewOrder's field order (session ... expire_time, ex_destination).
-        return NewOrder(key, begin_string, cl_ord_id, acc.firm, acc.name, inst.index, side, int(ord_type), int(tif),
-                        qty, price, stop, display, post_only, expire, _text(msg, 100))
+        return NewOrder(key, begin_string, cl_ord_id, acc.firm, acc.name, inst.index, side, ord_type, tif,
+                        qty, price, stop, display, post_only, expire,
+                        ex_destination.decode("latin-1") if ex_destination is not None else "")
 
     def resolve_instrument(self, msg: Message | dict[int, bytes]) -> Instrument:
         key = (msg.get(55), msg.get(167), msg.get(200), msg.get(202), msg.get(201), msg.get(15))
