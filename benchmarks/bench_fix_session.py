@@ -22,6 +22,7 @@ measured ratio; full mode asserts 2x (measured: see docs/benchmarks.md, "FIX ses
 from __future__ import annotations
 
 import contextlib
+import time
 
 from crossbook.fix import messages, session as session_module
 from crossbook.fix.dictionary import load_dictionary
@@ -154,3 +155,96 @@ def test_validation_fast_acceptance_vs_full(bench_mode, bench_table):
     bench_table.add(TITLE, "validation only, full QuickFIX-order checks", n / t_full, "msgs/s",
                     f"{t_full / n * 1e6:.2f} us/msg")
     bench_mode.check_ratio("fast vs full validation", ratio, target=2.0, floor=1.5)
+
+
+# ---------------------------------------------------------------------------------------------
+# The OMS's ExecutionReports: one compiled call per body + the session stamping it, vs the list
+# ---------------------------------------------------------------------------------------------
+class _NoManager:
+    """Report sending needs no order manager: the gateway only registers its output sink."""
+
+    def set_output_sink(self, send, store) -> None:
+        pass
+
+
+class _ListSession(Session):
+    """The gateway sends a session without ``send_encoded`` the field list (the reference path)."""
+
+    send_encoded = None
+
+
+def _oms_reports(n: int) -> list:
+    """The two reports per order the OMS sends for a resting limit order: PendingNew, New."""
+    from crossbook.model.enums import ExecType, OrdStatus
+    from crossbook.model.orders import Execution
+    from crossbook.oms.reports import ExecReport
+
+    reports = []
+    for i in range(n):
+        for k, (exec_type, status) in enumerate(((ExecType.PENDING_NEW, OrdStatus.PENDING_NEW),
+                                                 (ExecType.NEW, OrdStatus.NEW))):
+            seq = 2 * i + k + 1
+            ex = Execution(f"X{seq}", f"O{i + 1}", seq, f"C{i}", "", exec_type, status, "AAPL", 1 + i % 2, 1,
+                           22_900 + i % 200, 0, 0, 0, 1, 0, "VENUE-A", "", "", -1,
+                           1_764_061_200_000_000_000 + seq * 50_000, "ACC1", "FIRM1")
+            reports.append(ExecReport("FIRM1", ex, order_qty=1, ord_type=2, tif=0))
+    return reports
+
+
+def _send_reports(path: str, session_class, reports) -> tuple[float, bytes]:
+    """Best time to hand ``reports`` to a logged-on session (batching FileStore, as the server's)
+    through the gateway, written to the store once per 10 reports (a flush's worth); and the
+    bytes of the last run, wire and store."""
+    import tomllib
+
+    from crossbook.app.config import DEFAULT_CONFIG, parse_config
+    from crossbook.fix.store import FileStore
+    from crossbook.oms.gateway import FixGateway
+
+    cfg = parse_config(tomllib.loads(DEFAULT_CONFIG), "<bench>")
+    results = []
+
+    def run() -> None:
+        clock = TestClock(1_764_061_200.0)
+        gateway = FixGateway(_NoManager(), cfg.instruments, cfg.directory)
+        store = FileStore(path, f"r{len(results)}", now=clock.now(), batch=True)
+        s = session_class(SessionSettings(begin_string="FIX.4.4", sender_comp_id="CROSSBOOK", target_comp_id="FIRM1"),
+                          store=store, clock=clock, application=gateway)
+        s.on_connected()
+        s.received_logon = s.sent_logon = True   # logged on: reports go straight out
+        send, store_outputs = gateway.send_output, gateway.store_outputs
+        start = time.perf_counter()
+        for i, report in enumerate(reports):
+            send(report)
+            if i % 10 == 9:
+                store_outputs()
+        store_outputs()
+        elapsed = time.perf_counter() - start
+        results.append((elapsed, s.data_to_send() + b"".join(raw for _, raw in store.get(1, len(reports)))))
+        store.close()
+
+    for _ in range(3):
+        run()
+    best = min(r[0] for r in results)
+    return best, results[-1][1]
+
+
+def test_oms_execution_reports_encoded_vs_list(tmp_path, bench_mode, bench_table):
+    """The gateway's report path per ExecutionReport: ``execution_report_bytes`` (compiled body)
+    + ``Session.send_encoded`` (compiled header stamp) against ``execution_report_body`` (a list
+    of fields) + ``Session.send``; same reports, same bytes on the wire and in the store."""
+    n = bench_mode.size(full=20_000, short=2_000)
+    reports = _oms_reports(n)
+    title = "OMS ExecutionReports through the gateway and session (PendingNew + New per order)"
+    t_list = t_encoded = float("inf")
+    for _ in range(bench_mode.size(full=3, short=2)):   # alternating, best of each
+        t, list_bytes = _send_reports(str(tmp_path / "list"), _ListSession, reports)
+        t_list = min(t_list, t)
+        t, encoded_bytes = _send_reports(str(tmp_path / "encoded"), Session, reports)
+        t_encoded = min(t_encoded, t)
+        assert encoded_bytes == list_bytes            # byte for byte, wire and store
+    ratio = t_list / t_encoded
+    bench_table.add(title, "compiled body + send_encoded", t_encoded / len(reports) * 1e6, "us/report",
+                    f"x{ratio:.2f} the list path")
+    bench_table.add(title, "field list + send (reference)", t_list / len(reports) * 1e6, "us/report")
+    bench_mode.check_ratio("encoded vs list ExecutionReports", ratio, target=2.0, floor=1.3)
