@@ -11,11 +11,13 @@ import time
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crossbook.core import OrdType, Reason, Side, Status, TimeInForce
 from crossbook.model.instruments import DEFAULT_INSTRUMENTS, InstrumentMaster
 from crossbook.routing.audit import MemoryAuditLog, SqliteAuditLog, read_audit
-from crossbook.routing.policies import Policy, VenueQuote, plan_best_price, plan_sweep
+from crossbook.routing.policies import Policy, VenueQuote, marketable_levels, plan_best_price, plan_sweep
 from crossbook.routing.router import RouterConfig, SmartRouter, build_router, load_routers
 from crossbook.routing.venue import Venue, VenueEventKind as K, VenueOrder, VenueReason
 from crossbook.venues import BackgroundFlow, InProcessVenue
@@ -123,6 +125,26 @@ def test_policies_on_quotes():
     assert plan_best_price(BUY, 10, 105, [qa, qb]).children[0].venue == "A"          # tie at 101: preference
     assert plan_best_price(SELL, 10, 90, [qa, qb]).children[0].venue == "B"          # best bid 100
     assert Policy.parse("split") is Policy.SWEEP
+
+
+def _levels_by_definition(side, limit, market, quotes):
+    # marketable_levels as specified: every opposite level at an acceptable price, whatever its
+    # place in the book, best price first, ties by venue preference.
+    out = [(px, qty, q.preference, q.venue) for q in quotes for px, qty, _n in q.opposite(side)
+           if qty > 0 and px > 0 and (market or (px <= limit if side == BUY else px >= limit))]
+    return sorted(out, key=lambda t: (t[0] if side == BUY else -t[0], t[2]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from([BUY, SELL]), st.integers(90, 110), st.booleans(),
+       st.lists(st.tuples(st.sets(st.integers(85, 115), max_size=8), st.sets(st.integers(85, 115), max_size=8),
+                          st.integers(0, 50)), min_size=1, max_size=3))
+def test_marketable_levels_stops_at_the_limit_and_matches_its_definition(side, limit, market, books):
+    # Books as venues show them: bids best (highest) first, asks best (lowest) first.
+    quotes = [VenueQuote(f"V{i}", i, tuple((px, qty + px % 3, 1) for px in sorted(bids, reverse=True)),
+                         tuple((px, qty + px % 5, 1) for px in sorted(asks)))
+              for i, (bids, asks, qty) in enumerate(books)]
+    assert marketable_levels(side, limit, market, quotes) == _levels_by_definition(side, limit, market, quotes)
     with pytest.raises(ValueError, match="unknown routing policy"):
         Policy.parse("fastest")
 
@@ -554,6 +576,12 @@ def test_router_config_loader_names_the_key():
             router.new_order(VenueOrder("F1", AAPL, BUY, OrdType.LIMIT, TimeInForce.DAY, 10, 230.0))
         with pytest.raises(ValueError, match="VenueOrder.side must be a Side"):
             router.new_order(VenueOrder("F2", AAPL, 7, OrdType.LIMIT, TimeInForce.DAY, 10, 23000))
+        with pytest.raises(TypeError, match="VenueOrder.qty must be an int"):
+            router.new_order(VenueOrder("F3", AAPL, BUY, OrdType.LIMIT, TimeInForce.DAY, True, 23000))
+        with pytest.raises(TypeError, match="VenueOrder.expire_time must be an int"):
+            router.new_order(VenueOrder("F4", AAPL, BUY, OrdType.LIMIT, TimeInForce.DAY, 10, 23000, expire_time=None))
+        with pytest.raises(ValueError, match="VenueOrder.tif must be a TimeInForce"):
+            router.new_order(VenueOrder("F5", AAPL, BUY, OrdType.LIMIT, 99, 10, 23000))
         with pytest.raises(ValueError, match="venue_cl_ord_id must be a non-empty string"):
             router.new_order(VenueOrder("", AAPL, BUY, OrdType.LIMIT, TimeInForce.DAY, 10, 23000))
         events = []

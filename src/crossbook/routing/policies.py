@@ -85,21 +85,20 @@ class Plan:
     note: str = ""
 
 
-def _acceptable(side: Side, px: int, limit: int, market: bool) -> bool:
-    if market:
-        return True
-    return px <= limit if side == Side.BUY else px >= limit
-
-
 def marketable_levels(side: Side, limit: int, market: bool, quotes: list[VenueQuote]) -> list[tuple[int, int, int, str]]:
     """Every displayed opposite level the parent may take, best price first, ties by venue
     preference: (price, qty, preference, venue)."""
     out = []
+    buy = side == Side.BUY
     for q in quotes:
-        for px, qty, _n in q.opposite(side):
-            if qty > 0 and px > 0 and _acceptable(side, px, limit, market):
+        for px, qty, _n in (q.asks if buy else q.bids):
+            # Levels come best first: past the first one beyond the limit, none is acceptable.
+            if not market and (px > limit if buy else px < limit):
+                break
+            if qty > 0 and px > 0:
                 out.append((px, qty, q.preference, q.venue))
-    out.sort(key=lambda t: (t[0] if side == Side.BUY else -t[0], t[2]))
+    if len(out) > 1:
+        out.sort(key=(lambda t: (t[0], t[2])) if buy else (lambda t: (-t[0], t[2])))
     return out
 
 

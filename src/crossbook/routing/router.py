@@ -47,6 +47,8 @@ _RESTING, _PARTIAL, _FILLED, _CANCELLED, _REJECTED = (
     int(Status.RESTING), int(Status.PARTIALLY_FILLED), int(Status.FILLED), int(Status.CANCELLED),
     int(Status.REJECTED))
 _DONE_STATUS = (_FILLED, _CANCELLED, _REJECTED)
+# The values a VenueOrder's side, ord_type and tif may take (the enums' value maps, looked up once).
+_SIDES, _ORD_TYPES, _TIFS = Side._value2member_map_, OrdType._value2member_map_, TimeInForce._value2member_map_
 #: ``reason`` of FixVenue's STATUS closing its reconciliation of one order (crossbook.routing.fix_venue).
 _RECONCILED = "reconciled after reconnect"
 
@@ -218,8 +220,9 @@ class _Tap:
 
     def __call__(self, ev: VenueEvent) -> None:
         for r in self.routers:
-            if r._owns(ev):
-                r._on_child_event(ev)
+            child = r._child_of(ev)
+            if child is not None:
+                r._on_child_event(ev, child)
                 return
         if self.upstream is not None:
             self.upstream(ev)
@@ -357,6 +360,8 @@ class SmartRouter:
         self._by_name = {v.name: v for v in venues}
         self._pref = {v.name: i for i, v in enumerate(venues)}
         self.rest_venue = rest_venue or names[0]
+        # Where a remainder may rest, in order: the rest venue, then the others by preference.
+        self._rest_candidates = [self._by_name[self.rest_venue]] + [v for v in venues if v.name != self.rest_venue]
         self.depth_levels = depth_levels
         self.watch_s = float(watch_s)
         self._clock = clock or _SystemClock()
@@ -429,14 +434,18 @@ class SmartRouter:
         cl = order.venue_cl_ord_id
         if not isinstance(cl, str) or not cl:
             raise ValueError(f"venue_cl_ord_id must be a non-empty string, got {cl!r}")
-        for what in ("qty", "price", "stop_price", "display_qty", "expire_time"):
-            v = getattr(order, what)
-            if isinstance(v, bool) or not isinstance(v, int):
-                # A contract violation by the caller (as with the venues): nothing changes.
-                raise TypeError(f"VenueOrder.{what} must be an int (units / ticks / ns), got {v!r}")
-        for what, enum in (("side", Side), ("ord_type", OrdType), ("tif", TimeInForce)):
-            if getattr(order, what) not in enum._value2member_map_:
-                raise ValueError(f"VenueOrder.{what} must be a {enum.__name__}, got {getattr(order, what)!r}")
+        # Plain ints (the OMS's case) pass at once; anything else gets the full check below.
+        if not (type(order.qty) is int and type(order.price) is int and type(order.stop_price) is int
+                and type(order.display_qty) is int and type(order.expire_time) is int):
+            for what in ("qty", "price", "stop_price", "display_qty", "expire_time"):
+                v = getattr(order, what)
+                if isinstance(v, bool) or not isinstance(v, int):
+                    # A contract violation by the caller (as with the venues): nothing changes.
+                    raise TypeError(f"VenueOrder.{what} must be an int (units / ticks / ns), got {v!r}")
+        if order.side not in _SIDES or order.ord_type not in _ORD_TYPES or order.tif not in _TIFS:
+            for what, enum in (("side", Side), ("ord_type", OrdType), ("tif", TimeInForce)):
+                if getattr(order, what) not in enum._value2member_map_:
+                    raise ValueError(f"VenueOrder.{what} must be a {enum.__name__}, got {getattr(order, what)!r}")
         if order.qty <= 0:
             return self._outbox.push(self._reject(cl, Reason.INVALID_QTY,
                                                   f"quantity must be positive, got {order.qty}"))
@@ -765,12 +774,14 @@ class SmartRouter:
 
     def _rest(self, parent: _Parent) -> None:
         """Send what is left of the parent as one resting child (the rest venue, else the first up)."""
-        qty = parent.qty - parent.cum - sum(c.leaves for c in parent.live())
+        qty = parent.qty - parent.cum
+        for c in parent.children:
+            if not c.done:
+                qty -= c.leaves
         if qty <= 0:
             return
         inst = parent.order.instrument
-        cands = [self._by_name[self.rest_venue]] + [v for v in self.venues if v.name != self.rest_venue]
-        venue = next((v for v in cands if v.lists(inst) and v.is_up), None)
+        venue = next((v for v in self._rest_candidates if v.lists(inst) and v.is_up), None)
         if venue is None:
             return self._end_parent(parent, int(VenueReason.VENUE_DOWN),
                                     f"venue down: no venue of {self.name} is up to rest the remainder {qty}")
@@ -818,16 +829,19 @@ class SmartRouter:
     # ============================================================================================
     # Child events
     # ============================================================================================
-    def _owns(self, ev: VenueEvent) -> bool:
+    def _child_of(self, ev: VenueEvent) -> _Child | None:
+        """The child ``ev`` is about (by its id, else its orig id), when it is this router's child
+        at the venue the event comes from; else None."""
         c = self._children.get(ev.venue_cl_ord_id)
         if c is None and ev.orig_venue_cl_ord_id:
             c = self._children.get(ev.orig_venue_cl_ord_id)
-        return c is not None and c.venue.name == ev.venue
+        return c if c is not None and c.venue.name == ev.venue else None
 
-    def _on_child_event(self, ev: VenueEvent) -> None:
-        child = self._children.get(ev.venue_cl_ord_id)
+    def _on_child_event(self, ev: VenueEvent, child: _Child | None = None) -> None:
         if child is None:
-            child = self._children[ev.orig_venue_cl_ord_id]
+            child = self._children.get(ev.venue_cl_ord_id)
+            if child is None:
+                child = self._children[ev.orig_venue_cl_ord_id]
         parent = child.parent
         kind = ev.kind
         if kind == _K.TRADE:
