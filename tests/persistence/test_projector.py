@@ -321,3 +321,11 @@ def test_the_child_reports_only_while_a_reader_waits(tmp_path):
             journal.close()
 
     asyncio.run(scenario())
+
+
+def test_the_child_runs_the_same_crossbook_as_the_server():
+    import crossbook
+    from crossbook.persistence.sqlite import _child_environment
+
+    first = _child_environment()["PYTHONPATH"].split(os.pathsep)[0]
+    assert Path(first, "crossbook", "__init__.py").resolve() == Path(crossbook.__file__).resolve()

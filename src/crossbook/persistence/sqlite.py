@@ -644,7 +644,7 @@ class SqliteJournal:
         try:
             # stderr stays the server's (the child logs there); stdout is not its to write.
             child = subprocess.Popen(args, pass_fds=(wake_r, report_w), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL)
+                                     stdout=subprocess.DEVNULL, env=_child_environment())
         except BaseException:
             for fd in (wake_r, wake_w, report_r, report_w):
                 os.close(fd)
@@ -880,6 +880,16 @@ class SqliteJournal:
 _END = _projector.END
 #: What the projection process runs (``-c``, not ``-m``: see crossbook.persistence.projector).
 _CHILD_MAIN = "import sys; from crossbook.persistence.projector import main; sys.exit(main())"
+
+
+def _child_environment() -> dict[str, str]:
+    """The server's environment, with the directory this crossbook package was imported from
+    first on PYTHONPATH: the projection process runs the same code as the server, however the
+    server found it (an installed copy, a source tree on sys.path)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
 
 
 def _resolve(futures: list) -> None:
