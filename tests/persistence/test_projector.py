@@ -329,3 +329,31 @@ def test_the_child_runs_the_same_crossbook_as_the_server():
 
     first = _child_environment()["PYTHONPATH"].split(os.pathsep)[0]
     assert Path(first, "crossbook", "__init__.py").resolve() == Path(crossbook.__file__).resolve()
+
+
+def test_a_journal_dropped_without_close_ends_its_projection_process(tmp_path):
+    import gc
+
+    path = str(tmp_path / "j.db")
+
+    async def scenario() -> int:
+        journal = SqliteJournal(path, projection="process")
+        journal.open()
+        journal.start()
+        journal.submit(batch(1), lambda _b: None)
+        child = journal._child
+        asyncio.get_running_loop().remove_reader(journal._report_r)
+        os.close(journal._report_r)
+        del journal                      # no close(): only the wake pipe's end can stop the child
+        gc.collect()
+        for _ in range(1000):
+            if child.poll() is not None:
+                return child.returncode
+            await asyncio.sleep(0.01)
+        child.kill()
+        raise AssertionError("the projection process outlived its journal")
+
+    assert asyncio.run(scenario()) == 0
+    reopened = SqliteJournal(path)
+    assert [o["order_id"] for o in reopened.open().orders] == ["O1"]     # the next open() applies it
+    reopened.close()

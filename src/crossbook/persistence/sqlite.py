@@ -640,6 +640,16 @@ class SqliteJournal:
             self._lock.release()
             self._lock = None
 
+    def __del__(self) -> None:
+        # A journal dropped without close(): end of file on the wake pipe ends its projection
+        # process as a dead server's would (the next open() applies what it had not).
+        if getattr(self, "_wake_w", -1) >= 0:
+            try:
+                os.close(self._wake_w)
+            except OSError:
+                pass
+            self._wake_w = -1
+
     # ------------------------------------------------------------------ projection process
     def _spawn_child(self) -> None:
         """Start crossbook.persistence.projector with its two pipes; the loop watches the report
