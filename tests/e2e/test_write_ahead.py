@@ -33,11 +33,12 @@ from crossbook.fix.store import FileStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
-# `crossbook serve` that, once armed by SIGUSR1, lets the next FixVenue.new_order go out and then
+# `crossbook serve` that, once armed by SIGUSR1, lets the next FixVenue.new_order (or replace_order)
+# go out and then
 # stops its journal (batches are taken and never made durable) and SIGKILLs itself when the venue's
 # answer arrives (after committing the routers' audit trails): the venue has the order, the OMS
 # durably has only what was journaled before the NewOrderSingle was handed to the venue. Only
-# public interfaces are hooked (Venue.new_order, the FIX Application's from_app, the journal's
+# public interfaces are hooked (Venue.new_order / replace_order, the FIX Application's from_app, the journal's
 # submit(), SqliteAuditLog.sync()).
 KILL_AFTER_VENUE_SEND = """
 import asyncio, os, signal, sys
@@ -47,6 +48,7 @@ from crossbook.routing.fix_venue import FixVenue
 state = {"armed": False, "sent": False, "server": None}
 _start = server_module.Server.start
 _new_order = FixVenue.new_order
+_replace_order = FixVenue.replace_order
 _from_app = FixVenue.from_app
 
 async def start(self):
@@ -54,11 +56,18 @@ async def start(self):
     await _start(self)
     asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, lambda: state.update(armed=True))
 
-def new_order(self, order):
-    _new_order(self, order)
+def sent(self):
     if state["armed"] and not state["sent"]:
         state["sent"] = True
         state["server"].journal.submit = lambda batch, on_durable: None
+
+def new_order(self, order):
+    _new_order(self, order)
+    sent(self)
+
+def replace_order(self, *args):
+    _replace_order(self, *args)
+    sent(self)
 
 def from_app(self, session, message):
     if state["sent"] and message.msg_type == b"8":
@@ -69,6 +78,7 @@ def from_app(self, session, message):
 
 server_module.Server.start = start
 FixVenue.new_order = new_order
+FixVenue.replace_order = replace_order
 FixVenue.from_app = from_app
 from crossbook.app.cli import main
 sys.exit(main(sys.argv[1:]))
@@ -176,8 +186,11 @@ def test_an_order_at_a_venue_process_survives_a_kill_right_after_it_left(tmp_pat
                             f"{cl} New after restart")
                 answers = [(m.get(150), m.get(37), m.get(58)) for m in reports(peer, cl)]
                 assert b"8" not in [a[0] for a in answers], answers
-                # The client sends it once more as a possible duplicate: it gets the order's status.
-                peer.new_order(qty=10, price="229.00", cl_ord_id=cl, extra=[(100, destination), (97, "Y")])
+                # The client sends it once more as a possible resend (PossResend, 97=Y, a header
+                # field): it gets the order's status, not a second order or a duplicate reject.
+                peer.initiator.send(None, "D", [(11, cl), (55, "AAPL"), (54, "1"), (60, "20260101-00:00:00.000"),
+                                                (38, "10"), (40, "2"), (44, "229.00"), (100, destination)],
+                                    header=[(97, "Y")])
                 await until(lambda: any(m.get(150) == b"I" for m in reports(peer, cl)), f"{cl} status (ExecType I)")
                 mine = reports(peer, cl)
                 assert not [m for m in mine if m.get(150) == b"8"], [m for m in mine if m.get(150) == b"8"]
@@ -195,6 +208,72 @@ def test_an_order_at_a_venue_process_survives_a_kill_right_after_it_left(tmp_pat
         rows = [o for o in http_json(http_port, "/orders")["orders"] if victim[0] in o["cl_ord_ids"]]
         # One order, the one the venue held, ended by the client's cancel.
         assert [o["state"] for o in rows] == ["canceled"], rows
+    finally:
+        stop_server(proc)
+        venue.stop()
+
+
+def test_a_replace_at_a_venue_process_survives_a_kill_right_after_it_left(tmp_path, run):
+    """The same kill with an OrderCancelReplaceRequest: the new venue ClOrdID was journaled before
+    the replace left and the venue applied it, but its answer died with the OMS. After the restart
+    the client hears Replaced (no OrderCancelReject) and the OMS holds what the venue holds."""
+    venue = VenueProcess(venue_config(tmp_path, "VENUE-A"))
+    fix_port, http_port = free_port(), free_port()
+    config = write_server_config(tmp_path / "server.toml", fix_port=fix_port, http_port=http_port,
+                                 storage=tmp_path / "var",
+                                 body=server_body(venue.port, tmp_path / "audit.db"))
+    script = tmp_path / "kill_after_venue_send.py"
+    script.write_text(KILL_AFTER_VENUE_SEND)
+    client_dir = str(tmp_path / "client")
+    proc = launch_server([str(script), "serve", "--config", str(config)], tmp_path / "server1.log")
+    ids: dict[str, str] = {}
+    try:
+        async def before_kill() -> None:
+            await until(lambda: venue_up(http_port), "VENUE-A to log on")
+            store = FileStore(client_dir, "FIRM1", now=time.time())
+            peer = FixPeer(fix_port, "FIRM1", store=store, reset=False)
+            await peer.__aenter__()
+            try:
+                ids["order"] = peer.new_order(qty=10, price="228.00", extra=[(100, "VENUE-A")])
+                await until(lambda: any(m.get(150) == b"0" for m in reports(peer, ids["order"])), "New")
+                os.kill(proc.pid, signal.SIGUSR1)
+                await asyncio.sleep(0.3)
+                ids["replace"] = peer.replace(ids["order"], qty=20, price="228.50")
+                await until(lambda: proc.poll() is not None, "the server to be killed after the venue answered")
+                assert proc.returncode == -signal.SIGKILL, (proc.returncode, (tmp_path / "server1.log").read_text())
+            finally:
+                try:
+                    await peer.initiator.stop(logout_grace=0.2)
+                except (RuntimeError, ConnectionError, OSError):
+                    pass
+
+        run(before_kill(), timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+    proc = start_server(config, tmp_path / "server2.log")
+    try:
+        async def after_restart() -> None:
+            await until(lambda: venue_up(http_port), "VENUE-A to log on again")
+            store = FileStore(client_dir, "FIRM1", now=time.time())
+            async with FixPeer(fix_port, "FIRM1", store=store, reset=False) as peer:
+                rep = ids["replace"]
+                await until(lambda: any(m.get(150) == b"5" for m in reports(peer, rep))
+                            or any(m.msg_type == b"9" and m.get(11) == rep.encode() for m in peer.app.all),
+                            f"{rep} answered after restart")
+                refused = [m.get(58) for m in peer.app.all if m.msg_type == b"9" and m.get(11) == rep.encode()]
+                assert not refused, refused
+            # The venue holds 20 at 228.50: a seller's IOC takes exactly that, and the OMS agrees.
+            async with FixPeer(fix_port, "FIRM2") as seller:
+                ioc = seller.new_order(side="2", qty=30, price="228.50", extra=[(59, "3"), (100, "VENUE-A")])
+                await until(lambda: any(m.get(39) in (b"2", b"4") for m in reports(seller, ioc)), f"{ioc} done")
+                assert sum(int(m[32]) for m in reports(seller, ioc) if m.get(150) == b"F") == 20
+
+        run(after_restart(), timeout=60)
+        rows = [o for o in http_json(http_port, "/orders")["orders"] if ids["order"] in o["cl_ord_ids"]]
+        assert [(o["state"], o["qty"], o["cum_qty"], o["price"]) for o in rows] == [("filled", 20, 20, "228.50")], rows
     finally:
         stop_server(proc)
         venue.stop()

@@ -87,9 +87,13 @@ def test_an_order_to_a_fix_venue_is_durable_with_its_venue_id_before_it_is_sent(
         log: list = []
         m, _, _ = manager_with(SendlessFixVenue("VENUE-A", log), log)
         m.new_order(new("b1"))
-        # Inside new_order: the batch (order row with venue ClOrdID O1.1, the order counter) is
-        # durable, then the NewOrderSingle goes, then the PendingNew report.
-        assert log == [("durable", {"O1": ("pending_new", "O1.1", 1)}, {"order_seq": "1", "exec_seq": "1"}),
+        m.note_meta("fix_next_in:FIRM1", "3 0.0")   # what the gateway notes after new_order returns
+        assert log == []
+        await asyncio.sleep(0)
+        # One loop hop later: the batch (order row with venue ClOrdID O1.1, the order counter and
+        # the gateway's mark) is durable, then the NewOrderSingle goes, then the PendingNew report.
+        assert log == [("durable", {"O1": ("pending_new", "O1.1", 1)},
+                        {"fix_next_in:FIRM1": "3 0.0", "order_seq": "1", "exec_seq": "1"}),
                        ("venue new", "O1.1"), ("report", ExecType.PENDING_NEW)]
 
     asyncio.run(scenario())
@@ -105,9 +109,25 @@ def test_a_replace_at_a_fix_venue_is_durable_with_its_new_venue_id_before_it_is_
         assert m.order("O1").state is OrderState.NEW
         log.clear()
         m.replace_order(ReplaceOrder(session="FIRM1", cl_ord_id="r1", orig_cl_ord_id="b1", qty=20, price=22800))
+        assert log == []
+        await asyncio.sleep(0)
         assert log[:2] == [("durable", {"O1": ("pending_replace", "O1.1", 2)}, {"exec_seq": "3"}),
                            ("venue replace", "O1.1", "O1.2", 20, 22800)]
         assert log[2:] == [("report", ExecType.PENDING_REPLACE)]
+
+    asyncio.run(scenario())
+
+
+def test_orders_to_a_fix_venue_in_one_loop_round_share_one_journal_record():
+    async def scenario():
+        log: list = []
+        m, _, _ = manager_with(SendlessFixVenue("VENUE-A", log), log)
+        for cl in ("b1", "b2", "b3"):
+            m.new_order(new(cl))
+        await asyncio.sleep(0)
+        assert [e[0] for e in log] == ["durable", "venue new", "venue new", "venue new"] + ["report"] * 3
+        assert sorted(log[0][1]) == ["O1", "O2", "O3"]
+        assert [e[1] for e in log[1:4]] == ["O1.1", "O2.1", "O3.1"]
 
     asyncio.run(scenario())
 
@@ -160,6 +180,7 @@ def test_a_held_order_acknowledged_by_its_venue_becomes_new():
         log: list = []
         m, journal, sent = manager_with(SendlessFixVenue("VENUE-A", log), log)
         m.new_order(new("b1"))
+        await asyncio.sleep(0)
         restarted, _, sent2 = manager_with(SendlessFixVenue("VENUE-A", []), [])
         restarted.restore([m._row(m.order("O1"))], [], {"order_seq": "1", "exec_seq": "1"}, {})
         order = restarted.hold_at_venue("O1", acknowledged=True)
@@ -169,5 +190,37 @@ def test_a_held_order_acknowledged_by_its_venue_becomes_new():
         restarted.resubmit_open_orders()       # held: not sent again
         await restarted.drain()
         assert order.venue_seq == 1 and len(sent2) == 1
+
+    asyncio.run(scenario())
+
+
+def test_after_a_restart_the_ids_of_a_replace_journaled_before_it_left_reach_the_order():
+    """An order restored PENDING_REPLACE (its replace's new venue ClOrdID O1.2 journaled before
+    it left) and held at its venue: the venue's Replaced and then a fill under O1.2 both reach
+    it. Before, only O1.1 was mapped again: the Replaced came through its OrigClOrdID, the fill
+    under the new id was dropped as an event for an unknown order."""
+    async def scenario():
+        log: list = []
+        m, _, _ = manager_with(SendlessFixVenue("VENUE-A", log), log)
+        m.new_order(new("b1"))
+        m.on_venue_event(VenueEvent(VenueEventKind.NEW, "VENUE-A", "O1.1", "V1", leaves_qty=10))
+        await m.drain()
+        m.replace_order(ReplaceOrder(session="FIRM1", cl_ord_id="r1", orig_cl_ord_id="b1", qty=20, price=22800))
+        await asyncio.sleep(0)
+        stored = m._row(m.order("O1"))
+        assert (stored["state"], stored["venue_cl_ord_id"], stored["venue_seq"]) == ("pending_replace", "O1.1", 2)
+
+        restarted, _, sent = manager_with(SendlessFixVenue("VENUE-A", []), [])
+        acc = CFG.directory.accounts["ACC1"].index
+        restarted.restore([stored], [], {"order_seq": "1", "exec_seq": "3"}, {acc: m.risk.usage(acc)})
+        restarted.hold_at_venue("O1")
+        restarted.on_venue_event(VenueEvent(VenueEventKind.REPLACED, "VENUE-A", "O1.2", "V1", leaves_qty=20,
+                                            orig_venue_cl_ord_id="O1.1"))
+        restarted.on_venue_event(VenueEvent(VenueEventKind.TRADE, "VENUE-A", "O1.2", "V1", last_qty=20,
+                                            last_px=22800, exec_id="E1"))
+        await restarted.drain()
+        order = restarted.order("O1")
+        assert (order.state, order.qty, order.price, order.cum_qty) == (OrderState.FILLED, 20, 22800, 20)
+        assert [o.execution.exec_type for o in sent] == [ExecType.REPLACED, ExecType.TRADE]
 
     asyncio.run(scenario())

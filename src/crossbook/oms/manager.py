@@ -340,18 +340,29 @@ class OrderManager:
             self._schedule_flush()
 
     def _send_when_durable(self, call: Callable[..., None], args: tuple) -> None:
-        """Write-ahead for a venue whose orders outlive this process (:func:`outlives_oms`): the
-        current batch (the order's row with its new venue ClOrdID, and the id counters) goes to
-        the journal now and ``call(*args)`` runs only once it is durable (first thing in
-        _on_durable; inside this call with a journal that writes synchronously). Otherwise a
-        kill between the send and the commit would leave a live order at the venue that the
-        restarted OMS does not know and would enter again under the same ids."""
+        """Write-ahead for a venue whose orders outlive this process (:func:`outlives_oms`):
+        ``call(*args)`` is held in the current batch (which holds the order's row with its new
+        venue ClOrdID; the id counters join it at flush) and made only once that batch is
+        durable, first thing in _on_durable. Otherwise a kill between the send and the commit
+        would leave a live order at the venue that the restarted OMS does not know and would
+        enter again under the same ids.
+
+        The batch is flushed one loop hop from now, not at once: what this loop round still
+        does joins it, above all the gateway's inbound MsgSeqNum mark for the message that
+        caused the send (noted after the manager returns), so a restart never asks the client
+        to resend a request that is already durable (a resent OrderCancelReplaceRequest would
+        meet its own ClOrdID: a duplicate), and several orders read at once share one record."""
         batch = self._batch
         if batch.venue_sends is None:
             batch.venue_sends = [(call, args)]
+            asyncio.get_running_loop().call_soon(self._flush_venue_sends)
         else:
             batch.venue_sends.append((call, args))
-        self.flush()
+
+    def _flush_venue_sends(self) -> None:
+        # The batch may have gone with an earlier flush already (then there is nothing to hurry).
+        if self._batch.venue_sends is not None:
+            self.flush()
 
     @staticmethod
     def _risk_price_of(order: Order) -> int:
@@ -859,6 +870,7 @@ class OrderManager:
         order.price = new_price
         order.leaves_qty = new_leaves
         order.venue_cl_ord_id = ev.venue_cl_ord_id if ev.kind == VenueEventKind.REPLACED else order.venue_cl_ord_id
+        self._by_venue_id[(order.venue, order.venue_cl_ord_id)] = order  # its later events come under this id
         order.venue_order_id = ev.venue_order_id or order.venue_order_id
         self._clear_pending(order)
         transition(order, Trigger.REPLACED)
@@ -1105,6 +1117,11 @@ class OrderManager:
             raise ValueError(f"hold_at_venue: {order_id!r} is not an open order (restore() it first)")
         if not order.venue_cl_ord_id:
             raise ValueError(f"hold_at_venue: order {order_id} was never sent to a venue")
+        # Every venue ClOrdID the order had or was about to get (a replace journaled before it
+        # left, write-ahead: ``venue_seq`` counts it), so a late or resent event for any of them,
+        # e.g. the venue's Replaced and the fills under the new id, reaches the order.
+        for k in range(1, order.venue_seq + 1):
+            self._by_venue_id[(order.venue, f"{order_id}.{k}")] = order
         self._by_venue_id[(order.venue, order.venue_cl_ord_id)] = order
         self._held_at_venue.add(order_id)
         if acknowledged and order.state is OrderState.PENDING_NEW:
