@@ -314,6 +314,13 @@ class _Parent:
     def live(self) -> list[_Child]:
         return [c for c in self.children if not c.done]
 
+    def has_live(self) -> bool:
+        """``bool(self.live())`` without building the list."""
+        for c in self.children:
+            if not c.done:
+                return True
+        return False
+
     def status(self) -> int:
         if self.cum >= self.qty:
             return _FILLED
@@ -1082,7 +1089,7 @@ class SmartRouter:
         for child in parent.live():
             if not any(r[0] == "cancel" for r in child.requests.values()):
                 self._cancel_child(child, None)
-        if not parent.live():
+        if not parent.has_live():
             self._finish(parent, int(code), text)
 
     def _finish(self, parent: _Parent, code: int, text: str) -> None:
@@ -1150,15 +1157,19 @@ class SmartRouter:
         missing = parent.qty - parent.cum - sum(c.leaves for c in parent.live())
         if missing > 0:
             self._route(parent, missing)
-        elif not parent.live():
+        elif not parent.has_live():
             self._progress(parent)
 
     # ============================================================================================
     # Upstream events
     # ============================================================================================
     def _parent_event(self, parent: _Parent, kind: VenueEventKind) -> VenueEvent:
-        return VenueEvent(kind, self.name, parent.cl, parent.id, leaves_qty=parent.qty - parent.cum,
-                          cum_qty=parent.cum, ts=self._clock.now_ns(), ord_status=parent.status())
+        # Positional in VenueEvent's field order (kind, venue, ids, last_qty, last_px, leaves, cum,
+        # reason, reason_code, exec_id, ts, orig id, ord_status): keywords cost more per event.
+        cum = parent.cum
+        return VenueEvent(kind, self.name, parent.cl, parent.id, 0, 0, parent.qty - cum, cum, "", 0, "",
+                          self._clock.now_ns(), "",
+                          _FILLED if cum >= parent.qty else _PARTIAL if cum else _RESTING)
 
     def _reject(self, cl: str, code: int, text: str) -> VenueEvent:
         return VenueEvent(_K.REJECTED, self.name, cl, "", reason=text, reason_code=int(code), ts=self._clock.now_ns(),
@@ -1182,7 +1193,7 @@ class SmartRouter:
         """A finished parent with nothing outstanding is remembered for a while (status, late
         requests answered "too late"), then forgotten, oldest first, so memory stays bounded.
         Events arriving later for a forgotten child go on to the upstream sink unchanged."""
-        if parent.retired or not parent.done or parent.pending is not None or parent.live():
+        if parent.retired or not parent.done or parent.pending is not None or parent.has_live():
             return
         parent.retired = True
         done = self._done_parents
