@@ -87,11 +87,10 @@ def test_an_order_to_a_fix_venue_is_durable_with_its_venue_id_before_it_is_sent(
         log: list = []
         m, _, _ = manager_with(SendlessFixVenue("VENUE-A", log), log)
         m.new_order(new("b1"))
+        assert log == []                             # nothing leaves before the batch is durable
         m.note_meta("fix_next_in:FIRM1", "3 0.0")   # what the gateway notes after new_order returns
-        assert log == []
-        await asyncio.sleep(0)
-        # One loop hop later: the batch (order row with venue ClOrdID O1.1, the order counter and
-        # the gateway's mark) is durable, then the NewOrderSingle goes, then the PendingNew report.
+        # Then at once: the batch (order row with venue ClOrdID O1.1, the order counter and the
+        # gateway's mark) is durable, then the NewOrderSingle goes, then the PendingNew report.
         assert log == [("durable", {"O1": ("pending_new", "O1.1", 1)},
                         {"fix_next_in:FIRM1": "3 0.0", "order_seq": "1", "exec_seq": "1"}),
                        ("venue new", "O1.1"), ("report", ExecType.PENDING_NEW)]
@@ -119,6 +118,8 @@ def test_a_replace_at_a_fix_venue_is_durable_with_its_new_venue_id_before_it_is_
 
 
 def test_orders_to_a_fix_venue_in_one_loop_round_share_one_journal_record():
+    """Without the gateway's mark (orders entered by other callers) the batch goes a loop hop
+    later, with every order of the round."""
     async def scenario():
         log: list = []
         m, _, _ = manager_with(SendlessFixVenue("VENUE-A", log), log)

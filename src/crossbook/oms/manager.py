@@ -242,8 +242,16 @@ class OrderManager:
 
     def note_meta(self, key: str, value: str) -> None:
         """Journal ``key`` = ``value`` (meta) in the current batch: committed together with every
-        change made since the last flush, read back by the journal's ``open()``."""
-        self._batch.meta[key] = value
+        change made since the last flush, read back by the journal's ``open()``.
+
+        When a venue request waits for the current batch (write-ahead, :meth:`_send_when_durable`)
+        the batch is flushed now: the gateway notes its inbound MsgSeqNum mark after each message
+        it handled, so the batch holds everything that message did, and the request leaves inside
+        the read callback instead of a loop hop later (the client's reports with it)."""
+        batch = self._batch
+        batch.meta[key] = value
+        if batch.venue_sends is not None:
+            self.flush()
 
     def subscribe(self, callback: Callable[[OrderEvent], None]) -> Callable[[], None]:
         """Call ``callback`` with every order event once it is durable; returns an unsubscribe."""
@@ -347,11 +355,12 @@ class OrderManager:
         would leave a live order at the venue that the restarted OMS does not know and would
         enter again under the same ids.
 
-        The batch is flushed one loop hop from now, not at once: what this loop round still
-        does joins it, above all the gateway's inbound MsgSeqNum mark for the message that
-        caused the send (noted after the manager returns), so a restart never asks the client
-        to resend a request that is already durable (a resent OrderCancelReplaceRequest would
-        meet its own ClOrdID: a duplicate), and several orders read at once share one record."""
+        The batch is not flushed at once: the gateway's inbound MsgSeqNum mark for the message
+        that caused the send (noted after the manager returns) must ride in it, so a restart
+        never asks the client to resend a request that is already durable (a resent
+        OrderCancelReplaceRequest would meet its own ClOrdID: a duplicate). :meth:`note_meta`
+        flushes it when the mark arrives; a loop hop later at the latest (a send not caused by
+        a client message)."""
         batch = self._batch
         if batch.venue_sends is None:
             batch.venue_sends = [(call, args)]
