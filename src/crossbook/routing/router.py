@@ -407,7 +407,13 @@ class SmartRouter:
 
     @property
     def is_up(self) -> bool:
-        return self._started and any(v.is_up for v in self.venues)
+        # Asked by the OMS for every order: a plain loop, no generator.
+        if not self._started:
+            return False
+        for v in self.venues:
+            if v.is_up:
+                return True
+        return False
 
     async def start(self) -> None:
         """Take over the venues' sinks (again: call after the OMS installed its sinks), start the
@@ -462,7 +468,13 @@ class SmartRouter:
         if not self._started:
             return self._outbox.push(self._reject(cl, VenueReason.VENUE_DOWN,
                                                   f"venue down: {self.name} is not started"))
-        listing = [v for v in self.venues if v.lists(inst)]
+        listing = []
+        up = []
+        for v in self.venues:
+            if v.lists(inst):
+                listing.append(v)
+                if v.is_up:
+                    up.append(v)
         if not listing:
             key = getattr(inst, "key", inst)
             return self._outbox.push(self._reject(cl, VenueReason.NOT_LISTED,
@@ -471,7 +483,6 @@ class SmartRouter:
         self._alias_parent(cl, parent)
         self._by_pid[parent.id] = parent
         self._record(parent, "parent_new", qty=order.qty, price=order.price, detail=_ParentNew(order, self.policy))
-        up = [v for v in listing if v.is_up]
         if self.policy is Policy.DIRECT and not up:
             return self._refuse_parent(parent, f"venue down: router {self.name} routes direct to {listing[0].name}, "
                                                f"which is down")
