@@ -1051,8 +1051,10 @@ class SmartRouter:
             if parent.pending is not None and not parent.pending.waiting:
                 self._answer_too_late(parent)
             return
-        live = parent.live()
         pend = parent.pending
+        if pend is None and not parent.wave and parent.has_live():
+            return   # the common case (a child event on a working parent): nothing to decide
+        live = parent.live()
         if pend is not None:
             blocked = any(c.want is not None or c.unknown for c in live)
             if pend.waiting or blocked:
