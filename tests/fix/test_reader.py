@@ -3,7 +3,7 @@
 * ``reader.CodecFrameReader`` (Cython framing + splitting) against ``framing.FrameReader``;
 * a whole ``Session`` with ``framer="codec"`` against one with ``framer="python"``;
 * ``messages.encode`` (Cython encoder) against ``messages.encode_reference``;
-* ``messages.parse_timestamp`` (cached) against ``parse_timestamp_reference``.
+* ``messages.parse_timestamp`` (compiled) against ``parse_timestamp_reference``.
 """
 from __future__ import annotations
 
@@ -174,6 +174,32 @@ timestamp_text = st.one_of(
 def test_parse_timestamp_matches_the_reference(texts):
     for text in texts:
         assert parse_timestamp(text) == parse_timestamp_reference(text), text
+
+
+@pytest.mark.parametrize("text", [
+    b"20231114-22:13:20", b"20231114-22:13:20.0", b"20231114-22:13:20.999999999", b"20231114-22:13:20.1234567891",
+    b"20261231-23:59:60", b"20261231-23:59:60.5", b"20261231-23:59:61", b"20261231-23:59:99", b"20240229-12:00:00",
+    b"20230229-12:00:00", b"19000101-00:00:00.001", b"00010101-00:00:00", b"00000101-00:00:00", b"99991231-23:59:59.9",
+    b"20260101-24:00:00", b"20260101-23:60:00", b"20261301-00:00:00", b"20260001-00:00:00", b"20260100-00:00:00",
+    b"2026010a-00:00:00", b"20260101 00:00:00", b"20260101-00:00:00.", b"20260101-00:00:00,5", b"20260101-00:00",
+    b"", b"+2026010-00:00:00", b"20260101-00:00:00.00000000000",
+])
+def test_parse_timestamp_edges(text):
+    assert parse_timestamp(text) == parse_timestamp_reference(text)
+    assert repr(parse_timestamp(text)) == repr(parse_timestamp_reference(text))   # the same float
+
+
+@hsettings(max_examples=1000, deadline=None)
+@given(st.from_regex(rb"\A[0-9]{8}-[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{0,10})?\Z"))
+def test_parse_timestamp_any_digits(text):
+    assert repr(parse_timestamp(text)) == repr(parse_timestamp_reference(text))
+
+
+def test_parse_timestamp_takes_bytes_only():
+    with pytest.raises(TypeError):
+        parse_timestamp("20231114-22:13:20")
+    with pytest.raises(TypeError):
+        parse_timestamp_reference("20231114-22:13:20")
 
 
 def test_timestamp_text_cache_follows_the_clock():

@@ -726,6 +726,49 @@ def parse_utc_timestamp(value):
     return ns
 
 
+def parse_sending_time(value):
+    """``messages.parse_timestamp`` in C: a UTCTimestamp ``YYYYMMDD-HH:MM:SS[.f{1,9}]`` (bytes)
+    to epoch seconds as a float, or None when it is not one. The same float, bit for bit, as
+    the reference's datetime arithmetic gives (seconds 60-99 read as 59, and 60 then adds one
+    second, as ``min(s, 59)`` + leap second there); any other type is a TypeError."""
+    cdef const uint8_t* p
+    cdef Py_ssize_t n, i
+    cdef int y0, y1, mo, d, h, mi, sec
+    cdef int64_t y, secs, frac = 0, scale = 1
+    cdef double seconds
+    if not PyBytes_Check(value):
+        raise TypeError(f"a timestamp is bytes, got {type(value).__name__}")
+    p = <const uint8_t*>PyBytes_AS_STRING(value)
+    n = PyBytes_GET_SIZE(value)
+    if n < 17 or n > 27 or p[8] != 45 or p[11] != 58 or p[14] != 58:
+        return None
+    y0 = _digits2(p)
+    y1 = _digits2(p + 2)
+    mo = _digits2(p + 4)
+    d = _digits2(p + 6)
+    h = _digits2(p + 9)
+    mi = _digits2(p + 12)
+    sec = _digits2(p + 15)
+    if y0 < 0 or y1 < 0 or mo < 0 or d < 0 or h < 0 or mi < 0 or sec < 0:
+        return None
+    y = y0 * 100 + y1
+    if y < 1 or mo < 1 or mo > 12 or d < 1 or d > _days_in_month(y, mo) or h > 23 or mi > 59:
+        return None
+    secs = _days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + (sec if sec < 59 else 59)
+    seconds = <double>secs + (1.0 if sec == 60 else 0.0)
+    if n == 17:
+        return seconds
+    if n < 19 or p[17] != 46:
+        return None
+    for i in range(18, n):
+        if not _is_digit(p[i]):
+            return None
+        frac = frac * 10 + (p[i] - 48)
+        scale *= 10
+    # int / int in Python is the correctly rounded quotient; both are exact doubles here.
+    return seconds + <double>frac / <double>scale
+
+
 cdef Py_ssize_t _format_timestamp(char* out, int64_t ns, int precision) noexcept nogil:
     # Writes 17 + (precision and precision + 1) bytes; the caller checked ns and precision.
     _format_seconds(out, ns // 1000000000)

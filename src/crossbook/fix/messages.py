@@ -11,7 +11,8 @@ import datetime as _dt
 import re
 from typing import Iterable, Sequence
 
-from crossbook.fix._codec import encode_message as _encode_message, first_values as _first_values
+from crossbook.fix._codec import (encode_message as _encode_message, first_values as _first_values,
+                                  parse_sending_time as _parse_sending_time)
 from crossbook.fix.framing import checksum
 
 SOH = b"\x01"
@@ -71,45 +72,14 @@ def format_timestamp(epoch_seconds: float, millis: bool = True) -> bytes:
 
 # \Z, not $: "$" also matches before a final newline, which is no part of a timestamp.
 _TS_RE = re.compile(rb"^(\d{4})(\d{2})(\d{2})-(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?\Z")
-_FRACTION_RE = re.compile(rb"\d{1,9}")
-# "YYYYMMDD-HH:MM:SS" -> epoch seconds (None: not a valid date/time), for recent seconds.
-_SECONDS_CACHE: dict[bytes, float | None] = {}
-
-
-def parse_timestamp(value: bytes) -> float | None:
-    """UTCTimestamp to epoch seconds; None when the text is not a valid timestamp."""
-    head = value[:17]
-    seconds = _SECONDS_CACHE.get(head, False)
-    if seconds is False:  # not seen lately: the full check (the cache only skips re-parsing)
-        seconds = _parse_seconds(head)
-        if len(_SECONDS_CACHE) >= 256:
-            _SECONDS_CACHE.clear()
-        _SECONDS_CACHE[head] = seconds
-    if seconds is None:
-        return None
-    n = len(value)
-    if n == 17:
-        return seconds
-    frac = value[18:]
-    if n < 19 or value[17:18] != b"." or _FRACTION_RE.fullmatch(frac) is None:
-        return None
-    return seconds + int(frac) / (10 ** len(frac))
-
-
-def _parse_seconds(head: bytes) -> float | None:
-    m = _TS_RE.match(head)
-    if m is None or m.group(7) is not None:
-        return None
-    y, mo, d, h, mi, s, _ = m.groups()
-    try:
-        t = _dt.datetime(int(y), int(mo), int(d), int(h), int(mi), min(int(s), 59), tzinfo=_dt.timezone.utc)
-    except ValueError:
-        return None
-    return t.timestamp() + (1 if int(s) == 60 else 0)
+#: UTCTimestamp bytes to epoch seconds; None when the text is not a valid timestamp. Compiled
+#: (``codec.parse_sending_time``, read once per received message): the same floats as
+#: :func:`parse_timestamp_reference` (tests/fix/test_reader.py compares them).
+parse_timestamp = _parse_sending_time
 
 
 def parse_timestamp_reference(value: bytes) -> float | None:
-    """:func:`parse_timestamp` without its cache (the reference it is tested against)."""
+    """:func:`parse_timestamp` in plain Python (the reference it is tested against)."""
     m = _TS_RE.match(value)
     if m is None:
         return None
