@@ -257,3 +257,72 @@ def test_a_delivery_callback_that_fires_early_delivers_nothing_before_it_is_due(
         assert got == ["a"]
 
     asyncio.run(main())
+
+
+def test_deliver_now_delivers_the_queue_in_order_once_and_cancels_the_scheduled_callback():
+    async def main():
+        box = EventOutbox("SOR", label="router")
+        sink = Recorder()
+        box.set_sink(sink)
+        box.push(ev("a"))
+        box.extend([ev("b"), ev("c")])
+
+        def venue_callback() -> None:          # what a venue's delivery callback into the router does
+            box.deliver_now()
+            assert sink.got == ["a", "b", "c"] and len(box) == 0
+
+        asyncio.get_running_loop().call_soon(venue_callback)
+        await turns(3)
+        assert sink.got == ["a", "b", "c"] and sink.max_depth == 1   # not a second time from the old callback
+        box.deliver_now()                      # nothing queued: nothing happens
+        assert sink.got == ["a", "b", "c"]
+
+    asyncio.run(main())
+
+
+def test_deliver_now_from_inside_the_sink_does_nothing_and_what_the_sink_causes_waits_a_callback():
+    async def main():
+        box = EventOutbox("SOR", label="router")
+        turn = [0]
+        calls: list[tuple[int, str]] = []
+        depth = [0]
+
+        def sink(event: VenueEvent) -> None:
+            depth[0] += 1
+            assert depth[0] == 1, "sink entered re-entrantly"
+            calls.append((turn[0], event.venue_cl_ord_id))
+            if not event.venue_cl_ord_id.endswith("+"):
+                box.push(ev(event.venue_cl_ord_id + "+"))
+                box.deliver_now()              # re-entrant: refused, the new event waits
+            depth[0] -= 1
+
+        box.set_sink(sink)
+        box.extend([ev("a"), ev("b")])
+        box.deliver_now()                      # from this task's step: a loop callback the sink did not cause
+        for t in range(1, 5):
+            turn[0] = t
+            await asyncio.sleep(0)
+        per_turn: dict[int, list[str]] = {}
+        for t, cl in calls:
+            per_turn.setdefault(t, []).append(cl)
+        assert per_turn == {0: ["a", "b"], 1: ["a+", "b+"]} and len(box) == 0
+
+    asyncio.run(main())
+
+
+def test_deliver_now_keeps_due_times_and_state_notices():
+    async def main():
+        box = EventOutbox("V")
+        sink = Recorder()
+        seen: list[tuple[str, bool]] = []
+        box.add_state_listener(lambda name, up, reason: seen.append((name, up)))
+        box.set_sink(sink)
+        box.push_state(False, "down")
+        box.push(ev("now"))
+        box.extend([ev("later")], delay_s=0.05)
+        box.deliver_now()
+        assert seen == [("V", False)] and sink.got == ["now"] and len(box) == 1   # "later" is not due
+        await asyncio.sleep(0.1)
+        assert sink.got == ["now", "later"]
+
+    asyncio.run(main())

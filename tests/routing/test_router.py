@@ -766,3 +766,25 @@ def test_random_streams_conserve_quantity(seed, latency):
                                                       K.CANCEL_REJECTED, K.REPLACE_REJECTED)}, live_leaves
     stats = run(main())
     print(stats)
+
+
+def test_a_childs_events_go_upstream_in_the_venues_own_delivery_callback():
+    # The parent's answer reaches the OMS in the loop turn in which the venue delivers its child's
+    # events (the router forwards from inside that callback), as a direct order's answer would:
+    # one turn after new_order, never inside it.
+    async def main():
+        async with Rig() as r:
+            r.quote(r.a, SELL, 100, 23001)
+            await r.settle()
+            r.events.clear()
+            p = r.parent(BUY, 100, 23001, tif=TimeInForce.IOC)
+            direct = r.quote(r.b, BUY, 10, 22000)              # a direct order at the same time
+            assert r.events == []                             # nothing inside the calls
+            await asyncio.sleep(0)                            # one turn: the venues' callbacks
+            kinds = [(e.venue, e.venue_cl_ord_id, e.kind) for e in r.events]
+            assert ("SOR", p, K.NEW) in kinds and ("SOR", p, K.TRADE) in kinds, kinds
+            assert ("VENUE-B", direct, K.NEW) in kinds, kinds
+            trade = next(e for e in r.up(K.TRADE))
+            assert (trade.cum_qty, trade.leaves_qty) == (100, 0)
+
+    run(main())

@@ -71,7 +71,7 @@ class EventOutbox:
     the running loop at the first delivery that needs scheduling (or ``bind_loop()``).
     """
 
-    __slots__ = ("name", "label", "loop", "_sink", "_listeners", "_out", "_wrapped", "_handle")
+    __slots__ = ("name", "label", "loop", "_sink", "_listeners", "_out", "_wrapped", "_handle", "_delivering")
 
     def __init__(self, name: str, *, label: str = "venue", loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.name = name
@@ -84,6 +84,7 @@ class EventOutbox:
         # delivery callback runs the plain loop, which checks nothing per event.
         self._wrapped = 0
         self._handle: asyncio.Handle | None = None
+        self._delivering = False
 
     # ---------------------------------------------------------------------------------------------
     # Configuration
@@ -176,10 +177,36 @@ class EventOutbox:
                 return
         self._handle = loop.call_soon(self._flush)
 
+    def deliver_now(self) -> None:
+        """Deliver what is queued now instead of from the scheduled callback (which is cancelled).
+
+        Only for an owner that is itself running inside a loop callback that its sink did not
+        cause: a router handling its venues' events (they come from the venues' own delivery
+        callbacks) answers upstream in the same callback, one loop turn earlier, so the OMS sees
+        a routed order's answer in the same turn as a direct one's. The rules hold: the sink is
+        still never called from inside its own call (a call made while this outbox is delivering
+        does nothing), events keep their FIFO order, and what the sink causes waits for the next
+        callback. Due times and state notices are honoured as in a scheduled delivery."""
+        if self._delivering or not self._out:
+            return
+        handle = self._handle
+        if handle is not None:
+            handle.cancel()
+        self._flush()
+
     def _flush(self) -> None:
         self._handle = None
         out = self._out
         sink = self._sink
+        self._delivering = True
+        try:
+            self._deliver(out, sink)
+        finally:
+            self._delivering = False
+        if out and sink is not None:
+            self._schedule()
+
+    def _deliver(self, out: deque, sink: Callable[[VenueEvent], None] | None) -> None:
         # Deliver only what was queued when this callback started: what the sink causes (it may
         # send orders) waits for the next callback, so a burst cannot starve the loop.
         n = len(out)
@@ -196,8 +223,6 @@ class EventOutbox:
                     self._sink_raised(ev)
         else:
             self._flush_mixed(n, sink)
-        if out and sink is not None:
-            self._schedule()
 
     def _flush_mixed(self, n: int, sink: Callable[[VenueEvent], None] | None) -> None:
         out = self._out

@@ -223,6 +223,12 @@ class _Tap:
             child = r._child_of(ev)
             if child is not None:
                 r._on_child_event(ev, child)
+                # The venue calls its sink only from its own delivery callback (delivery rule 1),
+                # never from inside a call the OMS made: the parent's events can go upstream now,
+                # in this callback, rather than one loop turn later from the router's. A routed
+                # order's answer then reaches the OMS in the turn a direct one's does, and joins
+                # the same journal batch as the order's PendingNew.
+                r._outbox.deliver_now()
                 return
         if self.upstream is not None:
             self.upstream(ev)
