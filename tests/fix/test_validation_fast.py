@@ -173,3 +173,24 @@ def test_compiled_format_checks_agree_with_the_validators_functions(value):
     from crossbook.fix._codec import compiled_format_check
     for check in _registered_checks():
         assert compiled_format_check(check, value) == check(value), (check.__name__, value)
+
+
+def test_compiled_flat_pass_on_messages_beyond_its_small_size():
+    """``accepts_flat`` checks repeated tags in C up to 64 fields and with a set beyond: both
+    branches give the Python pass's verdict (a table that knows every tag, so only the
+    repeat and required checks decide)."""
+    from crossbook.fix._codec import accepts_flat
+
+    def message(tags):
+        return [(8, b"FIX.4.4"), (9, b"100"), (35, b"D")] + [(t, b"v") for t in tags] + [(10, b"000")]
+
+    table = {t: (0 if t in (8, 9, 35) else 2 if t == 10 else 1, None, None, False) for t in range(1, 400)}
+    required = frozenset({8, 9, 35, 10, 150})
+    for count in (60, 61, 62, 100):
+        tags = list(range(200, 200 + count))
+        distinct = message(tags + [150])
+        assert accepts_flat(distinct, b"FIX.4.4", table, required, True)
+        assert not accepts_flat(message(tags + [150, 200]), b"FIX.4.4", table, required, True)   # repeated
+        assert not accepts_flat(message(tags), b"FIX.4.4", table, required, True)                # 150 missing
+        assert not accepts_flat(message(tags + [150, 150]), b"FIX.4.4", table, required, True)
+        assert accepts_flat(tuple(distinct), b"FIX.4.4", table, required, True)                   # any sequence

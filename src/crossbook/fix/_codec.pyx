@@ -35,6 +35,7 @@ cdef enum:
     READER_INITIAL_CAPACITY = 16384
     READER_SHRINK_ABOVE = 262144
     HEADROOM = 48                  # room before the body for "8=<begin>\x019=<len>\x01"
+    SMALL_MESSAGE = 64             # accepts_flat checks repeated tags in C up to this many fields
     DATA_TAG_TABLE_SIZE = 1024
 
 cdef const char* FRAME_START = b"8=FIX"
@@ -2652,26 +2653,40 @@ def accepts_flat(fields, bytes begin, dict table, frozenset required, bint have_
     (header, body, trailer), no tag repeats, every ``required`` tag is there, no value is
     empty (when ``have_values``), and every value passes its check and enumeration. Anything
     else is False: the caller's full validation then decides."""
-    cdef Py_ssize_t n = len(fields)
+    cdef list items = fields if type(fields) is list else list(fields)
+    cdef Py_ssize_t n = len(items), i, j, present = 0
     cdef long latest = 0
     cdef long section
     cdef int verdict
+    # Repeated tags: compared in C for a message of up to SMALL_MESSAGE fields (every tag is
+    # then known to be an int key of the table), a set beyond that.
+    cdef long tags[SMALL_MESSAGE]
+    cdef bint small = n <= SMALL_MESSAGE
+    cdef object item, tag, value, entry
     if n < 3:
         return False
-    t0, v0 = fields[0]
-    t1, _ = fields[1]
-    t2, _ = fields[2]
+    t0, v0 = items[0]
+    t1, _ = items[1]
+    t2, _ = items[2]
     if t0 != 8 or t1 != 9 or t2 != 35 or v0 != begin:
         return False
-    cdef set seen = set()
-    for tag, _ in fields:
-        seen.add(tag)
-    if len(seen) != n or not required <= seen:
-        return False  # a repeated tag or a required one missing: the full check decides
-    for tag, value in fields:
+    for i in range(n):
+        item = items[i]
+        if type(item) is tuple and len(<tuple>item) == 2:
+            tag = (<tuple>item)[0]
+            value = (<tuple>item)[1]
+        else:
+            tag, value = item
         entry = table.get(tag)
         if entry is None:
             return False  # unknown here, a group, 1128...: the full check decides
+        if small:
+            tags[i] = tag
+            for j in range(i):
+                if tags[j] == tags[i]:
+                    return False  # a repeated tag: the full check decides
+        if tag in required:
+            present += 1
         section_obj, check, allowed, multi = <tuple>entry
         section = section_obj
         if section < latest:
@@ -2690,7 +2705,10 @@ def accepts_flat(fields, bytes begin, dict table, frozenset required, bint have_
                         return False
             elif value not in allowed:
                 return False
-    return True
+    if not small and len({pair[0] for pair in items}) != n:
+        return False
+    # No tag repeats, so this counts the distinct required tags present.
+    return present == len(required)
 
 
 def bytes_values(list pairs):
