@@ -12,7 +12,12 @@ Edge rules (FIX answers):
 * off-tick price, wrong lot, bad quantity -> ExecutionReport Rejected, OrdRejReason 13 (incorrect
   quantity) / 99 (other; 0 on FIX 4.2, which has no 13/99), Text naming the value and the rule;
 * unknown account / account of another firm -> OrdRejReason 15 (0 on 4.2);
-* unsupported Side/OrdType/TimeInForce -> OrdRejReason 11 (0 on 4.2).
+* unsupported Side/OrdType/TimeInForce -> OrdRejReason 11 (0 on 4.2);
+* a NewOrderSingle, OrderCancelRequest or OrderCancelReplaceRequest resent with PossDupFlag (43=Y)
+  or PossResend (97=Y) whose ClOrdID the session already used -> ExecutionReport ExecType I with
+  the current status of the order that ClOrdID belongs to (not processed again, not rejected as a
+  duplicate); the same ClOrdID without either flag is a duplicate (OrdRejReason 6 for a D,
+  CxlRejReason 6, 2 on 4.2, for an F/G).
 """
 from __future__ import annotations
 
@@ -353,8 +358,25 @@ class FixGateway(Application):
         return int((day + _dt.timedelta(days=1)).timestamp()) * 1_000_000_000 - 1
 
     # ------------------------------------------------------------------ F / G
+    def _answer_resent_request(self, key: str, first: dict[int, bytes], cl_ord_id: str) -> bool:
+        """A cancel or cancel/replace request resent with PossDupFlag (43=Y) or PossResend (97=Y)
+        whose ClOrdID this session already used: answered with the current status of the order
+        that ClOrdID belongs to (ExecType I, as an OrderStatusRequest), and True. The manager
+        keeps every ClOrdID of an order's chain (its own, each accepted cancel's and replace's),
+        so ``find`` names the order the first request acted on. Processing it again would answer
+        a duplicate-ClOrdID OrderCancelReject, which a client's engine may take for the fate of
+        its request (a cancel it believes refused while it was done). A repeat without either
+        flag is an error of the client's and keeps that reject. (The NewOrderSingle twin is
+        inline in :meth:`on_new_order_single`, the hot path.)"""
+        if (first.get(43) == b"Y" or first.get(97) == b"Y") and self.manager.find(key, cl_ord_id) is not None:
+            self.manager.order_status(key, cl_ord_id)
+            return True
+        return False
+
     def on_order_cancel_request(self, key: str, msg: Message) -> None:
         cl = _text(msg, 11)
+        if self._answer_resent_request(key, msg._first, cl):
+            return
         orig = _require(msg, 41, "OrigClOrdID").decode("latin-1")
         self.manager.cancel_order(CancelOrder(session=key, cl_ord_id=cl, orig_cl_ord_id=orig,
                                               order_id=_text(msg, 37), symbol=_text(msg, 55),
@@ -362,6 +384,8 @@ class FixGateway(Application):
 
     def on_order_cancel_replace_request(self, key: str, msg: Message) -> None:
         cl = _text(msg, 11)
+        if self._answer_resent_request(key, msg._first, cl):
+            return
         orig = _require(msg, 41, "OrigClOrdID").decode("latin-1")
         order = self.manager.find_amend_target(key, orig, _text(msg, 37))
         side = _SIDES.get(msg.get(54, b""), 0)
