@@ -7,13 +7,18 @@ to the order manager's durable events through :class:`crossbook.publish.EventBus
 embedder does, and sends each event of its scope as an ExecutionReport (35=8) with the drop-copy
 session's own header and sequence numbers and CopyMsgIndicator (797=Y) in the header. The body is
 exactly what the originating session got (same encoder, same ExecID, OrderID, ClOrdID, CumQty,
-AvgPx ...), except that copies are always FIX 4.4.
+AvgPx ...), except that copies are always FIX 4.4. It is encoded once per event, by the gateway's
+compiled path (``FixGateway.execution_report_bytes``, docs/fix-codec.md), and each copy session
+stamps its own header around those bytes (``Session.send_encoded``): byte for byte what the
+field-list path (``execution_report_body`` + ``Session.send``) sends, proved by
+tests/publish/test_dropcopy_encode.py.
 
-Delivery follows the FIX session rules, as QuickFIX does it: ``Session.send`` stores every copy
+Delivery follows the FIX session rules, as QuickFIX does it: the session stores every copy
 with its sequence number whether the session is logged on or not. A receiver that was down logs
 on again with the sequence number it expects, sees our higher MsgSeqNum, and asks with a
 ResendRequest: the copies it missed come back from our store (PossDupFlag 43=Y, OrigSendingTime).
-Nothing here waits: a copy is one encode and one store append on the event loop, like any report.
+Nothing here waits: an event is one encode, and each copy a header stamp and a store append, on the
+event loop like any report.
 """
 from __future__ import annotations
 
@@ -27,6 +32,8 @@ from crossbook.oms.reports import ExecReport
 log = logging.getLogger("crossbook.dropcopy")
 
 COPY_HEADER = ((797, b"Y"),)  # CopyMsgIndicator: this message is a copy (FIX 4.4 standard header)
+#: Copies have FIX 4.4 semantics whatever the originating session's version (797 exists from 4.4 on).
+COPY_BEGIN_STRING = "FIX.4.4"
 
 
 class DropCopyPublisher:
@@ -90,11 +97,23 @@ class DropCopyPublisher:
         rej = OrdRejReason(ex.ord_rej_reason) if ex.ord_rej_reason in OrdRejReason._value2member_map_ else None
         report = ExecReport(order.session, ex, rej, order_qty=order.qty, ord_type=order.ord_type,
                             stop_px=order.stop_px, tif=order.tif)
-        body = self._gateway.execution_report_body("FIX.4.4", report)
+        gateway = self._gateway
+        encoded: bytes | None = None
+        fields: list | None = None
         for comp_id in targets:
-            session = self._gateway.sessions.get(comp_id)
+            session = gateway.sessions.get(comp_id)
             if session is None:
                 log.error("drop copy session %s does not exist", comp_id)
                 continue
-            session.send(b"8", body, header=COPY_HEADER)
+            # One encode for every copy session; a session object without send_encoded gets the
+            # field list (as the gateway's own reports do).
+            send_encoded = getattr(session, "send_encoded", None)
+            if send_encoded is not None:
+                if encoded is None:
+                    encoded = gateway.execution_report_bytes(COPY_BEGIN_STRING, report)
+                send_encoded(b"8", encoded, COPY_HEADER)
+            else:
+                if fields is None:
+                    fields = gateway.execution_report_body(COPY_BEGIN_STRING, report)
+                session.send(b"8", fields, header=COPY_HEADER)
             self.copies[comp_id] += 1
