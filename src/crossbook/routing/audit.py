@@ -13,7 +13,9 @@ only when written (on the writer thread) or queried, so routing does not pay for
 (:class:`AuditLog`): :class:`MemoryAuditLog` (tests, embedders) and :class:`SqliteAuditLog`, a
 table in an SQLite file (WAL) written by one writer thread that commits everything queued
 meanwhile in one transaction (group commit, the habit of crossbook.persistence.SqliteJournal), so
-the event loop never waits for the disk. ``crossbook.routing`` may not import
+the event loop never waits for the disk, except for ``record_durable``: the rows of children about
+to leave for a venue process are committed on the caller's thread before they are sent
+(write-ahead, docs/routing.md "Write-ahead for children"). ``crossbook.routing`` may not import
 ``crossbook.persistence`` (layout rule), hence its own small writer; the OMS's journal can
 implement :class:`AuditLog` instead and receive the rows in its own batches.
 """
@@ -22,9 +24,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
 import sqlite3
 import threading
+from collections import deque
 from typing import Any, Protocol
 
 from crossbook.routing.venue import VenueEvent
@@ -54,6 +56,7 @@ CREATE INDEX IF NOT EXISTS routing_audit_parent_cl ON routing_audit(parent_cl, s
 #: The order of a recorded row's fields.
 COLUMNS = ("ts", "router", "parent_id", "parent_cl", "event", "venue", "child_id", "qty", "price", "detail")
 _COLUMNS = COLUMNS
+_INSERT = f"INSERT INTO routing_audit({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 _STOP = object()
 
 
@@ -89,6 +92,12 @@ class AuditLog(Protocol):
         """Every row of one parent (by the router's parent id or its first ClOrdID), oldest first,
         including rows recorded but not yet committed."""
 
+    def record_durable(self, rows: list[tuple]) -> None:
+        """Store ``rows`` and return only once they (and every row recorded before them) are as
+        durable as the log can make them: the router calls it with the ``child_sent`` rows of
+        children about to leave for a venue that outlives the process, right before sending
+        them. May block the caller for one write."""
+
     def close(self) -> None:
         """Make everything durable and release resources."""
 
@@ -101,6 +110,9 @@ class MemoryAuditLog:
 
     def record(self, row: tuple) -> None:
         self.rows.append(row)
+
+    def record_durable(self, rows: list[tuple]) -> None:
+        self.rows.extend(rows)   # nothing here outlives the process anyway
 
     def query(self, parent_id: str) -> list[dict[str, Any]]:
         return [_as_dict(i + 1, r) for i, r in enumerate(self.rows) if parent_id in (r[2], r[3])]
@@ -131,10 +143,16 @@ class SqliteAuditLog:
         self._conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
         self._conn.execute("PRAGMA busy_timeout=5000")
         self._conn.executescript(SCHEMA)
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        # Rows not yet committed, oldest first. Taken only under _write_lock (by the writer
+        # thread or record_durable), so a durable write never overtakes an older row.
+        self._pending: deque = deque()
+        self._wake = threading.Event()
         self._recorded = 0
         self._committed = 0
         self._cond = threading.Condition()
+        # One transaction at a time on the shared connection: the writer thread's group commits
+        # and record_durable()'s write-ahead commits on the loop thread.
+        self._write_lock = threading.Lock()
         self.commits = 0
         self.failed: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="crossbook-routing-audit", daemon=True)
@@ -144,7 +162,9 @@ class SqliteAuditLog:
         if self.failed is not None:
             raise RuntimeError(f"routing audit log failed: {self.failed}")
         self._recorded += 1
-        self._queue.put(row)   # the detail becomes JSON on the writer thread
+        self._pending.append(row)   # the detail becomes JSON on the writer thread
+        if not self._wake.is_set():
+            self._wake.set()
 
     def sync(self, timeout: float = 10.0) -> bool:
         """Wait until every row recorded so far is committed; False on timeout."""
@@ -158,46 +178,74 @@ class SqliteAuditLog:
 
     def close(self) -> None:
         if self._thread is not None:
-            self._queue.put(_STOP)
+            self._pending.append(_STOP)
+            self._wake.set()
             self._thread.join(10)
             self._thread = None
         self._conn.close()
 
-    def _run(self) -> None:
-        conn = self._conn
-        while True:
-            item = self._queue.get()
-            if item is _STOP:
-                return
-            rows = [item]
-            stop = False
-            while len(rows) < self.max_batch:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    stop = True
-                    break
-                rows.append(nxt)
-            try:
-                rows = [r[:9] + (json.dumps(detail_dict(r[9])),) for r in rows]
-                conn.execute("BEGIN")
-                conn.executemany(f"INSERT INTO routing_audit({', '.join(_COLUMNS)}) VALUES "
-                                 f"({', '.join('?' * len(_COLUMNS))})", rows)
-                conn.execute("COMMIT")
-            except BaseException as exc:
-                log.exception("routing audit commit failed")
-                self.failed = exc
-                with self._cond:
-                    self._cond.notify_all()
-                return
-            self.commits += 1
+    def record_durable(self, rows: list[tuple]) -> None:
+        """Store ``rows`` and return once they, and every row recorded before them, are committed
+        (durable against a killed process; against power loss too under ``synchronous=FULL``).
+
+        Write-ahead for children leaving for a venue that outlives this process (a venue
+        process): their rows must be in the file before the order leaves, or a kill in between
+        leaves a live child the trail does not hold. One transaction on the calling thread (no
+        wait for the writer thread); what was queued before is drained into it first, so the
+        rows keep their order. Raises RuntimeError when the log has failed (nothing may be sent)."""
+        if self.failed is not None:
+            raise RuntimeError(f"routing audit log failed: {self.failed}")
+        with self._write_lock:
+            self._recorded += len(rows)
+            self._write(self._take(len(self._pending)) + list(rows))
+
+    def _take(self, limit: int) -> list:
+        """Up to ``limit`` pending rows, oldest first, stopping before a stop mark (left for the
+        writer thread). Called with ``_write_lock`` held."""
+        pending = self._pending
+        out = []
+        while pending and len(out) < limit:
+            row = pending[0]
+            if row is _STOP:
+                break
+            out.append(pending.popleft())
+        return out
+
+    def _write(self, rows: list[tuple]) -> None:
+        """One transaction with ``rows`` (called with ``_write_lock`` held)."""
+        try:
+            rows = [r[:9] + (json.dumps(detail_dict(r[9])),) for r in rows]
+            conn = self._conn
+            conn.execute("BEGIN")
+            conn.executemany(_INSERT, rows)
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            log.exception("routing audit commit failed")
+            self.failed = exc
             with self._cond:
-                self._committed += len(rows)
                 self._cond.notify_all()
-            if stop:
-                return
+            raise
+        self.commits += 1
+        with self._cond:
+            self._committed += len(rows)
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        pending, wake = self._pending, self._wake
+        while True:
+            wake.wait()
+            # Cleared before taking: a row recorded after the take sets it again.
+            wake.clear()
+            while pending:
+                with self._write_lock:
+                    rows = self._take(self.max_batch)
+                    if rows:
+                        try:
+                            self._write(rows)
+                        except BaseException:
+                            return
+                if pending and pending[0] is _STOP:
+                    return
 
 
 def _select(conn: sqlite3.Connection, parent_id: str) -> list[dict[str, Any]]:

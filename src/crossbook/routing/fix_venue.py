@@ -172,6 +172,10 @@ class FixVenue(Application):
     (False: about twice the message rate, for a trusted venue).
     """
 
+    #: Orders sent here stay live when the OMS process dies (the venue is another process): a
+    #: router writes its children's audit rows ahead of sending them here (SmartRouter).
+    outlives_process = True
+
     def __init__(self, name: str, instruments: InstrumentMaster, *, host: str, port: int, sender_comp_id: str,
                  target_comp_id: str, store_path: str | None = None, heartbeat_s: int = 30,
                  reconnect_min_s: float = 0.2, reconnect_max_s: float = 10.0, md_depth: int = 5,

@@ -395,6 +395,9 @@ class SmartRouter:
         self._watch_task: asyncio.Task | None = None
         self._up_seen: dict[str, bool] = {}
         self._listening: set[str] = set()           # venues that tell us up/down themselves
+        # Venues whose orders outlive this process (venue processes, ``outlives_process``:
+        # FixVenue): children sent there are written ahead to the audit trail (_send_children_durably).
+        self._outliving = frozenset(v.name for v in venues if getattr(v, "outlives_process", False) is True)
         #: Counters (tests, monitoring).
         self.children_sent = 0
         self.duplicate_execs_dropped = 0
@@ -793,8 +796,8 @@ class SmartRouter:
             parent.wave = True
         if not plan.children:
             return self._rest(parent)
-        for cp in plan.children:
-            self._send_child(parent, self._by_name[cp.venue], cp)
+        by_name = self._by_name
+        self._send_children(parent, [(by_name[cp.venue], cp) for cp in plan.children])
 
     def _rest(self, parent: _Parent) -> None:
         """Send what is left of the parent as one resting child (the rest venue, else the first up)."""
@@ -812,9 +815,55 @@ class SmartRouter:
         why = "remainder rests at " + venue.name + ("" if venue.name == self.rest_venue
                                                    else f" ({self.rest_venue} down)")
         parent.may_rest = False
-        self._send_child(parent, venue, ChildPlan(venue.name, qty, parent.price, why, mirror=True))
+        self._send_children(parent, [(venue, ChildPlan(venue.name, qty, parent.price, why, mirror=True))])
 
-    def _send_child(self, parent: _Parent, venue: Venue, cp: ChildPlan) -> None:
+    def _send_children(self, parent: _Parent, plans: list[tuple[Venue, ChildPlan]]) -> None:
+        """Send the children of one decision; write-ahead when one of them leaves for a venue
+        that outlives this process (:meth:`_send_children_durably`)."""
+        outliving = self._outliving
+        if outliving:
+            for venue, _ in plans:
+                if venue.name in outliving:
+                    return self._send_children_durably(parent, plans)
+        for venue, cp in plans:
+            self._send_child(parent, venue, cp)
+
+    def _send_children_durably(self, parent: _Parent, plans: list[tuple[Venue, ChildPlan]]) -> None:
+        """Write-ahead for children that leave for a venue process (FixVenue): the venue keeps
+        them when this process dies, so their ``child_sent`` rows (which child, where, how much,
+        at what price) are committed in ONE write (``AuditLog.record_durable``) before any of
+        them is sent. A kill after the send then leaves nothing at the venue that the trail does
+        not hold: the restart takes every such child back (``restore_parent``), and those the
+        kill stopped before they left are found unknown when the venue is asked at logon. If the
+        trail cannot be written, nothing is sent: the children end as rejected."""
+        made = []
+        rows = []
+        now = self._clock.now_ns()
+        for venue, cp in plans:
+            child, vo = self._make_child(parent, venue, cp)
+            made.append((child, vo))
+            rows.append((now, self.name, parent.id, parent.ids[0], "child_sent", venue.name, child.id, int(cp.qty),
+                         int(vo.price), cp))
+        try:
+            write = getattr(self._audit, "record_durable", None)
+            if write is not None:
+                write(rows)
+            else:   # an AuditLog from before record_durable: rows as usual, no write-ahead
+                for row in rows:
+                    self._audit.record(row)
+        except Exception as exc:
+            log.exception("router %s: audit trail not written: children of %s not sent", self.name, parent.id)
+            text = f"not sent: the routing audit trail could not be written ({exc})"
+            for child, _ in made:
+                self._child_done(child, int(VenueReason.VENUE_DOWN), text)
+                parent.rejects.append(f"{child.venue.name}: {text}")
+            return self._progress(parent)
+        self.children_sent += len(made)
+        for child, vo in made:
+            child.venue.new_order(vo)
+
+    def _make_child(self, parent: _Parent, venue: Venue, cp: ChildPlan) -> tuple[_Child, VenueOrder]:
+        """A new child of ``parent`` for ``cp`` at ``venue``, registered, and its VenueOrder."""
         parent.child_seq += 1
         cid = f"{parent.id}.{parent.child_seq}"
         o = parent.order
@@ -826,6 +875,11 @@ class SmartRouter:
         child = _Child(cid, parent, venue, parent.child_seq, cp.qty, vo.price, cp.mirror)
         parent.children.append(child)
         self._alias_child(cid, child)
+        return child, vo
+
+    def _send_child(self, parent: _Parent, venue: Venue, cp: ChildPlan) -> None:
+        child, vo = self._make_child(parent, venue, cp)
+        cid = child.id
         self.children_sent += 1
         self._record(parent, "child_sent", venue=venue.name, child=cid, qty=cp.qty, price=vo.price, detail=cp)
         venue.new_order(vo)

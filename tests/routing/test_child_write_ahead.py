@@ -1,0 +1,180 @@
+"""Write-ahead for a router's children (SmartRouter._send_children_durably, AuditLog.record_durable):
+a child leaving for a venue whose orders outlive the process (``outlives_process``: FixVenue) has
+its ``child_sent`` row committed before it leaves; in-process venues keep the queued path. The
+kill itself, with real processes: tests/e2e/test_router_write_ahead.py."""
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+
+from crossbook.app.server import SystemClock
+from crossbook.core import OrdType, Side, TimeInForce
+from crossbook.model.instruments import DEFAULT_INSTRUMENTS, InstrumentMaster
+from crossbook.routing import router as router_module
+from crossbook.routing.audit import MemoryAuditLog, SqliteAuditLog, read_audit
+from crossbook.routing.router import SmartRouter
+from crossbook.routing.venue import VenueEventKind as K, VenueOrder
+from crossbook.venues import InProcessVenue
+
+MASTER = InstrumentMaster.from_config(DEFAULT_INSTRUMENTS)
+AAPL = MASTER.by_symbol("AAPL")
+
+
+def _row(event: str, child: str = "", detail=None) -> tuple:
+    return (1, "SOR", "P1", "O1.1", event, "VENUE-A", child, 10, 23000, detail or {})
+
+
+def test_record_durable_commits_the_rows_and_what_was_queued_before_them_in_order(tmp_path):
+    path = str(tmp_path / "audit.db")
+    log = SqliteAuditLog(path)
+    try:
+        # Hold the writer thread off: what it has not committed yet must be drained into the
+        # durable write, ahead of the new rows.
+        with log._write_lock:
+            log.record(_row("parent_new"))
+            log.record(_row("decision"))
+            assert read_audit(path, "P1") == []
+        log.record_durable([_row("child_sent", "P1.1", {"mirror": True}), _row("child_sent", "P1.2")])
+        # Another connection sees them at once (no sync): committed before the call returned.
+        rows = read_audit(path, "P1")
+        assert [(r["event"], r["child_id"], r["detail"]) for r in rows] == [
+            ("parent_new", "", {}), ("decision", "", {}), ("child_sent", "P1.1", {"mirror": True}),
+            ("child_sent", "P1.2", {})]
+        log.record(_row("child_new", "P1.1"))
+        assert [r["event"] for r in log.query("P1")][-1] == "child_new"
+        assert log.sync()
+    finally:
+        log.close()
+
+
+def test_record_durable_refuses_once_the_log_has_failed(tmp_path):
+    log = SqliteAuditLog(str(tmp_path / "audit.db"))
+    try:
+        with pytest.raises(sqlite3.IntegrityError):      # ts NOT NULL: the write fails
+            log.record_durable([(None,) + _row("child_sent", "P1.1")[1:]])
+        with pytest.raises(RuntimeError, match="routing audit log failed"):
+            log.record_durable([_row("child_sent", "P1.1")])
+        with pytest.raises(RuntimeError, match="routing audit log failed"):
+            log.record(_row("child_new", "P1.1"))
+    finally:
+        log.close()
+
+
+class ProcessVenue(InProcessVenue):
+    """An in-process venue standing for a venue process (``outlives_process``), which checks at
+    each new_order that the child's row is already in the audit file."""
+
+    outlives_process = True
+
+    def __init__(self, *args, path: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.path = path
+        self.rows_at_send: list[list[str]] = []
+
+    def new_order(self, order: VenueOrder) -> None:
+        if not order.venue_cl_ord_id.startswith("SOR-"):   # the test's own liquidity
+            return super().new_order(order)
+        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        try:
+            self.rows_at_send.append([c for (c,) in conn.execute(
+                "SELECT child_id FROM routing_audit WHERE event = 'child_sent' ORDER BY seq")])
+        finally:
+            conn.close()
+        super().new_order(order)
+
+
+class SpyAudit(MemoryAuditLog):
+    def __init__(self, fail: bool = False) -> None:
+        super().__init__()
+        self.fail = fail
+        self.durable_calls: list[list[str]] = []
+
+    def record_durable(self, rows: list[tuple]) -> None:
+        self.durable_calls.append([r[4] for r in rows])
+        if self.fail:
+            raise OSError("disk full")
+        super().record_durable(rows)
+
+
+async def _venues(path: str):
+    a = ProcessVenue("VENUE-A", MASTER, SystemClock(), path=path)
+    b = InProcessVenue("VENUE-B", MASTER, SystemClock())
+    await a.start()
+    await b.start()
+    # Liquidity at both: a buy for 50 sweeps 20 at A and 20 at B, the remainder rests at A.
+    a.new_order(VenueOrder("mkA", AAPL, Side.SELL, OrdType.LIMIT, TimeInForce.DAY, 20, 23000))
+    b.new_order(VenueOrder("mkB", AAPL, Side.SELL, OrdType.LIMIT, TimeInForce.DAY, 20, 23000))
+    await asyncio.sleep(0.01)
+    return a, b
+
+
+async def _settle(pred, what: str) -> None:
+    for _ in range(500):
+        if pred():
+            return
+        await asyncio.sleep(0.002)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_children_for_a_venue_process_are_in_the_trail_before_they_leave(tmp_path):
+    async def main():
+        path = str(tmp_path / "audit.db")
+        a, b = await _venues(path)
+        audit = SqliteAuditLog(path)
+        router = SmartRouter("SOR", [a, b], "sweep", audit=audit, watch_s=0.01)
+        up = []
+        router.set_event_sink(up.append)
+        await router.start()
+        router.new_order(VenueOrder("O1.1", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 50, 23000))
+        await _settle(lambda: any(e.kind == K.TRADE and e.cum_qty == 40 for e in up if e.venue == "SOR"),
+                      "both takers filled")
+        kids = router.children_of("O1.1")
+        assert [(k["venue"], k["qty"]) for k in kids] == [("VENUE-A", 20), ("VENUE-B", 20), ("VENUE-A", 10)]
+        # At each send to A, its child's row (and every child row before it) was in the file.
+        assert a.rows_at_send == [[kids[0]["id"], kids[1]["id"]],
+                                       [kids[0]["id"], kids[1]["id"], kids[2]["id"]]]
+        await router.stop()
+        audit.close()
+        await a.stop()
+        await b.stop()
+        for v in (a, b):
+            router_module._tap_for(v).routers.remove(router)
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_in_process_venues_keep_the_queued_path_and_a_failed_write_sends_nothing(tmp_path):
+    async def main():
+        a, b = await _venues(str(tmp_path / "unused.db"))
+        spy = SpyAudit()
+        only_b = SmartRouter("ONLYB", [b], "direct", audit=spy, watch_s=0.01)
+        up_b = []
+        only_b.set_event_sink(up_b.append)
+        await only_b.start()
+        only_b.new_order(VenueOrder("O2.1", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 5, 22000))
+        await _settle(lambda: any(e.kind == K.NEW for e in up_b if e.venue == "ONLYB"), "New at B")
+        assert spy.durable_calls == []                          # no venue process: nothing to write ahead
+        assert "child_sent" in [r[4] for r in spy.rows]
+
+        failing = SpyAudit(fail=True)
+        to_a = SmartRouter("TOA", [a], "direct", audit=failing, watch_s=0.01)
+        up_a = []
+        to_a.set_event_sink(up_a.append)
+        await to_a.start()
+        before = a.top_of_book(AAPL)
+        to_a.new_order(VenueOrder("O3.1", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 5, 22000))
+        await _settle(lambda: any(e.venue == "TOA" for e in up_a), "an answer for O3.1")
+        assert failing.durable_calls == [["child_sent"]]
+        assert a.top_of_book(AAPL) == before                   # the child never left
+        [ev] = [e for e in up_a if e.venue == "TOA"]
+        assert ev.kind == K.REJECTED and "audit trail could not be written" in ev.reason
+        for r in (only_b, to_a):
+            await r.stop()
+        await a.stop()
+        await b.stop()
+        for v, r in ((b, only_b), (a, to_a)):
+            router_module._tap_for(v).routers.remove(r)
+
+    asyncio.run(asyncio.wait_for(main(), 30))
