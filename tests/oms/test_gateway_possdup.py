@@ -36,6 +36,7 @@ class Client:
         self.manager = manager
         self.gateway = FixGateway(manager, cfg.instruments, cfg.directory)
         self.sent: list = []
+        self._seen = 0   # outputs already returned by settle()
         manager.set_output_sink(self.sent.append)   # the outputs themselves, instead of the wire
         self.clock = TestClock()
         self.session = Session(SessionSettings(begin_string="FIX.4.4", sender_comp_id="CROSSBOOK",
@@ -71,7 +72,7 @@ class Client:
 
     async def settle(self) -> list:
         """Everything answered since the last call, once the venue and the journal are done."""
-        before = getattr(self, "_seen", 0)
+        before = self._seen
         await asyncio.sleep(0.01)
         await self.manager.drain()
         self._seen = len(self.sent)
