@@ -500,3 +500,70 @@ def test_a_large_read_is_handed_to_the_session_in_chunks_with_the_loop_running_b
             writer.close()
 
     asyncio.run(main())
+
+
+def test_output_sent_between_hold_and_release_is_written_at_the_release_once_per_connection():
+    """hold_output() / release_output(): what sessions send from an ordinary callback in between
+    leaves at the release, in that same callback (not a loop iteration later), in one write per
+    connection; nested holds write at the outermost release; a release without a hold is refused."""
+    async def main():
+        app = Collect()
+        async with running_acceptor(app, "FIRM1", "FIRM2") as acceptor:
+            streams = {}
+            for comp in ("FIRM1", "FIRM2"):
+                peer = Peer(SystemClock(), sender=comp, target="VENUE")
+                reader, writer = await asyncio.open_connection("127.0.0.1", acceptor.port)
+                writer.write(peer.logon())
+                streams[comp] = (reader, writer)
+            assert await until(lambda: app.logons == 2)
+            sessions = {s.settings.target_comp_id: s for s in acceptor.sessions.values()}
+            conns = {comp: acceptor._connections[s.session_id] for comp, s in sessions.items()}
+            writes = {comp: 0 for comp in conns}
+            for comp, conn in conns.items():
+                real = conn.flush
+
+                def counting_flush(comp=comp, real=real):
+                    if sessions[comp]._out:
+                        writes[comp] += 1
+                    real()
+                conn.flush = counting_flush
+            observed = {}
+
+            def deliver():  # a plain loop callback, as the OMS's journal completion is
+                acceptor.hold_output()
+                acceptor.hold_output()
+                sessions["FIRM1"].send(b"8", [(11, b"A1")])
+                sessions["FIRM2"].send(b"8", [(11, b"B1")])
+                sessions["FIRM1"].send(b"8", [(11, b"A2")])
+                acceptor.release_output()
+                observed["after inner release"] = (len(sessions["FIRM1"]._out), len(sessions["FIRM2"]._out))
+                acceptor.release_output()
+                observed["after release"] = (len(sessions["FIRM1"]._out), len(sessions["FIRM2"]._out),
+                                             dict(writes))
+
+            asyncio.get_running_loop().call_soon(deliver)
+            for comp, ids in (("FIRM1", [b"A1", b"A2"]), ("FIRM2", [b"B1"])):
+                reader = streams[comp][0]
+                data = b""
+                while data.count(b"\x0135=8\x01") < len(ids):
+                    data += await asyncio.wait_for(reader.read(1 << 16), 5)
+                assert [i for i in ids if b"\x0111=" + i + b"\x01" in data] == ids
+                assert data.index(b"\x0111=" + ids[0]) <= data.index(b"\x0111=" + ids[-1])
+            assert observed["after inner release"] == (2, 1)    # still held
+            assert observed["after release"] == (0, 0, {"FIRM1": 1, "FIRM2": 1})
+            await asyncio.sleep(0.05)
+            assert writes == {"FIRM1": 1, "FIRM2": 1}           # no second write later
+            # Without a hold, the same sends wait for the next loop iteration (one write each).
+            sessions["FIRM1"].send(b"8", [(11, b"A3")])
+            assert len(sessions["FIRM1"]._out) == 1
+            assert await until(lambda: writes["FIRM1"] == 2 and not sessions["FIRM1"]._out)
+            try:
+                acceptor.release_output()
+            except RuntimeError as exc:
+                assert "without hold_output" in str(exc)
+            else:
+                raise AssertionError("release_output() without a hold was accepted")
+            for _, writer in streams.values():
+                writer.close()
+
+    asyncio.run(main())

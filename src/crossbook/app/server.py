@@ -149,6 +149,9 @@ class Server:
         # cheaper than crossbook.oms.validation.MemoValidator's shape key (2.4 vs 3.0 us per
         # NewOrderSingle), with the same verdicts.
         self.acceptor = Acceptor(settings, self.gateway, clock=self.clock)
+        # A durable batch's reports leave in the callback that made them durable (one write per
+        # session), not a loop iteration later behind the reads queued meanwhile.
+        self.manager.set_delivery_hooks(self.acceptor.hold_output, self.acceptor.release_output)
         self._rewind_inbound(state.meta)
         await self.acceptor.start()
         if self.config.http.enabled:

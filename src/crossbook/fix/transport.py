@@ -111,7 +111,8 @@ class _Connection(asyncio.Protocol):
     Bytes go to ``Session.receive`` in the transport's read callback, and what the session
     answered is written at the end of that same callback: no task wake-up per read and no
     loop hop before the answer leaves. Output produced elsewhere (an application sending from
-    another callback) is written once per loop iteration (``on_output`` schedules a flush).
+    another callback) is written once per loop iteration (``on_output`` schedules a flush),
+    or, between the engine's ``hold_output()`` and ``release_output()``, at the release.
 
     Backpressure: while the transport holds more than its high-water mark of unsent bytes
     (``pause_writing``), the peer is not read, so a peer that stops reading stops feeding us
@@ -247,7 +248,11 @@ class _Connection(asyncio.Protocol):
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled and not self._batching and not self.closed:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+            engine = self.engine
+            if engine._holding:
+                engine._held.append(self)  # written by release_output(), in this callback
+            else:
+                asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
         """Write pending output and act on the session's events."""
@@ -314,6 +319,33 @@ class _Engine:
         self.sessions: dict[SessionID, Session] = {}
         self._connections: dict[SessionID, _Connection] = {}
         self._timer_task: asyncio.Task | None = None
+        # hold_output() depth, and the connections whose output waits for release_output().
+        self._holding = 0
+        self._held: list[_Connection] = []
+
+    def hold_output(self) -> None:
+        """Until the matching :meth:`release_output`, output that sessions queue outside a read
+        callback is collected instead of being scheduled for the next loop iteration. For a
+        caller about to send many messages from one callback (the OMS delivering a durable
+        batch's reports to several sessions): each connection is then written once, at the
+        release, in that same callback, instead of one loop iteration later, when the reports
+        would wait behind whatever else that iteration runs (a backlog of reads under load).
+        Calls nest; a connection inside its own read callback is written at the end of that
+        callback as always."""
+        self._holding += 1
+
+    def release_output(self) -> None:
+        """End a :meth:`hold_output`; the outermost release writes every connection that has
+        output waiting (in the order they first had some)."""
+        if self._holding <= 0:
+            raise RuntimeError("release_output() without hold_output()")
+        self._holding -= 1
+        if self._holding or not self._held:
+            return
+        held, self._held = self._held, []
+        for conn in held:
+            if conn._flush_scheduled:  # (not flushed meanwhile by other means)
+                conn.flush()
 
     def _build_sessions(self, settings: Iterable[SessionSettings], application: Application,
                         store_factory: Callable[[SessionSettings], MessageStore] | None,

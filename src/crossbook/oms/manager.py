@@ -224,6 +224,7 @@ class OrderManager:
         self._flush_scheduled = False
         self._outputs_sink: Callable[[Output], None] | None = None
         self._outputs_stored: Callable[[], None] | None = None
+        self._delivery_hooks: tuple[Callable[[], None], Callable[[], None]] | None = None
         self._subscribers: list[Callable[[OrderEvent], None]] = []
         self.in_flight = 0
         for venue in venues.values():
@@ -239,6 +240,16 @@ class OrderManager:
         not marked sent. Without it, ``sink`` must have stored each output when it returns."""
         self._outputs_sink = sink
         self._outputs_stored = stored
+
+    def set_delivery_hooks(self, before: Callable[[], None], after: Callable[[], None]) -> None:
+        """Call ``before()`` first thing when a durable batch is delivered (its venue requests,
+        outputs and subscriber events) and ``after()`` last, also when delivery failed. The server
+        passes its FIX acceptor's ``hold_output`` / ``release_output``: each session's reports of
+        the batch are then written in the callback that made them durable, once per session,
+        instead of a loop iteration later behind whatever else that iteration runs."""
+        if not callable(before) or not callable(after):
+            raise TypeError("set_delivery_hooks() takes two callables")
+        self._delivery_hooks = (before, after)
 
     def note_meta(self, key: str, value: str) -> None:
         """Journal ``key`` = ``value`` (meta) in the current batch: committed together with every
@@ -1029,6 +1040,18 @@ class OrderManager:
 
     def _on_durable(self, batch: Batch) -> None:
         self.in_flight -= 1
+        hooks = self._delivery_hooks
+        if hooks is None:
+            self._deliver(batch)
+            return
+        hooks[0]()
+        try:
+            self._deliver(batch)
+        finally:
+            hooks[1]()
+
+    def _deliver(self, batch: Batch) -> None:
+        """A durable batch's venue requests, outputs and subscriber events, in that order."""
         if batch.venue_sends is not None:
             # Write-ahead requests first: the venue's answer is what the client waits for.
             for call, args in batch.venue_sends:
