@@ -5,7 +5,11 @@ kill itself, with real processes: tests/e2e/test_router_write_ahead.py."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import sqlite3
+import threading
+import time
 
 import pytest
 
@@ -23,48 +27,125 @@ AAPL = MASTER.by_symbol("AAPL")
 
 
 def _row(event: str, child: str = "", detail=None) -> tuple:
-    return (1, "SOR", "P1", "O1.1", event, "VENUE-A", child, 10, 23000, detail or {})
+    parent = child.split(".")[0] if child else "P1"
+    return (1, "SOR", parent, f"O{parent[1:]}.1", event, "VENUE-A", child, 10, 23000, detail or {})
 
 
-def test_record_durable_commits_the_rows_and_what_was_queued_before_them_in_order(tmp_path):
+def _until(pred, what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+def test_record_durable_writes_ahead_then_commits_in_order_and_empties_its_file(tmp_path):
     path = str(tmp_path / "audit.db")
     log = SqliteAuditLog(path)
     try:
-        # Hold the writer thread off: what it has not committed yet must be drained into the
-        # durable write, ahead of the new rows.
-        with log._write_lock:
-            log.record(_row("parent_new"))
-            log.record(_row("decision"))
-            assert read_audit(path, "P1") == []
+        assert log.ahead_path == path + "-ahead.0"
+        log.record(_row("parent_new"))
+        log.record(_row("decision"))
         log.record_durable([_row("child_sent", "P1.1", {"mirror": True}), _row("child_sent", "P1.2")])
-        # Another connection sees them at once (no sync): committed before the call returned.
-        rows = read_audit(path, "P1")
-        assert [(r["event"], r["child_id"], r["detail"]) for r in rows] == [
-            ("parent_new", "", {}), ("decision", "", {}), ("child_sent", "P1.1", {"mirror": True}),
-            ("child_sent", "P1.2", {})]
         log.record(_row("child_new", "P1.1"))
-        assert [r["event"] for r in log.query("P1")][-1] == "child_new"
         assert log.sync()
+        assert [(r["event"], r["child_id"], r["detail"]) for r in read_audit(path, "P1")] == [
+            ("parent_new", "", {}), ("decision", "", {}), ("child_sent", "P1.1", {"mirror": True}),
+            ("child_sent", "P1.2", {}), ("child_new", "P1.1", {})]
+        # Everything written ahead is committed: the file is emptied (bounded).
+        _until(lambda: os.path.getsize(log.ahead_path) == 0, "the write-ahead file emptied")
     finally:
         log.close()
+    assert not os.path.exists(log.ahead_path)
+
+
+class _Stalled:
+    """The writer thread's connection once stalled: any statement waits until the test ends,
+    then fails, so nothing recorded from the stall on is committed (a thread that has not run)."""
+
+    def __init__(self, gate: threading.Event) -> None:
+        self.gate = gate
+
+    def execute(self, *args):
+        self.gate.wait(10)
+        raise sqlite3.OperationalError("stalled by the test")
+
+    executemany = execute
+
+
+def _stall_writer(log: SqliteAuditLog) -> threading.Event:
+    gate = threading.Event()
+    log._real_conn, log._conn = log._conn, _Stalled(gate)
+    return gate
+
+
+def _die(log: SqliteAuditLog) -> None:
+    """What a killed process leaves: the write-ahead file and its lock released, nothing flushed."""
+    os.close(log._ahead_fd)
+    log._ahead_fd = None
+
+
+def test_rows_written_ahead_survive_a_death_before_their_commit(tmp_path):
+    path = str(tmp_path / "audit.db")
+    log = SqliteAuditLog(path)
+    log.record_durable([_row("child_sent", "P0.1")])            # committed before the death
+    assert log.sync()
+    gate = _stall_writer(log)
+    log.record(_row("parent_new"))                               # only queued: lost with the process
+    log.record_durable([_row("child_sent", "P1.1", {"mirror": True}), _row("child_sent", "P1.2")])
+    with open(log.ahead_path, "rb") as f:
+        assert f.read().count(b"\n") >= 2                      # on file before record_durable returned
+    _die(log)
+    with open(log.ahead_path, "ab") as f:
+        f.write(b'[1, "SOR", "P1", "O1.1", "child_se')           # a torn last write: never sent
+    again = SqliteAuditLog(path)
+    try:
+        assert again.recovered == 2
+        assert [(r["event"], r["child_id"]) for r in again.query("P1")] == [("child_sent", "P1.1"),
+                                                                           ("child_sent", "P1.2")]
+        assert [r["event"] for r in again.query("P0")] == ["child_sent"]   # not duplicated
+        assert again.query("P1")[0]["detail"] == {"mirror": True}
+        assert os.path.getsize(again.ahead_path) == 0
+    finally:
+        again.close()
+        gate.set()
+        log._thread.join(5)
+        log._real_conn.close()
+
+
+def test_logs_sharing_a_database_keep_their_own_write_ahead_files(tmp_path):
+    path = str(tmp_path / "audit.db")
+    first = SqliteAuditLog(path)
+    gate = _stall_writer(first)
+    first.record_durable([_row("child_sent", "P1.1")])
+    second = SqliteAuditLog(path)        # e.g. a second router with the same audit_path
+    try:
+        assert second.ahead_path != first.ahead_path
+        assert second.recovered == 0     # the first one's file is held: not taken
+        assert os.path.getsize(first.ahead_path) > 0
+    finally:
+        second.close()
+        _die(first)
+        gate.set()
+        first._thread.join(5)
+        first._real_conn.close()
 
 
 def test_record_durable_refuses_once_the_log_has_failed(tmp_path):
     log = SqliteAuditLog(str(tmp_path / "audit.db"))
     try:
-        with pytest.raises(sqlite3.IntegrityError):      # ts NOT NULL: the write fails
-            log.record_durable([(None,) + _row("child_sent", "P1.1")[1:]])
+        log.record((None,) + _row("child_sent", "P1.1")[1:])     # ts NOT NULL: the commit fails
+        assert log.sync()
+        assert isinstance(log.failed, sqlite3.IntegrityError)
         with pytest.raises(RuntimeError, match="routing audit log failed"):
-            log.record_durable([_row("child_sent", "P1.1")])
-        with pytest.raises(RuntimeError, match="routing audit log failed"):
-            log.record(_row("child_new", "P1.1"))
+            log.record_durable([_row("child_sent", "P1.2")])
     finally:
         log.close()
 
 
 class ProcessVenue(InProcessVenue):
-    """An in-process venue standing for a venue process (``outlives_process``), which checks at
-    each new_order that the child's row is already in the audit file."""
+    """An in-process venue standing for a venue process (``outlives_process``), which notes at
+    each of the router's new_order which child_sent rows would survive a kill at that moment:
+    those in the table and those in the audit log's write-ahead file."""
 
     outlives_process = True
 
@@ -74,15 +155,20 @@ class ProcessVenue(InProcessVenue):
         self.rows_at_send: list[list[str]] = []
 
     def new_order(self, order: VenueOrder) -> None:
-        if not order.venue_cl_ord_id.startswith("SOR-"):   # the test's own liquidity
-            return super().new_order(order)
-        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
-        try:
-            self.rows_at_send.append([c for (c,) in conn.execute(
-                "SELECT child_id FROM routing_audit WHERE event = 'child_sent' ORDER BY seq")])
-        finally:
-            conn.close()
+        if order.venue_cl_ord_id.startswith("SOR-"):   # not the test's own liquidity
+            self.rows_at_send.append(_durable_children(self.path))
         super().new_order(order)
+
+
+def _durable_children(path: str) -> list[str]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        ids = [c for (c,) in conn.execute("SELECT child_id FROM routing_audit WHERE event = 'child_sent' ORDER BY seq")]
+    finally:
+        conn.close()
+    with open(path + "-ahead.0", "rb") as f:
+        ahead = [json.loads(line) for line in f.read().splitlines()]
+    return sorted(set(ids) | {row[6] for row in ahead if row[4] == "child_sent"})
 
 
 class SpyAudit(MemoryAuditLog):
@@ -121,8 +207,8 @@ async def _settle(pred, what: str) -> None:
 def test_children_for_a_venue_process_are_in_the_trail_before_they_leave(tmp_path):
     async def main():
         path = str(tmp_path / "audit.db")
-        a, b = await _venues(path)
         audit = SqliteAuditLog(path)
+        a, b = await _venues(path)
         router = SmartRouter("SOR", [a, b], "sweep", audit=audit, watch_s=0.01)
         up = []
         router.set_event_sink(up.append)
