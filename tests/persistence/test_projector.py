@@ -357,3 +357,26 @@ def test_a_journal_dropped_without_close_ends_its_projection_process(tmp_path):
     reopened = SqliteJournal(path)
     assert [o["order_id"] for o in reopened.open().orders] == ["O1"]     # the next open() applies it
     reopened.close()
+
+
+def test_sigint_and_sigterm_to_the_group_leave_the_stop_to_the_server(tmp_path):
+    """A Ctrl-C or a service manager's SIGTERM reaches the child too; the server's close() must
+    still find it running, so everything is applied and the log deleted."""
+    path = str(tmp_path / "j.db")
+
+    async def scenario() -> None:
+        journal = SqliteJournal(path, projection="process", projection_interval_s=30.0)
+        journal.open()
+        journal.start()
+        journal.submit(batch(1), lambda _b: None)
+        await journal.wait_applied(10)                  # it runs (its handlers are set)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            os.kill(journal._child.pid, sig)
+        journal.submit(batch(2), lambda _b: None)
+        await asyncio.sleep(0.1)
+        assert journal._child is not None and journal._child.poll() is None
+        journal.close()
+        assert journal.child_restarts == 0
+
+    asyncio.run(scenario())
+    assert stored_orders(path) == ["O1", "O2"] and list_segments(log_directory(path)) == []

@@ -336,9 +336,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 < args.interval <= 60 or args.max_batch < 1:
         parser.error("--interval must be in (0, 60] and --max-batch positive")
-    # Ctrl-C in a terminal reaches the whole process group: the server decides when this child
-    # stops (close() applies everything first), so the interrupt is not for us.
+    # Ctrl-C in a terminal, or a service manager's SIGTERM to every process of the service,
+    # reach this child too: the server decides when it stops (close() applies everything
+    # first; the server's death ends it by end of file), so neither signal is for us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"%(asctime)s projector[{os.getpid()}] %(levelname)s %(message)s")
     try:
