@@ -161,13 +161,14 @@ class ProcessVenue(InProcessVenue):
 
 
 def _durable_children(path: str) -> list[str]:
+    # The file first: a row leaves it only once committed, so it is in one of the two reads.
+    with open(path + "-ahead.0", "rb") as f:
+        ahead = [json.loads(line) for line in f.read().splitlines()]
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         ids = [c for (c,) in conn.execute("SELECT child_id FROM routing_audit WHERE event = 'child_sent' ORDER BY seq")]
     finally:
         conn.close()
-    with open(path + "-ahead.0", "rb") as f:
-        ahead = [json.loads(line) for line in f.read().splitlines()]
     return sorted(set(ids) | {row[6] for row in ahead if row[4] == "child_sent"})
 
 
