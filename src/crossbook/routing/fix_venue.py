@@ -226,6 +226,9 @@ class FixVenue(Application):
         self._status_wanted: list[str] = []                  # asked while down: sent on logon
         self._md_req: dict[bytes, Instrument] = {}
         self._books: dict[str, tuple[dict[int, tuple[int, int]], dict[int, tuple[int, int]]]] = {}
+        # book_version(): per listing key, bumped by every market data message applied to its book
+        # and when the books are dropped (logon, disconnect).
+        self._md_changes: dict[str, int] = {}
         self._connections = 0
         self._live_send = False
         self._wire: dict[str, _WireInstrument] = {}
@@ -411,6 +414,15 @@ class FixVenue(Application):
         bp = max(bids) if bids else 0
         ap = min(asks) if asks else 0
         return (bp, bids[bp][0] if bp else 0, ap, asks[ap][0] if ap else 0)
+
+    def book_version(self, instrument: Instrument) -> int:
+        """A counter of the instrument's market data book that changes whenever what
+        :meth:`depth` / :meth:`top_of_book` read may have changed (a snapshot or incremental
+        update applied, the books dropped at logon or disconnect): equal values mean the book
+        reads the same (the router keeps what it read). -1 for an instrument not listed here."""
+        if not self.lists(instrument):
+            return -1
+        return self._md_changes.get(instrument.key, 0)
 
     def depth(self, instrument: Instrument, levels: int = 10) -> tuple[list[Level], list[Level]]:
         if not self.lists(instrument):
@@ -728,6 +740,7 @@ class FixVenue(Application):
     def _subscribe_market_data(self) -> None:
         self._md_req.clear()
         self._books.clear()
+        self._bump_all_books()
         for inst in self._listed.values():
             req = f"{self.name}-{self._connections}-{inst.index}".encode()
             self._md_req[req] = inst
@@ -744,12 +757,16 @@ class FixVenue(Application):
         for side, px, qty, n, _action in _md_entries(m, inst, b"269"):
             (bids if side == b"0" else asks)[px] = (qty, n)
         self._books[inst.key] = (bids, asks)
+        changes = self._md_changes
+        changes[inst.key] = changes.get(inst.key, 0) + 1
 
     def _on_incremental(self, m: Message) -> None:
         inst = self._md_req.get(m.get(262, b""))
         if inst is None:
             return
         bids, asks = self._books.setdefault(inst.key, ({}, {}))
+        changes = self._md_changes
+        changes[inst.key] = changes.get(inst.key, 0) + 1
         for side, px, qty, n, action in _md_entries(m, inst, b"279"):
             book = bids if side == b"0" else asks
             if action == b"2":
@@ -813,7 +830,13 @@ class FixVenue(Application):
             return
         self._up = False
         self._books.clear()
+        self._bump_all_books()
         self._outbox.push_state(False, reason)
+
+    def _bump_all_books(self) -> None:
+        changes = self._md_changes
+        for key in list(changes):
+            changes[key] += 1
 
     def _down_text(self) -> str:
         return f"venue down: {self.name} " + ("is disconnected" if self._started else "is not started")

@@ -398,6 +398,10 @@ class SmartRouter:
         # Venues whose orders outlive this process (venue processes, ``outlives_process``:
         # FixVenue): children sent there are written ahead to the audit trail (_send_children_durably).
         self._outliving = frozenset(v.name for v in venues if getattr(v, "outlives_process", False) is True)
+        # Market data read per book change, not per order (_quotes): each venue's book_version
+        # method (None: no counter, read every time) and its quotes by listing key.
+        self._book_versions = {v.name: getattr(v, "book_version", None) for v in venues}
+        self._quote_cache: dict[str, dict[str, tuple[int, VenueQuote]]] = {v.name: {} for v in venues}
         #: Counters (tests, monitoring).
         self.children_sent = 0
         self.duplicate_execs_dropped = 0
@@ -755,10 +759,30 @@ class SmartRouter:
     # Routing
     # ============================================================================================
     def _quotes(self, inst: Instrument, up: list[Venue]) -> list[VenueQuote]:
+        """Each up venue's quote (its depth, ``depth_levels`` a side). A venue with a
+        ``book_version(instrument)`` counter (InProcessVenue, FixVenue) is read again only when
+        its book changed since the last read: its VenueQuote (immutable) is kept per listing
+        key with the counter it was read at. Others are read every time."""
         out = []
+        key = inst.key
+        versions = self._book_versions
         for v in up:
-            bids, asks = v.depth(inst, self.depth_levels)
-            out.append(VenueQuote(v.name, self._pref[v.name], tuple(bids), tuple(asks)))
+            name = v.name
+            version_of = versions[name]
+            if version_of is not None:
+                version = version_of(inst)
+                cache = self._quote_cache[name]
+                hit = cache.get(key)
+                if hit is not None and hit[0] == version:
+                    out.append(hit[1])
+                    continue
+                bids, asks = v.depth(inst, self.depth_levels)
+                quote = VenueQuote(name, self._pref[name], tuple(bids), tuple(asks))
+                cache[key] = (version, quote)
+            else:
+                bids, asks = v.depth(inst, self.depth_levels)
+                quote = VenueQuote(name, self._pref[name], tuple(bids), tuple(asks))
+            out.append(quote)
         return out
 
     def _route(self, parent: _Parent, qty: int, up: list[Venue] | None = None) -> None:

@@ -184,7 +184,8 @@ class _Order:
 class _Book:
     """One instrument's book with the venue's bookkeeping around it."""
 
-    __slots__ = ("instrument", "book", "oms_live", "stops", "gen", "bg_due", "ladder_next", "unit", "bg_commands")
+    __slots__ = ("instrument", "book", "oms_live", "stops", "gen", "bg_due", "ladder_next", "unit", "bg_commands",
+                 "changes")
 
     def __init__(self, instrument: Instrument):
         self.instrument = instrument
@@ -196,6 +197,7 @@ class _Book:
         self.ladder_next = BACKGROUND_ID_BASE
         self.unit = instrument.lot_size
         self.bg_commands = 0                    # background commands applied so far
+        self.changes = 0                        # book_version(): bumped by every call that may change it
 
 
 class InProcessVenue:
@@ -392,6 +394,7 @@ class InProcessVenue:
         oid = self._next_oid
         r = bk.book.submit(oid, order.side, order.price, qty, order.ord_type, order.tif, order.display_qty,
                            order.stop_price, order.owner, order.stp, order.post_only, order.expire_time)
+        bk.changes += 1
         self._next_oid = oid + 1
         status = int(r.status)
         if status == _REJECTED_ST:
@@ -454,6 +457,7 @@ class InProcessVenue:
         oid = self._next_oid
         r = bk.book.submit(oid, order.side, order.price, leaves, order.ord_type, order.tif, display,
                            order.stop_price, order.owner, order.stp, order.post_only, order.expire_time)
+        bk.changes += 1
         self._next_oid = oid + 1
         status = int(r.status)
         if status == _REJECTED_ST:
@@ -496,6 +500,7 @@ class InProcessVenue:
                                                     + ("filled" if o.status == _FILLED else "done"), now)])
         bk = o.book
         bk.book.cancel(o.oid)
+        bk.changes += 1
         bk.stops.discard(o.oid)
         if self._book_listeners:
             self._touched(bk)
@@ -532,6 +537,7 @@ class InProcessVenue:
                 kind, new, venue_cl_ord_id, o, VenueReason.INVALID_LOT,
                 f"quantity {qty} is not a multiple of the lot size {bk.unit} for {bk.instrument.key}", now)])
         r = bk.book.replace(o.oid, qty, price)
+        bk.changes += 1
         status = int(r.status)
         if status == _REJECTED_ST:
             return self._push([self._request_reject(kind, new, venue_cl_ord_id, o, int(r.reason_code), r.reason, now)])
@@ -581,6 +587,15 @@ class InProcessVenue:
             return ([], [])
         return (bk.book.depth(Side.BUY, levels), bk.book.depth(Side.SELL, levels))
 
+    def book_version(self, instrument: Instrument) -> int:
+        """A counter of the instrument's book that changes whenever its depth, top of book or
+        last price may have changed (orders, cancels, replaces, fills, expiry, end of day,
+        background flow): equal values mean the book reads the same, so a reader (the router)
+        may keep what it read. -1 for an instrument the venue does not list. The book that
+        :meth:`order_book` exposes for inspection must not be changed directly (not counted)."""
+        bk = self._books.get(instrument.key) if isinstance(instrument, Instrument) else None
+        return -1 if bk is None else bk.changes
+
     def add_book_listener(self, listener: Callable[[frozenset[str]], None]) -> None:
         """Be told which books changed: ``listener(keys)`` is called from a loop callback, at most
         once per loop iteration, with the listing keys of the books touched since the last call
@@ -607,6 +622,7 @@ class InProcessVenue:
         events: list[VenueEvent] = []
         for bk in self._books.values():
             cancels = bk.book.end_of_day()
+            bk.changes += 1
             if self._book_listeners:
                 self._touched(bk)
             n += self._apply(bk, (), cancels, now, events)
@@ -626,6 +642,7 @@ class InProcessVenue:
         events: list[VenueEvent] = []
         for bk in self._books.values():
             cancels = bk.book.expire(now)
+            bk.changes += 1
             if cancels:
                 if self._book_listeners:
                     self._touched(bk)
@@ -641,6 +658,7 @@ class InProcessVenue:
         for bk in self._books.values():
             for o in [o for o in bk.oms_live.values() if owner is None or o.owner == owner]:
                 bk.book.cancel(o.oid)
+                bk.changes += 1
                 bk.stops.discard(o.oid)
                 if self._book_listeners:
                     self._touched(bk)
@@ -855,6 +873,7 @@ class InProcessVenue:
     def _process_background(self, bk: _Book, cmds: np.ndarray) -> None:
         had_oms = bool(bk.oms_live)
         fills, ended = bk.book.process(cmds)
+        bk.changes += 1
         if self._book_listeners:
             self._touched(bk)
         if not had_oms:
@@ -885,6 +904,7 @@ class InProcessVenue:
         cmds["op"] = OP_CANCEL
         cmds["order_id"] = ranked[:excess]
         book.process(cmds)
+        bk.changes += 1
         if self._book_listeners:
             self._touched(bk)
 
