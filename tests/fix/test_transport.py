@@ -567,3 +567,34 @@ def test_output_sent_between_hold_and_release_is_written_at_the_release_once_per
                 writer.close()
 
     asyncio.run(main())
+
+
+def test_after_read_runs_at_the_end_of_each_read_before_the_answers_are_written():
+    """Engine.after_read: called once per read callback, after the session handled every message
+    of the read and before its answers leave; one that raises costs the connection."""
+    async def main():
+        app = Collect()
+        async with running_acceptor(app, "FIRM1") as acceptor:
+            session = acceptor.session()
+            seen: list[tuple[int, int]] = []
+            acceptor.after_read = lambda: seen.append((session.next_target_seq, len(session._out)))
+            peer = Peer(SystemClock(), sender="FIRM1", target="VENUE")
+            reader, writer = await asyncio.open_connection("127.0.0.1", acceptor.port)
+            writer.write(peer.logon())
+            assert await until(lambda: app.logons == 1)
+            writer.write(b"".join(peer.build(b"1", [(112, b"T%d" % i)]) for i in range(3)))
+            data = b""
+            while data.count(b"\x0135=0\x01") < 3:
+                data += await asyncio.wait_for(reader.read(1 << 16), 5)
+            assert seen and seen[-1][0] == 5                    # Logon (1) and the three (2-4) handled
+            assert all(waiting > 0 for _, waiting in seen)      # the answers were not written yet
+            assert not session._out
+
+            def broken():
+                raise RuntimeError("hook failed")
+            acceptor.after_read = broken
+            writer.write(peer.build(b"1", [(112, b"T9")]))
+            assert await until(lambda: not session.connected)
+            writer.close()
+
+    asyncio.run(main())

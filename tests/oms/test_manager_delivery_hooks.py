@@ -57,3 +57,46 @@ def test_after_runs_when_delivery_fails_and_hooks_must_be_callables():
                 m.set_delivery_hooks(None, lambda: None)
 
     asyncio.run(scenario())
+
+
+def test_flush_soon_saves_the_first_hop_and_the_batch_still_holds_the_venue_answer():
+    """flush_soon() at the end of a callback that entered an order: the batch is flushed one loop
+    hop later (not two) and still holds the in-process venue's ack (PendingNew and New share it)."""
+    async def scenario():
+        for hurry in (False, True):
+            journal = HoldingJournal()
+            async with running(journal) as (cfg, venues, m):
+                m.set_output_sink(lambda out: None)
+                m.new_order(new(cfg, "b1"))
+                if hurry:
+                    m.flush_soon()
+                await asyncio.sleep(0)                 # one loop iteration
+                if not hurry:
+                    assert journal.held == []          # the second hop has not run yet
+                    await asyncio.sleep(0)
+                assert len(journal.held) == 1
+                batch = journal.held[0][0]
+                assert [o.execution.exec_type for o in batch.outputs] == [ExecType.PENDING_NEW, ExecType.NEW]
+                m.flush_soon()                         # nothing scheduled: nothing happens
+                await asyncio.sleep(0)
+                await asyncio.sleep(0)
+                assert len(journal.held) == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_direct_flush_cancels_the_scheduled_hops():
+    async def scenario():
+        journal = HoldingJournal()
+        async with running(journal) as (cfg, venues, m):
+            m.set_output_sink(lambda out: None)
+            m.new_order(new(cfg, "b1"))
+            m.flush()                                  # e.g. note_meta with a write-ahead send
+            assert len(journal.held) == 1
+            for _ in range(3):
+                await asyncio.sleep(0)
+            # The venue's ack made a batch of its own; the cancelled hops added no empty flush.
+            assert len(journal.held) == 2
+            assert [o.execution.exec_type for o in journal.held[1][0].outputs] == [ExecType.NEW]
+
+    asyncio.run(scenario())

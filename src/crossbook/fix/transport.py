@@ -175,6 +175,9 @@ class _Connection(asyncio.Protocol):
         self._batching = True
         try:
             session.receive(data)
+            after_read = self.engine.after_read
+            if after_read is not None:
+                after_read()
         except Exception:
             # Peer input never raises (see the fuzz tests); this is an application callback
             # failing. The message was not counted, so the peer will send it again after
@@ -322,6 +325,12 @@ class _Engine:
         # hold_output() depth, and the connections whose output waits for release_output().
         self._holding = 0
         self._held: list[_Connection] = []
+        #: Called with no argument at the end of every read callback, once the session has
+        #: handled what was read and before its answers are written (None: nothing). The server
+        #: sets the order manager's ``flush_soon``: what the read caused is queued by then, so
+        #: the journal batch need not wait a second loop hop for it. An exception from it counts
+        #: as the application's: the connection is dropped.
+        self.after_read: Callable[[], None] | None = None
 
     def hold_output(self) -> None:
         """Until the matching :meth:`release_output`, output that sessions queue outside a read

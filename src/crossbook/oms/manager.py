@@ -222,6 +222,7 @@ class OrderManager:
         self._report_seq = 0
         self._batch = Batch()
         self._flush_scheduled = False
+        self._flush_hop: asyncio.Handle | None = None   # the first of the two hops, while pending
         self._outputs_sink: Callable[[Output], None] | None = None
         self._outputs_stored: Callable[[], None] | None = None
         self._delivery_hooks: tuple[Callable[[], None], Callable[[], None]] | None = None
@@ -999,8 +1000,24 @@ class OrderManager:
             # Two hops: callbacks already queued for this round run first, above all an in-process
             # venue's answers to the orders just sent, so an order's PendingNew and the venue's
             # ack share one commit instead of two in series (at 1,000 orders/s: 23 % less CPU).
-            loop = asyncio.get_running_loop()
-            loop.call_soon(loop.call_soon, self.flush)
+            # flush_soon() saves the first hop when the caller knows those answers are queued.
+            self._flush_hop = asyncio.get_running_loop().call_soon(self._flush_second_hop)
+
+    def _flush_second_hop(self) -> None:
+        self._flush_hop = None
+        asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush_soon(self) -> None:
+        """Flush one loop hop from now instead of two, when a flush is scheduled and its first
+        hop has not run. For a caller whose callback is ending, when every callback it caused is
+        already queued (the FIX acceptor at the end of a read: the in-process venues' answers to
+        the orders it entered): the batch still holds those answers, and the reports leave one
+        loop iteration earlier (under load, that is one read of orders earlier)."""
+        hop = self._flush_hop
+        if hop is not None:
+            hop.cancel()
+            self._flush_hop = None
+            asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
         """Hand the current batch to the journal (called once per loop iteration with changes).
@@ -1008,6 +1025,10 @@ class OrderManager:
         The journal may call back ``_on_durable`` inside ``submit`` (a same-thread write) or
         later on the loop: the batch is complete and a fresh one is current before submit."""
         self._flush_scheduled = False
+        hop = self._flush_hop
+        if hop is not None:  # flushed early (note_meta, stop): the scheduled hops have nothing to do
+            hop.cancel()
+            self._flush_hop = None
         batch = self._batch
         # The id counters ride with the batch holding the ids they gave out.
         if self._order_seq != self._stored_order_seq:
