@@ -10,17 +10,27 @@ sink receives it. Probes go one at a time, paced to at most 1,000 per second.
 
 The ratio sweep / direct is what routing costs on top of a venue. No issue target; full mode
 asserts the ratio within 8x, short mode a floor of 15x (measured 5.6x; docs/benchmarks.md).
+Every probe here changes both books first, so the router's market data cache never hits: this
+is the path after a book change.
+
+``test_router_market_data_read_once_per_book_change``: the router's read of both venues' books
+(10 levels a side, 400 resting orders) when they did not change since the last order (kept per
+book change) against a fresh read (what every order paid before, and pays after a change).
+Full mode asserts at least 3x (measured 5.9-6.2x), short mode a floor of 1.5x.
 """
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 
 import pytest
+from conftest import best_time
 
 from crossbook.core import OrdType, Side, TimeInForce
 from crossbook.fix.transport import install_uvloop
 from crossbook.model.instruments import DEFAULT_INSTRUMENTS, InstrumentMaster
+from crossbook.routing.policies import VenueQuote
 from crossbook.routing.router import SmartRouter
 from crossbook.routing.venue import VenueEventKind, VenueOrder
 from crossbook.venues import InProcessVenue
@@ -129,3 +139,61 @@ def test_router_sweep_vs_direct(bench_mode, bench_table):
     bench_table.add(title, "sweep p50 / direct p50", ratio, "x", "target <= 8")
     # "Bigger is better" for check_ratio, so pass direct / sweep against 1/8 and 1/15.
     bench_mode.check_ratio("direct p50 / sweep p50", 1 / ratio, target=1 / 8, floor=1 / 15)
+
+
+def _resting_books(a: InProcessVenue, b: InProcessVenue, n: int) -> None:
+    """``n`` passive DAY orders 5-30 ticks off the reference price, both sides, both venues."""
+    rng = random.Random(1)
+    ref = AAPL.reference_ticks or 23_000
+    lot = AAPL.lot_size
+    for i in range(n):
+        buy = rng.random() < 0.5
+        px = ref - rng.randint(5, 30) if buy else ref + rng.randint(5, 30)
+        (a if i % 2 else b).new_order(VenueOrder(f"bk{i}", AAPL, Side.BUY if buy else Side.SELL, OrdType.LIMIT,
+                                                 TimeInForce.DAY, lot * rng.randint(1, 10), px))
+
+
+def test_router_market_data_read_once_per_book_change(bench_mode, bench_table):
+    """What a routed order pays to read the venues' books (``SmartRouter._quotes``, both venues,
+    10 levels a side, 400 resting orders) when they did not change since the last order (kept
+    per book change: a version check per venue) against reading them afresh, as every order did
+    before the cache and still does after a change (VenueQuote from ``depth``). Same run."""
+
+    async def measure() -> tuple[float, float]:
+        clock = _Clock()
+        a = InProcessVenue("VENUE-A", MASTER, clock)
+        b = InProcessVenue("VENUE-B", MASTER, clock)
+        router = SmartRouter("SOR", [a, b], "sweep", rest_venue="VENUE-A", clock=clock)
+        router.set_event_sink(lambda ev: None)
+        await a.start()
+        await b.start()
+        await router.start()
+        try:
+            _resting_books(a, b, 400)
+            await asyncio.sleep(0.01)
+            up = [a, b]
+            levels = router.depth_levels
+
+            def fresh() -> list:
+                out = []
+                for v in up:
+                    bids, asks = v.depth(AAPL, levels)
+                    out.append(VenueQuote(v.name, router._pref[v.name], tuple(bids), tuple(asks)))
+                return out
+
+            assert router._quotes(AAPL, up) == fresh()
+            number = bench_mode.size(20_000, 2_000)
+            kept = best_time(lambda: router._quotes(AAPL, up), repeat=5, number=number) / number * 1e6
+            read = best_time(fresh, repeat=5, number=number) / number * 1e6
+            return kept, read
+        finally:
+            await router.stop()
+            await a.stop()
+            await b.stop()
+
+    kept, read = asyncio.run(measure())
+    title = "Router market data read per routed order, 2 in-process venues x 10 levels a side (us)"
+    bench_table.add(title, "books unchanged since the last order (kept)", kept, "us")
+    bench_table.add(title, "read afresh (before the cache; after a book change)", read, "us")
+    bench_table.add(title, "afresh / kept", read / kept, "x", "target >= 3")
+    bench_mode.check_ratio("afresh / kept", read / kept, target=3.0, floor=1.5)
