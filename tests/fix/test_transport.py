@@ -598,3 +598,48 @@ def test_after_read_runs_at_the_end_of_each_read_before_the_answers_are_written(
             writer.close()
 
     asyncio.run(main())
+
+
+def test_what_a_chunk_caused_runs_before_the_next_chunk_is_handled(monkeypatch):
+    """A read larger than READ_CHUNK: the callbacks the first chunk's messages queued (in the OMS:
+    the venues' answers and the journal flush that sends the reports) run before the second
+    chunk is handled, so those reports do not wait for it."""
+    import crossbook.fix.transport as transport
+
+    monkeypatch.setattr(transport, "READ_CHUNK", 1024)
+
+    class Counting(Collect):
+        def __init__(self):
+            super().__init__()
+            self.handled = 0
+            self.seen_by_first_callback: int | None = None
+
+        def from_admin(self, session, message):
+            super().from_admin(session, message)
+            if message.msg_type == b"1":
+                self.handled += 1
+                if self.handled == 1:
+                    asyncio.get_running_loop().call_soon(self._first_callback)
+
+        def _first_callback(self):
+            self.seen_by_first_callback = self.handled
+
+    async def main():
+        app = Counting()
+        async with running_acceptor(app, "FIRM1") as acceptor:
+            peer = Peer(SystemClock(), sender="FIRM1", target="VENUE")
+            reader, writer = await asyncio.open_connection("127.0.0.1", acceptor.port)
+            writer.write(peer.logon())
+            assert await until(lambda: app.logons == 1)
+            messages = [peer.build(b"1", [(112, b"T%d" % i)]) for i in range(300)]
+            in_first_chunk, size = 0, 0
+            while size + len(messages[in_first_chunk]) <= 1024:
+                size += len(messages[in_first_chunk])
+                in_first_chunk += 1
+            writer.write(b"".join(messages))  # ~22 KiB in one write
+            assert await until(lambda: app.handled == len(messages))
+            # At most the first chunk's messages (fewer if the kernel split the bytes smaller).
+            assert app.seen_by_first_callback is not None and app.seen_by_first_callback <= in_first_chunk
+            writer.close()
+
+    asyncio.run(main())

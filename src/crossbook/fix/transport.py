@@ -171,7 +171,6 @@ class _Connection(asyncio.Protocol):
             if not self._paused_for_backlog:
                 self._paused_for_backlog = True
                 self._set_reading()
-                asyncio.get_running_loop().call_soon(self._receive_backlog)
         self._batching = True
         try:
             session.receive(data)
@@ -189,6 +188,10 @@ class _Connection(asyncio.Protocol):
             return
         self._batching = False
         self.flush()
+        if self._backlog and not self.closed:
+            # The next chunk is queued only now, behind what this one caused (the venues'
+            # answers, the journal flush with its reports): those reports do not wait for it.
+            asyncio.get_running_loop().call_soon(self._receive_backlog)
 
     def _receive_backlog(self) -> None:
         session = self.session
@@ -199,8 +202,6 @@ class _Connection(asyncio.Protocol):
         if not self._backlog:
             self._paused_for_backlog = False
             self._set_reading()
-        else:
-            asyncio.get_running_loop().call_soon(self._receive_backlog)
 
     def _set_reading(self) -> None:
         """Pause or resume reading from the socket as the two reasons say."""
