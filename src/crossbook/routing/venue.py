@@ -116,7 +116,13 @@ Level = tuple[int, int, int]
 @runtime_checkable
 class Venue(Protocol):
     """One exchange as the OMS sees it. Implementations: crossbook.venues.InProcessVenue now,
-    a FIX-initiator connector (issue 5) beside it."""
+    a FIX-initiator connector (issue 5) beside it.
+
+    Optional, beyond the protocol (the router looks for them): ``book_version(instrument) -> int``,
+    a counter that moves whenever what ``depth`` reads for the instrument may have changed (the
+    router then keeps its snapshot until it moves); ``outlives_process = True`` on a venue whose
+    orders stay live when this process dies (a venue process: the router writes its children's
+    audit rows ahead of sending them there)."""
 
     name: str
 
