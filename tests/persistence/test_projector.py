@@ -95,6 +95,30 @@ def test_a_killed_projection_process_is_restarted_and_nothing_is_lost(tmp_path, 
     assert len(SqliteJournal(path).open().orders) == 400 and journal.writes == 400
 
 
+def test_the_projection_process_runs_at_background_priority(tmp_path):
+    """Its bursts must not preempt the loop: it gets PROJECTION_NICENESS (a restarted child too)."""
+    from crossbook.persistence.sqlite import PROJECTION_NICENESS
+    path = str(tmp_path / "j.db")
+
+    async def scenario() -> None:
+        journal = SqliteJournal(path, projection="process")
+        journal.open()
+        journal.start()
+        try:
+            base = os.getpriority(os.PRIO_PROCESS, 0)
+            first = journal._child.pid
+            assert os.getpriority(os.PRIO_PROCESS, first) == min(19, base + PROJECTION_NICENESS) > base
+            os.kill(first, signal.SIGKILL)
+            journal.submit(batch(1), lambda _b: None)
+            await journal.wait_applied(10)               # served by the restarted child
+            assert journal._child.pid != first
+            assert os.getpriority(os.PRIO_PROCESS, journal._child.pid) == min(19, base + PROJECTION_NICENESS)
+        finally:
+            journal.close()
+
+    asyncio.run(scenario())
+
+
 def test_close_right_after_the_child_died_still_applies_everything(tmp_path):
     path = str(tmp_path / "j.db")
 

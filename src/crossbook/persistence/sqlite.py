@@ -123,6 +123,14 @@ CHECKPOINT_MIN_COMMITS = 5
 LOCK_WAIT_S = 10.0
 #: How long OrderStore waits for a live server's projection to reach the log's end.
 READER_CATCH_UP_S = 5.0
+#: Niceness the projection process adds to the server's (capped at 19; higher yields more). It is background
+#: work: at the default priority its 1-3 ms bursts every projection interval preempted the loop
+#: and the server's clients on a 2-core machine. At 20,000 orders/s offered with the benchmark
+#: client on the same machine (two alternating rounds): p50 2.3-2.4 ms at 0, 0.33-1.5 ms at 10,
+#: 0.33-0.36 ms at 19; p99 7.9-10 ms in all three. 10 keeps most of the gain while the store
+#: still gets a fair share of a machine that is busy for long (19 left it 0.6-2 MB of log behind
+#: at the end of a 20,000/s run); the log is durable either way.
+PROJECTION_NICENESS = 10
 
 # Column order = the parameter tuples' order (see _ORDER_KEYS / _EXECUTION_KEYS): the stored
 # columns that are plain row values come first, picked by one itemgetter.
@@ -670,6 +678,10 @@ class SqliteJournal:
             raise
         os.close(wake_r)
         os.close(report_w)
+        try:
+            os.setpriority(os.PRIO_PROCESS, child.pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + PROJECTION_NICENESS))
+        except (AttributeError, OSError):  # no setpriority here, or not permitted: default priority
+            log.debug("projection process %d keeps the default priority", child.pid, exc_info=True)
         self._child, self._wake_w, self._report_r, self._report_buf = child, wake_w, report_r, b""
         self._child_started_at = time.monotonic()
         self._since_wake = 0
