@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import contextlib
 import socket
 
@@ -567,6 +568,50 @@ def test_output_sent_between_hold_and_release_is_written_at_the_release_once_per
                 writer.close()
 
     asyncio.run(main())
+
+
+def test_a_held_connection_whose_write_fails_ends_alone_and_the_others_output_still_leaves(caplog):
+    """release_output(): one connection's flush raising (e.g. its FIX store cannot write) must not
+    leave the connections after it with their output held for good: that one is disconnected,
+    the others are written at the same release."""
+    async def main():
+        app = Collect()
+        async with running_acceptor(app, "FIRM1", "FIRM2") as acceptor:
+            streams = {}
+            for comp in ("FIRM1", "FIRM2"):
+                peer = Peer(SystemClock(), sender=comp, target="VENUE")
+                reader, writer = await asyncio.open_connection("127.0.0.1", acceptor.port)
+                writer.write(peer.logon())
+                streams[comp] = (reader, writer)
+            assert await until(lambda: app.logons == 2)
+            sessions = {s.settings.target_comp_id: s for s in acceptor.sessions.values()}
+            broken = acceptor._connections[sessions["FIRM1"].session_id]
+
+            def failing_flush():
+                raise OSError("disk full")
+            broken.flush = failing_flush
+            observed = {}
+
+            def deliver():
+                acceptor.hold_output()
+                sessions["FIRM1"].send(b"8", [(11, b"A1")])   # FIRM1 is held first: it fails first
+                sessions["FIRM2"].send(b"8", [(11, b"B1")])
+                acceptor.release_output()
+                observed["FIRM2 left"] = not sessions["FIRM2"]._out
+                observed["FIRM1 closed"] = broken.closed
+
+            asyncio.get_running_loop().call_soon(deliver)
+            reader = streams["FIRM2"][0]
+            data = b""
+            while b"\x0111=B1\x01" not in data:
+                data += await asyncio.wait_for(reader.read(1 << 16), 5)
+            assert observed == {"FIRM2 left": True, "FIRM1 closed": True}
+            for _, writer in streams.values():
+                writer.close()
+
+    with caplog.at_level(logging.ERROR, logger="crossbook.fix"):
+        asyncio.run(main())
+    assert any("writing held output failed" in r.getMessage() for r in caplog.records)
 
 
 def test_after_read_runs_at_the_end_of_each_read_before_the_answers_are_written():

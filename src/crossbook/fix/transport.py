@@ -355,7 +355,13 @@ class _Engine:
         held, self._held = self._held, []
         for conn in held:
             if conn._flush_scheduled:  # (not flushed meanwhile by other means)
-                conn.flush()
+                try:
+                    conn.flush()
+                except Exception:  # e.g. its FIX store cannot write: that connection ends, the
+                    # others' output still leaves (and the caller's delivery goes on)
+                    log.exception("%s: writing held output failed; disconnecting",
+                                  conn.session.session_id if conn.session else "connection")
+                    conn.close()
 
     def _build_sessions(self, settings: Iterable[SessionSettings], application: Application,
                         store_factory: Callable[[SessionSettings], MessageStore] | None,
