@@ -185,3 +185,25 @@ def test_mix_parsing():
                        ("passive=0", "positive"), ("passive=-1", "non-negative")):
         with pytest.raises(ValueError, match=match):
             OrderMix.parse(bad)
+
+
+def test_a_timer_that_cannot_be_armed_ends_the_run_with_that_error(monkeypatch):
+    # timerfd_settime failing mid-run (after the first slots) must end the run with the OSError;
+    # before, the error went to the loop's exception handler and the run waited forever.
+    from crossbook.loadgen.slot_timer import SlotTimer
+    if not SlotTimer.available():
+        pytest.skip("SlotTimer needs Linux timerfd")
+    real_arm = SlotTimer.arm
+    calls = []
+
+    def arm(self, at_ns):
+        calls.append(at_ns)
+        if len(calls) == 20:
+            raise OSError(22, "timerfd_settime failed (injected)")
+        return real_arm(self, at_ns)
+
+    monkeypatch.setattr(SlotTimer, "arm", arm)
+    started = time.monotonic()
+    with pytest.raises(OSError, match="injected"):
+        _run(_with_acceptor(StallingVenue(), dict(rate=200.0, duration_s=1.0, poll=False)), timeout=20.0)
+    assert len(calls) == 20 and time.monotonic() - started < 15

@@ -308,13 +308,14 @@ class LoadRun:
                 return
             try:
                 at = sched.step()
+                if at < 0:
+                    done.set_result(None)
+                else:
+                    # Inside the try: an OSError from timerfd_settime must end the run with that
+                    # error, not go to the loop's exception handler and leave ``done`` pending.
+                    timer.arm(at)
             except BaseException as exc:       # LoadSessionError: the server stopped reading
                 done.set_exception(exc)
-                return
-            if at < 0:
-                done.set_result(None)
-            else:
-                timer.arm(at)
 
         timer = SlotTimer(asyncio.get_running_loop(), on_due)
         try:
