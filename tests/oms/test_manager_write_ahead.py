@@ -225,3 +225,31 @@ def test_after_a_restart_the_ids_of_a_replace_journaled_before_it_left_reach_the
         assert [o.execution.exec_type for o in sent] == [ExecType.REPLACED, ExecType.TRADE]
 
     asyncio.run(scenario())
+
+
+class FailedJournal:
+    """A journal that has failed: every submit is refused, as SqliteJournal's after a bad write."""
+
+    def submit(self, batch, on_durable) -> None:
+        raise RuntimeError("journal failed: disk full")
+
+
+def test_a_failed_journal_refuses_the_batch_without_raising_into_the_client_session(caplog):
+    """note_meta flushes a batch holding a write-ahead send inside the FIX read callback: a refused
+    batch must not raise there (the transport would drop the client for it, again at every
+    resend), nothing reaches the venue, and nothing is counted in flight (drain() would wait)."""
+    import logging
+
+    async def scenario():
+        log: list = []
+        m, _, sent = manager_with(SendlessFixVenue("VENUE-A", log), log)
+        m.journal = FailedJournal()
+        m.new_order(new("b1"))
+        with caplog.at_level(logging.ERROR, logger="crossbook.oms"):
+            m.note_meta("fix_next_in:FIRM1", "3 0.0")   # would raise RuntimeError before
+        assert log == [] and sent == []                 # neither the venue nor the client hears
+        assert m.in_flight == 0
+        await m.drain(timeout=0.5)                      # returns: nothing is in flight
+        assert any("journal refused a batch" in r.getMessage() for r in caplog.records)
+
+    asyncio.run(scenario())

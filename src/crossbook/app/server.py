@@ -317,6 +317,9 @@ class Server:
             await self.acceptor.stop(logout_grace=1.0)
         if self.drop_copy is not None:
             self.drop_copy.close()
+        if self.manager is not None:
+            # Venue requests waiting for their batch (write-ahead) leave before the venues stop.
+            self.manager.flush()
         for router in self.routers.values():
             await router.stop()
         for venue in self.venues.values():

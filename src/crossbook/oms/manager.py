@@ -263,7 +263,13 @@ class OrderManager:
         batch = self._batch
         batch.meta[key] = value
         if batch.venue_sends is not None:
-            self.flush()
+            try:
+                self.flush()
+            except RuntimeError:
+                # The journal has failed (it logged why): nothing is acknowledged or sent to a
+                # venue from now on. That must not cost the client its connection, which it
+                # would when this raised into the FIX session's read callback.
+                log.error("journal refused a batch: its venue requests and reports are not sent")
 
     def subscribe(self, callback: Callable[[OrderEvent], None]) -> Callable[[], None]:
         """Call ``callback`` with every order event once it is durable; returns an unsubscribe."""
@@ -1057,7 +1063,11 @@ class OrderManager:
         for index in list(batch.risk_usage):
             batch.risk_usage[index] = self.risk.usage(index)
         self.in_flight += 1
-        self.journal.submit(batch, self._on_durable)
+        try:
+            self.journal.submit(batch, self._on_durable)
+        except BaseException:  # a failed journal refuses the batch: nothing of it is in flight
+            self.in_flight -= 1
+            raise
 
     def _on_durable(self, batch: Batch) -> None:
         self.in_flight -= 1
