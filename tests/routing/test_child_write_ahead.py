@@ -265,3 +265,280 @@ def test_in_process_venues_keep_the_queued_path_and_a_failed_write_sends_nothing
             router_module._tap_for(v).routers.remove(r)
 
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+# ------------------------------------------------------------------------------------------------
+# Failed writes, earlier rows, concurrent opens, bad files, a send that raises
+# ------------------------------------------------------------------------------------------------
+def _ahead_lines(path: str) -> list[list]:
+    with open(path, "rb") as f:
+        return [json.loads(line) for line in f.read().splitlines()]
+
+
+def _reopen_after_death(log: SqliteAuditLog, gate: threading.Event, path: str, check) -> None:
+    _die(log)
+    again = SqliteAuditLog(path)
+    try:
+        check(again)
+    finally:
+        again.close()
+        gate.set()
+        log._thread.join(5)
+        log._real_conn.close()
+
+
+def test_a_write_that_fails_halfway_is_cut_back_and_the_next_row_survives(tmp_path, monkeypatch):
+    path = str(tmp_path / "audit.db")
+    log = SqliteAuditLog(path)
+    gate = _stall_writer(log)
+    log.record_durable([_row("child_sent", "P1.1")])
+    size = os.path.getsize(log.ahead_path)
+    real_write, calls = os.write, []
+
+    def disk_full(fd, data):
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real_write(fd, bytes(data[:len(data) // 2]))   # part of the line reaches the file
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        log.record_durable([_row("child_sent", "P2.1")])          # not sent by the router
+    monkeypatch.setattr(os, "write", real_write)
+    assert len(calls) == 2 and os.path.getsize(log.ahead_path) == size   # no fragment left
+    assert log.failed is None
+    log.record_durable([_row("child_sent", "P3.1")])              # sent: must survive a kill
+
+    def check(again):
+        assert [r["child_id"] for r in again.query("P3")] == ["P3.1"]
+        assert again.query("P2") == []
+        assert again.recovered == 2
+
+    _reopen_after_death(log, gate, path, check)
+
+
+def test_a_failed_write_that_cannot_be_cut_back_fails_the_log(tmp_path, monkeypatch):
+    log = SqliteAuditLog(str(tmp_path / "audit.db"))
+    try:
+        def broken(*args):
+            raise OSError(5, "Input/output error")
+
+        monkeypatch.setattr(os, "write", broken)
+        monkeypatch.setattr(os, "ftruncate", broken)
+        with pytest.raises(OSError, match="Input/output"):
+            log.record_durable([_row("child_sent", "P1.1")])
+        monkeypatch.undo()
+        assert isinstance(log.failed, OSError)
+        with pytest.raises(RuntimeError, match="routing audit log failed"):
+            log.record_durable([_row("child_sent", "P1.2")])
+    finally:
+        log.close()
+
+
+def test_recovery_keeps_a_whole_row_written_after_an_old_fragment(tmp_path):
+    path = str(tmp_path / "audit.db")
+    whole = json.dumps([5, "SOR", "P1", "O1.1", "child_sent", "VENUE-A", "P1.1", 10, 23000, {"mirror": True}])
+    with open(path + "-ahead.0", "wb") as f:
+        f.write(b'[4, "SOR", "P9", "O9.1", "child_se' + whole.encode() + b"\n")
+    log = SqliteAuditLog(path)
+    try:
+        assert log.recovered == 1
+        assert [(r["child_id"], r["detail"]) for r in log.query("P1")] == [("P1.1", {"mirror": True})]
+        assert log.query("P9") == []
+    finally:
+        log.close()
+
+
+def test_rows_recorded_before_a_write_ahead_are_written_with_it_in_order(tmp_path):
+    # restore_parent adds up a parent's children from every child row: a cancel recorded before
+    # the write-ahead of a new child must survive with it, or the leaves no longer add up. Rows
+    # without a child (decisions, parent answers) are not written ahead: restore reads none.
+    path = str(tmp_path / "audit.db")
+    log = SqliteAuditLog(path)
+    gate = _stall_writer(log)
+    log.record_durable([_row("child_sent", "P1.1")])
+    _until(lambda: log._inflight, "the writer thread holding its batch")   # taken, never committed
+    log.record(_row("child_canceled", "P1.1"))
+    log.record(_row("decision"))                                    # no child: restore does not read it
+    log.record(_row("child_replace_sent", "P0.1"))                  # another parent's child row
+    log.record_durable([_row("child_sent", "P1.2")])
+    log.record(_row("child_new", "P1.2"))                          # after: not written yet
+    # Each child row once, in the order recorded; the in-flight one was already on file.
+    assert [(r[4], r[6]) for r in _ahead_lines(log.ahead_path)] == [
+        ("child_sent", "P1.1"), ("child_canceled", "P1.1"), ("child_replace_sent", "P0.1"), ("child_sent", "P1.2")]
+
+    def check(again):
+        assert [(r["event"], r["child_id"]) for r in again.query("P1")] == [
+            ("child_sent", "P1.1"), ("child_canceled", "P1.1"), ("child_sent", "P1.2")]
+        assert [r["event"] for r in again.query("P0")] == ["child_replace_sent"]
+
+    _reopen_after_death(log, gate, path, check)
+
+
+def test_rows_in_the_writers_batch_are_written_ahead(tmp_path):
+    path = str(tmp_path / "audit.db")
+    log = SqliteAuditLog(path)
+    gate = _stall_writer(log)
+    log.record(_row("child_replace_sent", "P1.1"))
+    _until(lambda: log._inflight, "the writer thread holding its batch")
+    log.record(_row("child_replaced", "P1.1"))
+    log.record_durable([_row("child_sent", "P1.2")])
+    assert [r[4] for r in _ahead_lines(log.ahead_path)] == ["child_replace_sent", "child_replaced", "child_sent"]
+    _reopen_after_death(log, gate, path, lambda again: None)
+
+
+def test_a_log_opening_does_not_adopt_a_file_a_closing_log_just_removed(tmp_path, monkeypatch):
+    path = str(tmp_path / "audit.db")
+    first = SqliteAuditLog(path)
+    real_open = os.open
+
+    def open_then_first_closes(file, flags, *args):
+        fd = real_open(file, flags, *args)
+        if file == first.ahead_path and not flags & os.O_CREAT and first._ahead_fd is not None:
+            first.close()      # unlinks its file and releases the lock after we opened it
+        return fd
+
+    monkeypatch.setattr(os, "open", open_then_first_closes)
+    second = SqliteAuditLog(path)
+    monkeypatch.undo()
+    try:
+        assert os.fstat(second._ahead_fd).st_nlink == 1
+        assert os.stat(second.ahead_path).st_ino == os.fstat(second._ahead_fd).st_ino
+        second.record_durable([_row("child_sent", "P1.1")])
+        # The file first: a row leaves it only once committed, so it is in one of the two reads.
+        on_file = [r[6] for r in _ahead_lines(second.ahead_path)]
+        assert on_file == ["P1.1"] or [r["child_id"] for r in second.query("P1")] == ["P1.1"]
+    finally:
+        second.close()
+
+
+def test_a_log_opening_skips_a_file_removed_since_the_listing(tmp_path, monkeypatch):
+    path = str(tmp_path / "audit.db")
+    real_listdir = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda d: [*real_listdir(d), "audit.db-ahead.7"])
+    log = SqliteAuditLog(path)
+    monkeypatch.undo()
+    try:
+        assert log.ahead_path == path + "-ahead.0"
+    finally:
+        log.close()
+
+
+def test_two_logs_creating_a_file_at_once_take_different_numbers(tmp_path, monkeypatch):
+    import fcntl
+    path = str(tmp_path / "audit.db")
+    real_open = os.open
+    rival = []
+
+    def rival_first(file, flags, *args):
+        if flags & os.O_CREAT and not rival:
+            # Another log creates and locks the same name between our listing and our create.
+            fd = real_open(file, os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            rival.append(fd)
+        return real_open(file, flags, *args)
+
+    monkeypatch.setattr(os, "open", rival_first)
+    log = SqliteAuditLog(path)
+    monkeypatch.undo()
+    try:
+        assert log.ahead_path == path + "-ahead.1"
+    finally:
+        log.close()
+        os.close(rival[0])
+
+
+def test_lines_that_are_not_rows_are_dropped_and_the_log_opens(tmp_path, caplog):
+    path = str(tmp_path / "audit.db")
+    good = [5, "SOR", "P1", "O1.1", "child_sent", "VENUE-A", "P1.1", 10, 23000, {}]
+    with open(path + "-ahead.0", "w") as f:
+        for bad in (42, "text", {"a": 1}, [1, 2], [None, *good[1:]], [5, "SOR", "P1", "O1.1", "child_sent",
+                                                                    "VENUE-A", "P1.1", "ten", 23000, {}]):
+            f.write(json.dumps(bad) + "\n")
+        f.write(json.dumps(good) + "\n")
+    with caplog.at_level("WARNING", logger="crossbook.routing.audit"):
+        log = SqliteAuditLog(path)
+    try:
+        assert log.recovered == 1
+        assert [r["child_id"] for r in log.query("P1")] == ["P1.1"]
+        assert sum("dropped" in r.getMessage() for r in caplog.records) == 6
+    finally:
+        log.close()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_a_log_that_cannot_recover_leaks_nothing_and_the_next_open_recovers(tmp_path, monkeypatch):
+    from crossbook.routing import audit as audit_module
+    path = str(tmp_path / "audit.db")
+    with open(path + "-ahead.0", "w") as f:
+        f.write(json.dumps([5, "SOR", "P1", "O1.1", "child_sent", "VENUE-A", "P1.1", 10, 23000, {}]) + "\n")
+    SqliteAuditLog(path + ".warm").close()   # sqlite's own first-use fds out of the count
+    before = _open_fds()
+    monkeypatch.setattr(audit_module, "_INSERT", "INSERT INTO no_such_table VALUES (1)")
+    with pytest.raises(sqlite3.OperationalError):
+        SqliteAuditLog(path)
+    monkeypatch.undo()
+    assert _open_fds() == before
+    log = SqliteAuditLog(path)                # the file is still there, the database not locked
+    try:
+        assert log.recovered == 1
+    finally:
+        log.close()
+
+
+class RaisingVenue(ProcessVenue):
+    """A venue process whose new_order raises for the first ``fail`` of the router's children."""
+
+    def __init__(self, *args, fail: int = 1, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fail = fail
+
+    def new_order(self, order: VenueOrder) -> None:
+        if order.venue_cl_ord_id.startswith("SOR-") and self.fail > 0:
+            self.fail -= 1
+            raise ConnectionResetError("transport lost (injected)")
+        super().new_order(order)
+
+
+def test_a_child_whose_send_raises_ends_and_the_other_children_still_leave(tmp_path):
+    async def main():
+        path = str(tmp_path / "audit.db")
+        audit = SqliteAuditLog(path)
+        a = RaisingVenue("VENUE-A", MASTER, SystemClock(), path=path)
+        b = InProcessVenue("VENUE-B", MASTER, SystemClock())
+        await a.start()
+        await b.start()
+        a.new_order(VenueOrder("mkA", AAPL, Side.SELL, OrdType.LIMIT, TimeInForce.DAY, 20, 23000))
+        b.new_order(VenueOrder("mkB", AAPL, Side.SELL, OrdType.LIMIT, TimeInForce.DAY, 20, 23000))
+        await asyncio.sleep(0.01)
+        router = SmartRouter("SOR", [a, b], "sweep", audit=audit, watch_s=0.01)
+        up = []
+        router.set_event_sink(up.append)
+        await router.start()
+        # The sweep sends 20 to A (raises) and 20 to B in one decision.
+        router.new_order(VenueOrder("O1.1", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 50, 23000))
+        await _settle(lambda: any(e.kind == K.TRADE and e.cum_qty == 20 for e in up if e.venue == "SOR"),
+                      "B's child filled")
+        kids = router.children_of("O1.1")
+        assert (kids[0]["venue"], kids[0]["qty"], kids[0]["done"], kids[0]["leaves"]) == ("VENUE-A", 20, True, 0)
+        assert (kids[1]["venue"], kids[1]["qty"], kids[1]["cum"]) == ("VENUE-B", 20, 20)
+        # The parent is not left waiting for A's child: its remainder (30) goes on to rest at A,
+        # where it takes the 20 the failed child would have, and 10 rest.
+        await _settle(lambda: any(e.kind == K.TRADE and e.cum_qty == 40 for e in up if e.venue == "SOR"),
+                      "the remainder filled at A")
+        kids = router.children_of("O1.1")
+        assert [(k["venue"], k["qty"], k["leaves"], k["done"]) for k in kids[2:]] == [("VENUE-A", 30, 10, False)]
+        [rejected] = [r for r in audit.query("O1.1") if r["event"] == "child_rejected"]
+        assert rejected["child_id"] == kids[0]["id"] and "transport lost" in rejected["detail"]["reason"]
+        await router.stop()
+        audit.close()
+        await a.stop()
+        await b.stop()
+        for v in (a, b):
+            router_module._tap_for(v).routers.remove(router)
+
+    asyncio.run(asyncio.wait_for(main(), 30))

@@ -94,10 +94,13 @@ class AuditLog(Protocol):
         including rows recorded but not yet committed."""
 
     def record_durable(self, rows: list[tuple]) -> None:
-        """Store ``rows`` and return only once they (and every row recorded before them) are as
-        durable as the log can make them: the router calls it with the ``child_sent`` rows of
-        children about to leave for a venue that outlives the process, right before sending
-        them. May block the caller for one write."""
+        """Store ``rows`` and return only once they, and every row about a child (``child_id``
+        set) recorded before them, are as durable as the log can make them: the router calls it
+        with the ``child_sent`` rows of children about to leave for a venue that outlives the
+        process, right before sending them. ``restore_parent`` adds up a parent's children from
+        its child rows alone, so an earlier cancel or replace must survive with a new child;
+        rows without a child (decisions, answers to the parent) may still be lost in a crash,
+        as any queued row. May block the caller for one write."""
 
     def close(self) -> None:
         """Make everything durable and release resources."""
@@ -130,13 +133,17 @@ class SqliteAuditLog:
     then reads: it is for operators and tests, not the hot path. ``close`` commits the rest.
     The file can be the OMS's own database (a separate table) or a file of its own.
 
-    ``record_durable`` (write-ahead for children leaving for a venue process) appends its rows to
-    a small file beside the database, ``<path>-ahead.<n>``, in one ``os.write`` (plus an
-    ``fdatasync`` under ``synchronous=FULL``), then queues them like any row. An SQLite commit on
+    ``record_durable`` (write-ahead for children leaving for a venue process) appends its rows,
+    after every child row recorded before them and not yet committed nor written ahead, to a small
+    file beside the database, ``<path>-ahead.<n>``, in one ``os.write`` (plus an ``fdatasync``
+    under ``synchronous=FULL``), then queues them like any row. A write that fails is cut back
+    off the file (``ftruncate`` to the size before it), so no fragment is left for the next
+    write to be appended to; if even that fails, the log is failed and refuses further writes. An SQLite commit on
     the loop would cost 18-25 us and, at WAL checkpoints, milliseconds (fsync). The writer thread
     empties the file once everything written to it is committed; a file left by a killed process
     is read back into the table when the log is opened (rows already there are skipped, a torn
-    last line, a write that never finished and whose children were never sent, is dropped).
+    last line, a write that never finished and whose children were never sent, is dropped, as
+    is any line that is not a row, with a warning).
     Each open log holds its file under an exclusive ``flock``, so logs sharing a database (two
     routers, one ``audit_path``) never take each other's rows.
     """
@@ -151,18 +158,26 @@ class SqliteAuditLog:
         self.max_batch = max_batch
         self._fsync = synchronous.upper() == "FULL"
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
-        self._conn.execute("PRAGMA busy_timeout=5000")
-        self._conn.executescript(SCHEMA)
         #: Rows read back from write-ahead files a killed process left (tests, monitoring).
         self.recovered = 0
-        self._ahead_fd, self.ahead_path = self._open_ahead()
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            self._conn.execute("PRAGMA busy_timeout=5000")
+            self._conn.executescript(SCHEMA)
+            self._ahead_fd, self.ahead_path = self._open_ahead()
+        except BaseException:
+            self._conn.close()   # a log that cannot open leaks nothing
+            raise
         self._ahead_lock = threading.Lock()
         self._ahead_mark = 0        # rows recorded up to the last one written ahead
+        self._ahead_size = 0        # bytes in the write-ahead file (only we write it)
         self._ahead_dirty = False   # the write-ahead file holds rows
-        # Rows not yet committed, oldest first; only the writer thread takes them.
+        # Rows not yet committed, oldest first: ``_pending`` (queued) after ``_inflight`` (the
+        # batch the writer thread is committing). The writer takes a batch under _ahead_lock,
+        # so record_durable sees every uncommitted row exactly once.
         self._pending: deque = deque()
+        self._inflight: list = []
         self._wake = threading.Event()
         self._recorded = 0
         self._committed = 0
@@ -187,14 +202,45 @@ class SqliteAuditLog:
         has failed) if they could not be written: then nothing may be sent."""
         if self.failed is not None:
             raise RuntimeError(f"routing audit log failed: {self.failed}")
-        data = "".join([json.dumps([*r[:9], detail_dict(r[9])]) + "\n" for r in rows]).encode()
         with self._ahead_lock:
+            # Child rows recorded before these and not yet committed go ahead of them (those
+            # already in the file from an earlier call excepted): restore_parent adds up a
+            # parent's children from its child rows alone. Rows without a child (a decision
+            # with its market data is 10-20 us of JSON) are left to the writer thread. They are
+            # among the newest `behind` uncommitted rows.
+            pending = self._pending
+            n = len(pending)
+            behind = self._recorded - max(self._ahead_mark, self._recorded - len(self._inflight) - n)
+            out = rows
+            if behind > 0:
+                if behind <= n:
+                    earlier = [r for i in range(n - behind, n) if (r := pending[i])[6]]
+                else:
+                    inflight = self._inflight
+                    earlier = [r for r in (*inflight[len(inflight) - (behind - n):], *pending)
+                               if r is not _STOP and r[6]]
+                if earlier:
+                    out = earlier + rows
+            data = "".join([json.dumps([*r[:9], detail_dict(r[9])]) + "\n" for r in out]).encode()
             fd = self._ahead_fd
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            if self._fsync:
-                os.fdatasync(fd)
+            size = self._ahead_size
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                if self._fsync:
+                    os.fdatasync(fd)
+            except BaseException as exc:
+                # A part of a line left behind would merge with the next write's first line,
+                # and recovery would drop that line (a child that was sent): cut it back off.
+                try:
+                    os.ftruncate(fd, size)
+                except OSError as again:
+                    log.error("routing audit %s: write-ahead failed (%s) and could not be cut back (%s): "
+                              "the log refuses further writes", self.path, exc, again)
+                    self.failed = again
+                raise
+            self._ahead_size = size + len(data)
             for row in rows:
                 self.record(row)
             self._ahead_mark = self._recorded
@@ -218,7 +264,9 @@ class SqliteAuditLog:
             self._thread = None
         if self._ahead_fd is not None:
             if self.failed is None and not self._pending:
-                # Everything is in the table: the write-ahead file has nothing left to give.
+                # Everything is in the table: the write-ahead file has nothing left to give. A
+                # log opening meanwhile may have opened it: it checks the link count once it has
+                # the lock (_take) and leaves an unlinked file alone.
                 os.unlink(self.ahead_path)
             os.close(self._ahead_fd)   # releases the flock
             self._ahead_fd = None
@@ -231,35 +279,49 @@ class SqliteAuditLog:
         base = os.path.basename(self.path) + "-ahead."
         directory = os.path.dirname(os.path.abspath(self.path))
         mine: tuple[int, str] | None = None
-        taken = set()
-        for name in sorted(os.listdir(directory)):
-            if not name.startswith(base) or not name[len(base):].isdigit():
-                continue
-            taken.add(name)
-            file = os.path.join(directory, name)
-            fd = os.open(file, os.O_RDWR | os.O_APPEND)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)     # an open log's (another router on the same database)
-                continue
-            self._recover(file)
-            os.ftruncate(fd, 0)
-            if self._fsync:
-                os.fsync(fd)
-            if mine is None:
-                mine = (fd, file)
-            else:
-                os.unlink(file)
-                os.close(fd)
-        if mine is None:
+        try:
+            for name in sorted(os.listdir(directory)):
+                if not name.startswith(base) or not name[len(base):].isdigit():
+                    continue
+                file = os.path.join(directory, name)
+                try:
+                    fd = os.open(file, os.O_RDWR | os.O_APPEND)
+                except FileNotFoundError:
+                    continue     # removed by the log that closed it since the listing
+                if not _take(fd, file):
+                    os.close(fd)     # an open log's (another router on the same database), or gone
+                    continue
+                try:
+                    self._recover(file)
+                    os.ftruncate(fd, 0)
+                    if self._fsync:
+                        os.fsync(fd)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                if mine is None:
+                    mine = (fd, file)
+                else:
+                    os.unlink(file)
+                    os.close(fd)
             n = 0
-            while f"{base}{n}" in taken or os.path.exists(os.path.join(directory, f"{base}{n}")):
+            while mine is None:
+                # O_EXCL: two logs opening at once never pick the same file; one that another
+                # log takes (or removes) between our create and our lock is left to it.
+                file = os.path.join(directory, f"{base}{n}")
                 n += 1
-            file = os.path.join(directory, f"{base}{n}")
-            fd = os.open(file, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            mine = (fd, file)
+                try:
+                    fd = os.open(file, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+                except FileExistsError:
+                    continue
+                if _take(fd, file):
+                    mine = (fd, file)
+                else:
+                    os.close(fd)
+        except BaseException:
+            if mine is not None:
+                os.close(mine[0])
+            raise
         return mine
 
     def _recover(self, file: str) -> None:
@@ -271,27 +333,35 @@ class SqliteAuditLog:
             if not line:
                 continue
             try:
-                row = json.loads(line)
-                if not isinstance(row, list) or len(row) != len(COLUMNS):
-                    raise ValueError(f"{len(row)} fields")
-            except ValueError as exc:
-                # Only the last line can be torn (its write never finished, nothing was sent).
-                log.warning("%s: line %d dropped (%s)", file, i + 1, exc)
-                continue
-            row[9] = json.dumps(row[9])
-            rows.append(tuple(row))
+                row = _parse_row(line)
+            except (ValueError, TypeError) as exc:
+                # A torn last line (its write never finished, nothing was sent), or a line that
+                # is not a row. A write that failed is cut back off the file, but a fragment from
+                # an older process may still be followed by a whole line: resynchronise on it.
+                row = _resync(line)
+                if row is None:
+                    log.warning("%s: line %d dropped (%s)", file, i + 1, exc)
+                    continue
+                log.warning("%s: line %d: a fragment before a whole row dropped (%s)", file, i + 1, exc)
+            rows.append(row)
         conn = self._conn
         conn.execute("BEGIN")
-        for row in rows:
-            if conn.execute("SELECT 1 FROM routing_audit WHERE parent_id = ? AND ts = ? AND event = ? "
-                            "AND child_id = ? LIMIT 1", (row[2], row[0], row[4], row[6])).fetchone() is None:
-                conn.execute(_INSERT, row)
-                self.recovered += 1
-        conn.execute("COMMIT")
+        try:
+            for row in rows:
+                if conn.execute("SELECT 1 FROM routing_audit WHERE parent_id = ? AND ts = ? AND event = ? "
+                                "AND child_id = ? AND qty = ? AND price = ? LIMIT 1",
+                                (row[2], row[0], row[4], row[6], row[7], row[8])).fetchone() is None:
+                    conn.execute(_INSERT, row)
+                    self.recovered += 1
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
         if self.recovered:
             log.warning("routing audit %s: %d written-ahead rows read back from %s", self.path, self.recovered, file)
 
     def _write(self, rows: list[tuple]) -> None:
+        n = len(rows)
         rows = [r[:9] + (json.dumps(detail_dict(r[9])),) for r in rows]
         conn = self._conn
         conn.execute("BEGIN")
@@ -299,14 +369,15 @@ class SqliteAuditLog:
         conn.execute("COMMIT")
         self.commits += 1
         with self._cond:
-            self._committed += len(rows)
+            self._committed += n
             self._cond.notify_all()
-        if self._ahead_dirty:
-            with self._ahead_lock:
+        with self._ahead_lock:
+            self._inflight = []
+            if self._ahead_dirty and self._committed >= self._ahead_mark:
                 # Everything written ahead is in the table now: the file can be emptied.
-                if self._committed >= self._ahead_mark:
-                    os.ftruncate(self._ahead_fd, 0)
-                    self._ahead_dirty = False
+                os.ftruncate(self._ahead_fd, 0)
+                self._ahead_size = 0
+                self._ahead_dirty = False
 
     def _run(self) -> None:
         pending, wake = self._pending, self._wake
@@ -316,8 +387,10 @@ class SqliteAuditLog:
             wake.clear()
             while pending:
                 rows = []
-                while pending and len(rows) < self.max_batch and pending[0] is not _STOP:
-                    rows.append(pending.popleft())
+                with self._ahead_lock:   # record_durable reads _inflight + _pending as one
+                    while pending and len(rows) < self.max_batch and pending[0] is not _STOP:
+                        rows.append(pending.popleft())
+                    self._inflight = rows
                 if rows:
                     try:
                         self._write(rows)
@@ -330,6 +403,51 @@ class SqliteAuditLog:
                 if pending and pending[0] is _STOP:
                     pending.popleft()
                     return
+
+
+def _take(fd: int, file: str) -> bool:
+    """Lock the write-ahead file open at ``fd`` (named ``file``) for this log: False when another
+    log holds it, or it is no longer that name's file (unlinked by a log that closed it after we
+    opened it: rows written there would be lost)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    st = os.fstat(fd)
+    try:
+        named = os.stat(file)
+    except FileNotFoundError:
+        return False
+    return st.st_nlink > 0 and (st.st_dev, st.st_ino) == (named.st_dev, named.st_ino)
+
+
+_FIELD_TYPES = (int, str, str, str, str, str, str, int, int)
+
+
+def _parse_row(line: bytes) -> tuple:
+    """One write-ahead line as a row for the table; ValueError/TypeError naming what is wrong."""
+    row = json.loads(line)
+    if not isinstance(row, list):
+        raise TypeError(f"a {type(row).__name__}, not a row")
+    if len(row) != len(COLUMNS):
+        raise ValueError(f"{len(row)} fields, not {len(COLUMNS)}")
+    for name, kind, value in zip(COLUMNS, _FIELD_TYPES, row):
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise TypeError(f"{name} is {value!r}, not {kind.__name__}")
+    row[9] = json.dumps(row[9])
+    return tuple(row)
+
+
+def _resync(line: bytes) -> tuple | None:
+    """The whole row at the end of ``line`` when it starts with a fragment of an unfinished
+    write: the first ``[`` after which the rest parses as a row; None if there is none."""
+    at = line.find(b"[", 1)
+    while at > 0:
+        try:
+            return _parse_row(line[at:])
+        except (ValueError, TypeError):
+            at = line.find(b"[", at + 1)
+    return None
 
 
 def _select(conn: sqlite3.Connection, parent_id: str) -> list[dict[str, Any]]:

@@ -883,8 +883,24 @@ class SmartRouter:
                 parent.rejects.append(f"{child.venue.name}: {text}")
             return self._progress(parent)
         self.children_sent += len(made)
+        failed = False
         for child, vo in made:
-            child.venue.new_order(vo)
+            try:
+                child.venue.new_order(vo)
+            except Exception as exc:
+                # One send failing must not keep the later children from leaving, nor leave this
+                # one live in the parent with nothing at a venue (the parent would wait for it
+                # forever): it ends as a child refused by a venue that is down does.
+                log.exception("router %s: child %s of %s could not be sent to %s", self.name, child.id,
+                              parent.id, child.venue.name)
+                text = f"not sent: {child.venue.name} refused the order ({exc})"
+                self._record(parent, "child_rejected", venue=child.venue.name, child=child.id,
+                             detail={"reason": text, "reason_code": int(VenueReason.VENUE_DOWN)})
+                self._child_done(child, int(VenueReason.VENUE_DOWN), text)
+                parent.rejects.append(f"{child.venue.name}: {text}")
+                failed = True
+        if failed:
+            self._progress(parent)
 
     def _make_child(self, parent: _Parent, venue: Venue, cp: ChildPlan) -> tuple[_Child, VenueOrder]:
         """A new child of ``parent`` for ``cp`` at ``venue``, registered, and its VenueOrder."""
