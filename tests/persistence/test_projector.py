@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import itertools
 import logging
 import os
 import signal
@@ -22,9 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_journal_log import batch  # noqa: E402
 from crossbook.persistence import LogCorrupt, OrderStore, SqliteJournal  # noqa: E402
 from crossbook.persistence import sqlite as journal_module  # noqa: E402
-from crossbook.persistence.log import RECORD_HEADER, SEGMENT_HEADER, LogWriter, list_segments, log_directory  # noqa: E402
-from crossbook.persistence.projector import PROJECTOR_LOCK, LogTail  # noqa: E402
-from crossbook.persistence.sqlite import applied_position, encode_record  # noqa: E402
+from crossbook.persistence.log import (  # noqa: E402
+    RECORD_HEADER, SEGMENT_HEADER, LogWriter, list_segments, log_directory, scan,
+)
+from crossbook.persistence.projector import END, PROJECTOR_LOCK, LogTail, Shared  # noqa: E402
+from crossbook.persistence.sqlite import (  # noqa: E402
+    _CHILD_MAIN, _child_environment, applied_position, encode_record,
+)
 
 
 def stored_orders(path: str) -> list[str]:
@@ -366,16 +371,22 @@ def test_a_journal_dropped_without_close_ends_its_projection_process(tmp_path):
         journal.start()
         journal.submit(batch(1), lambda _b: None)
         child = journal._child
-        asyncio.get_running_loop().remove_reader(journal._report_r)
-        os.close(journal._report_r)
+        report = os.readlink(f"/proc/self/fd/{journal._report_r}")      # "pipe:[inode]"
+        asyncio.get_running_loop().remove_reader(journal._report_r)     # the loop let go of it
         del journal                      # no close(): only the wake pipe's end can stop the child
         gc.collect()
+        # The journal closed its end of the report pipe too ...
+        assert report not in [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+                              if os.path.exists(f"/proc/self/fd/{fd}")]
+        # ... and reaps the child (its entry disappears; without a reap it stays a zombie). The
+        # test never waits for it itself: child.returncode is what the reaper stored.
         for _ in range(1000):
-            if child.poll() is not None:
+            if not os.path.exists(f"/proc/{child.pid}"):
                 return child.returncode
             await asyncio.sleep(0.01)
         child.kill()
-        raise AssertionError("the projection process outlived its journal")
+        child.wait()
+        raise AssertionError("the projection process outlived its journal or was never reaped")
 
     assert asyncio.run(scenario()) == 0
     reopened = SqliteJournal(path)
@@ -404,3 +415,186 @@ def test_sigint_and_sigterm_to_the_group_leave_the_stop_to_the_server(tmp_path):
 
     asyncio.run(scenario())
     assert stored_orders(path) == ["O1", "O2"] and list_segments(log_directory(path)) == []
+
+
+# ------------------------------------------------------------- review findings (defects)
+def test_a_rewind_at_a_segment_boundary_still_deletes_the_finished_segment(tmp_path):
+    """The failed transaction started exactly where a segment ends (caught up right after a
+    rotation): after the rewind the reader reopens at the next segment, and the finished one
+    must still be deleted once applied (it was left below a gap, which scan() refused)."""
+    directory = str(tmp_path / "log")
+    _, end = write_records(directory, 60, rotate=4096)
+    bases = [base for base, _ in list_segments(directory)]
+    assert len(bases) > 3
+    boundary = bases[1]
+    tail = LogTail(directory, 0)
+    while tail.cursor < boundary:                      # applied up to the first segment's end
+        tail.read(boundary, max_records=100)
+        tail.advance()
+    assert tail.position == boundary and [b for b, _ in list_segments(directory)] == bases
+    failed = tail.read(end, max_records=3)             # into the next segment; the commit fails
+    assert failed and failed[0][1] > boundary
+    tail.rewind()
+    assert tail.read(end, max_records=3) == failed     # read again, now committed
+    while tail.cursor < end:
+        tail.read(end, max_records=100)
+        tail.advance()
+    tail.close()
+    assert [b for b, _ in list_segments(directory)] == [bases[-1]]   # no segment left behind
+    assert scan(directory, end).records == []
+
+
+def test_scan_skips_applied_segments_with_a_gap_below_the_applied_position(tmp_path):
+    """A log an older projection left as [A, gap, current] opens when the gap lies below what
+    the store has applied; a gap past it is still refused (records the store lacks)."""
+    directory = str(tmp_path / "log")
+    payloads, end = write_records(directory, 60, rotate=4096)
+    segments = list_segments(directory)
+    for _, path in segments[1:-2]:
+        os.unlink(path)                                # the middle went, the first stayed
+    kept = segments[-2][0]
+    result = scan(directory, kept)                     # the store applied up to the gap's end
+    ends = list(itertools.accumulate(RECORD_HEADER.size + len(p) for p in payloads))
+    assert result.torn is None and result.end == end
+    assert [p for p, _ in result.records] == [p for p, e in zip(payloads, ends) if e > kept]
+    with pytest.raises(LogCorrupt, match="records in between are missing"):
+        scan(directory, segments[1][0])                # applied only up to where the gap starts
+
+
+def test_a_failed_commit_right_after_a_rotation_leaves_a_log_that_reopens_after_a_crash(tmp_path):
+    """End to end: the child catches up exactly to a segment's end, its next commit fails and
+    recovers, more segments are written and applied; then the server dies (kill -9 of its
+    process: the lock, the child and the pipes go). The restart and a reader both open the log."""
+    path = str(tmp_path / "j.db")
+
+    async def scenario() -> tuple[int, int]:
+        journal = SqliteJournal(path, projection="process", rotate_bytes=4096, projection_interval_s=0.01)
+        journal.open()
+        journal.start()
+        n = 0
+        while len(list_segments(log_directory(path))) == 1:
+            n += 1
+            journal.submit(batch(n), lambda _b: None)
+        await journal.wait_applied(10)                 # applied exactly to the first segment's end
+        assert journal._applied == journal._writer.base
+        before = n                                     # the dropped table takes these
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("DROP TABLE orders")             # the next commit fails
+        for _ in range(3):
+            n += 1
+            journal.submit(batch(n), lambda _b: None)
+        await until(lambda: journal.projection_error is not None, "the failure report")
+        other.executescript(journal_module.SCHEMA)
+        other.close()
+        await until(lambda: journal.projection_error is None, "the recovery report")
+        for _ in range(200):                           # several more segments
+            n += 1
+            journal.submit(batch(n), lambda _b: None)
+        await journal.wait_applied(10)
+        bases = [b for b, _ in list_segments(log_directory(path))]
+        assert bases == [journal._writer.base], bases  # every applied segment deleted
+        # The server is killed: its child sees end of file, the kernel drops the lock.
+        child = journal._child
+        asyncio.get_running_loop().remove_reader(journal._report_r)
+        journal._close_child_pipes()
+        assert child.wait(10) == 0
+        journal._child = None
+        journal._writer.close()
+        journal._lock.release()
+        journal._shared.close()
+        journal._words = journal._shared = journal._writer = journal._lock = None
+        return n, before
+
+    n, before = asyncio.run(scenario())
+    store = OrderStore(path)                           # catch_up: applies a dead server's tail
+    assert len(store.orders()) == n - before
+    store.close()
+    reopened = SqliteJournal(path)
+    assert len(reopened.open().orders) == n - before
+    reopened.close()
+
+
+def test_the_child_waits_on_descriptors_above_1024(tmp_path):
+    """A server with many sockets open hands the child pipe numbers >= 1024 (pass_fds keeps the
+    numbers), which select() refuses: the child crash-looped and the store stopped advancing."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 1400
+    if hard != resource.RLIM_INFINITY and hard < want:
+        pytest.skip(f"the hard RLIMIT_NOFILE is {hard}: cannot open descriptors beyond 1024 here")
+    path = str(tmp_path / "j.db")
+    held: list[int] = []
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want) if soft != resource.RLIM_INFINITY else soft, hard))
+    try:
+        while not held or held[-1] < 1100:             # what a busy server's sockets look like
+            held.append(os.open(os.devnull, os.O_RDONLY))
+            assert len(held) < want
+
+        async def scenario() -> None:
+            journal = SqliteJournal(path, projection="process")
+            journal.open()
+            journal.start()
+            try:
+                assert journal._wake_w > 1024 and journal._report_r > 1024
+                journal.submit(batch(1), lambda _b: None)
+                await journal.wait_applied(10)
+                assert journal.child_restarts == 0 and journal.projection_error is None
+                journal.submit(batch(2), lambda _b: None)
+                await journal.wait_applied(10)
+            finally:
+                journal.close()
+
+        asyncio.run(scenario())
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert stored_orders(path) == ["O1", "O2"]
+
+
+def test_an_orphaned_child_stops_between_transactions_of_a_backlog(tmp_path):
+    """The server died while its child had a backlog: the child must exit after the transaction
+    it is in (it holds projector.lock, which the new server waits for only LOCK_WAIT_S), not
+    apply the whole backlog first; the new server's open() applies the rest."""
+    path = str(tmp_path / "j.db")
+    first = SqliteJournal(path)
+    first.open()                                       # the store and its schema
+    first.close()
+    directory = log_directory(path)
+    writer = LogWriter(directory, 0)
+    count = 2000
+    for n in range(1, count + 1):
+        writer.append(encode_record(batch(n)))
+    writer.close()
+    shared = Shared(directory, create=True)
+    shared.words.store(END, writer.position)
+    wake_r, wake_w = os.pipe()
+    report_r, report_w = os.pipe()
+    import subprocess
+
+    child = subprocess.Popen([sys.executable, "-c", _CHILD_MAIN, path, directory, "--wake-fd", str(wake_r),
+                              "--report-fd", str(report_w), "--interval", "60", "--max-batch", "1"],
+                             pass_fds=(wake_r, report_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             env=_child_environment())
+    os.close(wake_r)
+    os.close(report_w)
+    try:
+        assert os.read(report_r, 100).startswith(b"S 0")   # it started and waits (60 s interval)
+        os.write(wake_w, b"w")                         # a backlog: apply now ...
+        os.close(wake_w)                               # ... and the server dies right after
+        code = child.wait(60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        os.close(report_r)
+        shared.close(unlink=True)
+    assert code == 0
+    conn = sqlite3.connect(path)
+    applied = applied_position(conn)
+    conn.close()
+    assert 0 < applied < writer.position               # one record per transaction: it stopped early
+    reopened = SqliteJournal(path)
+    assert len(reopened.open().orders) == count        # the restart applies the rest
+    reopened.close()

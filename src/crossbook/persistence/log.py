@@ -107,7 +107,9 @@ class Scan:
 
 def scan(directory: str, start: int) -> Scan:
     """Every complete record whose end lies past ``start`` (which must be a record boundary:
-    SQLite's applied position). Raises LogCorrupt on damage other than a torn last write."""
+    SQLite's applied position). Raises LogCorrupt on damage other than a torn last write.
+    Segments wholly below ``start`` are skipped, gaps between them too: the store holds them,
+    and recovery deletes them."""
     segments = list_segments(directory)
     records: list[tuple[bytes, int]] = []
     end = start
@@ -129,10 +131,13 @@ def scan(directory: str, start: int) -> Scan:
             raise LogCorrupt(f"journal log segment {path}: bad header (magic {magic!r}, base {header_base})")
         seg_end = base + len(data) - SEGMENT_HEADER.size
         if seg_end <= start:
-            if not last and segments[i + 1][0] != seg_end:
+            # Applied already, not yet deleted. A gap after it lies below the applied position
+            # (nothing the store lacks is missing) unless the next segment starts past it.
+            if not last and segments[i + 1][0] > start:
                 raise LogCorrupt(f"journal log {directory}: segment {path} ends at {seg_end} but the next "
-                                 f"starts at {segments[i + 1][0]}")
-            continue  # applied already, not yet deleted
+                                 f"starts at {segments[i + 1][0]}, past the applied position {start}: "
+                                 f"records in between are missing")
+            continue
         offset = SEGMENT_HEADER.size + max(start - base, 0)
         size = len(data)
         while offset < size:

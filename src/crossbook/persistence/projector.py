@@ -14,7 +14,8 @@ How the two processes talk (docs/oms.md, "Durability"):
   so it never sees a half-written one.
 * A *wake* pipe, parent -> child: a byte makes the child apply now instead of at its next
   interval (a reader's barrier, a large backlog, close). End of file on it means the parent
-  died (``kill -9``): the child exits; the parent's restart applies the log tail itself.
+  died (``kill -9``): the child exits, also in the middle of a backlog (it looks between its
+  transactions); the parent's restart applies the log tail itself.
 * A *report* pipe, child -> parent, which the parent's event loop watches (``add_reader``):
   one text line per event the parent must hear about: ``S <applied>`` (started), ``A <applied>``
   (applied past what a waiting reader asked for, or recovered from an error), ``E <text>``
@@ -207,12 +208,23 @@ class LogTail:
             _unlink(self._closed.pop(0)[1])
 
     def rewind(self) -> None:
+        """Go back to the position (the commit failed): the next read starts there again."""
         self._close_fd()
-        self._closed.clear()
+        # Segments that end past the position are read again (and listed again when finished);
+        # one ending exactly at it is not (the reader reopens at the next segment, whose base is
+        # the position), so it must stay listed: forgetting it left it on disk below a gap once
+        # later segments were deleted, and scan() refused such a log at the next start.
+        self._closed = [(end, path) for end, path in self._closed if end <= self.position]
         self.cursor = self.position
 
     def close(self) -> None:
         self._close_fd()
+
+
+def _parent_gone(wake: select.poll) -> bool:
+    """Whether the wake pipe's write end is closed (the parent died), without waiting and
+    without reading: wake bytes still in the pipe are left for the next wait."""
+    return any(events & (select.POLLHUP | select.POLLERR) for _, events in wake.poll(0))
 
 
 def _unlink(path: str) -> None:
@@ -265,9 +277,13 @@ class Projector:
         failing = False
         backoff = 0.0
         decode, apply_items = store.decode_record, store.apply_items
+        # poll, not select: the fds keep the parent's numbers (pass_fds), and a server with many
+        # sockets open hands over numbers >= FD_SETSIZE (1024), which select() refuses.
+        wake = select.poll()
+        wake.register(self.wake_fd, select.POLLIN)
         try:
             while True:
-                ready, _, _ = select.select([self.wake_fd], [], [], backoff or self.interval_s)
+                ready = wake.poll((backoff or self.interval_s) * 1000.0)
                 if ready:
                     try:
                         woken = os.read(self.wake_fd, 4096)
@@ -285,6 +301,11 @@ class Projector:
                         tail.advance()
                         words.store(COMMITS, words.load(COMMITS) + 1)
                         words.store(APPLIED, tail.position)
+                        if tail.cursor < end and _parent_gone(wake):
+                            # An orphan with a backlog must not hold projector.lock past the new
+                            # server's wait for it (LOCK_WAIT_S): that server's open() applies
+                            # the rest from the log.
+                            return 0
                 except Exception as exc:  # the log keeps every batch: read them again later
                     tail.rewind()
                     if not failing:

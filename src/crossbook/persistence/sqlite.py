@@ -650,13 +650,33 @@ class SqliteJournal:
 
     def __del__(self) -> None:
         # A journal dropped without close(): end of file on the wake pipe ends its projection
-        # process as a dead server's would (the next open() applies what it had not).
-        if getattr(self, "_wake_w", -1) >= 0:
+        # process as a dead server's would (the next open() applies what it had not). Its
+        # report pipe is closed too, and the child is reaped once it exits (no zombie).
+        report_r = getattr(self, "_report_r", -1)
+        if report_r >= 0:
+            loop = self._loop
+            if loop is not None and not loop.is_closed():
+                try:
+                    loop.remove_reader(report_r)
+                except Exception:  # a loop being torn down: nothing to unregister from
+                    pass
+        for name in ("_wake_w", "_report_r"):
+            fd = getattr(self, name, -1)
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+                setattr(self, name, -1)
+        child = getattr(self, "_child", None)
+        if child is not None and child.poll() is None:
+            # It exits within one transaction of the end of file; never block a collection
+            # (which may run on the event loop) for that long.
             try:
-                os.close(self._wake_w)
-            except OSError:
+                threading.Thread(target=_reap_child, args=(child,), name="crossbook-projection-reaper",
+                                 daemon=True).start()
+            except RuntimeError:  # interpreter shutdown: no new threads; init reaps it after us
                 pass
-            self._wake_w = -1
 
     # ------------------------------------------------------------------ projection process
     def _spawn_child(self) -> None:
@@ -921,6 +941,21 @@ def _child_environment() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     return env
+
+
+#: How long a dropped journal's reaper waits for its projection process to exit before killing
+#: it (it exits after the transaction it is in; killing it is safe, the log keeps everything).
+REAP_WAIT_S = 30.0
+
+
+def _reap_child(child: subprocess.Popen) -> None:
+    try:
+        child.wait(REAP_WAIT_S)
+    except subprocess.TimeoutExpired:
+        log.error("journal projection process (pid %d) did not exit %.0f s after its journal was dropped; "
+                  "killed (the log keeps what it had not applied)", child.pid, REAP_WAIT_S)
+        child.kill()
+        child.wait()
 
 
 def _resolve(futures: list) -> None:
