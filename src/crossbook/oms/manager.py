@@ -354,16 +354,20 @@ class OrderManager:
         venue_order = VenueOrder(vid, inst, _SIDES[order.side], _ORD_TYPES[order.ord_type], _TIFS[order.tif],
                                  order.leaves_qty, order.price, order.stop_px, order.display_qty, order.post_only,
                                  order.expire_time, acc.index + 1, acc.stp)
-        known = self._write_ahead.get(order.venue)
-        if known is None or known[0] is not venue:
-            known = self._write_ahead[order.venue] = (venue, outlives_oms(venue))
         self._batch.orders[order.order_id] = order  # type: ignore[assignment]  # _dirty, inlined
-        if known[1]:
+        if self._needs_write_ahead(order.venue, venue):
             self._send_when_durable(venue.new_order, (venue_order,))
             return
         venue.new_order(venue_order)
         if not self._flush_scheduled:
             self._schedule_flush()
+
+    def _needs_write_ahead(self, name: str, venue: Venue) -> bool:
+        """:func:`outlives_oms` of the venue configured as ``name``, memoised per venue object."""
+        known = self._write_ahead.get(name)
+        if known is None or known[0] is not venue:
+            known = self._write_ahead[name] = (venue, outlives_oms(venue))
+        return known[1]
 
     def _send_when_durable(self, call: Callable[..., None], args: tuple) -> None:
         """Write-ahead for a venue whose orders outlive this process (:func:`outlives_oms`):
@@ -570,10 +574,7 @@ class OrderManager:
         new_vid = f"{order.order_id}.{order.venue_seq}"
         self._by_venue_id[(order.venue, new_vid)] = order
         venue = self.venues[order.venue]
-        known = self._write_ahead.get(order.venue)
-        if known is None or known[0] is not venue:
-            known = self._write_ahead[order.venue] = (venue, outlives_oms(venue))
-        if known[1]:
+        if self._needs_write_ahead(order.venue, venue):
             # The new venue ClOrdID (venue_seq in the order's row) is durable before the replace
             # leaves: after a kill, the restart asks for the order and sends the same id again.
             self._send_when_durable(venue.replace_order, (order.venue_cl_ord_id, new_vid, cmd.qty, new_price))
