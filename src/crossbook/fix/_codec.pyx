@@ -674,6 +674,24 @@ cdef inline int _digits2(const uint8_t* p) noexcept nogil:
     return (p[0] - 48) * 10 + (p[1] - 48)
 
 
+cdef inline bint _timestamp_fields(const uint8_t* p, int64_t* year, int* mo, int* dd, int* hh,
+                                   int* mi, int* ss) noexcept nogil:
+    # The seven digit pairs and three separators of "YYYYMMDD-HH:MM:SS" (p has >= 17 bytes);
+    # False when any is not one. Range checks differ per caller, so they stay with the caller.
+    cdef int c1 = _digits2(p), c2 = _digits2(p + 2)
+    mo[0] = _digits2(p + 4)
+    dd[0] = _digits2(p + 6)
+    hh[0] = _digits2(p + 9)
+    mi[0] = _digits2(p + 12)
+    ss[0] = _digits2(p + 15)
+    if c1 < 0 or c2 < 0 or mo[0] < 0 or dd[0] < 0 or hh[0] < 0 or mi[0] < 0 or ss[0] < 0:
+        return False
+    if p[8] != 45 or p[11] != 58 or p[14] != 58:
+        return False
+    year[0] = c1 * 100 + c2
+    return True
+
+
 cdef int _days_in_month(int64_t y, int64_t m) noexcept nogil:
     if m == 2:
         return 29 if (y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)) else 28
@@ -684,22 +702,12 @@ cdef int _days_in_month(int64_t y, int64_t m) noexcept nogil:
 
 cdef bint _parse_timestamp(const uint8_t* p, Py_ssize_t n, int64_t* out) noexcept nogil:
     # YYYYMMDD-HH:MM:SS[.sss|.ssssss|.sssssssss] (UTCTimestamp) -> ns since the epoch.
-    cdef int c1, c2, mo, dd, hh, mi, ss, k
+    cdef int mo, dd, hh, mi, ss, k
     cdef int64_t year, frac = 0
     if n != 17 and n != 21 and n != 24 and n != 27:
         return False
-    c1 = _digits2(p)
-    c2 = _digits2(p + 2)
-    mo = _digits2(p + 4)
-    dd = _digits2(p + 6)
-    hh = _digits2(p + 9)
-    mi = _digits2(p + 12)
-    ss = _digits2(p + 15)
-    if c1 < 0 or c2 < 0 or mo < 0 or dd < 0 or hh < 0 or mi < 0 or ss < 0:
+    if not _timestamp_fields(p, &year, &mo, &dd, &hh, &mi, &ss):
         return False
-    if p[8] != 45 or p[11] != 58 or p[14] != 58:
-        return False
-    year = c1 * 100 + c2
     if year < 1970 or mo < 1 or mo > 12 or dd < 1 or dd > _days_in_month(year, mo):
         return False
     if hh > 23 or mi > 59 or ss > 60:
@@ -734,25 +742,15 @@ def parse_sending_time(value):
     second, as ``min(s, 59)`` + leap second there); any other type is a TypeError."""
     cdef const uint8_t* p
     cdef Py_ssize_t n, i
-    cdef int y0, y1, mo, d, h, mi, sec
+    cdef int mo, d, h, mi, sec
     cdef int64_t y, secs, frac = 0, scale = 1
     cdef double seconds
     if not PyBytes_Check(value):
         raise TypeError(f"a timestamp is bytes, got {type(value).__name__}")
     p = <const uint8_t*>PyBytes_AS_STRING(value)
     n = PyBytes_GET_SIZE(value)
-    if n < 17 or n > 27 or p[8] != 45 or p[11] != 58 or p[14] != 58:
+    if n < 17 or n > 27 or not _timestamp_fields(p, &y, &mo, &d, &h, &mi, &sec):
         return None
-    y0 = _digits2(p)
-    y1 = _digits2(p + 2)
-    mo = _digits2(p + 4)
-    d = _digits2(p + 6)
-    h = _digits2(p + 9)
-    mi = _digits2(p + 12)
-    sec = _digits2(p + 15)
-    if y0 < 0 or y1 < 0 or mo < 0 or d < 0 or h < 0 or mi < 0 or sec < 0:
-        return None
-    y = y0 * 100 + y1
     if y < 1 or mo < 1 or mo > 12 or d < 1 or d > _days_in_month(y, mo) or h > 23 or mi > 59:
         return None
     secs = _days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + (sec if sec < 59 else 59)
