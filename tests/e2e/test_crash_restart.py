@@ -13,7 +13,7 @@ import time
 import pytest
 
 from fixpeer import FixPeer
-from servekit import free_port, http_json, start_server, write_server_config
+from servekit import IN_PROCESS_VENUES, firms_toml, free_port, http_json, start_server, write_server_config
 from crossbook.fix.store import FileStore
 from crossbook.persistence import OrderStore
 
@@ -21,25 +21,7 @@ pytestmark = pytest.mark.slow
 
 
 # Everything but the ports and the storage folder (write_server_config adds those).
-SERVER_BODY = """
-[[firms]]
-name = "FIRM1"
-[[firms.accounts]]
-name = "ACC1"
-limits = { max_order_qty = 100000, collar_pct = "10", max_open_orders = 100000 }
-[[firms]]
-name = "FIRM2"
-[[firms.accounts]]
-name = "ACC3"
-[[sessions]]
-comp_id = "FIRM1"
-[[sessions]]
-comp_id = "FIRM2"
-[[venues]]
-name = "VENUE-A"
-[[venues]]
-name = "VENUE-B"
-"""
+SERVER_BODY = "\n" + firms_toml() + IN_PROCESS_VENUES
 
 
 def test_kill_9_during_order_stream_then_restart(tmp_path, run):

@@ -20,26 +20,16 @@ from pathlib import Path
 import pytest
 
 from fixpeer import FixPeer
-from servekit import free_port, http_json, launch_server, stop_server, write_server_config
+from omskit import until
+from servekit import (IN_PROCESS_VENUES, firms_toml, free_port, http_json, launch_server, stop_server,
+                      write_server_config)
 from crossbook.app.config import load_config
 from crossbook.fix.framing import split_fields
 from crossbook.fix.store import FileStore, store_name
 
 pytestmark = pytest.mark.slow
 
-BODY = """
-[[firms]]
-name = "FIRM1"
-[[firms.accounts]]
-name = "ACC1"
-limits = { max_order_qty = 100000, collar_pct = "10", max_open_orders = 100000 }
-[[sessions]]
-comp_id = "FIRM1"
-[[venues]]
-name = "VENUE-A"
-[[venues]]
-name = "VENUE-B"
-"""
+BODY = "\n" + firms_toml(firm2=False) + IN_PROCESS_VENUES
 
 # `crossbook serve` whose journal stops making batches durable on SIGUSR1 (it takes them and never
 # answers): the state a kill -9 leaves when it lands after the FIX session handled a read and
@@ -71,13 +61,6 @@ def server_next_target(config: Path) -> int:
     path = Path(cfg.storage.fix_store_dir) / (store_name("FIX.4.4", cfg.fix.comp_id, "FIRM1") + ".seqnums")
     fields = path.read_bytes().split()
     return int(fields[1])
-
-
-async def until(pred, what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
 
 
 async def reports_for(peer: FixPeer, cl_ord_ids: list[str], exec_type: bytes, timeout: float) -> dict[str, bytes]:

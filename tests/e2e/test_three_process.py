@@ -10,7 +10,7 @@ drop-copy session receiving a copy of every ExecutionReport the clients got, fie
 from __future__ import annotations
 
 import asyncio
-import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -18,8 +18,9 @@ import pytest
 from fixpeer import FixPeer
 from lossyproxy import LossyProxy
 from crossbook.fix.store import MemoryStore
-from omskit import runner
-from servekit import free_port, http_json, start_server, stop_server, write_server_config
+from omskit import PROCESS_WAIT_S, reports, runner, until
+from servekit import (firms_toml, fix_venue_toml, free_port, http_json, start_server, stop_server,
+                      write_server_config)
 from venuekit import VenueProcess, venue_config
 
 pytestmark = pytest.mark.timeout(90)
@@ -30,71 +31,18 @@ COPIED = (37, 11, 41, 17, 150, 39, 1, 55, 54, 38, 40, 44, 59, 32, 31, 30, 151, 1
 
 def server_config(tmp: Path, port_a: int, port_b: int, fix_port: int, http_port: int, audit: str = "") -> Path:
     """The three-process server config; ``audit``: the SOR's audit_path (empty: in memory)."""
-    body = f"""
-[[firms]]
-name = "FIRM1"
-[[firms.accounts]]
-name = "ACC1"
-[[firms]]
-name = "FIRM2"
-[[firms.accounts]]
-name = "ACC3"
-
-[[sessions]]
-comp_id = "FIRM1"
-[[sessions]]
-comp_id = "FIRM2"
-
-[[venues]]
-name = "VENUE-A"
-kind = "fix"
-host = "127.0.0.1"
-port = {port_a}
-target_comp_id = "VENUE-A"
-heartbeat_s = 5
-reconnect_min_s = 0.1
-reconnect_max_s = 0.5
-
-[[venues]]
-name = "VENUE-B"
-kind = "fix"
-host = "127.0.0.1"
-port = {port_b}
-target_comp_id = "VENUE-B"
-heartbeat_s = 5
-reconnect_min_s = 0.1
-reconnect_max_s = 0.5
-
-[[routers]]
-name = "SOR"
-policy = "sweep"
-venues = ["VENUE-A", "VENUE-B"]
-rest_venue = "VENUE-B"
-audit_path = "{audit}"
-
-[[drop_copy]]
-comp_id = "DC1"
-scope = "all"
-"""
+    body = ("\n" + firms_toml(limits=False) + fix_venue_toml("VENUE-A", port_a) + fix_venue_toml("VENUE-B", port_b)
+            + f'[[routers]]\nname = "SOR"\npolicy = "sweep"\nvenues = ["VENUE-A", "VENUE-B"]\nrest_venue = "VENUE-B"\n'
+              f'audit_path = "{audit}"\n[[drop_copy]]\ncomp_id = "DC1"\nscope = "all"\n')
     return write_server_config(tmp / "serve.toml", fix_port=fix_port, http_port=http_port, storage=tmp / "var",
                                body=body)
 
 
-async def wait_for(pred, what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+wait_for = partial(until, timeout=PROCESS_WAIT_S)
 
 
 def venues_up(http_port: int) -> dict[str, bool]:
     return {v["name"]: v["up"] for v in http_json(http_port, "/venues")["venues"]}
-
-
-def reports(peer: FixPeer, cl: str | None = None) -> list:
-    return [m for m in peer.app.all if m.msg_type == b"8" and (cl is None or m.get(11) == cl.encode()
-                                                              or m.get(41) == cl.encode())]
 
 
 def test_three_processes_route_sweep_fail_over_reconcile_and_drop_copy(tmp_path):

@@ -18,18 +18,15 @@ with its child. Either way, a seller's IOC afterwards finds only the one other r
 """
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import time
-from pathlib import Path
+from functools import partial
 
 import pytest
 
-from fixpeer import FixPeer
-from servekit import free_port, http_json, launch_server, start_server, stop_server, write_server_config
-from venuekit import VenueProcess, venue_config
-from crossbook.fix.store import FileStore
+import omskit
+from omskit import KillRig, reports, resend_buy
+from servekit import http_json
+
+until = partial(omskit.until, timeout=omskit.PROCESS_WAIT_S)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -85,112 +82,27 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def server_body(venue_port: int, audit: Path) -> str:
-    return f"""
-[[firms]]
-name = "FIRM1"
-[[firms.accounts]]
-name = "ACC1"
-limits = {{ max_order_qty = 100000, collar_pct = "10", max_open_orders = 100000 }}
-[[firms]]
-name = "FIRM2"
-[[firms.accounts]]
-name = "ACC3"
-[[sessions]]
-comp_id = "FIRM1"
-[[sessions]]
-comp_id = "FIRM2"
-[[venues]]
-name = "VENUE-A"
-kind = "fix"
-host = "127.0.0.1"
-port = {venue_port}
-target_comp_id = "VENUE-A"
-heartbeat_s = 5
-reconnect_min_s = 0.1
-reconnect_max_s = 0.5
-[[venues]]
-name = "VENUE-B"
-[[routers]]
-name = "SOR"
-policy = "direct"
-venues = ["VENUE-A"]
-audit_path = "{audit}"
-"""
-
-
-async def until(pred, what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
-
-
-def venue_up(http_port: int) -> bool:
-    return any(v["name"] == "VENUE-A" and v["up"] for v in http_json(http_port, "/venues")["venues"])
-
-
-def reports(peer: FixPeer, cl: str) -> list:
-    return [m for m in peer.app.all if m.msg_type == b"8" and (m.get(11) == cl.encode() or m.get(41) == cl.encode())]
-
-
 @pytest.mark.parametrize("destination", ["VENUE-A", "SOR"])
 def test_an_order_at_a_venue_process_survives_a_kill_right_after_it_left(tmp_path, run, destination):
-    venue = VenueProcess(venue_config(tmp_path, "VENUE-A"))
-    fix_port, http_port = free_port(), free_port()
-    config = write_server_config(tmp_path / "server.toml", fix_port=fix_port, http_port=http_port,
-                                 storage=tmp_path / "var",
-                                 body=server_body(venue.port, tmp_path / "audit.db"))
-    script = tmp_path / "kill_after_venue_send.py"
-    script.write_text(KILL_AFTER_VENUE_SEND)
-    client_dir = str(tmp_path / "client")
-    proc = launch_server([str(script), "serve", "--config", str(config)], tmp_path / "server1.log")
-    control: list[str] = []
-    victim: list[str] = []
-    try:
-        async def before_kill() -> None:
-            await until(lambda: venue_up(http_port), "VENUE-A to log on")
-            store = FileStore(client_dir, "FIRM1", now=time.time())
-            peer = FixPeer(fix_port, "FIRM1", store=store, reset=False)
-            await peer.__aenter__()
-            try:
-                control.append(peer.new_order(qty=10, price="229.00", extra=[(100, "VENUE-A")]))
-                await until(lambda: any(m.get(150) == b"0" for m in reports(peer, control[0])), "control New")
-                os.kill(proc.pid, signal.SIGUSR1)
-                await asyncio.sleep(0.3)
-                victim.append(peer.new_order(qty=10, price="229.00", extra=[(100, destination)]))
-                # The server kills itself when the venue answers: the venue has the order.
-                await until(lambda: proc.poll() is not None, "the server to be killed after the venue answered")
-                assert proc.returncode == -signal.SIGKILL, (proc.returncode, (tmp_path / "server1.log").read_text())
-            finally:
-                try:
-                    await peer.initiator.stop(logout_grace=0.2)
-                except (RuntimeError, ConnectionError, OSError):
-                    pass
+    rig = KillRig.start(tmp_path, KILL_AFTER_VENUE_SEND)
+    # The server kills itself when the venue answers the victim: the venue has the order.
+    _control, victim = rig.kill_after_armed_send(
+        run, lambda peer: peer.new_order(qty=10, price="229.00", extra=[(100, "VENUE-A")]),
+        lambda peer, _control: peer.new_order(qty=10, price="229.00", extra=[(100, destination)]),
+        "after the venue answered")
 
-        run(before_kill(), timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-
-    proc = start_server(config, tmp_path / "server2.log")
-    try:
+    with rig.restarted():
         async def after_restart() -> None:
-            await until(lambda: venue_up(http_port), "VENUE-A to log on again")
-            store = FileStore(client_dir, "FIRM1", now=time.time())
-            async with FixPeer(fix_port, "FIRM1", store=store, reset=False) as peer:
-                cl = victim[0]
+            async with rig.firm1_after_restart() as peer:
+                cl = victim
                 # Reconciled at the venue's logon: live there, so acknowledged (New), never Rejected.
                 await until(lambda: any(m.get(150) in (b"0", b"8") for m in reports(peer, cl)),
                             f"{cl} New after restart")
                 answers = [(m.get(150), m.get(37), m.get(58)) for m in reports(peer, cl)]
                 assert b"8" not in [a[0] for a in answers], answers
-                # The client sends it once more as a possible resend (PossResend, 97=Y, a header
-                # field): it gets the order's status, not a second order or a duplicate reject.
-                peer.initiator.send(None, "D", [(11, cl), (55, "AAPL"), (54, "1"), (60, "20260101-00:00:00.000"),
-                                                (38, "10"), (40, "2"), (44, "229.00"), (100, destination)],
-                                    header=[(97, "Y")])
+                # The client sends it once more as a possible resend: it gets the order's status,
+                # not a second order or a duplicate reject.
+                resend_buy(peer, cl, destination)
                 await until(lambda: any(m.get(150) == b"I" for m in reports(peer, cl)), f"{cl} status (ExecType I)")
                 mine = reports(peer, cl)
                 assert not [m for m in mine if m.get(150) == b"8"], [m for m in mine if m.get(150) == b"8"]
@@ -198,82 +110,36 @@ def test_an_order_at_a_venue_process_survives_a_kill_right_after_it_left(tmp_pat
                 # The OMS controls the order it holds at the venue: the venue cancels it.
                 peer.cancel(cl, qty=10)
                 await until(lambda: any(m.get(150) == b"4" for m in reports(peer, cl)), f"{cl} canceled at the venue")
-            # The venue holds one buy at 229.00 now, the control's 10: nothing else works there.
-            async with FixPeer(fix_port, "FIRM2") as seller:
-                ioc = seller.new_order(side="2", qty=30, price="229.00", extra=[(59, "3"), (100, "VENUE-A")])
-                await until(lambda: any(m.get(39) in (b"2", b"4") for m in reports(seller, ioc)), f"{ioc} done")
-                assert sum(int(m[32]) for m in reports(seller, ioc) if m.get(150) == b"F") == 10
 
         run(after_restart(), timeout=60)
-        rows = [o for o in http_json(http_port, "/orders")["orders"] if victim[0] in o["cl_ord_ids"]]
+        # The venue holds one buy at 229.00 now, the control's 10: nothing else works there.
+        assert rig.seller_takes(run, "229.00") == 10
+        rows = [o for o in http_json(rig.http_port, "/orders")["orders"] if victim in o["cl_ord_ids"]]
         # One order, the one the venue held, ended by the client's cancel.
         assert [o["state"] for o in rows] == ["canceled"], rows
-    finally:
-        stop_server(proc)
-        venue.stop()
 
 
 def test_a_replace_at_a_venue_process_survives_a_kill_right_after_it_left(tmp_path, run):
     """The same kill with an OrderCancelReplaceRequest: the new venue ClOrdID was journaled before
     the replace left and the venue applied it, but its answer died with the OMS. After the restart
     the client hears Replaced (no OrderCancelReject) and the OMS holds what the venue holds."""
-    venue = VenueProcess(venue_config(tmp_path, "VENUE-A"))
-    fix_port, http_port = free_port(), free_port()
-    config = write_server_config(tmp_path / "server.toml", fix_port=fix_port, http_port=http_port,
-                                 storage=tmp_path / "var",
-                                 body=server_body(venue.port, tmp_path / "audit.db"))
-    script = tmp_path / "kill_after_venue_send.py"
-    script.write_text(KILL_AFTER_VENUE_SEND)
-    client_dir = str(tmp_path / "client")
-    proc = launch_server([str(script), "serve", "--config", str(config)], tmp_path / "server1.log")
-    ids: dict[str, str] = {}
-    try:
-        async def before_kill() -> None:
-            await until(lambda: venue_up(http_port), "VENUE-A to log on")
-            store = FileStore(client_dir, "FIRM1", now=time.time())
-            peer = FixPeer(fix_port, "FIRM1", store=store, reset=False)
-            await peer.__aenter__()
-            try:
-                ids["order"] = peer.new_order(qty=10, price="228.00", extra=[(100, "VENUE-A")])
-                await until(lambda: any(m.get(150) == b"0" for m in reports(peer, ids["order"])), "New")
-                os.kill(proc.pid, signal.SIGUSR1)
-                await asyncio.sleep(0.3)
-                ids["replace"] = peer.replace(ids["order"], qty=20, price="228.50")
-                await until(lambda: proc.poll() is not None, "the server to be killed after the venue answered")
-                assert proc.returncode == -signal.SIGKILL, (proc.returncode, (tmp_path / "server1.log").read_text())
-            finally:
-                try:
-                    await peer.initiator.stop(logout_grace=0.2)
-                except (RuntimeError, ConnectionError, OSError):
-                    pass
+    rig = KillRig.start(tmp_path, KILL_AFTER_VENUE_SEND)
+    order, rep = rig.kill_after_armed_send(
+        run, lambda peer: peer.new_order(qty=10, price="228.00", extra=[(100, "VENUE-A")]),
+        lambda peer, order: peer.replace(order, qty=20, price="228.50"),
+        "after the venue answered")
 
-        run(before_kill(), timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-
-    proc = start_server(config, tmp_path / "server2.log")
-    try:
+    with rig.restarted():
         async def after_restart() -> None:
-            await until(lambda: venue_up(http_port), "VENUE-A to log on again")
-            store = FileStore(client_dir, "FIRM1", now=time.time())
-            async with FixPeer(fix_port, "FIRM1", store=store, reset=False) as peer:
-                rep = ids["replace"]
+            async with rig.firm1_after_restart() as peer:
                 await until(lambda: any(m.get(150) == b"5" for m in reports(peer, rep))
                             or any(m.msg_type == b"9" and m.get(11) == rep.encode() for m in peer.app.all),
                             f"{rep} answered after restart")
                 refused = [m.get(58) for m in peer.app.all if m.msg_type == b"9" and m.get(11) == rep.encode()]
                 assert not refused, refused
-            # The venue holds 20 at 228.50: a seller's IOC takes exactly that, and the OMS agrees.
-            async with FixPeer(fix_port, "FIRM2") as seller:
-                ioc = seller.new_order(side="2", qty=30, price="228.50", extra=[(59, "3"), (100, "VENUE-A")])
-                await until(lambda: any(m.get(39) in (b"2", b"4") for m in reports(seller, ioc)), f"{ioc} done")
-                assert sum(int(m[32]) for m in reports(seller, ioc) if m.get(150) == b"F") == 20
 
         run(after_restart(), timeout=60)
-        rows = [o for o in http_json(http_port, "/orders")["orders"] if ids["order"] in o["cl_ord_ids"]]
+        # The venue holds 20 at 228.50: a seller's IOC takes exactly that, and the OMS agrees.
+        assert rig.seller_takes(run, "228.50") == 20
+        rows = [o for o in http_json(rig.http_port, "/orders")["orders"] if order in o["cl_ord_ids"]]
         assert [(o["state"], o["qty"], o["cum_qty"], o["price"]) for o in rows] == [("filled", 20, 20, "228.50")], rows
-    finally:
-        stop_server(proc)
-        venue.stop()

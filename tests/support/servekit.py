@@ -72,3 +72,28 @@ def http_json(port: int, path: str):
     """GET ``path`` from the server's HTTP API on ``port`` and decode the JSON answer."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
         return json.loads(resp.read())
+
+
+def firms_toml(*, firm2: bool = True, limits: bool = True) -> str:
+    """Config text for FIRM1 (account ACC1) and, with ``firm2``, FIRM2 (account ACC3), each with
+    a FIX session of its CompID. ``limits`` gives ACC1 room for large streams (100,000 a order and
+    open orders) and a 10 % collar; without it ACC1 has the defaults."""
+    acc1_limits = 'limits = { max_order_qty = 100000, collar_pct = "10", max_open_orders = 100000 }\n' if limits else ""
+    text = f'[[firms]]\nname = "FIRM1"\n[[firms.accounts]]\nname = "ACC1"\n{acc1_limits}'
+    if firm2:
+        text += '[[firms]]\nname = "FIRM2"\n[[firms.accounts]]\nname = "ACC3"\n'
+    text += '[[sessions]]\ncomp_id = "FIRM1"\n'
+    if firm2:
+        text += '[[sessions]]\ncomp_id = "FIRM2"\n'
+    return text
+
+
+def fix_venue_toml(name: str, port: int) -> str:
+    """Config text for a FIX venue ``name`` (a `crossbook venue` process on ``port``, its CompID
+    ``name``) that reconnects quickly after it restarts."""
+    return (f'[[venues]]\nname = "{name}"\nkind = "fix"\nhost = "127.0.0.1"\nport = {port}\n'
+            f'target_comp_id = "{name}"\nheartbeat_s = 5\nreconnect_min_s = 0.1\nreconnect_max_s = 0.5\n')
+
+
+# The two in-process venues of the default config.
+IN_PROCESS_VENUES = '[[venues]]\nname = "VENUE-A"\n[[venues]]\nname = "VENUE-B"\n'
