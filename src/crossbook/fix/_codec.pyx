@@ -1499,23 +1499,32 @@ cdef inline Py_ssize_t _format_uint(char* out, uint64_t v) noexcept nogil:
     return n
 
 
-cdef Py_ssize_t _format_fixed(char* out, int64_t value, int scale) noexcept nogil:
-    # value * 10**-scale as the shortest exact decimal ("12.5", "-0.0001", "7").
-    cdef Py_ssize_t n = 0, i
-    cdef uint64_t mag, whole, frac, pow10
-    cdef int digits
+cdef inline Py_ssize_t _format_sign_and_whole(char* out, int64_t value, int scale,
+                                               uint64_t* frac) noexcept nogil:
+    # The "-" and the integer part of value * 10**-scale (0 <= scale <= 18); the magnitude
+    # below one, in units of 10**-scale, goes to frac[0] for the caller's fraction style.
+    cdef Py_ssize_t n = 0
+    cdef uint64_t mag, pow10
     if value < 0:
         out[0] = 45
         n = 1
-        mag = <uint64_t>(-(value + 1)) + 1
+        mag = <uint64_t>(-(value + 1)) + 1      # -INT64_MIN does not fit in int64
     else:
         mag = <uint64_t>value
     if scale == 0:
+        frac[0] = 0
         return n + _format_uint(out + n, mag)
     pow10 = <uint64_t>_POW10[scale]
-    whole = mag // pow10
-    frac = mag % pow10
-    n += _format_uint(out + n, whole)
+    frac[0] = mag % pow10
+    return n + _format_uint(out + n, mag // pow10)
+
+
+cdef Py_ssize_t _format_fixed(char* out, int64_t value, int scale) noexcept nogil:
+    # value * 10**-scale as the shortest exact decimal ("12.5", "-0.0001", "7").
+    cdef Py_ssize_t n, i
+    cdef uint64_t frac
+    cdef int digits
+    n = _format_sign_and_whole(out, value, scale, &frac)
     if frac == 0:
         return n
     digits = scale
@@ -2047,21 +2056,13 @@ cdef char _code_char(object value, str what) except 0:
 cdef Py_ssize_t _format_scaled(char* out, int64_t value, int decimals) noexcept nogil:
     # value * 10**-decimals with exactly ``decimals`` places, as format(Decimal, "f") writes a
     # price in its tick's precision ("230.00", "0.05", "-1.50", "7"); 0 <= decimals <= 18.
-    cdef Py_ssize_t n = 0, i
-    cdef uint64_t mag, frac, pow10
-    if value < 0:
-        out[0] = 45
-        n = 1
-        mag = <uint64_t>(-(value + 1)) + 1
-    else:
-        mag = <uint64_t>value
+    cdef Py_ssize_t n, i
+    cdef uint64_t frac
+    n = _format_sign_and_whole(out, value, decimals, &frac)
     if decimals == 0:
-        return n + _format_uint(out + n, mag)
-    pow10 = <uint64_t>_POW10[decimals]
-    n += _format_uint(out + n, mag // pow10)
+        return n
     out[n] = 46
     n += 1
-    frac = mag % pow10
     for i in range(decimals - 1, -1, -1):
         out[n + i] = <char>(48 + frac % 10)
         frac //= 10
