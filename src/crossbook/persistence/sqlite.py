@@ -425,6 +425,27 @@ def _read_state(conn: sqlite3.Connection) -> RecoveredState:
     return state
 
 
+class _SharedCount:
+    """A journal count (commits, checkpoints) that the projection child keeps in the shared
+    words while it runs; read from there then, and from the journal's own ``_<name>``
+    otherwise (thread projection, or after the child's last values were copied back)."""
+
+    def __init__(self, word: int) -> None:
+        self._word = word
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._own = "_" + name
+
+    def __get__(self, journal: Any, owner: type | None = None) -> Any:
+        if journal is None:
+            return self
+        words = journal._words
+        return words.load(self._word) if words is not None else getattr(journal, self._own)
+
+    def __set__(self, journal: Any, value: int) -> None:
+        setattr(journal, self._own, value)
+
+
 class SqliteJournal:
     """Log-first journal with a SQLite projection (module docstring). ``open()`` (recovers,
     returns what to restore), ``start()`` on the event loop, ``submit()`` per batch (durable on
@@ -492,23 +513,8 @@ class SqliteJournal:
         self.failed: BaseException | None = None
         self.projection_error: BaseException | None = None
 
-    @property
-    def commits(self) -> int:
-        words = self._words
-        return words.load(_projector.COMMITS) if words is not None else self._commits
-
-    @commits.setter
-    def commits(self, value: int) -> None:
-        self._commits = value
-
-    @property
-    def checkpoints(self) -> int:
-        words = self._words
-        return words.load(_projector.CHECKPOINTS) if words is not None else self._checkpoints
-
-    @checkpoints.setter
-    def checkpoints(self, value: int) -> None:
-        self._checkpoints = value
+    commits = _SharedCount(_projector.COMMITS)
+    checkpoints = _SharedCount(_projector.CHECKPOINTS)
 
     # ------------------------------------------------------------------ lifecycle
     def open(self) -> RecoveredState:
