@@ -503,6 +503,20 @@ def test_a_large_read_is_handed_to_the_session_in_chunks_with_the_loop_running_b
     asyncio.run(main())
 
 
+async def logged_on_peers(acceptor, app, *comps: str):
+    """Connect one raw peer per comp id to ``acceptor`` and log each on; returns the
+    (reader, writer) and the acceptor's session per comp id, once all are logged on."""
+    streams = {}
+    for comp in comps:
+        peer = Peer(SystemClock(), sender=comp, target="VENUE")
+        reader, writer = await asyncio.open_connection("127.0.0.1", acceptor.port)
+        writer.write(peer.logon())
+        streams[comp] = (reader, writer)
+    assert await until(lambda: app.logons == len(comps))
+    sessions = {s.settings.target_comp_id: s for s in acceptor.sessions.values()}
+    return streams, sessions
+
+
 def test_output_sent_between_hold_and_release_is_written_at_the_release_once_per_connection():
     """hold_output() / release_output(): what sessions send from an ordinary callback in between
     leaves at the release, in that same callback (not a loop iteration later), in one write per
@@ -510,14 +524,7 @@ def test_output_sent_between_hold_and_release_is_written_at_the_release_once_per
     async def main():
         app = Collect()
         async with running_acceptor(app, "FIRM1", "FIRM2") as acceptor:
-            streams = {}
-            for comp in ("FIRM1", "FIRM2"):
-                peer = Peer(SystemClock(), sender=comp, target="VENUE")
-                reader, writer = await asyncio.open_connection("127.0.0.1", acceptor.port)
-                writer.write(peer.logon())
-                streams[comp] = (reader, writer)
-            assert await until(lambda: app.logons == 2)
-            sessions = {s.settings.target_comp_id: s for s in acceptor.sessions.values()}
+            streams, sessions = await logged_on_peers(acceptor, app, "FIRM1", "FIRM2")
             conns = {comp: acceptor._connections[s.session_id] for comp, s in sessions.items()}
             writes = {comp: 0 for comp in conns}
             for comp, conn in conns.items():
@@ -577,14 +584,7 @@ def test_a_held_connection_whose_write_fails_ends_alone_and_the_others_output_st
     async def main():
         app = Collect()
         async with running_acceptor(app, "FIRM1", "FIRM2") as acceptor:
-            streams = {}
-            for comp in ("FIRM1", "FIRM2"):
-                peer = Peer(SystemClock(), sender=comp, target="VENUE")
-                reader, writer = await asyncio.open_connection("127.0.0.1", acceptor.port)
-                writer.write(peer.logon())
-                streams[comp] = (reader, writer)
-            assert await until(lambda: app.logons == 2)
-            sessions = {s.settings.target_comp_id: s for s in acceptor.sessions.values()}
+            streams, sessions = await logged_on_peers(acceptor, app, "FIRM1", "FIRM2")
             broken = acceptor._connections[sessions["FIRM1"].session_id]
 
             def failing_flush():
