@@ -185,8 +185,9 @@ class SpyAudit(MemoryAuditLog):
         super().record_durable(rows)
 
 
-async def _venues(path: str):
-    a = ProcessVenue("VENUE-A", MASTER, SystemClock(), path=path)
+async def _venues(path: str, venue_a=None):
+    """VENUE-A (a ProcessVenue, or the ``venue_a`` class given) and in-process VENUE-B, started."""
+    a = (venue_a or ProcessVenue)("VENUE-A", MASTER, SystemClock(), path=path)
     b = InProcessVenue("VENUE-B", MASTER, SystemClock())
     await a.start()
     await b.start()
@@ -508,13 +509,7 @@ def test_a_child_whose_send_raises_ends_and_the_other_children_still_leave(tmp_p
     async def main():
         path = str(tmp_path / "audit.db")
         audit = SqliteAuditLog(path)
-        a = RaisingVenue("VENUE-A", MASTER, SystemClock(), path=path)
-        b = InProcessVenue("VENUE-B", MASTER, SystemClock())
-        await a.start()
-        await b.start()
-        a.new_order(VenueOrder("mkA", AAPL, Side.SELL, OrdType.LIMIT, TimeInForce.DAY, 20, 23000))
-        b.new_order(VenueOrder("mkB", AAPL, Side.SELL, OrdType.LIMIT, TimeInForce.DAY, 20, 23000))
-        await asyncio.sleep(0.01)
+        a, b = await _venues(path, RaisingVenue)
         router = SmartRouter("SOR", [a, b], "sweep", audit=audit, watch_s=0.01)
         up = []
         router.set_event_sink(up.append)
