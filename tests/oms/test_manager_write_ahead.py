@@ -98,13 +98,19 @@ def test_an_order_to_a_fix_venue_is_durable_with_its_venue_id_before_it_is_sent(
     asyncio.run(scenario())
 
 
+async def new_at_fix_venue(log: list):
+    """A manager whose order O1 (b1, 10) went to the FIX venue VENUE-A as O1.1 and is New there."""
+    m, _, _ = manager_with(SendlessFixVenue("VENUE-A", log), log)
+    m.new_order(new("b1"))
+    m.on_venue_event(VenueEvent(VenueEventKind.NEW, "VENUE-A", "O1.1", "V1", leaves_qty=10))
+    await m.drain()
+    return m
+
+
 def test_a_replace_at_a_fix_venue_is_durable_with_its_new_venue_id_before_it_is_sent():
     async def scenario():
         log: list = []
-        m, _, _ = manager_with(SendlessFixVenue("VENUE-A", log), log)
-        m.new_order(new("b1"))
-        m.on_venue_event(VenueEvent(VenueEventKind.NEW, "VENUE-A", "O1.1", "V1", leaves_qty=10))
-        await m.drain()
+        m = await new_at_fix_venue(log)
         assert m.order("O1").state is OrderState.NEW
         log.clear()
         m.replace_order(ReplaceOrder(session="FIRM1", cl_ord_id="r1", orig_cl_ord_id="b1", qty=20, price=22800))
@@ -202,10 +208,7 @@ def test_after_a_restart_the_ids_of_a_replace_journaled_before_it_left_reach_the
     under the new id was dropped as an event for an unknown order."""
     async def scenario():
         log: list = []
-        m, _, _ = manager_with(SendlessFixVenue("VENUE-A", log), log)
-        m.new_order(new("b1"))
-        m.on_venue_event(VenueEvent(VenueEventKind.NEW, "VENUE-A", "O1.1", "V1", leaves_qty=10))
-        await m.drain()
+        m = await new_at_fix_venue(log)
         m.replace_order(ReplaceOrder(session="FIRM1", cl_ord_id="r1", orig_cl_ord_id="b1", qty=20, price=22800))
         await asyncio.sleep(0)
         stored = m._row(m.order("O1"))
