@@ -108,6 +108,15 @@ def kinds(outputs: list) -> list:
     return out
 
 
+async def order_replaced(c, qty, price: str = "229.00", flag: str | None = None) -> None:
+    """New order o1 (O1), then replace r1 of it, which must be Pending Replace and Replaced."""
+    c.new_order("o1")
+    await c.settle()
+    c.replace("r1", "o1", qty, price, flag)
+    assert kinds(await c.settle()) == [(ExecType.PENDING_REPLACE, OrdStatus.PENDING_REPLACE, "O1"),
+                                       (ExecType.REPLACED, OrdStatus.NEW, "O1")]
+
+
 @pytest.mark.parametrize("flag", [POSS_DUP, POSS_RESEND])
 def test_a_resent_cancel_already_done_gets_the_canceled_status(flag):
     async def scenario():
@@ -135,11 +144,7 @@ def test_a_resent_cancel_already_done_gets_the_canceled_status(flag):
 def test_a_resent_replace_already_done_gets_the_replaced_orders_status(flag):
     async def scenario():
         async with client() as c:
-            c.new_order("o1")
-            await c.settle()
-            c.replace("r1", "o1", 25, "228.50")
-            assert kinds(await c.settle()) == [(ExecType.PENDING_REPLACE, OrdStatus.PENDING_REPLACE, "O1"),
-                                               (ExecType.REPLACED, OrdStatus.NEW, "O1")]
+            await order_replaced(c, 25, "228.50")
             venue_seq = c.manager.order("O1").venue_seq
             c.replace("r1", "o1", 25, "228.50", flag)
             answers = await c.settle()
@@ -193,11 +198,7 @@ def test_a_resent_request_names_the_order_its_cl_ord_id_belongs_to():
 def test_a_resent_request_whose_first_copy_never_arrived_is_handled(flag):
     async def scenario():
         async with client() as c:
-            c.new_order("o1")
-            await c.settle()
-            c.replace("r1", "o1", 15, flag=flag)
-            assert kinds(await c.settle()) == [(ExecType.PENDING_REPLACE, OrdStatus.PENDING_REPLACE, "O1"),
-                                               (ExecType.REPLACED, OrdStatus.NEW, "O1")]
+            await order_replaced(c, 15, flag=flag)
             c.cancel("c1", "r1", flag)
             assert kinds(await c.settle()) == [(ExecType.PENDING_CANCEL, OrdStatus.PENDING_CANCEL, "O1"),
                                                (ExecType.CANCELED, OrdStatus.CANCELED, "O1")]
