@@ -40,6 +40,14 @@ def stored_orders(path: str) -> list[str]:
         store.close()
 
 
+def started_journal(path: str, **settings) -> SqliteJournal:
+    """A process-projection journal at ``path``, opened and started (call on the running loop)."""
+    journal = SqliteJournal(path, projection="process", **settings)
+    journal.open()
+    journal.start()
+    return journal
+
+
 async def until(predicate, what: str, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -73,9 +81,7 @@ def test_a_killed_projection_process_is_restarted_and_nothing_is_lost(tmp_path, 
     path = str(tmp_path / "j.db")
 
     async def scenario() -> SqliteJournal:
-        journal = SqliteJournal(path, projection="process", rotate_bytes=4096)
-        journal.open()
-        journal.start()
+        journal = started_journal(path, rotate_bytes=4096)
         for n in range(1, 201):
             journal.submit(batch(n), lambda _b: None)
         await journal.wait_applied(10)
@@ -106,9 +112,7 @@ def test_the_projection_process_runs_at_background_priority(tmp_path):
     path = str(tmp_path / "j.db")
 
     async def scenario() -> None:
-        journal = SqliteJournal(path, projection="process")
-        journal.open()
-        journal.start()
+        journal = started_journal(path)
         try:
             base = os.getpriority(os.PRIO_PROCESS, 0)
             first = journal._child.pid
@@ -128,9 +132,7 @@ def test_close_right_after_the_child_died_still_applies_everything(tmp_path):
     path = str(tmp_path / "j.db")
 
     async def scenario() -> None:
-        journal = SqliteJournal(path, projection="process", projection_interval_s=30.0)
-        journal.open()
-        journal.start()
+        journal = started_journal(path, projection_interval_s=30.0)
         for n in range(1, 51):
             journal.submit(batch(n), lambda _b: None)
         child = journal._child
@@ -147,9 +149,7 @@ def test_sqlite_failing_in_the_child_is_reported_and_recovers(tmp_path, caplog):
     path = str(tmp_path / "j.db")
 
     async def scenario() -> None:
-        journal = SqliteJournal(path, projection="process", projection_interval_s=30.0)
-        journal.open()
-        journal.start()
+        journal = started_journal(path, projection_interval_s=30.0)
         try:
             journal.submit(batch(1), lambda _b: None)
             await journal.wait_applied(10)
@@ -179,9 +179,7 @@ def test_a_backlog_of_max_batch_records_wakes_the_child_early(tmp_path):
     path = str(tmp_path / "j.db")
 
     async def scenario() -> None:
-        journal = SqliteJournal(path, projection="process", projection_interval_s=30.0, max_batch=50)
-        journal.open()
-        journal.start()
+        journal = started_journal(path, projection_interval_s=30.0, max_batch=50)
         try:
             for n in range(1, 50):
                 journal.submit(batch(n), lambda _b: None)
@@ -318,9 +316,7 @@ def test_the_child_reports_only_while_a_reader_waits(tmp_path):
     path = str(tmp_path / "j.db")
 
     async def scenario() -> None:
-        journal = SqliteJournal(path, projection="process", projection_interval_s=0.005)
-        journal.open()
-        journal.start()
+        journal = started_journal(path, projection_interval_s=0.005)
         try:
             loop = asyncio.get_running_loop()
             lines: list[bytes] = []
@@ -366,9 +362,7 @@ def test_a_journal_dropped_without_close_ends_its_projection_process(tmp_path):
     path = str(tmp_path / "j.db")
 
     async def scenario() -> int:
-        journal = SqliteJournal(path, projection="process")
-        journal.open()
-        journal.start()
+        journal = started_journal(path)
         journal.submit(batch(1), lambda _b: None)
         child = journal._child
         report = os.readlink(f"/proc/self/fd/{journal._report_r}")      # "pipe:[inode]"
@@ -400,9 +394,7 @@ def test_sigint_and_sigterm_to_the_group_leave_the_stop_to_the_server(tmp_path):
     path = str(tmp_path / "j.db")
 
     async def scenario() -> None:
-        journal = SqliteJournal(path, projection="process", projection_interval_s=30.0)
-        journal.open()
-        journal.start()
+        journal = started_journal(path, projection_interval_s=30.0)
         journal.submit(batch(1), lambda _b: None)
         await journal.wait_applied(10)                  # it runs (its handlers are set)
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -468,9 +460,7 @@ def test_a_failed_commit_right_after_a_rotation_leaves_a_log_that_reopens_after_
     path = str(tmp_path / "j.db")
 
     async def scenario() -> tuple[int, int]:
-        journal = SqliteJournal(path, projection="process", rotate_bytes=4096, projection_interval_s=0.01)
-        journal.open()
-        journal.start()
+        journal = started_journal(path, rotate_bytes=4096, projection_interval_s=0.01)
         n = 0
         while len(list_segments(log_directory(path))) == 1:
             n += 1
@@ -532,9 +522,7 @@ def test_the_child_waits_on_descriptors_above_1024(tmp_path):
             assert len(held) < want
 
         async def scenario() -> None:
-            journal = SqliteJournal(path, projection="process")
-            journal.open()
-            journal.start()
+            journal = started_journal(path)
             try:
                 assert journal._wake_w > 1024 and journal._report_r > 1024
                 journal.submit(batch(1), lambda _b: None)
