@@ -5,6 +5,7 @@ kill itself, with real processes: tests/e2e/test_router_write_ahead.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sqlite3
@@ -198,6 +199,26 @@ async def _venues(path: str, venue_a=None):
     return a, b
 
 
+@contextlib.asynccontextmanager
+async def _sweep_router(tmp_path, venue_a=None):
+    """A started sweeping router "SOR" over _venues() with a SQLite audit trail; yields it, the
+    audit, venue A and the list of the router's upward events, and takes it all down after."""
+    path = str(tmp_path / "audit.db")
+    audit = SqliteAuditLog(path)
+    a, b = await _venues(path, venue_a)
+    router = SmartRouter("SOR", [a, b], "sweep", audit=audit, watch_s=0.01)
+    up = []
+    router.set_event_sink(up.append)
+    await router.start()
+    yield router, audit, a, up
+    await router.stop()
+    audit.close()
+    await a.stop()
+    await b.stop()
+    for v in (a, b):
+        router_module._tap_for(v).routers.remove(router)
+
+
 async def _settle(pred, what: str) -> None:
     for _ in range(500):
         if pred():
@@ -208,27 +229,15 @@ async def _settle(pred, what: str) -> None:
 
 def test_children_for_a_venue_process_are_in_the_trail_before_they_leave(tmp_path):
     async def main():
-        path = str(tmp_path / "audit.db")
-        audit = SqliteAuditLog(path)
-        a, b = await _venues(path)
-        router = SmartRouter("SOR", [a, b], "sweep", audit=audit, watch_s=0.01)
-        up = []
-        router.set_event_sink(up.append)
-        await router.start()
-        router.new_order(VenueOrder("O1.1", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 50, 23000))
-        await _settle(lambda: any(e.kind == K.TRADE and e.cum_qty == 40 for e in up if e.venue == "SOR"),
-                      "both takers filled")
-        kids = router.children_of("O1.1")
-        assert [(k["venue"], k["qty"]) for k in kids] == [("VENUE-A", 20), ("VENUE-B", 20), ("VENUE-A", 10)]
-        # At each send to A, its child's row (and every child row before it) was in the file.
-        assert a.rows_at_send == [[kids[0]["id"], kids[1]["id"]],
-                                       [kids[0]["id"], kids[1]["id"], kids[2]["id"]]]
-        await router.stop()
-        audit.close()
-        await a.stop()
-        await b.stop()
-        for v in (a, b):
-            router_module._tap_for(v).routers.remove(router)
+        async with _sweep_router(tmp_path) as (router, audit, a, up):
+            router.new_order(VenueOrder("O1.1", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 50, 23000))
+            await _settle(lambda: any(e.kind == K.TRADE and e.cum_qty == 40 for e in up if e.venue == "SOR"),
+                          "both takers filled")
+            kids = router.children_of("O1.1")
+            assert [(k["venue"], k["qty"]) for k in kids] == [("VENUE-A", 20), ("VENUE-B", 20), ("VENUE-A", 10)]
+            # At each send to A, its child's row (and every child row before it) was in the file.
+            assert a.rows_at_send == [[kids[0]["id"], kids[1]["id"]],
+                                      [kids[0]["id"], kids[1]["id"], kids[2]["id"]]]
 
     asyncio.run(asyncio.wait_for(main(), 30))
 
@@ -507,33 +516,21 @@ class RaisingVenue(ProcessVenue):
 
 def test_a_child_whose_send_raises_ends_and_the_other_children_still_leave(tmp_path):
     async def main():
-        path = str(tmp_path / "audit.db")
-        audit = SqliteAuditLog(path)
-        a, b = await _venues(path, RaisingVenue)
-        router = SmartRouter("SOR", [a, b], "sweep", audit=audit, watch_s=0.01)
-        up = []
-        router.set_event_sink(up.append)
-        await router.start()
-        # The sweep sends 20 to A (raises) and 20 to B in one decision.
-        router.new_order(VenueOrder("O1.1", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 50, 23000))
-        await _settle(lambda: any(e.kind == K.TRADE and e.cum_qty == 20 for e in up if e.venue == "SOR"),
-                      "B's child filled")
-        kids = router.children_of("O1.1")
-        assert (kids[0]["venue"], kids[0]["qty"], kids[0]["done"], kids[0]["leaves"]) == ("VENUE-A", 20, True, 0)
-        assert (kids[1]["venue"], kids[1]["qty"], kids[1]["cum"]) == ("VENUE-B", 20, 20)
-        # The parent is not left waiting for A's child: its remainder (30) goes on to rest at A,
-        # where it takes the 20 the failed child would have, and 10 rest.
-        await _settle(lambda: any(e.kind == K.TRADE and e.cum_qty == 40 for e in up if e.venue == "SOR"),
-                      "the remainder filled at A")
-        kids = router.children_of("O1.1")
-        assert [(k["venue"], k["qty"], k["leaves"], k["done"]) for k in kids[2:]] == [("VENUE-A", 30, 10, False)]
-        [rejected] = [r for r in audit.query("O1.1") if r["event"] == "child_rejected"]
-        assert rejected["child_id"] == kids[0]["id"] and "transport lost" in rejected["detail"]["reason"]
-        await router.stop()
-        audit.close()
-        await a.stop()
-        await b.stop()
-        for v in (a, b):
-            router_module._tap_for(v).routers.remove(router)
+        async with _sweep_router(tmp_path, RaisingVenue) as (router, audit, a, up):
+            # The sweep sends 20 to A (raises) and 20 to B in one decision.
+            router.new_order(VenueOrder("O1.1", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 50, 23000))
+            await _settle(lambda: any(e.kind == K.TRADE and e.cum_qty == 20 for e in up if e.venue == "SOR"),
+                          "B's child filled")
+            kids = router.children_of("O1.1")
+            assert (kids[0]["venue"], kids[0]["qty"], kids[0]["done"], kids[0]["leaves"]) == ("VENUE-A", 20, True, 0)
+            assert (kids[1]["venue"], kids[1]["qty"], kids[1]["cum"]) == ("VENUE-B", 20, 20)
+            # The parent is not left waiting for A's child: its remainder (30) goes on to rest at A,
+            # where it takes the 20 the failed child would have, and 10 rest.
+            await _settle(lambda: any(e.kind == K.TRADE and e.cum_qty == 40 for e in up if e.venue == "SOR"),
+                          "the remainder filled at A")
+            kids = router.children_of("O1.1")
+            assert [(k["venue"], k["qty"], k["leaves"], k["done"]) for k in kids[2:]] == [("VENUE-A", 30, 10, False)]
+            [rejected] = [r for r in audit.query("O1.1") if r["event"] == "child_rejected"]
+            assert rejected["child_id"] == kids[0]["id"] and "transport lost" in rejected["detail"]["reason"]
 
     asyncio.run(asyncio.wait_for(main(), 30))
