@@ -840,13 +840,8 @@ class SqliteJournal:
         if child is not None:
             words.store(_projector.STOP, 1)
             self._wake_child()
-            try:
-                child.wait(timeout)
-            except subprocess.TimeoutExpired:
-                log.error("journal projection process (pid %d) did not finish in %.1f s; killed (the log "
-                          "keeps what it had not applied)", child.pid, timeout)
-                child.kill()
-                child.wait()
+            _wait_or_kill(child, timeout, "journal projection process (pid %d) did not finish in %.1f s; "
+                          "killed (the log keeps what it had not applied)")
             self._child = None
         self._close_child_pipes()
         self._applied = max(self._applied, words.load(_projector.APPLIED))
@@ -955,11 +950,17 @@ REAP_WAIT_S = 30.0
 
 
 def _reap_child(child: subprocess.Popen) -> None:
+    _wait_or_kill(child, REAP_WAIT_S, "journal projection process (pid %d) did not exit %.0f s after its "
+                  "journal was dropped; killed (the log keeps what it had not applied)")
+
+
+def _wait_or_kill(child: subprocess.Popen, timeout: float, message: str) -> None:
+    # A projection process that has not exited within timeout is killed (safe: the log keeps
+    # all it had not applied) and reaped; message takes the pid and the timeout.
     try:
-        child.wait(REAP_WAIT_S)
+        child.wait(timeout)
     except subprocess.TimeoutExpired:
-        log.error("journal projection process (pid %d) did not exit %.0f s after its journal was dropped; "
-                  "killed (the log keeps what it had not applied)", child.pid, REAP_WAIT_S)
+        log.error(message, child.pid, timeout)
         child.kill()
         child.wait()
 
