@@ -108,6 +108,14 @@ def kinds(outputs: list) -> list:
     return out
 
 
+async def order_canceled(c) -> None:
+    """New order o1 (O1), then cancel c1 of it, both handled."""
+    c.new_order("o1")
+    await c.settle()
+    c.cancel("c1", "o1")
+    await c.settle()
+
+
 async def order_replaced(c, qty, price: str = "229.00", flag: str | None = None) -> None:
     """New order o1 (O1), then replace r1 of it, which must be Pending Replace and Replaced."""
     c.new_order("o1")
@@ -211,10 +219,7 @@ def test_a_resent_request_whose_first_copy_was_refused_is_refused_again():
     copy is handled again and meets the same answer, not a status that would read as accepted."""
     async def scenario():
         async with client() as c:
-            c.new_order("o1")
-            await c.settle()
-            c.cancel("c1", "o1")
-            await c.settle()
+            await order_canceled(c)
             c.replace("r1", "o1", 20)
             first = await c.settle()
             assert kinds(first) == [("9", CxlRejReason.TOO_LATE_TO_CANCEL)]
@@ -230,10 +235,7 @@ def test_an_unflagged_known_cl_ord_id_with_a_poss_dup_of_n_is_a_duplicate():
     """Only Y counts: PossDupFlag=N / PossResend=N are plain messages."""
     async def scenario():
         async with client() as c:
-            c.new_order("o1")
-            await c.settle()
-            c.cancel("c1", "o1")
-            await c.settle()
+            await order_canceled(c)
             c.seq += 1
             now = format_timestamp(c.clock.now())
             c.session.receive(encode(b"FIX.4.4", b"F", [(34, c.seq), (49, b"FIRM1"), (52, now), (56, b"CROSSBOOK"),
