@@ -483,9 +483,7 @@ def test_a_large_read_is_handed_to_the_session_in_chunks_with_the_loop_running_b
     async def main():
         app = Counting()
         async with running_acceptor(app, "FIRM1") as acceptor:
-            peer = Peer(SystemClock(), sender="FIRM1", target="VENUE")
-            reader, writer = await asyncio.open_connection("127.0.0.1", acceptor.port)
-            writer.write(peer.logon())
+            peer, reader, writer = await connect_peer(acceptor, "FIRM1")
             assert await until(lambda: app.logons == 1)
             ids = [b"T%d" % i for i in range(300)]
             writer.write(b"".join(peer.build(b"1", [(112, i)]) for i in ids))  # ~22 KiB in one write
@@ -503,14 +501,21 @@ def test_a_large_read_is_handed_to_the_session_in_chunks_with_the_loop_running_b
     asyncio.run(main())
 
 
+async def connect_peer(acceptor, comp: str):
+    """A raw peer ``comp`` (to VENUE) connected to ``acceptor`` with its Logon written: the
+    peer, reader and writer (the caller waits for the logon)."""
+    peer = Peer(SystemClock(), sender=comp, target="VENUE")
+    reader, writer = await asyncio.open_connection("127.0.0.1", acceptor.port)
+    writer.write(peer.logon())
+    return peer, reader, writer
+
+
 async def logged_on_peers(acceptor, app, *comps: str):
     """Connect one raw peer per comp id to ``acceptor`` and log each on; returns the
     (reader, writer) and the acceptor's session per comp id, once all are logged on."""
     streams = {}
     for comp in comps:
-        peer = Peer(SystemClock(), sender=comp, target="VENUE")
-        reader, writer = await asyncio.open_connection("127.0.0.1", acceptor.port)
-        writer.write(peer.logon())
+        _, reader, writer = await connect_peer(acceptor, comp)
         streams[comp] = (reader, writer)
     assert await until(lambda: app.logons == len(comps))
     sessions = {s.settings.target_comp_id: s for s in acceptor.sessions.values()}
@@ -623,9 +628,7 @@ def test_after_read_runs_at_the_end_of_each_read_before_the_answers_are_written(
             session = acceptor.session()
             seen: list[tuple[int, int]] = []
             acceptor.after_read = lambda: seen.append((session.next_target_seq, len(session._out)))
-            peer = Peer(SystemClock(), sender="FIRM1", target="VENUE")
-            reader, writer = await asyncio.open_connection("127.0.0.1", acceptor.port)
-            writer.write(peer.logon())
+            peer, reader, writer = await connect_peer(acceptor, "FIRM1")
             assert await until(lambda: app.logons == 1)
             writer.write(b"".join(peer.build(b"1", [(112, b"T%d" % i)]) for i in range(3)))
             data = b""
@@ -672,9 +675,7 @@ def test_what_a_chunk_caused_runs_before_the_next_chunk_is_handled(monkeypatch):
     async def main():
         app = Counting()
         async with running_acceptor(app, "FIRM1") as acceptor:
-            peer = Peer(SystemClock(), sender="FIRM1", target="VENUE")
-            reader, writer = await asyncio.open_connection("127.0.0.1", acceptor.port)
-            writer.write(peer.logon())
+            peer, reader, writer = await connect_peer(acceptor, "FIRM1")
             assert await until(lambda: app.logons == 1)
             messages = [peer.build(b"1", [(112, b"T%d" % i)]) for i in range(300)]
             in_first_chunk, size = 0, 0
