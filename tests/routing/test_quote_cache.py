@@ -20,6 +20,7 @@ from crossbook.routing.policies import VenueQuote
 from crossbook.routing.router import SmartRouter
 from crossbook.routing.venue import VenueOrder
 from crossbook.venues import BackgroundFlow, InProcessVenue
+from clocks import SteppingClock
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -28,15 +29,6 @@ AAPL = MASTER.by_symbol("AAPL")
 MSFT = MASTER.by_symbol("MSFT")
 REF = AAPL.reference_ticks
 LOT = AAPL.lot_size
-
-
-class Clock:
-    def __init__(self):
-        self.t = 1_700_000_000_000_000_000
-
-    def now_ns(self):
-        self.t += 1000
-        return self.t
 
 
 def fresh_quotes(router: SmartRouter, inst, venues) -> list[VenueQuote]:
@@ -71,7 +63,7 @@ OPS = st.one_of(
 @given(ops=st.lists(OPS, min_size=1, max_size=40))
 def test_cached_quotes_equal_a_fresh_read_after_every_change(ops):
     async def main():
-        clock = Clock()
+        clock = SteppingClock()
         flow = BackgroundFlow(rate=1.0, seed=7, ladder_levels=3)
         # tick_s=60: background flow and expiry only when the test says so (deterministic).
         a = InProcessVenue("VENUE-A", MASTER, clock, background=flow, tick_s=60)
@@ -135,7 +127,7 @@ def test_cached_quotes_equal_a_fresh_read_after_every_change(ops):
 
 def test_book_version_moves_with_the_book_and_a_hit_reads_nothing():
     async def main():
-        clock = Clock()
+        clock = SteppingClock()
         a = InProcessVenue("VENUE-A", MASTER, clock, tick_s=60)
         await a.start()
         router = SmartRouter("SOR", [a], "best_price", clock=clock, watch_s=60)

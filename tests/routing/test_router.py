@@ -21,6 +21,7 @@ from crossbook.routing.policies import Policy, VenueQuote, marketable_levels, pl
 from crossbook.routing.router import RouterConfig, SmartRouter, build_router, load_routers
 from crossbook.routing.venue import Venue, VenueEventKind as K, VenueOrder, VenueReason
 from crossbook.venues import BackgroundFlow, InProcessVenue
+from clocks import SteppingClock
 
 pytestmark = pytest.mark.timeout(60)
 SEEDS = [(1, 0), (2, 0), (3, 0), (4, 2_000_000), (5, 2_000_000)]   # (seed, venue latency ns)
@@ -31,21 +32,12 @@ MSFT = MASTER.by_symbol("MSFT")
 BUY, SELL = Side.BUY, Side.SELL
 
 
-class Clock:
-    def __init__(self):
-        self.t = 1_700_000_000_000_000_000
-
-    def now_ns(self):
-        self.t += 1000
-        return self.t
-
-
 class Rig:
     """Two in-process venues with empty books, a router over them, and an upstream recorder that
     plays the OMS (it also receives the events of orders sent to the venues directly)."""
 
     def __init__(self, policy="sweep", *, rest_venue="VENUE-A", audit=None, latency_ns=0, background=None):
-        self.clock = Clock()
+        self.clock = SteppingClock()
         self.a = InProcessVenue("VENUE-A", MASTER, self.clock, background=background, latency_ns=latency_ns)
         self.b = InProcessVenue("VENUE-B", MASTER, self.clock, latency_ns=latency_ns)
         self.audit_log = audit if audit is not None else MemoryAuditLog()
@@ -559,7 +551,7 @@ def test_router_config_loader_names_the_key():
         load_routers({"name": "SOR"}, venues)
 
     async def main():
-        clock = Clock()
+        clock = SteppingClock()
         a = InProcessVenue("VENUE-A", MASTER, clock)
         b = InProcessVenue("VENUE-B", MASTER, clock)
         router = build_router(cfg, {"VENUE-A": a, "VENUE-B": b}, clock)
@@ -610,7 +602,7 @@ def test_router_config_loader_names_the_key():
 
 def test_finished_parents_are_forgotten_oldest_first():
     async def main():
-        clock = Clock()
+        clock = SteppingClock()
         a = InProcessVenue("VENUE-A", MASTER, clock)
         b = InProcessVenue("VENUE-B", MASTER, clock)
         router = SmartRouter("SOR", [a, b], "sweep", clock=clock, max_done_parents=2)
