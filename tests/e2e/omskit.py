@@ -59,6 +59,12 @@ async def until(pred, what: str, timeout: float = 5.0) -> None:
 PROCESS_WAIT_S = 15.0
 
 
+def kept_store_peer(fix_port: int, client_dir: str, comp_id: str = "FIRM1") -> FixPeer:
+    """``comp_id``'s FixPeer over a FIX file store kept in ``client_dir`` across server restarts
+    (no sequence reset at logon): it logs on where it left off, as a real client does."""
+    return FixPeer(fix_port, comp_id, store=FileStore(client_dir, comp_id, now=time.time()), reset=False)
+
+
 def reports(peer: FixPeer, cl: str | None = None) -> list:
     """The ExecutionReports ``peer`` received, about ``cl`` (ClOrdID or OrigClOrdID) if given."""
     return [m for m in peer.app.all if m.msg_type == b"8" and (cl is None or m.get(11) == cl.encode()
@@ -105,7 +111,7 @@ class KillRig:
 
     def firm1(self) -> FixPeer:
         """FIRM1 with its FIX store kept in ``client_dir`` (no reset): it logs on where it left off."""
-        return FixPeer(self.fix_port, "FIRM1", store=FileStore(self.client_dir, "FIRM1", now=time.time()), reset=False)
+        return kept_store_peer(self.fix_port, self.client_dir)
 
     def kill_after_armed_send(self, run, first, then, killed: str) -> tuple[str, str]:
         """Start the server through ``script`` (log ``server1.log``); once VENUE-A is up, FIRM1

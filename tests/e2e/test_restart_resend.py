@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from fixpeer import FixPeer
-from omskit import until
+from omskit import kept_store_peer, until
 from servekit import (IN_PROCESS_VENUES, firms_toml, free_port, http_json, launch_server, stop_server,
                       write_server_config)
 from crossbook.app.config import load_config
@@ -92,8 +92,7 @@ def test_orders_counted_but_not_journaled_at_a_kill_are_asked_for_again(tmp_path
     lost: list[str] = []
 
     async def before_kill() -> None:
-        store = FileStore(client_dir, "FIRM1", now=time.time())
-        peer = FixPeer(fix_port, "FIRM1", store=store, reset=False)
+        peer = kept_store_peer(fix_port, client_dir)
         await peer.__aenter__()
         try:
             first.append(peer.new_order(qty=1, price="229.00"))
@@ -124,8 +123,7 @@ def test_orders_counted_but_not_journaled_at_a_kill_are_asked_for_again(tmp_path
     proc = launch_server(["-m", "crossbook.app.cli", "serve", "--config", str(config)], tmp_path / "server2.log")
     try:
         async def after_restart() -> None:
-            store = FileStore(client_dir, "FIRM1", now=time.time())
-            async with FixPeer(fix_port, "FIRM1", store=store, reset=False) as peer:
+            async with kept_store_peer(fix_port, client_dir) as peer:
                 # Asked for again, resent with PossDupFlag=Y, handled for the first time.
                 order_ids = await reports_for(peer, lost, b"0", timeout=10)
                 assert b"NONE" not in order_ids.values()
@@ -155,8 +153,7 @@ def test_resend_request_received_during_a_gap_leaves_no_hole(tmp_path, run):
     unread: list[str] = []
 
     async def before_kill() -> None:
-        store = FileStore(client_dir, "FIRM1", now=time.time())
-        peer = FixPeer(fix_port, "FIRM1", store=store, reset=False)
+        peer = kept_store_peer(fix_port, client_dir)
         await peer.__aenter__()
         try:
             acked = [peer.new_order(qty=1, price="229.00") for _ in range(2)]
