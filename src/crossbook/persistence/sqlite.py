@@ -55,6 +55,7 @@ from typing import Any, Callable
 import orjson
 
 from crossbook.persistence import projector as _projector
+from crossbook.persistence._record import RecordScanner
 from crossbook.persistence.log import (
     LogLock, LogWriter, drop_torn, list_segments, log_directory, log_end, scan,
 )
@@ -191,9 +192,14 @@ _Item = tuple
 
 
 #: The row keys stored in their own columns, in the statements' parameter order.
-_ORDER_KEYS = operator.itemgetter("order_id", "seq", "session", "account", "symbol", "state", "created_ns",
-                                  "updated_ns")
-_EXECUTION_KEYS = operator.itemgetter("seq", "exec_id", "order_id", "account", "symbol", "ts")
+_ORDER_KEY_NAMES = ("order_id", "seq", "session", "account", "symbol", "state", "created_ns", "updated_ns")
+_EXECUTION_KEY_NAMES = ("seq", "exec_id", "order_id", "account", "symbol", "ts")
+_ORDER_KEYS = operator.itemgetter(*_ORDER_KEY_NAMES)
+_EXECUTION_KEYS = operator.itemgetter(*_EXECUTION_KEY_NAMES)
+#: Splits an orjson-written record into those parameters without decoding its rows into dicts
+#: (crossbook.persistence._record; decode_record falls back to orjson for any other shape).
+_scan_record = RecordScanner(_ORDER_KEY_NAMES, _EXECUTION_KEY_NAMES, _ORDER_KEY_NAMES.index("state"),
+                             _TERMINAL_STATES, orjson.loads).scan
 
 
 def _order_params(o: dict[str, Any], data: str) -> tuple:
@@ -291,6 +297,13 @@ def encode_record(batch) -> bytes:
 
 def decode_record(payload: bytes) -> tuple[list[tuple], list[tuple], list[tuple], dict[str, Any]]:
     """A log record back into the projection's parameters (recovery, the projection process)."""
+    if type(payload) is bytes:
+        # The common case, an orjson record: the scanner slices each row's JSON text out of it
+        # (what orjson.dumps of the decoded row writes) and converts only the stored columns.
+        scanned = _scan_record(payload)
+        if scanned is not None:
+            orders, executions, cl_ord_ids, meta = scanned
+            return orders, executions, [tuple(c) for c in orjson.loads(cl_ord_ids)], orjson.loads(meta)
     body = payload[1:]
     if payload[:1] == _EXACT:
         record = json.loads(body)

@@ -1,0 +1,6 @@
+from typing import Any, Callable, Iterable
+
+class RecordScanner:
+    def __init__(self, order_keys: Iterable[str], execution_keys: Iterable[str], state_index: int,
+                 terminal_states: Any, loads: Callable[[bytes], Any]) -> None: ...
+    def scan(self, payload: bytes) -> tuple[list[tuple], list[tuple], bytes, bytes] | None: ...
