@@ -76,6 +76,9 @@ TRANSITIONS: dict[tuple[OrderState, Trigger], OrderState | str] = {
 }
 
 
+_TABLE_GET = TRANSITIONS.get
+
+
 class IllegalTransition(RuntimeError):
     """A move the lifecycle table does not allow (a bug, not a business rejection)."""
 
@@ -106,5 +109,17 @@ def allowed(state: OrderState, trigger: Trigger) -> bool:
 
 def transition(order, trigger: Trigger) -> OrderState:
     """Move ``order`` (anything with state/cum_qty/leaves_qty/order_id) and return its new state."""
-    order.state = next_state(order.state, trigger, order.cum_qty, order.leaves_qty, order.order_id)
-    return order.state
+    # next_state() written out: this runs for every change of every order (twice per order at
+    # least), and the second call plus its argument loads cost as much as the table lookup.
+    state = order.state
+    target = _TABLE_GET((state, trigger))
+    if target is None:
+        raise IllegalTransition(state, trigger, order.order_id)
+    if target == WORKING:
+        leaves_qty, cum_qty = order.leaves_qty, order.cum_qty
+        if leaves_qty == 0:
+            target = S.FILLED if cum_qty > 0 else S.CANCELED
+        else:
+            target = S.NEW if cum_qty == 0 else S.PARTIALLY_FILLED
+    order.state = target
+    return target

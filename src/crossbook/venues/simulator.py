@@ -169,7 +169,9 @@ class _Order:
     def __init__(self, oid, cl_ord_id, venue_order_id, book, qty, owner, gtd):
         self.oid = oid
         self.cl_ord_id = cl_ord_id          # latest id of the FIX chain
-        self.cl_ids = [cl_ord_id]           # every id of the chain (all resolve to this order)
+        # Every id of the chain (all resolve to this order) once it has two or more; None while
+        # cl_ord_id is the only one (most orders): no list per order for the collector to meet.
+        self.cl_ids: list[str] | None = None
         self.venue_order_id = venue_order_id
         self.book = book
         self.qty = qty
@@ -374,7 +376,7 @@ class InProcessVenue:
         if not isinstance(cl, str) or not cl:
             raise ValueError(f"venue_cl_ord_id must be a non-empty string, got {cl!r}")
         now = self._clock.now_ns()
-        if not self.is_up:
+        if not (self._started and self._up):  # is_up, inlined
             return self._push([self._reject_event(cl, VenueReason.VENUE_DOWN, self._down_text(), now)])
         bk = self._books.get(order.instrument.key) if isinstance(order.instrument, Instrument) else None
         if bk is None:
@@ -763,13 +765,16 @@ class InProcessVenue:
         if len(done) > self._max_done:
             old = done.popleft()
             self._orders.pop(old.oid, None)
-            for cl in old.cl_ids:
+            for cl in old.cl_ids or (old.cl_ord_id,):
                 if self._by_cl.get(cl) is old:
                     del self._by_cl[cl]
 
     def _chain(self, o: _Order, new_cl: str) -> None:
+        if o.cl_ids is None:
+            o.cl_ids = [o.cl_ord_id, new_cl]
+        else:
+            o.cl_ids.append(new_cl)
         o.cl_ord_id = new_cl
-        o.cl_ids.append(new_cl)
         self._by_cl[new_cl] = o
 
     def _reject_event(self, cl: str, code: int, text: str, now: int) -> VenueEvent:
