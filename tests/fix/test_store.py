@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from crossbook.fix.session import Session, TestClock
+from crossbook.fix.session import Application, BusinessReject, Session, TestClock
 from crossbook.fix.store import FileStore, MemoryStore, store_name
 
 from fix_sessionkit import Peer, out, settings
@@ -325,3 +325,122 @@ def test_store_sent_is_set_then_incr_byte_for_byte(tmp_path, batch):
     assert (mem.get_next_sender_seq(), mem.get(1, 1)) == (2, [(1, b"m")])
     with pytest.raises(ValueError):
         FileStore(str(tmp_path / "bad"), "S", batch=batch).store_sent(0, b"z")
+
+
+def test_journaled_target_number_waits_for_a_line_written_anyway_or_write_deferred(tmp_path, monkeypatch):
+    """``incr_next_target_seq_journaled`` (a message the application journals itself): a batching
+    store leaves it out of ``write_pending`` (no pwrite per read), writes it with any sequence line
+    it writes anyway, and at ``write_deferred``, ``refresh``, ``flush`` and ``close``; an unbatched
+    store writes it at once."""
+    def on_disk_target(name: str) -> int:
+        reopened = FileStore(str(tmp_path), name, now=1.0)
+        try:
+            return reopened.get_next_target_seq()
+        finally:
+            reopened.close()
+
+    s = FileStore(str(tmp_path), "j", now=1.0, batch=True)
+    calls: list[int] = []
+    real_pwrite = os.pwrite
+
+    def counting_pwrite(fd, data, offset):
+        calls.append(fd)
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", counting_pwrite)
+    for _ in range(3):
+        s.incr_next_target_seq_journaled()
+        s.write_pending()
+    assert calls == [] and s.get_next_target_seq() == 4 and on_disk_target("j") == 1
+    calls.clear()   # (opening a store rewrites its line: not ours to count)
+    s.write_deferred()
+    assert calls == [s._seq_fd] and on_disk_target("j") == 4
+    calls.clear()
+    s.write_deferred()
+    assert calls == []   # nothing deferred any more: no write
+    # A line written for another reason carries the deferred number too.
+    s.incr_next_target_seq_journaled()
+    s.set_next_sender_seq(7)
+    s.write_pending()
+    assert on_disk_target("j") == 5
+    for ender in (s.refresh, s.flush, s.close):
+        s.incr_next_target_seq_journaled()
+        expected = s.get_next_target_seq()
+        ender()
+        assert on_disk_target("j") == expected, ender
+    assert on_disk_target("j") == 8
+    # reset() drops a deferred number with everything else.
+    s = FileStore(str(tmp_path), "j", now=1.0, batch=True)
+    s.incr_next_target_seq_journaled()
+    s.reset(2.0)
+    s.write_deferred()
+    assert on_disk_target("j") == 1
+    s.close()
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
+
+    plain = FileStore(str(tmp_path), "p", now=1.0)
+    plain.incr_next_target_seq_journaled()
+    assert on_disk_target("p") == 2
+    plain.close()
+    memory = MemoryStore()
+    memory.incr_next_target_seq_journaled()
+    memory.write_deferred()
+    assert memory.get_next_target_seq() == 2
+
+
+class _Journaling(Application):
+    journals_inbound = True
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+
+    def from_app(self, session, message):
+        self.received.append(message[11])
+
+
+class _Refusing(_Journaling):
+    def from_app(self, session, message):
+        raise BusinessReject(0, "no")
+
+
+@pytest.mark.parametrize("application", [Application, _Journaling, _Refusing])
+def test_session_counts_journaled_messages_lazily_and_everything_else_at_once(tmp_path, application):
+    """An application that journals its inbound mark (``journals_inbound``) has its messages
+    counted with ``incr_next_target_seq_journaled``: not written when ``receive`` returns, but by
+    the next timer tick or a disconnect. Admin messages, and an application message it refused
+    (a BusinessMessageReject went out: nothing of it is in its journal), are written at once, as
+    for any other application."""
+    clock = TestClock()
+    store = FileStore(str(tmp_path), "FIX.4.4-ISLD-TW", now=clock.now(), batch=True)
+    app = application()
+    session = Session(settings(), store=store, clock=clock, application=app, validator=None)
+    session.on_connected()
+    peer = Peer(clock)
+
+    def on_disk() -> int:
+        reopened = FileStore(str(tmp_path), "FIX.4.4-ISLD-TW", now=clock.now())
+        try:
+            return reopened.get_next_target_seq()
+        finally:
+            reopened.close()
+
+    session.receive(peer.logon())
+    session.data_to_send()
+    assert on_disk() == 2
+    session.receive(b"".join(peer.build(b"D", [(11, b"C%d" % i)]) for i in range(3)))
+    session.data_to_send()
+    assert session.next_target_seq == 5
+    lazy = application is _Journaling
+    assert on_disk() == (2 if lazy else 5)
+    if lazy:
+        assert app.received == [b"C0", b"C1", b"C2"]
+    session.on_timer()
+    assert on_disk() == 5
+    session.receive(peer.build(b"D", [(11, b"C3")]))
+    assert on_disk() == (5 if lazy else 6)
+    session.receive(peer.build(b"0"))   # a Heartbeat: the application does not see it
+    assert on_disk() == 7
+    session.receive(peer.build(b"D", [(11, b"C4")]))
+    session.on_disconnected()
+    assert on_disk() == 8
+    store.close()

@@ -263,7 +263,9 @@ class Server:
         commits later). The gateway journals with each batch the number after the last message
         it holds (``INBOUND_MARK``); going back to it makes the session ask the client to resend
         the rest (PossDup), which are then handled for the first time. A mark from another
-        numbering (the store was reset since: other creation time) is ignored."""
+        numbering (the store was reset since: other creation time) is ignored. A mark ahead of
+        the store moves it forward: the gateway's messages are counted in the store lazily
+        (``Application.journals_inbound``), the journal is what says they were handled."""
         assert self.acceptor is not None
         for session in self.acceptor.sessions.values():
             raw = meta.get(INBOUND_MARK + session.settings.target_comp_id)
@@ -276,10 +278,14 @@ class Server:
                 log.warning("ignoring malformed journal mark %r for %s", raw, session.session_id)
                 continue
             store = session.store
-            if created != store.creation_time() or not 1 <= mark < store.get_next_target_seq():
+            stored = store.get_next_target_seq()
+            if created != store.creation_time() or mark < 1 or mark == stored:
                 continue
-            log.warning("%s: next inbound MsgSeqNum %d -> %d: what followed the last journaled message is "
-                        "asked for again", session.session_id, store.get_next_target_seq(), mark)
+            if mark > stored:
+                log.info("%s: next inbound MsgSeqNum %d -> %d from the journal", session.session_id, stored, mark)
+            else:
+                log.warning("%s: next inbound MsgSeqNum %d -> %d: what followed the last journaled message is "
+                            "asked for again", session.session_id, stored, mark)
             store.set_next_target_seq(mark)
             store.write_pending()
 

@@ -30,6 +30,15 @@ the OMS journal) can observe: a killed process loses no message it sent and no i
 number it acted on. ``get``, ``refresh``, ``flush`` and ``close`` write pending data first.
 A store used without a ``Session`` that calls ``write_pending()`` must keep ``batch=False``.
 
+One exception, for an application that journals its own inbound mark (``Application.journals_inbound``,
+the OMS gateway: the number after each message it handled rides in the journal batch that holds
+what the message did, and a restart takes the store's target number from there): the session
+counts such messages with ``incr_next_target_seq_journaled()``, and a batching store writes that
+number only with its next sequence-number line, at ``write_deferred()`` (the session's timer, a
+few times a second), ``refresh``, ``flush`` and ``close``, not at every read. That saves one
+``pwrite`` per read on the order path; after a kill the line may trail the journal by those
+messages, and the restart moves it forward to the journal's mark (``Server._rewind_inbound``).
+
 Recovery on open: index records pointing past the end of ``.body`` (a torn append)
 are dropped and both files truncated to the last whole record; the next sender
 sequence number is at least one past the highest stored message, because a message
@@ -76,6 +85,14 @@ class MessageStore(ABC):
     def incr_next_target_seq(self) -> None:
         self.set_next_target_seq(self.get_next_target_seq() + 1)
 
+    def incr_next_target_seq_journaled(self) -> None:
+        """``incr_next_target_seq()`` for a message whose receipt the application records
+        durably itself, together with what the message did (the OMS gateway's inbound mark in
+        its journal batch, which a restart takes back from the journal). A batching store may
+        then leave the number out of ``write_pending()``: it is written with the next
+        sequence-number line, by ``write_deferred()``, ``refresh()``, ``flush()`` and ``close()``."""
+        self.incr_next_target_seq()
+
     def store_sent(self, seq: int, raw: bytes) -> None:
         """A message just sent under the next sender number: ``set(seq, raw)`` then
         ``incr_next_sender_seq()``, in one call (a store may do both at once)."""
@@ -95,6 +112,12 @@ class MessageStore(ABC):
 
     def write_pending(self) -> None:
         """Hand writes held back by a batching store to the kernel (no-op for other stores)."""
+
+    def write_deferred(self) -> None:
+        """``write_pending()`` plus a next target number left out of it
+        (``incr_next_target_seq_journaled``): a few times a second, so the store's own file
+        trails the application's journal by a fraction of a second at most."""
+        self.write_pending()
 
     def flush(self) -> None:
         """Make everything written so far durable."""
@@ -175,6 +198,9 @@ class FileStore(MessageStore):
         self._pending_body: list[bytes] = []
         self._pending_index: list[bytes] = []
         self._seq_dirty = False
+        # The target number moved past messages the application journals itself (batch): the
+        # line waits for a write that happens anyway, or for write_deferred() (see the docstring).
+        self._target_deferred = False
         # The sender number moved only past stored messages since the line was written (batch).
         self._sender_implied = False
         self._last_set = 0      # seq of the last set(): an incr right after it is implied by the index
@@ -341,6 +367,15 @@ class FileStore(MessageStore):
         else:
             self._write_seqnums()
 
+    def incr_next_target_seq_journaled(self) -> None:
+        # Once per order on the OMS's hot path: one pwrite per read saved (see the base class).
+        if not self.batch:
+            self.incr_next_target_seq()
+            return
+        self._check_open()
+        self._target += 1
+        self._target_deferred = True
+
     def creation_time(self) -> float:
         return self._created
 
@@ -358,7 +393,7 @@ class FileStore(MessageStore):
             self.flush()
 
     def refresh(self) -> None:
-        self.write_pending()
+        self.write_deferred()
         self._load()
 
     def write_pending(self) -> None:
@@ -377,10 +412,16 @@ class FileStore(MessageStore):
                 os.fsync(self._body_fd)
                 os.fsync(self._index_fd)
         if self._seq_dirty or (self._sender_implied and self._sender != self._max_stored + 1):
-            self._write_seqnums()
+            self._write_seqnums()   # (with the target number, deferred or not)
         # else: at most the sender number moved, to one past the highest stored message, which
-        # is what recovery computes from the index just written: the line would say nothing new.
+        # is what recovery computes from the index just written: the line would say nothing new;
+        # and the target number, if it moved, is in the application's journal (deferred).
         self._seq_dirty = self._sender_implied = False
+
+    def write_deferred(self) -> None:
+        if self._target_deferred:
+            self._seq_dirty = True
+        self.write_pending()
 
     def _check_open(self) -> None:
         # Checked here and not left to the write: a batching store writes later, where the
@@ -391,12 +432,12 @@ class FileStore(MessageStore):
     def _drop_pending(self) -> None:
         self._pending_body.clear()
         self._pending_index.clear()
-        self._seq_dirty = self._sender_implied = False
+        self._seq_dirty = self._sender_implied = self._target_deferred = False
         self._last_set = 0
 
     def flush(self) -> None:
         if self._body_fd >= 0:
-            self.write_pending()
+            self.write_deferred()
         for fd in (self._body_fd, self._index_fd, self._seq_fd):
             if fd >= 0:
                 os.fsync(fd)
@@ -411,6 +452,7 @@ class FileStore(MessageStore):
 
     # -- helpers
     def _write_seqnums(self) -> None:
+        self._target_deferred = False
         line = b"%020d %020d\n" % (self._sender, self._target)
         _write_all(self._seq_fd, line, 0)
         if self.fsync:

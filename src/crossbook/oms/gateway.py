@@ -104,6 +104,10 @@ def _px(value: Decimal) -> str:
 class FixGateway(Application):
     """The FIX Application of the OMS acceptor. ``sessions`` maps client CompID -> live Session."""
 
+    # from_app notes the next inbound MsgSeqNum in the manager's batch after every message it
+    # handled (_note_received), and the server takes it back from the journal at a restart.
+    journals_inbound = True
+
     def __init__(self, manager: OrderManager, instruments: InstrumentMaster, directory: Directory) -> None:
         self.manager = manager
         self.instruments = instruments
