@@ -100,11 +100,13 @@ class KillRig:
     client_dir: str
 
     @classmethod
-    def start(cls, tmp: Path, script_text: str) -> "KillRig":
+    def start(cls, tmp: Path, script_text: str, body=None) -> "KillRig":
+        """``body``: a function of (VENUE-A's port, the audit trail's path) giving the server
+        config body (default :func:`write_ahead_body`)."""
         venue = VenueProcess(venue_config(tmp, "VENUE-A"))
         fix_port, http_port = free_port(), free_port()
         config = write_server_config(tmp / "server.toml", fix_port=fix_port, http_port=http_port,
-                                     storage=tmp / "var", body=write_ahead_body(venue.port, tmp / "audit.db"))
+                                     storage=tmp / "var", body=(body or write_ahead_body)(venue.port, tmp / "audit.db"))
         script = tmp / "armed_serve.py"
         script.write_text(script_text)
         return cls(tmp, venue, config, fix_port, http_port, script, str(tmp / "client"))

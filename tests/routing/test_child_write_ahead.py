@@ -91,7 +91,8 @@ def test_rows_written_ahead_survive_a_death_before_their_commit(tmp_path):
     log.record_durable([_row("child_sent", "P0.1")])            # committed before the death
     assert log.sync()
     gate = _stall_writer(log)
-    log.record(_row("parent_new"))                               # only queued: lost with the process
+    log.record(_row("parent_new"))                               # only queued: goes ahead with its child
+    log.record(_row("parent_canceled", "", {"of": "P1"}))         # an answer to the parent: lost
     log.record_durable([_row("child_sent", "P1.1", {"mirror": True}), _row("child_sent", "P1.2")])
     with open(log.ahead_path, "rb") as f:
         assert f.read().count(b"\n") >= 2                      # on file before record_durable returned
@@ -100,11 +101,11 @@ def test_rows_written_ahead_survive_a_death_before_their_commit(tmp_path):
         f.write(b'[1, "SOR", "P1", "O1.1", "child_se')           # a torn last write: never sent
     again = SqliteAuditLog(path)
     try:
-        assert again.recovered == 2
-        assert [(r["event"], r["child_id"]) for r in again.query("P1")] == [("child_sent", "P1.1"),
-                                                                           ("child_sent", "P1.2")]
+        assert again.recovered == 3
+        assert [(r["event"], r["child_id"]) for r in again.query("P1")] == [
+            ("parent_new", ""), ("child_sent", "P1.1"), ("child_sent", "P1.2")]
         assert [r["event"] for r in again.query("P0")] == ["child_sent"]   # not duplicated
-        assert again.query("P1")[0]["detail"] == {"mirror": True}
+        assert again.query("P1")[1]["detail"] == {"mirror": True}
         assert os.path.getsize(again.ahead_path) == 0
     finally:
         again.close()
@@ -361,25 +362,29 @@ def test_recovery_keeps_a_whole_row_written_after_an_old_fragment(tmp_path):
 
 def test_rows_recorded_before_a_write_ahead_are_written_with_it_in_order(tmp_path):
     # restore_parent adds up a parent's children from every child row: a cancel recorded before
-    # the write-ahead of a new child must survive with it, or the leaves no longer add up. Rows
-    # without a child (decisions, parent answers) are not written ahead: restore reads none.
+    # the write-ahead of a new child must survive with it, or the leaves no longer add up. The
+    # decision that made the child (and the parent's entry) survives with it too: the trail
+    # explains every child that left. Other rows without a child (answers to the parent) are
+    # left to the writer thread.
     path = str(tmp_path / "audit.db")
     log = SqliteAuditLog(path)
     gate = _stall_writer(log)
     log.record_durable([_row("child_sent", "P1.1")])
     _until(lambda: log._inflight, "the writer thread holding its batch")   # taken, never committed
     log.record(_row("child_canceled", "P1.1"))
-    log.record(_row("decision"))                                    # no child: restore does not read it
+    log.record(_row("parent_replaced"))                             # an answer to the parent: not ahead
+    log.record(_row("decision"))                                    # why P1.2 is sent: ahead with it
     log.record(_row("child_replace_sent", "P0.1"))                  # another parent's child row
     log.record_durable([_row("child_sent", "P1.2")])
     log.record(_row("child_new", "P1.2"))                          # after: not written yet
-    # Each child row once, in the order recorded; the in-flight one was already on file.
+    # Each row once, in the order recorded; the in-flight one was already on file.
     assert [(r[4], r[6]) for r in _ahead_lines(log.ahead_path)] == [
-        ("child_sent", "P1.1"), ("child_canceled", "P1.1"), ("child_replace_sent", "P0.1"), ("child_sent", "P1.2")]
+        ("child_sent", "P1.1"), ("child_canceled", "P1.1"), ("decision", ""), ("child_replace_sent", "P0.1"),
+        ("child_sent", "P1.2")]
 
     def check(again):
         assert [(r["event"], r["child_id"]) for r in again.query("P1")] == [
-            ("child_sent", "P1.1"), ("child_canceled", "P1.1"), ("child_sent", "P1.2")]
+            ("child_sent", "P1.1"), ("child_canceled", "P1.1"), ("decision", ""), ("child_sent", "P1.2")]
         assert [r["event"] for r in again.query("P0")] == ["child_replace_sent"]
 
     _reopen_after_death(log, gate, path, check)

@@ -22,12 +22,12 @@ from crossbook.model.enums import OrderState
 from crossbook.fix.settings import SessionSettings
 from crossbook.fix.transport import Acceptor
 from crossbook.oms.gateway import INBOUND_MARK, FixGateway
-from crossbook.oms.manager import OrderManager, outlives_oms
+from crossbook.oms.manager import OrderManager
 from crossbook.persistence import SqliteJournal
 from crossbook.publish import EventBus
 from crossbook.publish.dropcopy import DropCopyPublisher
 from crossbook.routing.fix_venue import FixVenue
-from crossbook.routing.router import build_router
+from crossbook.routing.router import build_router, durable_audit_path
 from crossbook.routing.venue import VenueOrder
 from crossbook.venues import InProcessVenue
 
@@ -186,9 +186,10 @@ class Server:
             self.venues[vc.name] = venue
         for rc in self.config.routers:
             audit = None
-            if rc.audit_path:
+            audit_path = durable_audit_path(rc, self.venues, self.config.storage.dir)
+            if audit_path:
                 from crossbook.routing.audit import SqliteAuditLog
-                audit = SqliteAuditLog(rc.audit_path)
+                audit = SqliteAuditLog(audit_path)
                 self._audit_logs.append(audit)
             self.routers[rc.name] = build_router(rc, self.venues, self.clock, audit=audit)
 
@@ -223,17 +224,19 @@ class Server:
             venue = self.venues.get(order.venue)
             router = self.routers.get(order.venue)
             if router is not None and order.venue_cl_ord_id:
-                # A routed order whose children rest at venue processes: the router takes it back
-                # from its audit trail (a persistent audit_path) with those children, instead of
-                # routing its leaves again. Otherwise (False) resubmit_open_orders routes it again.
-                # A PENDING_NEW one was journaled before it went to the router (write-ahead, when
-                # the router can reach a FIX venue): if the router had already routed it, it is
-                # taken back the same way and acknowledged, as the router now treats it.
-                if (order.state in (OrderState.NEW, OrderState.PARTIALLY_FILLED)
-                        or order.state is OrderState.PENDING_NEW and outlives_oms(router)) \
-                        and router.restore_parent(self._venue_order(order), order.cum_qty,
-                                                  [f"{order.order_id}.{k}" for k in range(1, order.venue_seq + 1)]):
-                    manager.hold_at_venue(order.order_id, acknowledged=True)
+                # A routed order whose children from the previous run may be live at venue
+                # processes (or filled beyond what was journaled): the router takes it back from
+                # its audit trail and settles it (recover_parent) before anything is routed
+                # again; the order waits for the router's answer (New, fills, a STATUS after which
+                # a pending cancel / replace is sent again). False: nothing of it can be live,
+                # and resubmit_open_orders routes it again / finishes what was in flight.
+                if router.recover_parent(
+                        self._venue_order(order), order.cum_qty,
+                        [f"{order.order_id}.{k}" for k in range(1, order.venue_seq + 1)],
+                        cum_value=order.cum_value, acknowledged=order.state is not OrderState.PENDING_NEW,
+                        pending={OrderState.PENDING_CANCEL: "cancel",
+                                 OrderState.PENDING_REPLACE: "replace"}.get(order.state, "")):
+                    manager.hold_at_venue(order.order_id)
                     count += 1
                 continue
             if not isinstance(venue, FixVenue) or not order.venue_cl_ord_id:

@@ -59,6 +59,8 @@ COLUMNS = ("ts", "router", "parent_id", "parent_cl", "event", "venue", "child_id
 _COLUMNS = COLUMNS
 _INSERT = f"INSERT INTO routing_audit({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 _STOP = object()
+#: Rows without a child that go ahead with the child rows written ahead after them (record_durable).
+_AHEAD_EVENTS = frozenset(("parent_new", "decision"))
 
 
 def detail_dict(detail: Any) -> dict[str, Any]:
@@ -99,8 +101,10 @@ class AuditLog(Protocol):
         with the ``child_sent`` rows of children about to leave for a venue that outlives the
         process, right before sending them. ``restore_parent`` adds up a parent's children from
         its child rows alone, so an earlier cancel or replace must survive with a new child;
-        rows without a child (decisions, answers to the parent) may still be lost in a crash,
-        as any queued row. May block the caller for one write."""
+        the ``parent_new`` and ``decision`` rows recorded before them must survive too (the
+        trail explains every child that left); other rows without a child (answers to the
+        parent) may still be lost in a crash, as any queued row. May block the caller for one
+        write."""
 
     def close(self) -> None:
         """Make everything durable and release resources."""
@@ -205,20 +209,22 @@ class SqliteAuditLog:
         with self._ahead_lock:
             # Child rows recorded before these and not yet committed go ahead of them (those
             # already in the file from an earlier call excepted): restore_parent adds up a
-            # parent's children from its child rows alone. Rows without a child (a decision
-            # with its market data is 10-20 us of JSON) are left to the writer thread. They are
-            # among the newest `behind` uncommitted rows.
+            # parent's children from its child rows alone. So do the parent's entry and the
+            # decision that made the children (with its market data): the trail of every
+            # child that left must explain it after a crash. Other rows without a child
+            # (answers to the parent) are left to the writer thread. They are among the newest
+            # `behind` uncommitted rows.
             pending = self._pending
             n = len(pending)
             behind = self._recorded - max(self._ahead_mark, self._recorded - len(self._inflight) - n)
             out = rows
             if behind > 0:
                 if behind <= n:
-                    earlier = [r for i in range(n - behind, n) if (r := pending[i])[6]]
+                    earlier = [r for i in range(n - behind, n) if (r := pending[i])[6] or r[4] in _AHEAD_EVENTS]
                 else:
                     inflight = self._inflight
                     earlier = [r for r in (*inflight[len(inflight) - (behind - n):], *pending)
-                               if r is not _STOP and r[6]]
+                               if r is not _STOP and (r[6] or r[4] in _AHEAD_EVENTS)]
                 if earlier:
                     out = earlier + rows
             data = "".join([json.dumps([*r[:9], detail_dict(r[9])]) + "\n" for r in out]).encode()

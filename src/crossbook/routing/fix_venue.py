@@ -388,13 +388,15 @@ class FixVenue(Application):
         self._send_status(venue_cl_ord_id, reconcile=False)
 
     def restore_order(self, order: VenueOrder, cum_qty: int = 0, venue_order_id: str = "",
-                      acked: bool = True) -> None:
+                      acked: bool = True, notional: int = 0) -> None:
         """After an OMS restart: start tracking an order the OMS recovered as open at this venue
         and ask the venue for its state. Unlike an in-process venue, a remote venue kept the order:
         nothing is re-entered. Answered (now if up, else after the next logon) by the
         reconciliation events and a STATUS with ``reason="reconciled after reconnect"``.
         ``acked=False``: the OMS never saw the venue acknowledge it; if the venue does not know
-        it, it never received it, and the answer is REJECTED (not CANCELED)."""
+        it, it never received it, and the answer is REJECTED (not CANCELED). ``notional``: the
+        value (sum of qty x price, ticks) of the ``cum_qty`` already filled, so that a TRADE for
+        fills found by the reconciliation is priced to make AvgPx exact."""
         if not isinstance(order, VenueOrder):
             raise TypeError(f"restore_order takes a VenueOrder, got {type(order).__name__}")
         cl = order.venue_cl_ord_id
@@ -402,7 +404,7 @@ class FixVenue(Application):
             raise ValueError(f"venue_cl_ord_id {cl} is already tracked by {self.name}")
         t = _Tracked(cl, order.instrument, order.side, order.ord_type, order.tif, order.qty, order.price,
                      order.stop_price, venue_order_id=venue_order_id, acked=bool(acked), cum=cum_qty,
-                     leaves=order.qty - cum_qty, ids=[cl])
+                     leaves=order.qty - cum_qty, ids=[cl], notional=notional)
         self._orders[cl] = t
         if self.is_up:
             self._send_status(cl, reconcile=True)
@@ -585,7 +587,8 @@ class FixVenue(Application):
             t.venue_order_id = ev.venue_order_id
         if kind == _K.NEW:
             t.acked = True
-        elif kind == _K.TRADE:
+        elif kind == _K.TRADE and (not ev.cum_qty or ev.cum_qty > t.cum):
+            # (Not above what is counted: a resend of a fill the reconciliation already caught up.)
             t.notional += ev.last_qty * ev.last_px
         elif kind == _K.REPLACED:
             qty, price = self._pending_replace.pop(ev.venue_cl_ord_id, (t.qty, t.price))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -38,7 +39,7 @@ from crossbook.routing.policies import (
 from crossbook.routing.venue import Level, Venue, VenueEvent, VenueEventKind, VenueOrder, VenueReason
 from crossbook.model.ids import base36
 
-__all__ = ["RouterConfig", "SmartRouter", "build_router", "load_routers"]
+__all__ = ["RouterConfig", "SmartRouter", "build_router", "durable_audit_path", "load_routers"]
 
 log = logging.getLogger("crossbook.routing.router")
 
@@ -174,6 +175,18 @@ def build_router(config: RouterConfig, venues: dict[str, Venue], clock=None, *,
                        clock=clock, audit=audit, depth_levels=config.depth_levels, watch_s=config.watch_s)
 
 
+def durable_audit_path(config: RouterConfig, venues: dict[str, Venue], storage_dir: str) -> str:
+    """Where the router's audit trail is kept: ``config.audit_path``; when that is empty and the
+    router can send children to a venue that outlives this process (a venue process,
+    ``outlives_process``), ``<storage_dir>/routing-audit.db``, because after a crash its
+    children there must be found (``recover_parent``); else "" (in memory)."""
+    if config.audit_path:
+        return config.audit_path
+    if any(getattr(venues.get(v), "outlives_process", False) is True for v in config.venues):
+        return os.path.join(storage_dir, "routing-audit.db")
+    return ""
+
+
 _EVENT_ROW = {k: "child_" + k.name.lower() for k in VenueEventKind}
 
 
@@ -289,9 +302,25 @@ class _Pending:
         self.refused: list[str] = []
 
 
+class _Recovery:
+    """A parent taken back after a restart whose children from the previous run must be settled
+    before it may route again (:meth:`SmartRouter.recover_parent`). ``seen``: per child id,
+    ``[cum, value, reached]``: the audit trail's count, brought up to date by what its venue
+    reports in this run (resend, reconciliation); ``out``: the cancel out per child."""
+
+    __slots__ = ("oms_cum", "oms_value", "pending", "seen", "out")
+
+    def __init__(self, oms_cum: int, oms_value: int, pending: str) -> None:
+        self.oms_cum = oms_cum
+        self.oms_value = oms_value
+        self.pending = pending          # "cancel" | "replace" | "": what the OMS has in flight
+        self.seen: dict[str, list] = {}
+        self.out: dict[str, str] = {}   # child id -> the cancel request out for it
+
+
 class _Parent:
     __slots__ = ("id", "cl", "ids", "order", "qty", "price", "cum", "acked", "done", "children", "child_seq",
-                 "wave", "may_rest", "pending", "ending", "rejects", "aliases", "retired")
+                 "wave", "may_rest", "pending", "ending", "rejects", "aliases", "retired", "recovery", "restored")
 
     def __init__(self, pid: str, order: VenueOrder):
         self.id = pid
@@ -312,6 +341,8 @@ class _Parent:
         self.rejects: list[str] = []
         self.aliases: list[str] = []    # every key it is registered under (chain ids, request ids)
         self.retired = False
+        self.recovery: _Recovery | None = None   # taken back after a restart, children being settled
+        self.restored = False           # taken back after a restart (recover_parent / restore_parent)
 
     @property
     def leaves(self) -> int:
@@ -444,6 +475,11 @@ class SmartRouter:
             self._up_seen[v.name] = v.is_up
         self._started = True
         self._watch_task = self._loop.create_task(self._watch(), name=f"router {self.name} watch")
+        for parent in list(self._by_pid.values()):
+            if parent.recovery is not None:
+                # Taken back before the start with nothing left to ask a venue: settled now,
+                # when events may go upstream and children may be routed.
+                self._recovery_progress(parent)
 
     async def stop(self) -> None:
         """Stop routing (new orders are rejected "venue down"). The venues are shared with the
@@ -659,7 +695,110 @@ class SmartRouter:
         and continues: fills, cancel and replace as before the restart. Returns False and
         changes nothing when the trail does not know the parent, or its children that are still
         live at such venues do not hold exactly its leaves (rows lost in a crash, children at
-        in-process venues, whose books died): the OMS then routes the order again."""
+        in-process venues, whose books died). The server uses :meth:`recover_parent`, which
+        settles such a parent's children instead of leaving them live."""
+        found = self._parent_from_trail(order, cum_qty, ids)
+        if found is None:
+            return False
+        parent, rows, chain, children, seen_exec, _values = found
+        if not self._adoptable(children, order.qty - cum_qty):
+            live = [c for c in children if not c.done]
+            log.warning("router %s: parent %s not restored (children live: %s; leaves %d)",
+                        self.name, parent.id, [(c.id, c.venue.name, c.leaves) for c in live], order.qty - cum_qty)
+            return False
+        self._adopt(parent, rows, chain, children, seen_exec, cum_qty, acked=True)
+        return True
+
+    def recover_parent(self, order: VenueOrder, cum_qty: int, ids: Iterable[str] = (), *, cum_value: int = 0,
+                       acknowledged: bool = True, pending: str = "") -> bool:
+        """After an OMS restart: take back the open parent ``order`` if any child of it from the
+        previous run may still be live at a venue that outlived the process (a venue process:
+        ``outlives_process``), or may have filled beyond what the OMS knows. Returns False (and
+        changes nothing) when the audit trail holds no such child: nothing of it can be live,
+        and the OMS routes it again (or finishes what it had in flight).
+
+        ``cum_qty`` / ``cum_value``: what the OMS has reported filled (units; sum of qty x price
+        in ticks). ``ids``: the parent's venue_cl_ord_ids, oldest first (ids after
+        ``order.venue_cl_ord_id`` are requests the OMS had in flight and are not aliased).
+        ``acknowledged``: the client has heard New. ``pending``: ``"cancel"`` or ``"replace"``
+        when the OMS has that request in flight.
+
+        If the parent can be rebuilt exactly (no request in flight, every child not known
+        finished is at such a venue, their leaves are exactly the parent's and the trail's
+        fills are the OMS's) it continues with its children (adopted, as :meth:`restore_parent`),
+        acknowledged only once a venue confirms a child. Otherwise it is settled first: every
+        child the trail does not show finished is registered with its venue (``restore_order``,
+        reconciled at logon), the live ones are cancelled, their real fills are counted (the
+        difference to ``cum_qty`` / ``cum_value`` is reported as TRADE events, CumQty and AvgPx
+        exact), and only then: a parent whose children never reached a venue ends (REJECTED if
+        never acknowledged, else CANCELED, with the reason); one with a request in flight gets
+        a STATUS (``reason="reconciled after reconnect"``) so the OMS sends the request again,
+        answered as usual (a cancel ends it with its fills, a replace is done or refused); any
+        other parent is acknowledged, gets that STATUS and its leaves are routed afresh."""
+        if pending not in ("", "cancel", "replace"):
+            raise ValueError(f"pending must be '', 'cancel' or 'replace', got {pending!r}")
+        if isinstance(cum_value, bool) or not isinstance(cum_value, int) or cum_value < 0:
+            raise ValueError(f"cum_value must be an int >= 0 (ticks x units), got {cum_value!r}")
+        ids = list(ids)
+        if order.venue_cl_ord_id in ids:
+            ids = ids[:ids.index(order.venue_cl_ord_id)]
+        found = self._parent_from_trail(order, cum_qty, ids)
+        if found is None:
+            return False
+        parent, rows, chain, children, seen_exec, values = found
+        outliving = self._outliving
+        if not any(c.venue.name in outliving for c in children):
+            return False     # only in-process children: their books died with the process
+        at_risk = [c for c in children if not c.done and c.venue.name in outliving]
+        trail_cum = sum(c.cum for c in children)
+        if not at_risk and trail_cum <= cum_qty:
+            return False     # nothing can be live, no fill is unreported: routed again as new
+        if not pending and trail_cum == cum_qty and at_risk and self._adoptable(children, order.qty - cum_qty):
+            self._adopt(parent, rows, chain, children, seen_exec, cum_qty, acked=bool(acknowledged))
+            if not parent.acked and any(c.acked for c in children):
+                # A venue acknowledged a child before the kill, the client did not hear it.
+                parent.acked = True
+                self._outbox.push(self._parent_event(parent, _K.NEW))
+            return True
+        parent.cum = cum_qty
+        parent.acked = bool(acknowledged) or cum_qty > 0
+        parent.restored = True
+        parent.ids = list(dict.fromkeys([rows[0]["parent_cl"], *chain]))
+        parent.children = children
+        parent.child_seq = max((c.seq for c in children), default=0)
+        rec = parent.recovery = _Recovery(cum_qty, cum_value, pending)
+        for key in parent.ids:
+            self._alias_parent(key, parent)
+        self._by_pid[parent.id] = parent
+        o = order
+        asked = []
+        for c in children:
+            if c.done or c.venue.name not in outliving:
+                # Finished per the trail, or at an in-process venue (its book died with the
+                # process): what the trail says is all there is.
+                rec.seen[c.id] = [c.cum, values.get(c.id, 0), c.acked]
+                c.done = True
+                c.leaves = 0
+                continue
+            # From what the trail knows: the venue's resend (a contiguous run of the reports
+            # missed) and its reconciliation's catch-up (one TRADE priced so that the value is
+            # the venue's AvgPx x CumQty) bring the rest.
+            value = values.get(c.id, 0)
+            rec.seen[c.id] = [c.cum, value, c.acked]
+            for key in dict.fromkeys((c.id, c.cl)):
+                self._alias_child(key, c)
+            c.unknown = True
+            c.venue.restore_order(self._child_order(o, c), cum_qty=c.cum, venue_order_id=c.venue_order_id,
+                                  acked=c.acked, notional=value)
+            asked.append(c.id)
+        self._record(parent, "parent_restored", qty=order.qty, price=order.price,
+                     detail={"cum": cum_qty, "mode": "settle", "pending": pending, "asked": asked,
+                             "trail_cum": trail_cum})
+        self._recovery_progress(parent)
+        return True
+
+    def _parent_from_trail(self, order: VenueOrder, cum_qty: int, ids: Iterable[str]):
+        """The parent named by ``order`` / ``ids`` in the audit trail with its children, or None."""
         if not isinstance(order, VenueOrder):
             raise TypeError(f"restore_parent takes a VenueOrder, got {type(order).__name__}")
         if isinstance(cum_qty, bool) or not isinstance(cum_qty, int) or not 0 <= cum_qty < order.qty:
@@ -673,17 +812,25 @@ class SmartRouter:
             if rows:
                 break
         if not rows:
-            return False
+            return None
         parent = _Parent(rows[0]["parent_id"], order)
-        children, seen_exec = self._children_from_audit(parent, rows)
+        children, seen_exec, values = self._children_from_audit(parent, rows)
+        return parent, rows, chain, children, seen_exec, values
+
+    @staticmethod
+    def _adoptable(children: list[_Child], leaves: int) -> bool:
         live = [c for c in children if not c.done]
-        if not live or not all(hasattr(c.venue, "restore_order") for c in live) \
-                or sum(c.leaves for c in live) != order.qty - cum_qty:
-            log.warning("router %s: parent %s not restored (children live: %s; leaves %d): it is routed again",
-                        self.name, parent.id, [(c.id, c.venue.name, c.leaves) for c in live], order.qty - cum_qty)
-            return False
+        return bool(live) and all(hasattr(c.venue, "restore_order") for c in live) \
+            and sum(c.leaves for c in live) == leaves
+
+    def _adopt(self, parent: _Parent, rows: list[dict], chain: list[str], children: list[_Child], seen_exec: list,
+               cum_qty: int, acked: bool) -> None:
+        """Continue ``parent`` with its live children as the trail leaves them (restore_parent)."""
+        order = parent.order
+        live = [c for c in children if not c.done]
         parent.cum = cum_qty
-        parent.acked = True
+        parent.acked = acked
+        parent.restored = True
         parent.ids = list(dict.fromkeys([rows[0]["parent_cl"], *chain]))
         parent.children = children
         parent.child_seq = max(c.seq for c in children)
@@ -693,26 +840,30 @@ class SmartRouter:
         for key in seen_exec:
             self._seen_exec.add(key)
             self._seen_order.append(key)
-        o = order
         for c in live:
             for key in dict.fromkeys((c.id, c.cl)):
                 self._alias_child(key, c)
-            if c.mirror:
-                vo = VenueOrder(c.cl, o.instrument, o.side, o.ord_type, o.tif, c.qty, c.price, o.stop_price,
-                                o.display_qty, o.post_only, o.expire_time, o.owner, o.stp)
-            else:
-                vo = VenueOrder(c.cl, o.instrument, o.side, OrdType.LIMIT, TimeInForce.IOC, c.qty, c.price,
-                                owner=o.owner, stp=o.stp)
-            c.venue.restore_order(vo, cum_qty=c.cum, venue_order_id=c.venue_order_id, acked=c.acked)
+            c.venue.restore_order(self._child_order(order, c), cum_qty=c.cum, venue_order_id=c.venue_order_id,
+                                  acked=c.acked)
         self._record(parent, "parent_restored", qty=order.qty, price=order.price,
                      detail={"cum": cum_qty, "live_children": [c.id for c in live]})
-        return True
 
-    def _children_from_audit(self, parent: _Parent, rows: list[dict]) -> tuple[list[_Child], list]:
+    @staticmethod
+    def _child_order(o: VenueOrder, c: _Child) -> VenueOrder:
+        """The VenueOrder child ``c`` of parent order ``o`` is at its venue under (its latest id)."""
+        if c.mirror:
+            return VenueOrder(c.cl, o.instrument, o.side, o.ord_type, o.tif, c.qty, c.price, o.stop_price,
+                              o.display_qty, o.post_only, o.expire_time, o.owner, o.stp)
+        return VenueOrder(c.cl, o.instrument, o.side, OrdType.LIMIT, TimeInForce.IOC, c.qty, c.price,
+                          owner=o.owner, stp=o.stp)
+
+    def _children_from_audit(self, parent: _Parent, rows: list[dict]) -> tuple[list[_Child], list, dict[str, int]]:
         """The parent's children as its audit rows leave them (sent, acknowledged, filled,
-        replaced, ended), and the (venue, exec id) of every fill seen."""
+        replaced, ended), the (venue, exec id) of every fill seen, and each child's filled value
+        (sum of qty x price, ticks)."""
         children: dict[str, _Child] = {}
         replaces: dict[str, tuple[int, int]] = {}
+        values: dict[str, int] = {}
         seen_exec = []
         for r in rows:
             event, cid, d = r["event"], r["child_id"], r["detail"] or {}
@@ -731,11 +882,13 @@ class SmartRouter:
                 c.acked = True
             elif event == "child_trade":
                 c.cum += r["qty"]
+                values[cid] = values.get(cid, 0) + r["qty"] * r["price"]
                 c.acked = True
                 if d.get("exec_id"):
                     seen_exec.append((r["venue"], d["exec_id"]))
             elif event == "reconcile_fill":
                 c.cum += r["qty"]
+                values[cid] = values.get(cid, 0) + r["qty"] * r["price"]
             elif event == "child_replace_sent":
                 replaces[d.get("request", "")] = (r["qty"], r["price"])
             elif event == "child_replaced":
@@ -753,7 +906,182 @@ class SmartRouter:
         for c in out:
             c.leaves = 0 if c.done else max(c.qty - c.cum, 0)
             c.done = c.done or c.leaves == 0
-        return out, seen_exec
+        return out, seen_exec, values
+
+    # ============================================================================================
+    # Settling a parent taken back after a restart (recover_parent)
+    # ============================================================================================
+    def _on_recovery_event(self, ev: VenueEvent, child: _Child) -> None:
+        """An event about a child of a parent being settled: count what the venue really did
+        with it, cancel it once the venue says it is live, and finish settling when every child
+        is done."""
+        parent = child.parent
+        rec = parent.recovery
+        kind = ev.kind
+        self._record(parent, _EVENT_ROW[kind], venue=ev.venue, child=child.id,
+                     qty=ev.last_qty if kind == _K.TRADE else ev.leaves_qty, price=ev.last_px, detail=ev)
+        if ev.venue_order_id:
+            child.venue_order_id = ev.venue_order_id
+        seen = rec.seen[child.id]
+        if kind == _K.TRADE:
+            seen[2] = True
+            # A fill already counted (in the trail, or by the catch-up before a late resend of
+            # it: its CumQty is not above what is counted) is not counted twice.
+            if not ev.cum_qty:
+                seen[0] += ev.last_qty
+                seen[1] += ev.last_qty * ev.last_px
+            elif ev.cum_qty > seen[0]:
+                # Normally exactly last_qty more; more than that only if reports before it are
+                # missing from the trail too: those units are valued at this fill's price.
+                seen[1] += (ev.cum_qty - seen[0]) * ev.last_px
+                seen[0] = ev.cum_qty
+            if ev.ord_status in _DONE_STATUS or (ev.cum_qty and ev.leaves_qty <= 0):
+                self._child_done(child, 0, "")
+        elif kind in (_K.NEW, _K.STOP_TRIGGERED):
+            seen[2] = True
+        elif kind == _K.REPLACED:
+            # A replace of the previous run answered now (resend): the child goes on under the new id.
+            seen[2] = True
+            child.cl = ev.venue_cl_ord_id
+            self._alias_child(ev.venue_cl_ord_id, child)
+            if ev.ord_status in _DONE_STATUS or ev.leaves_qty <= 0:
+                self._child_done(child, 0, "")
+        elif kind == _K.REJECTED:
+            self._recovery_lost(child, seen)
+        elif kind == _K.CANCELED:
+            if ev.reason_code == int(Reason.UNKNOWN_ORDER):
+                self._recovery_lost(child, seen)
+            else:
+                seen[2] = True
+                self._child_done(child, ev.reason_code, ev.reason)
+        elif kind in (_K.CANCEL_REJECTED, _K.REPLACE_REJECTED):
+            if rec.out.get(child.id) == ev.venue_cl_ord_id:
+                del rec.out[child.id]
+            if ev.reason_code != int(VenueReason.VENUE_DOWN) and not child.done:
+                # Too late (it filled meanwhile: its fills come or came) or not known under
+                # that id: the venue's status of the child decides.
+                child.reconciling = True
+                child.venue.order_status(child.cl)
+            # VENUE_DOWN: the venue reconciles the child again at its next logon (a STATUS).
+        elif kind == _K.STATUS:
+            if not child.done and (ev.reason == _RECONCILED or child.reconciling):
+                child.reconciling = False
+                child.unknown = False
+                if ev.reason_code == int(Reason.UNKNOWN_ORDER) and ev.ord_status in (_REJECTED, _CANCELLED):
+                    self._recovery_lost(child, seen)
+                else:
+                    seen[2] = True
+                    if ev.cum_qty > seen[0]:
+                        # Filled beyond what its events said (a venue whose status carries no
+                        # AvgPx): the rest at the child's limit, the best the venue can have given.
+                        seen[1] += (ev.cum_qty - seen[0]) * child.price
+                        seen[0] = ev.cum_qty
+                    if ev.ord_status in _DONE_STATUS:
+                        self._child_done(child, 0, "found finished by reconciliation")
+                    elif child.id not in rec.out:
+                        # Live at its venue: cancelled (its fills up to the cancel still count).
+                        if len(child.requests) < 4:
+                            self._cancel_recovering(child)
+                        else:
+                            self._recovery_give_up(child)
+        self._recovery_progress(parent)
+
+    def _cancel_recovering(self, child: _Child) -> None:
+        rid = f"{child.id}.c{len(child.requests) + 1}"
+        child.requests[rid] = ("cancel",)
+        child.parent.recovery.out[child.id] = rid
+        self._alias_child(rid, child)
+        self._record(child.parent, "child_cancel_sent", venue=child.venue.name, child=child.id,
+                     detail={"request": rid, "why": "settling a parent taken back after a restart"})
+        child.venue.cancel_order(child.cl, rid)
+
+    def _recovery_give_up(self, child: _Child) -> None:
+        log.error("router %s: child %s of %s is still live at %s after three cancels: its fills so far are "
+                  "counted, later ones will not reach the parent", self.name, child.id, child.parent.id,
+                  child.venue.name)
+        self._child_done(child, 0, "still live at its venue after three cancels")
+
+    def _recovery_lost(self, child: _Child, seen: list) -> None:
+        """The venue does not know the child (never received it, or lost it in a venue restart):
+        what the trail says it filled (where the count started) is what it filled."""
+        seen[2] = seen[2] or child.acked or seen[0] > 0
+        self._child_done(child, int(Reason.UNKNOWN_ORDER), "not known at its venue after the restart")
+
+    def _recovery_progress(self, parent: _Parent) -> None:
+        if parent.recovery is None or not self._started or parent.has_live():
+            return
+        self._end_recovery(parent)
+
+    def _end_recovery(self, parent: _Parent) -> None:
+        """Every child of the previous run is done: report the fills the client has not heard of,
+        then decide what is left (see :meth:`recover_parent`)."""
+        rec, parent.recovery = parent.recovery, None
+        cum = sum(s[0] for s in rec.seen.values())
+        value = sum(s[1] for s in rec.seen.values())
+        reached = cum > 0 or any(s[2] for s in rec.seen.values())
+        self._record(parent, "parent_settled", qty=cum, detail={
+            "venue_cum": cum, "venue_value": value, "oms_cum": rec.oms_cum, "oms_value": rec.oms_value,
+            "reached": reached, "pending": rec.pending})
+        diff = cum - rec.oms_cum
+        if diff > 0:
+            # Fills the client never heard of: as few TRADEs as make CumQty and AvgPx exact
+            # (value / qty rounded down, and one tick more for the remainder's units).
+            extra = value - rec.oms_value
+            px, rest = divmod(extra, diff)
+            if px < 1:
+                log.error("router %s: parent %s: fills found after the restart (%d for %d ticks) do not "
+                          "match what the OMS reported (%d for %d): priced at the children's limit",
+                          self.name, parent.id, cum, value, rec.oms_cum, rec.oms_value)
+                px, rest = max(1, parent.price), 0
+            venues = {c.venue.name for c in parent.children if rec.seen[c.id][0]}
+            mkt = venues.pop() if len(venues) == 1 else ""
+            for qty, price in ((diff - rest, px), (rest, px + 1)):
+                if qty > 0 and not parent.done:
+                    self._parent_fill(parent, qty, price, f"{parent.id}-SETTLED-{parent.cum + qty}", mkt)
+        elif diff < 0:
+            log.warning("router %s: parent %s: the venues report %d filled, the OMS %d: the OMS's count stands",
+                        self.name, parent.id, cum, rec.oms_cum)
+        if parent.done:
+            return self._maybe_retire(parent)
+        if not reached and not rec.pending:
+            # It never had a live child: no venue ever received what it routed.
+            return self._finish_restored(parent)
+        if not parent.acked:
+            parent.acked = True
+            self._outbox.push(self._parent_event(parent, _K.NEW))
+        status = self._parent_event(parent, _K.STATUS)
+        status.reason = _RECONCILED
+        self._outbox.push(status)
+        if rec.pending:
+            return     # the OMS sends its request again (it holds the order until this STATUS)
+        leaves = parent.qty - parent.cum
+        if leaves > 0:
+            self._route(parent, leaves)
+        self._maybe_retire(parent)
+
+    def _finish_restored(self, parent: _Parent) -> None:
+        text = ("the server restarted before the routed order reached a venue: "
+                "no venue received it, nothing was filled")
+        self._finish(parent, int(Reason.UNKNOWN_ORDER), text)
+        self._maybe_retire(parent)
+
+    def _parent_fill(self, parent: _Parent, qty: int, px: int, exec_id: str, last_mkt: str) -> None:
+        """A fill of the parent not tied to one child event (fills found when settling)."""
+        if not parent.acked:
+            parent.acked = True
+            self._outbox.push(self._parent_event(parent, _K.NEW))
+        qty = min(qty, parent.qty - parent.cum)
+        if qty <= 0:
+            return
+        parent.cum += qty
+        ev = self._parent_event(parent, _K.TRADE)
+        ev.last_qty, ev.last_px, ev.exec_id, ev.last_mkt = qty, px, f"{self.name}:{exec_id}", last_mkt
+        ev.reason = "fill found after a restart"
+        if parent.cum >= parent.qty:
+            parent.done = True
+            ev.leaves_qty = 0
+        self._record(parent, "parent_fill_settled", qty=qty, price=px, detail={"exec_id": exec_id})
+        self._outbox.push(ev)
 
     # ============================================================================================
     # Routing
@@ -961,6 +1289,8 @@ class SmartRouter:
             if child is None:
                 child = self._children[ev.orig_venue_cl_ord_id]
         parent = child.parent
+        if parent.recovery is not None:
+            return self._on_recovery_event(ev, child)
         kind = ev.kind
         if kind == _K.TRADE:
             key = (ev.venue, ev.exec_id)
@@ -984,8 +1314,12 @@ class SmartRouter:
         elif kind == _K.TRADE:
             self._child_fill(child, ev.last_qty, ev.last_px, ev.exec_id, ev.leaves_qty)
         elif kind == _K.REJECTED:
-            self._child_done(child, ev.reason_code, ev.reason)
-            parent.rejects.append(f"{ev.venue}: {ev.reason}")
+            reason = ev.reason
+            if parent.restored and ev.reason_code == int(Reason.UNKNOWN_ORDER):
+                # Written ahead, then the process died before it left: the venue never had it.
+                reason = "never received it: the server restarted before the routed order left"
+            self._child_done(child, ev.reason_code, reason)
+            parent.rejects.append(f"{ev.venue}: {reason}")
         elif kind == _K.CANCELED:
             requested = ev.venue_cl_ord_id in child.requests
             self._answered(child, ev.venue_cl_ord_id)
@@ -1066,6 +1400,12 @@ class SmartRouter:
         or the answer to our order_status for an in-process venue."""
         if ev.reason == _RECONCILED:
             child.unknown = False
+            parent = child.parent
+            if ev.reason_code != int(Reason.UNKNOWN_ORDER) and not parent.acked and not parent.done:
+                # A parent taken back before any venue acknowledged it (restore after a kill):
+                # the venue has its child, so the client hears New now, not before.
+                child.acked = parent.acked = True
+                self._outbox.push(self._parent_event(parent, _K.NEW))
             if ev.ord_status in _DONE_STATUS and not child.done:
                 self._child_done(child, ev.reason_code, ev.reason)
         elif child.reconciling:
