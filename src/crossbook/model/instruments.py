@@ -434,6 +434,12 @@ class InstrumentMaster:
         return self._by_key.get(symbol)
 
     def by_index(self, index: int) -> Instrument:
+        # Fast path first (every order asks): an exact int (not a bool) in range.
+        if type(index) is int and index >= 0:
+            try:
+                return self._list[index]
+            except IndexError:
+                pass
         if isinstance(index, bool) or not isinstance(index, int):
             raise TypeError(f"instrument index must be an int, got {type(index).__name__}")
         if not 0 <= index < len(self._list):

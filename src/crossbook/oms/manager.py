@@ -230,6 +230,7 @@ class OrderManager:
         self._batch = Batch()
         self._flush_scheduled = False
         self._flush_hop: asyncio.Handle | None = None   # the first of the two hops, while pending
+        self._loop: asyncio.AbstractEventLoop | None = None  # see _running_loop
         self._outputs_sink: Callable[[Output], None] | None = None
         self._outputs_stored: Callable[[], None] | None = None
         self._delivery_hooks: tuple[Callable[[], None], Callable[[], None]] | None = None
@@ -413,7 +414,7 @@ class OrderManager:
         batch = self._batch
         if batch.venue_sends is None:
             batch.venue_sends = [(call, args)]
-            asyncio.get_running_loop().call_soon(self._flush_venue_sends)
+            self._running_loop().call_soon(self._flush_venue_sends)
         else:
             batch.venue_sends.append((call, args))
 
@@ -1042,11 +1043,26 @@ class OrderManager:
             # venue's answers to the orders just sent, so an order's PendingNew and the venue's
             # ack share one commit instead of two in series (at 1,000 orders/s: 23 % less CPU).
             # flush_soon() saves the first hop when the caller knows those answers are queued.
-            self._flush_hop = asyncio.get_running_loop().call_soon(self._flush_second_hop)
+            loop = self._loop
+            if loop is None or not loop.is_running():
+                loop = self._running_loop()
+            self._flush_hop = loop.call_soon(self._flush_second_hop)
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop, as ``asyncio.get_running_loop()`` (RuntimeError outside one).
+
+        That call makes a getpid() system call each time (CPython's fork check): ~0.25 us hot,
+        more on a cold VM, and scheduling a flush needs the loop twice per batch. So the loop it
+        returned is kept while it runs (the manager lives on one loop); a stopped one (a test's
+        next ``asyncio.run``) is asked for again."""
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     def _flush_second_hop(self) -> None:
         self._flush_hop = None
-        asyncio.get_running_loop().call_soon(self.flush)
+        self._running_loop().call_soon(self.flush)
 
     def flush_soon(self) -> None:
         """Flush one loop hop from now instead of two, when a flush is scheduled and its first
@@ -1058,7 +1074,7 @@ class OrderManager:
         if hop is not None:
             hop.cancel()
             self._flush_hop = None
-            asyncio.get_running_loop().call_soon(self.flush)
+            self._running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
         """Hand the current batch to the journal (called once per loop iteration with changes).
