@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from crossbook.fix import framing
 from crossbook.fix.messages import encode, encode_ordered_header, encode_reference, format_timestamp, \
     parse_timestamp, parse_timestamp_reference
+from crossbook.fix.messages import Message
 from crossbook.fix.reader import CodecFrameReader, make_frame_reader
 from crossbook.fix.session import DisconnectRequested, LoggedOn, LoggedOut, AppMessageReceived, Session, TestClock
 from crossbook.fix.store import MemoryStore
@@ -80,6 +81,37 @@ def test_codec_reader_matches_the_reference_on_mutated_streams(ops, cuts):
     data = mutate(logon + stream, ops)
     parts = chunks(data, cuts)
     assert events_of(CodecFrameReader(), parts) == events_of(framing.FrameReader(), parts)
+
+
+def messages_of(reader: CodecFrameReader, parts):
+    """``events_of`` through ``next_message``: each Message as the frame it was made of, its
+    first-value lookups checked against ``Message(fields, raw)``'s own."""
+    out = []
+    for part in parts:
+        reader.feed(part)
+        while (item := reader.next_message()) is not None:
+            if isinstance(item, Message):
+                assert item._first == Message(item.fields, item.raw)._first
+                out.append(("frame", item.raw, item.fields))
+            elif out and out[-1][0] == "garbled":
+                out[-1] = ("garbled", out[-1][1] + item.skipped)
+            else:
+                out.append(("garbled", item.skipped))
+    return out, reader.buffered
+
+
+@pytest.mark.parametrize("template", ODD)
+def test_next_message_gives_the_frames_and_verdicts_of_next_event_on_odd_fields(template):
+    data = framed(template)
+    assert messages_of(CodecFrameReader(), [data]) == events_of(CodecFrameReader(), [data])
+
+
+@FUZZ
+@given(ops=st.lists(mutation, max_size=6), cuts=st.lists(st.integers(0, 3000), max_size=8))
+def test_next_message_matches_next_event_on_mutated_streams(ops, cuts):
+    logon, stream = base_stream(TestClock())
+    parts = chunks(mutate(logon + stream, ops), cuts)
+    assert messages_of(CodecFrameReader(), parts) == events_of(CodecFrameReader(), parts)
 
 
 def test_make_frame_reader_names_and_checks():

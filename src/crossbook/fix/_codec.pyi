@@ -276,6 +276,7 @@ def encode_stamped(
 
 # session helpers
 def first_values(fields: Iterable[tuple[int, bytes]]) -> dict[int, bytes]: ...
+def split_message(raw: bytes) -> tuple[list[tuple[int, bytes]], dict[int, bytes]] | None: ...
 def register_format_checks(
     int32: Callable[[bytes], bool], uint64: Callable[[bytes], bool], float_: Callable[[bytes], bool],
     char_: Callable[[bytes], bool], bool_: Callable[[bytes], bool], utc_timestamp: Callable[[bytes], bool],

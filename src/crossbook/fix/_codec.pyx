@@ -1174,6 +1174,37 @@ def split_fields(data, Py_ssize_t start=0, Py_ssize_t end=-1):
     return f
 
 
+def split_message(raw):
+    """``(fields, first)`` of one framed message, in one pass: the ``(tag, value)`` list in wire
+    order and the ``{tag: first value}`` dict that ``messages.Message`` keeps (what
+    ``split_fields(raw).pairs()`` and ``first_values`` give, without the second walk). None when
+    the codec does not split it cleanly: a field error (see :class:`Fields`), or CheckSum (10)
+    missing, repeated or not last; the reference splitter judges those (``reader.py``)."""
+    cdef Fields f = Fields.__new__(Fields)
+    cdef Py_ssize_t i, n
+    cdef list pairs
+    cdef dict first
+    cdef object tag, value
+    f._attach(raw, 0, -1)
+    f._split()
+    n = f._count
+    if f._error != FIELD_OK:
+        return None
+    for i in range(n - 1):
+        if f._spans[i].tag == 10:
+            return None
+    if n and f._spans[n - 1].tag != 10:
+        return None
+    pairs = []
+    first = {}
+    for i in range(n):
+        tag = f._spans[i].tag
+        value = f._value(i)
+        pairs.append((tag, value))
+        first.setdefault(tag, value)
+    return pairs, first
+
+
 # --- Typed order messages -------------------------------------------------------------------
 
 # Tag -> typed slot of OrderMessage (-1: not typed); every typed tag is below SLOT_TABLE_SIZE.

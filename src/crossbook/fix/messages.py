@@ -99,10 +99,14 @@ class Message:
 
     __slots__ = ("fields", "raw", "_first")
 
-    def __init__(self, fields: list[tuple[int, bytes]], raw: bytes = b"") -> None:
+    def __init__(self, fields: list[tuple[int, bytes]], raw: bytes = b"",
+                 first: dict[int, bytes] | None = None) -> None:
+        """``first``: the ``{tag: first value}`` dict of ``fields`` when the caller has it
+        already (``codec.split_message`` builds both in one pass); built here otherwise."""
         self.fields = fields
         self.raw = raw
-        self._first: dict[int, bytes] = _first_values(fields)  # tag -> first value, built in C
+        # tag -> first value, built in C
+        self._first: dict[int, bytes] = _first_values(fields) if first is None else first
 
     def get(self, tag: int, default: bytes | None = None) -> bytes | None:
         return self._first.get(tag, default)

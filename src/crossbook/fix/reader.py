@@ -18,8 +18,10 @@ from __future__ import annotations
 from typing import Iterator
 
 from crossbook.fix import framing
-from crossbook.fix._codec import FrameReader as _CodecReader, Garbled as _CodecGarbled, split_fields as _split
+from crossbook.fix._codec import (FrameReader as _CodecReader, Garbled as _CodecGarbled, split_fields as _split,
+                                  split_message as _split_message)
 from crossbook.fix.framing import DEFAULT_MAX_BODY_LENGTH, Event, FieldSyntaxError, Frame, Garbled
+from crossbook.fix.messages import Message
 
 __all__ = ["CodecFrameReader", "FRAMERS", "make_frame_reader"]
 
@@ -72,6 +74,22 @@ class CodecFrameReader:
         if fields.ok and fields.find(10) == len(fields) - 1:
             return Frame(raw, fields.pairs())
         return _reference_event(raw)
+
+
+    def next_message(self) -> Message | Garbled | None:
+        """:meth:`next_event` with a complete frame already made the session's ``Message``
+        (``Message(frame.fields, frame.raw)``): its fields and lookups split in one compiled
+        pass, without the ``Frame`` in between. Same verdicts, same fields."""
+        raw = self._reader.next_event()
+        if raw is None:
+            return None
+        if type(raw) is _CodecGarbled:
+            return Garbled(raw.reason, raw.data)
+        parts = _split_message(raw)
+        if parts is not None:
+            return Message(parts[0], raw, parts[1])
+        event = _reference_event(raw)
+        return Message(event.fields, event.raw) if type(event) is Frame else event
 
 
 def _reference_event(raw: bytes) -> Event:

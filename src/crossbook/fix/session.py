@@ -467,13 +467,26 @@ class Session:
             return
         reader = self._reader
         reader.feed(data)
-        next_frame = reader.next_event
-        handle = self.next_event
-        while True:  # process_buffered(), without a generator per read
-            event = next_frame()
-            if event is None or not self.connected:
-                break
-            handle(event)
+        if type(reader) is CodecFrameReader:
+            # next_event() with the Message made by the reader (one compiled pass, no Frame).
+            next_message = reader.next_message
+            handle_message = self.next_message
+            while True:
+                item = next_message()
+                if item is None or not self.connected:
+                    break
+                if type(item) is Message:
+                    handle_message(item)
+                else:
+                    self.next_event(item)  # Garbled
+        else:
+            next_frame = reader.next_event
+            handle = self.next_event
+            while True:  # process_buffered(), without a generator per read
+                event = next_frame()
+                if event is None or not self.connected:
+                    break
+                handle(event)
         # A batching store holds the inbound sequence numbers of this read until here: they
         # reach the kernel before anything acts on the messages outside this call (except the
         # numbers an application journals itself: Application.journals_inbound).
