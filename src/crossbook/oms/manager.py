@@ -1152,12 +1152,14 @@ class OrderManager:
                     log.exception("sending %s failed", type(output).__name__)
                     continue
                 if type(output) is ExecReport:
-                    seq = output.execution.seq
-                    if seq > sent.get(output.session, 0):
+                    # By position (field orders checked at import): .execution.seq, .session.
+                    seq = output[1][2]
+                    session = output[0]
+                    if seq > sent.get(session, 0):
                         if not moved:  # the marks are replaced, not changed: they may not be stored
                             sent = dict(sent)
                             moved = True
-                        sent[output.session] = seq
+                        sent[session] = seq
             if moved and self._outputs_stored is not None:
                 # The mark below may be committed before the sessions' transports next write
                 # (and store) their output: a kill in between would lose reports that are then
