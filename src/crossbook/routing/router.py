@@ -746,6 +746,8 @@ class SmartRouter:
         a STATUS (``reason="reconciled after reconnect"``) so the OMS sends the request again,
         answered as usual (a cancel ends it with its fills, a replace is done or refused); any
         other parent is acknowledged, gets that STATUS and its leaves are routed afresh."""
+        if not isinstance(order, VenueOrder):
+            raise TypeError(f"recover_parent takes a VenueOrder, got {type(order).__name__}")
         if pending not in ("", "cancel", "replace"):
             raise ValueError(f"pending must be '', 'cancel' or 'replace', got {pending!r}")
         if isinstance(cum_value, bool) or not isinstance(cum_value, int) or cum_value < 0:

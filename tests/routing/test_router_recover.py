@@ -1,0 +1,234 @@
+"""SmartRouter.recover_parent: after an OMS restart, a parent whose children from the previous
+run may be live at a venue process is settled before it routes again: children found in the
+audit trail, their real state learned from the venue's reconciliation, live ones cancelled,
+fills counted and reported (CumQty / AvgPx exact), then what the OMS had in flight finished.
+
+The venue here is an in-process venue counted as a venue process (``outlives_process``): the
+test keeps the object across the "restart" and plays the reconciliation FixVenue does at logon
+(the resend, the catch-up TRADE, the STATUS "reconciled after reconnect") through the venue's
+event tap, so every step is deterministic. tests/e2e/test_router_restart.py runs the same
+situations with a real server killed and a real venue process over FIX.
+"""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from crossbook.app.server import SystemClock
+from crossbook.core import OrdType, Reason, Side, Status, TimeInForce
+from crossbook.model.instruments import DEFAULT_INSTRUMENTS, InstrumentMaster
+from crossbook.routing import router as router_module
+from crossbook.routing.audit import MemoryAuditLog
+from crossbook.routing.fix_venue import RECONCILED
+from crossbook.routing.router import SmartRouter
+from crossbook.routing.venue import VenueEvent, VenueEventKind as K, VenueOrder
+from crossbook.venues import InProcessVenue
+
+MASTER = InstrumentMaster.from_config(DEFAULT_INSTRUMENTS)
+AAPL = MASTER.by_symbol("AAPL")
+
+
+class ProcessVenue(InProcessVenue):
+    """Stands for a venue process: it outlives the router, is told about the children a restarted
+    router takes back (``restore_order``), and records the cancels sent to it (the test answers)."""
+
+    outlives_process = True
+
+    def __init__(self, *args, drop_new: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.restored: list[tuple] = []
+        self.cancels: list[tuple[str, str]] = []
+        self.drop_new = drop_new     # orders "never leave" (the process died before the send)
+
+    def new_order(self, order: VenueOrder) -> None:
+        if not self.drop_new:
+            super().new_order(order)
+
+    def restore_order(self, order: VenueOrder, cum_qty: int = 0, venue_order_id: str = "", acked: bool = True,
+                      notional: int = 0) -> None:
+        self.restored.append((order.venue_cl_ord_id, order.qty, cum_qty, notional, acked))
+
+    def cancel_order(self, venue_cl_ord_id: str, cancel_cl_ord_id: str) -> None:
+        self.cancels.append((venue_cl_ord_id, cancel_cl_ord_id))
+
+
+def _ev(kind, cl, **kw) -> VenueEvent:
+    return VenueEvent(kind, "VENUE-A", cl, kw.pop("venue_order_id", "V1"), **kw)
+
+
+async def _first_run(venue: ProcessVenue, audit: MemoryAuditLog, fill: tuple[int, int] | None) -> tuple[str, list]:
+    """Router 1 routes the parent O1.1 (buy 100 at 23000, direct) to ``venue``; the child is
+    acknowledged, then fills ``fill`` = (qty, price) if given. Router 1 then dies with its
+    process. Returns the child's id and router 1's upstream events."""
+    r1 = SmartRouter("SOR", [venue], "direct", audit=audit, watch_s=0.01)
+    up: list = []
+    r1.set_event_sink(up.append)
+    await r1.start()
+    r1.new_order(VenueOrder("O1.1", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 100, 23000))
+    await asyncio.sleep(0.01)
+    child = r1.children_of("O1.1")[0]["id"]
+    if fill is not None:
+        router_module._tap_for(venue)(_ev(K.TRADE, child, last_qty=fill[0], last_px=fill[1], leaves_qty=100 - fill[0],
+                                          cum_qty=fill[0], exec_id="e1", ord_status=int(Status.PARTIALLY_FILLED)))
+        await asyncio.sleep(0)
+    await r1.stop()
+    router_module._tap_for(venue).routers.remove(r1)
+    return child, up
+
+
+def _second_router(venue, audit) -> tuple[SmartRouter, list]:
+    r2 = SmartRouter("SOR", [venue], "direct", audit=audit, watch_s=0.01)
+    events: list = []
+    r2.set_event_sink(events.append)
+    return r2, events
+
+
+def _mine(events, kind=None):
+    return [e for e in events if e.venue == "SOR" and (kind is None or e.kind == kind)]
+
+
+PARENT = VenueOrder("O1.1", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 100, 23000)
+
+
+def test_a_pending_cancel_settles_the_child_reports_the_missed_fills_exactly_then_cancels():
+    async def main():
+        a = ProcessVenue("VENUE-A", MASTER, SystemClock())
+        await a.start()
+        audit = MemoryAuditLog()
+        child, up1 = await _first_run(a, audit, (30, 22990))
+        assert [(e.kind, e.cum_qty) for e in _mine(up1)] == [(K.NEW, 0), (K.TRADE, 30)]
+
+        r2, events = _second_router(a, audit)
+        # The OMS has 30 filled (30 x 22990) and a cancel in flight.
+        assert r2.recover_parent(PARENT, 30, ["O1.1"], cum_value=30 * 22990, acknowledged=True, pending="cancel")
+        # The child is taken back from what the trail knows (30 filled, its value), to be asked.
+        assert a.restored == [(child, 100, 30, 30 * 22990, True)]
+        await r2.start()
+        tap = router_module._tap_for(a)
+        # The venue's resend (7 more) and its reconciliation (a catch-up of 6, then the status):
+        # the child is live there, 57 left.
+        tap(_ev(K.TRADE, child, last_qty=7, last_px=22995, leaves_qty=63, cum_qty=37, exec_id="e2"))
+        tap(_ev(K.TRADE, child, last_qty=7, last_px=22995, leaves_qty=63, cum_qty=37, exec_id="e2b"))  # again
+        tap(_ev(K.TRADE, child, last_qty=6, last_px=22997, leaves_qty=57, cum_qty=43, exec_id="V1-RECON-43"))
+        assert not _mine(events)                     # nothing goes up before the child is settled
+        tap(_ev(K.STATUS, child, leaves_qty=57, cum_qty=43, reason=RECONCILED,
+                ord_status=int(Status.PARTIALLY_FILLED)))
+        assert [c for c, _ in a.cancels] == [child]    # live: cancelled
+        tap(_ev(K.CANCELED, a.cancels[0][1], cum_qty=43, orig_venue_cl_ord_id=child,
+                ord_status=int(Status.CANCELLED), reason_code=int(Reason.USER_CANCEL)))
+        await asyncio.sleep(0.01)
+        # 13 more filled, worth 7 x 22995 + 6 x 22997: reported as 1 at 22995 and 12 at 22996
+        # (same total, whole ticks), then the STATUS after which the OMS sends its cancel again.
+        got = [(e.kind, e.last_qty, e.last_px, e.cum_qty, e.leaves_qty) for e in _mine(events)]
+        assert got == [(K.TRADE, 1, 22995, 31, 69), (K.TRADE, 12, 22996, 43, 57), (K.STATUS, 0, 0, 43, 57)]
+        assert _mine(events, K.STATUS)[0].reason == RECONCILED
+        assert sum(e.last_qty * e.last_px for e in _mine(events, K.TRADE)) == 7 * 22995 + 6 * 22997
+        assert len({e.exec_id for e in _mine(events, K.TRADE)}) == 2
+        r2.cancel_order("O1.1", "O1.1.c")
+        await asyncio.sleep(0.01)
+        end = _mine(events)[-1]
+        assert (end.kind, end.venue_cl_ord_id, end.cum_qty, end.leaves_qty) == (K.CANCELED, "O1.1.c", 43, 0)
+        assert r2.children_sent == 0                 # never routed again
+        events_rows = [r["event"] for r in r2.audit("O1.1")]
+        assert "parent_restored" in events_rows and "parent_settled" in events_rows
+        await r2.stop()
+        await a.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_a_parent_the_trail_cannot_rebuild_is_settled_then_routed_again_for_its_leaves():
+    async def main():
+        a = ProcessVenue("VENUE-A", MASTER, SystemClock())
+        await a.start()
+        audit = MemoryAuditLog()
+        child, _ = await _first_run(a, audit, (30, 22990))
+        # The crash lost the trail's fill row (not written ahead): the trail says 0 filled, the
+        # OMS 30: the parent cannot be rebuilt exactly.
+        audit.rows = [r for r in audit.rows if r[4] != "child_trade"]
+        r2, events = _second_router(a, audit)
+        assert r2.recover_parent(PARENT, 30, ["O1.1"], cum_value=30 * 22990, acknowledged=True)
+        assert a.restored == [(child, 100, 0, 0, True)]
+        await r2.start()
+        tap = router_module._tap_for(a)
+        tap(_ev(K.TRADE, child, last_qty=30, last_px=22990, leaves_qty=70, cum_qty=30, exec_id="V1-RECON-30"))
+        tap(_ev(K.STATUS, child, leaves_qty=70, cum_qty=30, reason=RECONCILED, ord_status=int(Status.PARTIALLY_FILLED)))
+        assert r2.children_sent == 0                 # not before the old child is done
+        tap(_ev(K.CANCELED, a.cancels[0][1], cum_qty=30, orig_venue_cl_ord_id=child,
+                ord_status=int(Status.CANCELLED), reason_code=int(Reason.USER_CANCEL)))
+        await asyncio.sleep(0.01)
+        # Nothing unreported (the venue's 30 are the OMS's 30); then its 70 are routed afresh.
+        assert [(e.kind, e.cum_qty) for e in _mine(events)] == [(K.STATUS, 30)]
+        kids = r2.children_of("O1.1")
+        assert [(k["id"] == child, k["qty"], k["done"]) for k in kids] == [(True, 100, True), (False, 70, False)]
+        assert [r["event"] for r in r2.audit("O1.1")][-3:] == ["decision", "child_sent", "child_new"]
+        assert a.top_of_book(AAPL)[:2] == (23000, 170)   # the old child (the book's copy) + the new 70
+        await r2.stop()
+        await a.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
+@pytest.mark.parametrize("acknowledged", [False, True])
+def test_a_child_that_never_left_ends_the_order_rejected_or_canceled_with_the_reason(acknowledged):
+    async def main():
+        a = ProcessVenue("VENUE-A", MASTER, SystemClock(), drop_new=True)
+        await a.start()
+        audit = MemoryAuditLog()
+        child, up1 = await _first_run(a, audit, None)
+        assert _mine(up1) == []                      # written ahead, never sent: nothing heard
+        r2, events = _second_router(a, audit)
+        assert r2.recover_parent(PARENT, 0, ["O1.1"], acknowledged=acknowledged)
+        await r2.start()
+        tap = router_module._tap_for(a)
+        tap(_ev(K.REJECTED, child, venue_order_id="", reason="order lost: VENUE-A never received it (disconnected)",
+                reason_code=int(Reason.UNKNOWN_ORDER), ord_status=int(Status.REJECTED)))
+        tap(_ev(K.STATUS, child, venue_order_id="", reason=RECONCILED, reason_code=int(Reason.UNKNOWN_ORDER),
+                ord_status=int(Status.REJECTED)))
+        await asyncio.sleep(0.01)
+        got = _mine(events)
+        assert [e.kind for e in got] == [K.CANCELED if acknowledged else K.REJECTED]
+        assert "restarted" in got[0].reason and "never received" in got[0].reason, got[0].reason
+        assert got[0].reason_code == int(Reason.UNKNOWN_ORDER)
+        assert r2.children_sent == 0
+        await r2.stop()
+        await a.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_nothing_to_settle_is_left_to_the_oms_and_bad_arguments_are_refused():
+    async def main():
+        a = ProcessVenue("VENUE-A", MASTER, SystemClock())
+        b = InProcessVenue("VENUE-B", MASTER, SystemClock())
+        await a.start()
+        await b.start()
+        audit = MemoryAuditLog()
+        r1 = SmartRouter("SOR", [b, a], "best_price", audit=audit, watch_s=0.01)
+        r1.set_event_sink(lambda ev: None)
+        await r1.start()
+        r1.new_order(VenueOrder("O2.1", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 10, 23000))
+        await asyncio.sleep(0.01)
+        assert r1.children_of("O2.1")[0]["venue"] == "VENUE-B"
+        await r1.stop()
+        r2 = SmartRouter("SOR", [b, a], "best_price", audit=audit, watch_s=0.01)
+        r2.set_event_sink(lambda ev: None)
+        order = VenueOrder("O2.1", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 10, 23000)
+        # Its only child was at an in-process venue (its book died): routed again by the OMS.
+        assert not r2.recover_parent(order, 0, ["O2.1"])
+        # Unknown to the trail: nothing of it ever left.
+        assert not r2.recover_parent(VenueOrder("O3.1", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 10, 1), 0)
+        with pytest.raises(ValueError, match="pending"):
+            r2.recover_parent(order, 0, pending="amend")
+        with pytest.raises(ValueError, match="cum_value"):
+            r2.recover_parent(order, 0, cum_value=-1)
+        with pytest.raises(ValueError, match="cum_qty"):
+            r2.recover_parent(order, 10)
+        with pytest.raises(TypeError, match="VenueOrder"):
+            r2.recover_parent("O2.1", 0)
+        assert r2.children_sent == 0 and a.restored == []
+        await a.stop()
+        await b.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
