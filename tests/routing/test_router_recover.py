@@ -232,3 +232,35 @@ def test_nothing_to_settle_is_left_to_the_oms_and_bad_arguments_are_refused():
         await b.stop()
 
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_a_cancel_arriving_while_the_parent_is_settled_is_answered_after_and_nothing_is_routed():
+    async def main():
+        a = ProcessVenue("VENUE-A", MASTER, SystemClock())
+        await a.start()
+        audit = MemoryAuditLog()
+        child, _ = await _first_run(a, audit, (30, 22990))
+        audit.rows = [r for r in audit.rows if r[4] != "child_trade"]
+        r2, events = _second_router(a, audit)
+        # The trail lost the fill the OMS has: the parent is settled, not adopted.
+        assert r2.recover_parent(PARENT, 30, ["O1.1"], cum_value=30 * 22990, acknowledged=True)
+        await r2.start()
+        r2.cancel_order("O1.1", "O1.1.c")            # the client's cancel, while the child is asked
+        assert _mine(events) == []
+        tap = router_module._tap_for(a)
+        tap(_ev(K.TRADE, child, last_qty=30, last_px=22990, leaves_qty=70, cum_qty=30, exec_id="V1-RECON-30"))
+        tap(_ev(K.STATUS, child, leaves_qty=70, cum_qty=30, reason=RECONCILED, ord_status=int(Status.PARTIALLY_FILLED)))
+        tap(_ev(K.CANCELED, a.cancels[0][1], cum_qty=30, orig_venue_cl_ord_id=child, ord_status=int(Status.CANCELLED),
+                reason_code=int(Reason.USER_CANCEL)))
+        await asyncio.sleep(0.01)
+        # Settled: the STATUS on which the OMS sends its cancel again; nothing routed meanwhile
+        # (without the cancel, its 70 would be routed afresh here).
+        assert [e.kind for e in _mine(events)] == [K.STATUS] and r2.children_sent == 0
+        r2.cancel_order("O1.1", "O1.1.c")
+        await asyncio.sleep(0.01)
+        end = _mine(events)[-1]
+        assert (end.kind, end.venue_cl_ord_id, end.cum_qty) == (K.CANCELED, "O1.1.c", 30)
+        await r2.stop()
+        await a.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 30))

@@ -560,6 +560,8 @@ class SmartRouter:
                                                       VenueReason.VENUE_DOWN, f"venue down: {self.name} is not started"))
         if not isinstance(cancel_cl_ord_id, str) or not cancel_cl_ord_id:
             raise ValueError(f"cancel_cl_ord_id must be a non-empty string, got {cancel_cl_ord_id!r}")
+        if parent is not None and parent.recovery is not None:
+            return self._defer(parent, "cancel", cancel_cl_ord_id)
         problem = self._amend_problem(parent, venue_cl_ord_id, cancel_cl_ord_id, "cancel")
         if problem:
             return self._outbox.push(self._req_reject(kind, cancel_cl_ord_id, venue_cl_ord_id, parent, *problem))
@@ -583,6 +585,8 @@ class SmartRouter:
             raise ValueError(f"new_venue_cl_ord_id must be a non-empty string, got {new!r}")
         if isinstance(qty, bool) or not isinstance(qty, int) or isinstance(price, bool) or not isinstance(price, int):
             raise TypeError(f"qty and price must be ints (units, ticks), got {qty!r}, {price!r}")
+        if parent is not None and parent.recovery is not None:
+            return self._defer(parent, "replace", new)
         problem = self._amend_problem(parent, venue_cl_ord_id, new, "replace")
         if problem:
             return self._outbox.push(self._req_reject(kind, new, venue_cl_ord_id, parent, *problem))
@@ -998,6 +1002,18 @@ class SmartRouter:
                         else:
                             self._recovery_give_up(child)
         self._recovery_progress(parent)
+
+    def _defer(self, parent: _Parent, kind: str, request: str) -> None:
+        """A cancel or replace for a parent still being settled: not acted on now (its children
+        of the previous run are being cancelled anyway). The parent is then treated as having
+        that request in flight: once settled it is not routed again, and its STATUS ("reconciled
+        after reconnect") is when the OMS, which holds the order until then, sends the request
+        again, answered as usual."""
+        rec = parent.recovery
+        if rec.pending != "cancel":
+            rec.pending = kind
+        self._record(parent, f"parent_{kind}_requested", detail={"request": request,
+                                                                 "deferred": "until the parent is settled"})
 
     def _cancel_recovering(self, child: _Child) -> None:
         rid = f"{child.id}.c{len(child.requests) + 1}"
