@@ -444,3 +444,89 @@ def test_session_counts_journaled_messages_lazily_and_everything_else_at_once(tm
     session.on_disconnected()
     assert on_disk() == 8
     store.close()
+
+
+def _frame(seq: int, text: bytes = b"x") -> bytes:
+    from crossbook.fix.messages import encode
+    return encode(b"FIX.4.4", b"8", [(34, seq), (49, b"S"), (52, b"20240101-00:00:00"), (56, b"T")], [(58, text)])
+
+
+def test_framed_messages_are_indexed_lazily_and_recovered_from_the_body(tmp_path, monkeypatch):
+    """``store_sent`` of FIX frames: ``write_pending`` writes the body only (one pwrite per flush);
+    the index records follow with ``write_deferred`` / ``flush`` / ``close``, a ``set()``, or
+    LAZY_INDEX_RECORDS held back. A store opened before they were written (a kill) indexes the
+    frames from the body; bytes that are not a frame still get their record at once."""
+    import crossbook.fix.store as store_module
+
+    s = FileStore(str(tmp_path), "z", now=1.0, batch=True)
+    calls: list[int] = []
+    real_pwrite = os.pwrite
+
+    def counting_pwrite(fd, data, offset):
+        calls.append(fd)
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", counting_pwrite)
+    for seq in (1, 2, 3):
+        s.store_sent(seq, _frame(seq))
+        s.write_pending()
+    assert calls == [s._body_fd] * 3
+    assert os.path.getsize(tmp_path / "z.index") == 0
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
+    # What a kill now leaves: the reopened store finds all three in the body, and indexes them.
+    killed = FileStore(str(tmp_path), "z", now=1.0)
+    assert killed.get(1, 9) == [(q, _frame(q)) for q in (1, 2, 3)] and killed.get_next_sender_seq() == 4
+    killed.close()
+    assert os.path.getsize(tmp_path / "z.index") == 3 * 24
+    monkeypatch.setattr(os, "pwrite", counting_pwrite)
+    calls.clear()
+    s.store_sent(4, _frame(4))
+    s.write_deferred()
+    assert calls == [s._body_fd, s._index_fd]
+    calls.clear()
+    s.store_sent(5, b"not a frame")       # recovery could not index it from the body
+    s.write_pending()
+    assert calls == [s._body_fd, s._index_fd]
+    calls.clear()
+    s.store_sent(6, _frame(6))
+    s.set(7, _frame(7))                   # set(): written with its record, and those before it
+    s.incr_next_sender_seq()
+    s.write_pending()
+    assert calls == [s._body_fd, s._index_fd]
+    calls.clear()
+    monkeypatch.setattr(store_module, "LAZY_INDEX_RECORDS", 3)
+    for seq in (8, 9, 10):
+        s.store_sent(seq, _frame(seq))
+        s.write_pending()
+    assert calls == [s._body_fd, s._body_fd, s._body_fd, s._index_fd]
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
+    s.store_sent(11, _frame(11))
+    s.close()
+    reopened = FileStore(str(tmp_path), "z", now=1.0)
+    expected = [(q, _frame(q)) for q in range(1, 12)]
+    expected[4] = (5, b"not a frame")
+    assert reopened.get(1, 20) == expected and reopened.get_next_sender_seq() == 12
+    reopened.close()
+    assert os.path.getsize(tmp_path / "z.index") == 11 * 24
+
+
+@pytest.mark.parametrize("tail", [b"8=FIX.4.4\x019=", b"junk", b"8=FIX.4.4\x019=5\x0135=0\x0110=000\x01"])
+def test_recovery_indexes_whole_frames_and_truncates_a_torn_tail(tmp_path, tail):
+    """After the last indexed message: whole frames are indexed; a torn frame, junk, or a frame
+    without a MsgSeqNum (the last case) ends the scan and is cut off."""
+    s = FileStore(str(tmp_path), "t", now=1.0, batch=True)
+    s.set(1, b"indexed")
+    s.incr_next_sender_seq()
+    for seq in (2, 3):
+        s.store_sent(seq, _frame(seq, b"y" * seq))
+    s.write_pending()
+    with open(tmp_path / "t.body", "ab") as f:
+        f.write(tail + _frame(4))
+    for fd in (s._body_fd, s._index_fd, s._seq_fd):   # abandoned as by a kill: nothing more written
+        os.close(fd)
+    s._body_fd = s._index_fd = s._seq_fd = -1
+    reopened = FileStore(str(tmp_path), "t", now=1.0)
+    assert reopened.get(1, 9) == [(1, b"indexed"), (2, _frame(2, b"yy")), (3, _frame(3, b"yyy"))]
+    assert reopened.get_next_sender_seq() == 4
+    reopened.close()
+    assert os.path.getsize(tmp_path / "t.body") == len(b"indexed") + len(_frame(2, b"yy")) + len(_frame(3, b"yyy"))

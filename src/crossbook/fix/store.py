@@ -39,10 +39,19 @@ few times a second), ``refresh``, ``flush`` and ``close``, not at every read. Th
 ``pwrite`` per read on the order path; after a kill the line may trail the journal by those
 messages, and the restart moves it forward to the journal's mark (``Server._rewind_inbound``).
 
+Index records written lazily (batch, and not ``fsync``): a message the session stores with
+``store_sent`` is a whole FIX frame carrying its own MsgSeqNum, so its index record is
+implied by the body and ``write_pending`` writes only the body for it (one ``pwrite`` per
+flush instead of two); the records follow with the next write that needs the index (a
+``set()``, :data:`LAZY_INDEX_RECORDS` held back, ``write_deferred``, ``refresh``, ``flush``,
+``close``).
+
 Recovery on open: index records pointing past the end of ``.body`` (a torn append)
-are dropped and both files truncated to the last whole record; the next sender
-sequence number is at least one past the highest stored message, because a message
-is stored before the sequence number is advanced.
+are dropped and both files truncated to the last whole record; then the body after the
+last indexed message is read back frame by frame (BodyLength, CheckSum and MsgSeqNum
+checked) and indexed, up to the first bytes that are not a whole frame (a torn append),
+where the body is truncated. The next sender sequence number is at least one past the
+highest stored message, because a message is stored before the sequence number is advanced.
 """
 from __future__ import annotations
 
@@ -52,8 +61,14 @@ import struct
 from abc import ABC, abstractmethod
 from typing import Callable
 
+from crossbook.fix._codec import find_frame as _find_frame, split_message as _split_message
+
 _INDEX = struct.Struct("<QQQ")
 _SEQ_LINE = 42  # "%020d %020d\n" is 20 + 1 + 20 + 1 bytes
+#: Index records of framed messages (``store_sent``) a batching store may hold back: bounds the
+#: body tail that recovery reads back (see the module docstring).
+LAZY_INDEX_RECORDS = 256
+_FRAME_COMPLETE = 0  # codec.FrameStatus.COMPLETE
 
 
 class MessageStore(ABC):
@@ -201,6 +216,9 @@ class FileStore(MessageStore):
         # The target number moved past messages the application journals itself (batch): the
         # line waits for a write that happens anyway, or for write_deferred() (see the docstring).
         self._target_deferred = False
+        # A pending index record that must be written at the next write_pending (a set() of
+        # bytes recovery could not index from the body); store_sent's framed ones may wait.
+        self._index_required = False
         # The sender number moved only past stored messages since the line was written (batch).
         self._sender_implied = False
         self._last_set = 0      # seq of the last set(): an incr right after it is implied by the index
@@ -246,6 +264,14 @@ class FileStore(MessageStore):
             body_end = max(body_end, offset + length)
         if good != len(index):
             os.ftruncate(self._index_fd, good)
+        if body_end < body_size:
+            # Framed messages whose index records were held back (store_sent): index them now.
+            tail = os.pread(self._body_fd, body_size - body_end, body_end)
+            records, used = _index_frames(tail, body_end, offsets)
+            if records:
+                _write_all(self._index_fd, records, good)
+                good += len(records)
+            body_end += used
         if body_end != body_size:
             os.ftruncate(self._body_fd, body_end)
         self._offsets = offsets
@@ -280,6 +306,7 @@ class FileStore(MessageStore):
             self._last_set = seq
             if seq > self._max_stored:
                 self._max_stored = seq
+            self._index_required = True
             return
         _write_all(self._body_fd, raw, offset)
         self._body_size += len(raw)
@@ -339,6 +366,8 @@ class FileStore(MessageStore):
         self._offsets[seq] = (offset, length)
         if seq > self._max_stored:
             self._max_stored = seq
+        if raw[:2] != b"8=":
+            self._index_required = True   # not a FIX frame: recovery could not index it
         self._sender = sender = self._sender + 1
         if seq == sender - 1:
             self._sender_implied = True   # the index records it (see write_pending)
@@ -397,31 +426,39 @@ class FileStore(MessageStore):
         self._load()
 
     def write_pending(self) -> None:
+        self._write_pending(False)
+
+    def _write_pending(self, with_index: bool) -> None:
         if self._pending_body:
             body = b"".join(self._pending_body)
-            index = b"".join(self._pending_index)
             body_at = self._body_size - len(body)
-            index_at = self._index_size - len(index)
             self._pending_body.clear()
-            self._pending_index.clear()
             # Body before index: a kill between the two leaves index records that recovery
             # drops as torn, never an index entry pointing at bytes that are not there.
             _write_all(self._body_fd, body, body_at)
-            _write_all(self._index_fd, index, index_at)
             if self.fsync:
                 os.fsync(self._body_fd)
+        pending_index = self._pending_index
+        if pending_index and (with_index or self._index_required or self.fsync
+                              or len(pending_index) >= LAZY_INDEX_RECORDS):
+            index = b"".join(pending_index)
+            pending_index.clear()
+            self._index_required = False
+            _write_all(self._index_fd, index, self._index_size - len(index))
+            if self.fsync:
                 os.fsync(self._index_fd)
+        # else: framed messages only, indexed from the body by recovery (module docstring).
         if self._seq_dirty or (self._sender_implied and self._sender != self._max_stored + 1):
             self._write_seqnums()   # (with the target number, deferred or not)
         # else: at most the sender number moved, to one past the highest stored message, which
-        # is what recovery computes from the index just written: the line would say nothing new;
+        # is what recovery computes from the index and body just written: the line would say nothing new;
         # and the target number, if it moved, is in the application's journal (deferred).
         self._seq_dirty = self._sender_implied = False
 
     def write_deferred(self) -> None:
         if self._target_deferred:
             self._seq_dirty = True
-        self.write_pending()
+        self._write_pending(True)
 
     def _check_open(self) -> None:
         # Checked here and not left to the write: a batching store writes later, where the
@@ -432,7 +469,7 @@ class FileStore(MessageStore):
     def _drop_pending(self) -> None:
         self._pending_body.clear()
         self._pending_index.clear()
-        self._seq_dirty = self._sender_implied = self._target_deferred = False
+        self._seq_dirty = self._sender_implied = self._target_deferred = self._index_required = False
         self._last_set = 0
 
     def flush(self) -> None:
@@ -466,6 +503,28 @@ class FileStore(MessageStore):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self._session_path)
+
+
+def _index_frames(tail: bytes, base: int, offsets: dict[int, tuple[int, int]]) -> tuple[bytes, int]:
+    """Index records for the whole FIX frames at the start of ``tail`` (the body from offset
+    ``base`` on), added to ``offsets``; and how many bytes they cover. Stops at the first bytes
+    that are not a whole frame with a valid CheckSum and a positive MsgSeqNum (a torn append)."""
+    records = []
+    pos = 0
+    size = len(tail)
+    while pos < size:
+        scan = _find_frame(tail, pos, size)
+        if scan.status != _FRAME_COMPLETE:
+            break
+        parts = _split_message(tail[pos:scan.end])
+        seq_text = parts[1].get(34, b"") if parts is not None else b""
+        if not seq_text.isdigit() or len(seq_text) > 18 or int(seq_text) < 1:
+            break
+        seq, length = int(seq_text), scan.end - pos
+        offsets[seq] = (base + pos, length)
+        records.append(_INDEX.pack(seq, base + pos, length))
+        pos = scan.end
+    return b"".join(records), pos
 
 
 def _read_all(fd: int) -> bytes:
