@@ -264,3 +264,17 @@ def test_a_cancel_arriving_while_the_parent_is_settled_is_answered_after_and_not
         await a.stop()
 
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_a_router_reaching_a_venue_process_keeps_a_trail_by_default(tmp_path):
+    from crossbook.routing.router import RouterConfig, durable_audit_path
+    a = ProcessVenue("VENUE-A", MASTER, SystemClock())
+    b = InProcessVenue("VENUE-B", MASTER, SystemClock())
+    venues = {"VENUE-A": a, "VENUE-B": b}
+    best = RouterConfig.from_config({"name": "BEST", "policy": "best_price", "venues": ["VENUE-B", "VENUE-A"]})
+    local = RouterConfig.from_config({"name": "LOCAL", "policy": "direct", "venues": ["VENUE-B"]})
+    named = RouterConfig.from_config({"name": "SOR", "policy": "direct", "venues": ["VENUE-A"],
+                                      "audit_path": str(tmp_path / "mine.db")})
+    assert durable_audit_path(best, venues, str(tmp_path)) == str(tmp_path / "routing-audit.db")
+    assert durable_audit_path(local, venues, str(tmp_path)) == ""        # in-process only: in memory
+    assert durable_audit_path(named, venues, str(tmp_path)) == str(tmp_path / "mine.db")
