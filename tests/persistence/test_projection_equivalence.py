@@ -273,3 +273,19 @@ def test_scanner_arguments_are_checked():
         RecordScanner(("a", ""), ("c",), 0, frozenset(), orjson.loads)
     with pytest.raises(TypeError):
         RecordScanner(("a",), ("c",), 0, frozenset(), orjson.loads).scan("o{}")
+
+
+@pytest.mark.parametrize("offset", range(0, 18))
+def test_quotes_and_backslashes_at_every_offset_of_a_word(offset):
+    """The scanner looks at string bytes 8 at a time: an escaped quote, an escaped backslash, a
+    closing quote and non-ASCII text at each position within and across those 8-byte words still
+    end (or do not end) the string where JSON says."""
+    pad = "x" * offset
+    b = Batch()
+    for n, text in enumerate((pad + '"', pad + "\\", pad + '\\"', pad + "é\"\\", pad, pad + "\u0007")):
+        b.orders[f"O{n}"] = {"order_id": f"O{n}", "seq": n, "session": text, "account": pad + "A",
+                             "symbol": text + pad, "state": "new", "created_ns": n, "updated_ns": n,
+                             "text": text * 3}
+    payload = sq.encode_record(b)
+    assert sq._scan_record(payload) is not None
+    assert sq.decode_record(payload) == reference_decode(payload)

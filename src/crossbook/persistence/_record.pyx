@@ -28,19 +28,53 @@ cdef inline Py_ssize_t _skip_space(const unsigned char *p, Py_ssize_t i, Py_ssiz
     return i
 
 
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    /* The offset of the first '"' or '\\' in the 8 bytes at p, or 8 if there is none: a byte
+       equal to c makes (w ^ c*0x01..) hold a zero byte, found with the classic has-zero test,
+       which is exact for the lowest such byte (borrows only run upwards). Strings are most of
+       a record's bytes; this looks at them 8 at a time instead of one. */
+    static inline int cb_first_quote_or_backslash(const unsigned char *p) {
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && defined(__GNUC__)
+        uint64_t w, q, b, m;
+        memcpy(&w, p, 8);
+        q = w ^ 0x2222222222222222ULL;
+        b = w ^ 0x5c5c5c5c5c5c5c5cULL;
+        m = ((q - 0x0101010101010101ULL) & ~q) | ((b - 0x0101010101010101ULL) & ~b);
+        m &= 0x8080808080808080ULL;
+        return m ? (__builtin_ctzll(m) >> 3) : 8;
+    #else
+        int k;
+        for (k = 0; k < 8; k++) if (p[k] == 34 || p[k] == 92) return k;
+        return 8;
+    #endif
+    }
+    """
+    int cb_first_quote_or_backslash(const unsigned char *p) noexcept nogil
+
+
 cdef Py_ssize_t _string_end(const unsigned char *p, Py_ssize_t i, Py_ssize_t n, bint *escaped) noexcept nogil:
     """``p[i]`` is an opening quote: the index just past the closing one (-1 if none);
     ``escaped`` is set when the string holds a backslash escape."""
+    cdef int k
     i += 1
-    while i < n:
+    while True:
+        while i + 8 <= n:
+            k = cb_first_quote_or_backslash(p + i)
+            i += k
+            if k < 8:
+                break
+        if i >= n:
+            return -1
         if p[i] == 34:          # '"'
             return i + 1
         if p[i] == 92:          # '\\': the next byte is escaped, whatever it is
             escaped[0] = True
             i += 2
             continue
-        i += 1
-    return -1
+        i += 1                  # fewer than 8 bytes were left: one at a time
 
 
 cdef Py_ssize_t _value_end(const unsigned char *p, Py_ssize_t i, Py_ssize_t n, bint *spaced) noexcept nogil:
