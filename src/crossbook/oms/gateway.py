@@ -152,7 +152,10 @@ class FixGateway(Application):
         if key not in self.directory.sessions:
             raise BusinessReject(4, "session is not configured for order entry")  # 4: application not available
         try:
-            self._dispatch(key, session, message)
+            if message._first.get(35) == b"D":  # the order path, without the _dispatch hop
+                self.on_new_order_single(key, session.settings.begin_string, message)
+            else:
+                self._dispatch(key, session, message)
         except (BusinessReject, UnsupportedMessageType):
             raise
         except Exception as exc:  # a bug must cost one message, answered, not the session
