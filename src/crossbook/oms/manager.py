@@ -388,7 +388,25 @@ class OrderManager:
         self._batch.risk_usage[acc_index] = None  # type: ignore[assignment]  # filled at flush
         self._open[order_id] = order
         self._execution(order, _EX_PENDING_NEW)
-        self._send_to_venue(order, inst, venue, acc)
+        # self._send_to_venue(order, inst, venue, acc) written out with the command's values (the
+        # order's first venue ClOrdID, its whole quantity): once per order, no reads back from it.
+        order.venue_seq = 1
+        vid = order.venue_cl_ord_id = f"{order_id}.1"
+        ids = self._by_venue_id.get(venue_name)
+        if ids is None:
+            ids = self._by_venue_id[venue_name] = {}
+        ids[vid] = order
+        venue_order = VenueOrder(vid, inst, _SIDES[side], _ORD_TYPES[ord_type], _TIFS[tif], qty, price, stop_px,
+                                 display_qty, post_only, expire_time, acc_index + 1, acc.stp)
+        known = self._write_ahead.get(venue_name)
+        if known is None or known[0] is not venue:
+            known = self._write_ahead[venue_name] = (venue, outlives_oms(venue))
+        if known[1]:
+            self._send_when_durable(venue.new_order, (venue_order,))
+        else:
+            venue.new_order(venue_order)
+            if not self._flush_scheduled:
+                self._schedule_flush()
         return order
 
     def _send_to_venue(self, order: Order, inst: Instrument, venue: Venue, acc: Any = None) -> None:
