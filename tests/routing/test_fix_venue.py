@@ -511,3 +511,31 @@ def test_resend_after_a_gap_at_logon_replays_this_connections_status_and_market_
             with pytest.raises(DoNotSend):                     # an earlier connection's: gap-filled
                 fv.to_app(s, mt, body)
     run(main())
+
+
+def test_restore_order_with_known_fills_prices_the_catch_up_for_an_exact_avg_px(tmp_path, venue_proc):
+    """A router taking back a child after an OMS restart knows part of its fills (its audit
+    trail): ``restore_order(cum_qty=, notional=)``. The reconciliation's TRADE for the rest is
+    priced from the venue's AvgPx minus that value (before: as if the known fills were worth 0,
+    here 46400 instead of 23200)."""
+    vp = venue_proc(venue_config(tmp_path))
+
+    async def main():
+        async with Recorder(vp.port, tmp_path) as r:
+            resting = r.order(Side.SELL, 50, 23200)
+            oid = (await r.wait_event(resting, K.NEW))[0].venue_order_id
+            taker = r.order(Side.BUY, 20, 23200, cl="T1")
+            await r.wait_event(taker, K.TRADE)
+            await r.wait_event(resting, K.TRADE)
+        r3 = Recorder(vp.port, tmp_path / "fresh")
+        r3.venue = FixVenue("VENUE-A", MASTER, host="127.0.0.1", port=vp.port, sender_comp_id="CROSSBOOK",
+                            target_comp_id="VENUE-A", reset_on_logon=True, md_depth=0)
+        r3.venue.set_event_sink(r3.events.append)
+        r3.venue.restore_order(VenueOrder(resting, AAPL, Side.SELL, OrdType.LIMIT, TimeInForce.DAY, 50, 23200),
+                               cum_qty=10, venue_order_id=oid, notional=10 * 23200)
+        async with r3:
+            tr = (await r3.wait_event(resting, K.TRADE))[0]
+            assert (tr.last_qty, tr.last_px, tr.cum_qty, tr.leaves_qty) == (10, 23200, 20, 30)
+            st = (await r3.wait_event(resting, K.STATUS))[0]
+            assert (st.reason, st.cum_qty) == (RECONCILED, 20)
+    run(main())

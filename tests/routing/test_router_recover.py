@@ -278,3 +278,27 @@ def test_a_router_reaching_a_venue_process_keeps_a_trail_by_default(tmp_path):
     assert durable_audit_path(best, venues, str(tmp_path)) == str(tmp_path / "routing-audit.db")
     assert durable_audit_path(local, venues, str(tmp_path)) == ""        # in-process only: in memory
     assert durable_audit_path(named, venues, str(tmp_path)) == str(tmp_path / "mine.db")
+
+
+def test_a_parent_the_trail_rebuilds_exactly_is_adopted_with_the_value_of_its_fills():
+    async def main():
+        a = ProcessVenue("VENUE-A", MASTER, SystemClock())
+        await a.start()
+        audit = MemoryAuditLog()
+        child, _ = await _first_run(a, audit, (30, 22990))
+        r2, events = _second_router(a, audit)
+        assert r2.recover_parent(PARENT, 30, ["O1.1"], cum_value=30 * 22990, acknowledged=True)
+        # Adopted (not settled): the venue is told the fills it already reported and their value,
+        # so a catch-up for fills beyond them is priced for an exact AvgPx.
+        assert a.restored == [(child, 100, 30, 30 * 22990, True)]
+        await r2.start()
+        tap = router_module._tap_for(a)
+        tap(_ev(K.TRADE, child, last_qty=10, last_px=22980, leaves_qty=60, cum_qty=40, exec_id="V1-RECON-40"))
+        tap(_ev(K.STATUS, child, leaves_qty=60, cum_qty=40, reason=RECONCILED, ord_status=int(Status.PARTIALLY_FILLED)))
+        await asyncio.sleep(0.01)
+        assert [(e.kind, e.last_qty, e.last_px, e.cum_qty) for e in _mine(events)] == [(K.TRADE, 10, 22980, 40)]
+        assert a.cancels == [] and r2.children_sent == 0   # the child keeps working for it
+        await r2.stop()
+        await a.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 30))

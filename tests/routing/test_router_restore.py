@@ -28,10 +28,12 @@ class KeptVenue(InProcessVenue):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.restored: list[tuple] = []
+        self.notionals: list[int] = []
 
     def restore_order(self, order: VenueOrder, cum_qty: int = 0, venue_order_id: str = "",
-                      acked: bool = True) -> None:
+                      acked: bool = True, notional: int = 0) -> None:
         self.restored.append((order.venue_cl_ord_id, order.qty, order.price, order.tif, cum_qty, acked))
+        self.notionals.append(notional)
 
 
 async def wait(pred, what, timeout=5.0):

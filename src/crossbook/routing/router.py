@@ -715,13 +715,13 @@ class SmartRouter:
         found = self._parent_from_trail(order, cum_qty, ids)
         if found is None:
             return False
-        parent, rows, chain, children, seen_exec, _values = found
+        parent, rows, chain, children, seen_exec, values = found
         if not self._adoptable(children, order.qty - cum_qty):
             live = [c for c in children if not c.done]
             log.warning("router %s: parent %s not restored (children live: %s; leaves %d)",
                         self.name, parent.id, [(c.id, c.venue.name, c.leaves) for c in live], order.qty - cum_qty)
             return False
-        self._adopt(parent, rows, chain, children, seen_exec, cum_qty, acked=True)
+        self._adopt(parent, rows, chain, children, seen_exec, values, cum_qty, acked=True)
         return True
 
     def recover_parent(self, order: VenueOrder, cum_qty: int, ids: Iterable[str] = (), *, cum_value: int = 0,
@@ -771,7 +771,7 @@ class SmartRouter:
         if not at_risk and trail_cum <= cum_qty:
             return False     # nothing can be live, no fill is unreported: routed again as new
         if not pending and trail_cum == cum_qty and at_risk and self._adoptable(children, order.qty - cum_qty):
-            self._adopt(parent, rows, chain, children, seen_exec, cum_qty, acked=bool(acknowledged))
+            self._adopt(parent, rows, chain, children, seen_exec, values, cum_qty, acked=bool(acknowledged))
             if not parent.acked and any(c.acked for c in children):
                 # A venue acknowledged a child before the kill, the client did not hear it.
                 parent.acked = True
@@ -841,7 +841,7 @@ class SmartRouter:
             and sum(c.leaves for c in live) == leaves
 
     def _adopt(self, parent: _Parent, rows: list[dict], chain: list[str], children: list[_Child], seen_exec: list,
-               cum_qty: int, acked: bool) -> None:
+               values: dict[str, int], cum_qty: int, acked: bool) -> None:
         """Continue ``parent`` with its live children as the trail leaves them (restore_parent)."""
         order = parent.order
         live = [c for c in children if not c.done]
@@ -860,8 +860,10 @@ class SmartRouter:
         for c in live:
             for key in dict.fromkeys((c.id, c.cl)):
                 self._alias_child(key, c)
+            # With the value of its known fills, so that fills the venue reports beyond them
+            # (reconciliation's catch-up) are priced to make AvgPx exact.
             c.venue.restore_order(self._child_order(order, c), cum_qty=c.cum, venue_order_id=c.venue_order_id,
-                                  acked=c.acked)
+                                  acked=c.acked, notional=values.get(c.id, 0))
         self._record(parent, "parent_restored", qty=order.qty, price=order.price,
                      detail={"cum": cum_qty, "live_children": [c.id for c in live]})
 
