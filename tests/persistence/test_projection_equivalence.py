@@ -289,3 +289,27 @@ def test_quotes_and_backslashes_at_every_offset_of_a_word(offset):
     payload = sq.encode_record(b)
     assert sq._scan_record(payload) is not None
     assert sq.decode_record(payload) == reference_decode(payload)
+
+
+@pytest.mark.parametrize("number", [
+    # As orjson writes them (the only writer of 'o' records) ...
+    *(orjson.dumps(v).decode() for v in (0, 7, -7, 1795621688271268698, 2 ** 63 - 1, 2 ** 63, 10 ** 19 - 1,
+                                         2 ** 64 - 1, -(2 ** 63), -1e5, 1.5, 1e20, -0.0, True)),
+    # ... and text it never writes, which orjson refuses.
+    "00", "-01", "-",
+])
+def test_column_numbers_convert_as_orjson_reads_them(number):
+    """Integer columns are converted in C up to 19 digits: int where orjson gives int (up to
+    2**64 - 1, down to -2**63), anything else as orjson reads it, and what orjson refuses
+    (leading zeros, a bare minus) goes to the general path and fails there as it always did."""
+    payload = (b'o{"o":[{"order_id":"a","seq":' + number.encode() + b',"session":"s","account":"a",'
+               b'"symbol":"y","state":"new","created_ns":1,"updated_ns":2}],"x":[],"c":[],"m":{}}')
+    try:
+        want = reference_decode(payload)
+    except Exception as exc:  # noqa: BLE001 - the same exception type must come out of both
+        assert sq._scan_record(payload) is None
+        with pytest.raises(type(exc)):
+            sq.decode_record(payload)
+        return
+    got = sq.decode_record(payload)
+    assert got == want and type(got[0][0][1]) is type(want[0][0][1])

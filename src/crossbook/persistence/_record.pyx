@@ -12,6 +12,10 @@ once in C, slices each row's text out, and converts only the handful of values s
 own columns. Anything it does not expect (whitespace inside a row, a row that is not an object,
 a column missing, a top-level key other than the four) makes it return None, and the caller
 decodes the record the general way: same results, same errors.
+
+It trusts what the codec byte says: only orjson writes ``o`` records (``encode_record``,
+``encode_batch``; the CRC keeps them as written). Text orjson never writes inside a row (``-0``,
+``1e5``) would be stored as it stands, not as orjson would rewrite it.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from cpython.unicode cimport PyUnicode_DecodeUTF8
@@ -165,22 +169,35 @@ cdef class RecordScanner:
         """A column value exactly as orjson.loads would give it."""
         cdef bint escaped = False
         cdef Py_ssize_t i = start
-        cdef long long number = 0
+        cdef unsigned long long number = 0
+        cdef long long smallest
         cdef bint negative = False
         if p[start] == 34 and end - start >= 2:
             if _string_end(p, start, end, &escaped) == end and not escaped:
                 return PyUnicode_DecodeUTF8(<const char*>p + start + 1, end - start - 2, "strict")
-        elif end - start <= 18:
+        elif end - start <= 20:
             if p[i] == 45:   # '-'
                 negative = True
                 i += 1
-            if i < end and not (p[i] == 48 and end - i > 1):   # JSON forbids leading zeros
+            # Up to 19 digits fit an unsigned 64-bit word (nanosecond timestamps have 19).
+            # orjson reads integers up to 2**64 - 1 and down to -2**63 as int (beyond: float,
+            # left to it), and refuses leading zeros (left to it, to raise its error).
+            if 1 <= end - i <= 19 and not (p[i] == 48 and end - i > 1):
                 while i < end and 48 <= p[i] <= 57:
                     number = number * 10 + (p[i] - 48)
                     i += 1
-                if i == end and end > start + negative:
-                    return -number if negative else number
-        return self._loads(PyBytes_FromStringAndSize(<const char*>p + start, end - start))
+                if i == end:
+                    if not negative:
+                        return number
+                    if number < 9223372036854775808ULL:
+                        return -<long long>number
+                    if number == 9223372036854775808ULL:
+                        smallest = -9223372036854775807
+                        return smallest - 1
+        try:
+            return self._loads(PyBytes_FromStringAndSize(<const char*>p + start, end - start))
+        except ValueError:   # not a JSON value (orjson's error is a ValueError): the general path says so
+            return None
 
     cdef object _rows(self, const unsigned char *p, Py_ssize_t *at, Py_ssize_t n, _Keys *keys,
                       bint is_order):
