@@ -347,13 +347,14 @@ class OrderManager:
         (session, begin_string, cl_ord_id, _firm, account, instrument_index, side, ord_type, tif, qty, price,
          stop_px, display_qty, post_only, expire_time, ex_destination) = cmd
         inst = self.instruments.by_index(instrument_index)
-        if (session, cl_ord_id) in self._by_cl_ord_id:
+        cl_key = (session, cl_ord_id)   # one tuple for the check and the index entry
+        if cl_key in self._by_cl_ord_id:
             self._reject_duplicate(session, begin_string, cl_ord_id, account, inst.key, side)
             return None
         directory = self.directory
         sess = directory.sessions.get(session)
         order = self._make_order(session, begin_string, cl_ord_id, account, inst.key, inst.index, side, ord_type,
-                                 tif, qty, price, stop_px, display_qty, post_only, expire_time, sess)
+                                 tif, qty, price, stop_px, display_qty, post_only, expire_time, sess, cl_key)
         venue_name = ex_destination or inst.default_venue
         venue = self.venues.get(venue_name)
         if venue is None or venue_name not in inst.venues:
@@ -485,9 +486,10 @@ class OrderManager:
     def _make_order(self, session: str, begin_string: str, cl_ord_id: str, account: str, symbol: str,
                     instrument_index: int, side: int, ord_type: int, tif: int, qty: int, price: int,
                     stop_px: int = 0, display_qty: int = 0, post_only: bool = False, expire_time: int = 0,
-                    sess: Any = None) -> Order:
+                    sess: Any = None, cl_key: tuple[str, str] | None = None) -> Order:
         """A new PENDING_NEW order, indexed and dirty. ``sess``: the session's directory entry
-        when the caller has it (else looked up; an unknown session gives an empty firm)."""
+        when the caller has it (else looked up; an unknown session gives an empty firm);
+        ``cl_key``: ``(session, cl_ord_id)`` when the caller made it."""
         seq = self._order_seq = self._order_seq + 1
         now = self.clock.now_ns()
         if sess is None:
@@ -499,7 +501,7 @@ class OrderManager:
         self.orders[order_id] = order
         # The ClOrdID is stored with the order's row (its cl_ord_ids), from which a restart
         # rebuilds this index.
-        self._by_cl_ord_id[(session, cl_ord_id)] = order_id
+        self._by_cl_ord_id[cl_key or (session, cl_ord_id)] = order_id
         self._batch.orders[order_id] = order  # type: ignore[assignment]  # _dirty, inlined
         if not self._flush_scheduled:
             self._schedule_flush()
