@@ -91,6 +91,7 @@ def messages_of(reader: CodecFrameReader, parts):
         reader.feed(part)
         while (item := reader.next_message()) is not None:
             if isinstance(item, Message):
+                assert item._count in (-1, len(item.fields))   # (the list is made on first read)
                 assert item._first == Message(item.fields, item.raw)._first
                 out.append(("frame", item.raw, item.fields))
             elif out and out[-1][0] == "garbled":

@@ -127,6 +127,21 @@ def test_compiled_flat_pass_agrees_with_its_python_reference(dd, msg_type, edits
     assert _accepts_flat(fields, dd, opts) == _accepts_flat_reference(fields, dd, opts)
 
 
+@FUZZ
+@given(dd=st.sampled_from(DICTIONARIES), msg_type=st.sampled_from(sorted(BODIES)),
+       edits=st.lists(edit, max_size=4), opts=options)
+def test_flat_pass_on_the_lookup_dict_agrees_with_the_pass_on_the_list(dd, msg_type, edits, opts):
+    """``accepts_flat_first`` (the session's check of a codec-read message, from its first-value
+    dict and field count) concludes what ``_accepts_flat`` does on the field list."""
+    from crossbook.fix._codec import first_values
+    from crossbook.fix.validation import _accepts_flat, accepts_flat_first, plan_table
+
+    fields = apply(messages_for(dd, msg_type), edits)
+    expected = _accepts_flat(fields, dd, opts)
+    assert accepts_flat_first(first_values(fields), len(fields), dd, opts, plan_table(dd, opts)) == expected
+    assert accepts_flat_first(first_values(fields), len(fields), dd, opts, {}) == expected
+
+
 def test_first_values_keeps_the_first_occurrence_of_each_tag():
     from crossbook.fix.codec import first_values
     from crossbook.fix.messages import Message

@@ -2741,6 +2741,83 @@ def accepts_flat(fields, bytes begin, dict table, frozenset required, bint have_
     return present == len(required)
 
 
+def accepts_flat_first(dict first, Py_ssize_t count, bytes begin, dict table, frozenset required,
+                       bint have_values):
+    """:func:`accepts_flat` for a message given as its first-value dict (``messages.Message``'s
+    lookups, in wire order) and its field count: a message whose dict holds fewer entries than
+    it has fields repeats a tag, and is False (the full validation decides) as in
+    ``accepts_flat``; otherwise the dict's items are exactly its fields, in order, and are
+    checked by the same rules. Spares building the field list for the check."""
+    cdef Py_ssize_t present = 0
+    cdef long latest = 0
+    cdef long section
+    cdef int verdict
+    cdef Py_ssize_t i = 0
+    cdef object tag, value, entry
+    if count < 3 or len(first) != count:
+        return False
+    for tag, value in first.items():
+        if i == 0:
+            if tag != 8 or value != begin:
+                return False
+        elif i == 1:
+            if tag != 9:
+                return False
+        elif i == 2:
+            if tag != 35:
+                return False
+        i += 1
+        entry = table.get(tag)
+        if entry is None:
+            return False  # unknown here, a group, 1128...: the full check decides
+        if tag in required:
+            present += 1
+        section_obj, check, allowed, multi = <tuple>entry
+        section = section_obj
+        if section < latest:
+            return False
+        latest = section
+        if not value and have_values:
+            return False
+        if check is not None:
+            verdict = _compiled_check(check, value)
+            if verdict == 0 or (verdict == 2 and not check(value)):
+                return False
+        if allowed is not None:
+            if multi:
+                for part in value.split(b" "):
+                    if part not in allowed:
+                        return False
+            elif value not in allowed:
+                return False
+    return present == len(required)
+
+
+def split_message_lazy(raw):
+    """:func:`split_message` without the field list: ``(first, count)``, the first-value dict and
+    the number of fields, or None as ``split_message`` (the list can be made later, by
+    ``split_message``, from the same bytes)."""
+    cdef Fields f = Fields.__new__(Fields)
+    cdef Py_ssize_t i, n
+    cdef dict first
+    f._attach(raw, 0, -1)
+    f._split()
+    n = f._count
+    if f._error != FIELD_OK:
+        return None
+    for i in range(n - 1):
+        if f._spans[i].tag == 10:
+            return None
+    if n and f._spans[n - 1].tag != 10:
+        return None
+    first = {}
+    for i in range(n):
+        tag = f._spans[i].tag
+        if tag not in first:
+            first[tag] = f._value(i)
+    return first, n
+
+
 def bytes_values(list pairs):
     """True when every item of ``pairs`` is a ``(tag, value)`` tuple whose value is exactly
     ``bytes``: ``Session.send`` then hands the caller's list to the encoder as it is."""

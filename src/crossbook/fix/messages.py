@@ -12,7 +12,7 @@ import re
 from typing import Iterable, Sequence
 
 from crossbook.fix._codec import (encode_message as _encode_message, first_values as _first_values,
-                                  parse_sending_time as _parse_sending_time)
+                                  parse_sending_time as _parse_sending_time, split_message as _split_message)
 from crossbook.fix.framing import checksum
 
 SOH = b"\x01"
@@ -97,16 +97,44 @@ def parse_timestamp_reference(value: bytes) -> float | None:
 class Message:
     """A received message: fields in wire order plus first-occurrence lookups."""
 
-    __slots__ = ("fields", "raw", "_first")
+    __slots__ = ("_fields", "raw", "_first", "_count")
 
     def __init__(self, fields: list[tuple[int, bytes]], raw: bytes = b"",
                  first: dict[int, bytes] | None = None) -> None:
         """``first``: the ``{tag: first value}`` dict of ``fields`` when the caller has it
         already (``codec.split_message`` builds both in one pass); built here otherwise."""
-        self.fields = fields
+        self._fields: list[tuple[int, bytes]] | None = fields
         self.raw = raw
         # tag -> first value, built in C
         self._first: dict[int, bytes] = _first_values(fields) if first is None else first
+        self._count = -1  # see _from_frame
+
+    @classmethod
+    def _from_frame(cls, raw: bytes, first: dict[int, bytes], count: int) -> "Message":
+        """A message of a frame the codec splits cleanly (``codec.split_message_lazy``): the
+        field list is made from ``raw`` when first read (the session's own path only needs the
+        lookups, and its validator the dict and ``count``, the number of fields)."""
+        msg = _new_object(cls)
+        msg._fields = None
+        msg.raw = raw
+        msg._first = first
+        msg._count = count
+        return msg
+
+    @property
+    def fields(self) -> list[tuple[int, bytes]]:
+        """The fields in wire order (8, 9, 35 ... 10) as ``(tag, value)`` pairs."""
+        fields = self._fields
+        if fields is None:
+            # A frame the codec split cleanly before: it splits the same way again.
+            fields = self._fields = _split_message(self.raw)[0]  # type: ignore[index]
+            self._count = -1  # from now on the list is what callers see (and may change)
+        return fields
+
+    @fields.setter
+    def fields(self, value: list[tuple[int, bytes]]) -> None:
+        self._fields = value
+        self._count = -1
 
     def get(self, tag: int, default: bytes | None = None) -> bytes | None:
         return self._first.get(tag, default)
@@ -159,6 +187,9 @@ class Message:
 
     def __repr__(self) -> str:
         return f"Message({self.raw.replace(SOH, b'|')!r})" if self.raw else f"Message({self.fields!r})"
+
+
+_new_object = object.__new__
 
 
 def _tag_of(field: tuple[int, FieldValue]) -> int:

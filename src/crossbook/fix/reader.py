@@ -19,7 +19,7 @@ from typing import Iterator
 
 from crossbook.fix import framing
 from crossbook.fix._codec import (FrameReader as _CodecReader, Garbled as _CodecGarbled, split_fields as _split,
-                                  split_message as _split_message)
+                                  split_message_lazy as _split_message_lazy)
 from crossbook.fix.framing import DEFAULT_MAX_BODY_LENGTH, Event, FieldSyntaxError, Frame, Garbled
 from crossbook.fix.messages import Message
 
@@ -78,16 +78,16 @@ class CodecFrameReader:
 
     def next_message(self) -> Message | Garbled | None:
         """:meth:`next_event` with a complete frame already made the session's ``Message``
-        (``Message(frame.fields, frame.raw)``): its fields and lookups split in one compiled
-        pass, without the ``Frame`` in between. Same verdicts, same fields."""
+        (``Message(frame.fields, frame.raw)``): its lookups split in one compiled pass, the
+        field list only when first read, no ``Frame`` in between. Same verdicts, same fields."""
         raw = self._reader.next_event()
         if raw is None:
             return None
         if type(raw) is _CodecGarbled:
             return Garbled(raw.reason, raw.data)
-        parts = _split_message(raw)
+        parts = _split_message_lazy(raw)
         if parts is not None:
-            return Message(parts[0], raw, parts[1])
+            return Message._from_frame(raw, parts[0], parts[1])
         event = _reference_event(raw)
         return Message(event.fields, event.raw) if type(event) is Frame else event
 

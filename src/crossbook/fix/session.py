@@ -276,7 +276,7 @@ def dictionary_validator(settings: SessionSettings) -> Validator | None:
     """
     try:
         from crossbook.fix.dictionary import load_dictionary
-        from crossbook.fix.validation import ValidationOptions, plan_table, validate_split
+        from crossbook.fix.validation import ValidationOptions, accepts_flat_first, plan_table, validate_split
     except ImportError:
         return None
     options = _validation_options(ValidationOptions, settings)
@@ -319,6 +319,15 @@ def dictionary_validator(settings: SessionSettings) -> Validator | None:
             return RejectInfo(None, err.ref_tag, err.text, UNSUPPORTED_VERSION)
         return RejectInfo(err.reason, err.ref_tag, err.text)
 
+    def for_message(msg: Message, begin_string: str, appl_ver_id: str | None) -> RejectInfo | None:
+        # The session's entry (Session._validate): a message from the codec reader is accepted
+        # from its lookups when it can be (no field list made); anything else is run()'s.
+        count = msg._count
+        if count >= 0 and not is_fixt and accepts_flat_first(msg._first, count, base, options, base_plans):
+            return None
+        return run(msg.fields, begin_string, appl_ver_id)
+
+    run.for_message = for_message  # type: ignore[attr-defined]
     return run
 
 
@@ -721,7 +730,12 @@ class Session:
             return
         # The counterparty's DefaultApplVerID; a message's own ApplVerID(1128) is in its fields.
         appl = self.target_default_appl_ver_id if self._is_fixt and not msg.is_admin else None
-        problem = self.validator(msg.fields, self.settings.begin_string, appl)
+        validator = self.validator
+        for_message = getattr(validator, "for_message", None)  # the dictionary validator's
+        if for_message is not None:
+            problem = for_message(msg, self.settings.begin_string, appl)
+        else:
+            problem = validator(msg.fields, self.settings.begin_string, appl)
         if problem is None:
             return
         kind = problem.kind

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Callable, Iterable, Mapping, Sequence
 
-from ._codec import accepts_flat as _compiled_accepts_flat
+from ._codec import accepts_flat as _compiled_accepts_flat, accepts_flat_first as _compiled_accepts_flat_first
 from ._codec import register_format_checks as _register_format_checks
 
 from .dictionary import (
@@ -881,6 +881,30 @@ def _accepts_flat(fields: list[tuple[int, bytes]], dd: DataDictionary, options: 
         return False
     return _compiled_accepts_flat(fields, dd.begin_bytes, plan.table, plan.required,
                                   options.validate_fields_have_values)
+
+
+def accepts_flat_first(first: dict[int, bytes], count: int, dd: DataDictionary, options: ValidationOptions,
+                       plans: dict[bytes, _Plan | None]) -> bool:
+    """:func:`_accepts_flat` for a message given as its first-value dict (wire order) and its
+    number of fields (``messages.Message`` made by the codec reader): the same verdict without
+    the field list. A repeated tag (fewer dict entries than fields) is False, as there."""
+    if count < 3 or len(first) != count:
+        return False
+    msg_type = first.get(35)
+    if msg_type is None:
+        return False  # (the list check fails too: its third field is not 35)
+    plan = plans.get(msg_type, _MISSING)
+    if plan is _MISSING:
+        try:
+            plan = _plan(dd, msg_type.decode("ascii"), options)
+        except UnicodeDecodeError:
+            return False
+        if len(plans) < _PLAN_TABLE_SIZE:
+            plans[msg_type] = plan
+    if plan is None:
+        return False
+    return _compiled_accepts_flat_first(first, count, dd.begin_bytes, plan.table, plan.required,
+                                        options.validate_fields_have_values)
 
 
 def _accepts_flat_reference(fields: list[tuple[int, bytes]], dd: DataDictionary, options: ValidationOptions) -> bool:
