@@ -304,6 +304,11 @@ def decode_record(payload: bytes) -> tuple[list[tuple], list[tuple], list[tuple]
         if scanned is not None:
             orders, executions, cl_ord_ids, meta = scanned
             return orders, executions, [tuple(c) for c in orjson.loads(cl_ord_ids)], orjson.loads(meta)
+    return _decode_record_general(payload)
+
+
+def _decode_record_general(payload: bytes) -> tuple[list[tuple], list[tuple], list[tuple], dict[str, Any]]:
+    """decode_record for any record: the whole record decoded, every row dumped again."""
     body = payload[1:]
     if payload[:1] == _EXACT:
         record = json.loads(body)
