@@ -313,3 +313,33 @@ def test_column_numbers_convert_as_orjson_reads_them(number):
         return
     got = sq.decode_record(payload)
     assert got == want and type(got[0][0][1]) is type(want[0][0][1])
+
+
+_SAMPLE = sq.encode_record(Batch(orders={"O1": {"order_id": "O1", "seq": 1, "session": "S\\\"", "account": "A",
+                                                "symbol": "é", "state": "new", "created_ns": 1795621688271268698,
+                                                "updated_ns": 2, "xs": [1, {"k": "]}"}]}},
+                                 executions=[{"seq": 2, "exec_id": "X2", "order_id": "O1", "account": "A",
+                                              "symbol": "é", "ts": 3}],
+                                 cl_ord_ids=[("S", "C1", "O1")], meta={"order_seq": "1"}))
+
+
+@settings(max_examples=300, deadline=None)
+@given(cut=st.integers(0, len(_SAMPLE)), flips=st.lists(st.tuples(st.integers(0, len(_SAMPLE) - 1),
+                                                                   st.integers(0, 255)), max_size=3))
+def test_damaged_records_never_crash_the_scanner(cut, flips):
+    """Records cut short or with bytes changed (what a damaged log could hold were it not for the
+    CRC) never crash the scanner, which checks every index against the end before reading: it
+    answers rows, None, or an ordinary exception, and decode_record only ordinary exceptions."""
+    damaged = bytearray(_SAMPLE[:cut])
+    for at, value in flips:
+        if at < len(damaged):
+            damaged[at] = value
+    payload = bytes(damaged)
+    try:
+        sq._scan_record(payload)
+    except (ValueError, UnicodeDecodeError):
+        pass
+    try:
+        sq.decode_record(payload)
+    except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError):
+        pass

@@ -321,7 +321,7 @@ cdef class RecordScanner:
                 i = value_end
             else:
                 return None
-            if p[i] == 44 and i + 1 < n - 1:
+            if i < n - 1 and p[i] == 44 and i + 1 < n - 1:
                 i += 1
             elif i != n - 1:
                 return None
