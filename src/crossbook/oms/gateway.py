@@ -75,6 +75,8 @@ class _Refused(Exception):
         super().__init__(text)
         self.reason = reason
         self.text = text
+        #: What is known of the order when it was refused (OrderManager.reject_new's keywords).
+        self.partial: dict = {}
 
 
 def _text(msg: Message | dict[int, bytes], tag: int) -> str:
@@ -223,56 +225,74 @@ class FixGateway(Application):
                                  "Conditionally required field missing: ExpireTime (126) or ExpireDate (432) for GTD", 126)
         if not get(38):
             _require(msg, 38, "OrderQty")
-        account, symbol = get(1), get(55)
-        partial = {"account": account.decode("latin-1") if account is not None else "",
-                   "symbol": symbol.decode("latin-1") if symbol is not None else "", "side": _SIDES.get(get(54, b""), 0)}
+        account = get(1)
         try:
-            cmd = self._new_order(key, begin_string, cl_ord_id, msg, ord_type, tif, partial)
+            cmd = self._new_order(key, begin_string, cl_ord_id, msg, ord_type, tif,
+                                  account.decode("latin-1") if account is not None else "", _SIDES.get(get(54, b""), 0))
         except _Refused as refused:
-            self.manager.reject_new(key, begin_string, cl_ord_id, refused.reason, refused.text, **partial)
+            self.manager.reject_new(key, begin_string, cl_ord_id, refused.reason, refused.text, **refused.partial)
             return
         self.manager.new_order(cmd)
 
     def _new_order(self, key: str, begin_string: str, cl_ord_id: str, msg: dict[int, bytes], ord_type: int | None,
-                   tif: int | None, partial: dict) -> NewOrder:
-        acc = self.directory.account_of(key, partial["account"])
+                   tif: int | None, account_text: str, side: int) -> NewOrder:
+        # A refusal carries what is known of the order at that point (reject_new's keywords),
+        # built only then: the order path makes no dict for it.
+        acc = self.directory.account_of(key, account_text)
         if acc is None:
-            raise _Refused(OrdRejReason.UNKNOWN_ACCOUNT, f"unknown account {partial['account']!r} for this session")
-        partial["account"] = acc.name
-        inst = self.resolve_instrument(msg)
-        partial["symbol"] = inst.key
-        partial["instrument_index"] = inst.index
-        side = partial["side"]
-        if side == 0:
-            raise _Refused(OrdRejReason.UNSUPPORTED_ORDER_CHARACTERISTIC,
-                           f"Side {_text(msg, 54)!r} not supported (1 buy, 2 sell)")
-        if ord_type is None:
-            raise _Refused(OrdRejReason.UNSUPPORTED_ORDER_CHARACTERISTIC,
-                           f"OrdType {_text(msg, 40)!r} not supported (1 market, 2 limit, 3 stop, 4 stop limit)")
-        partial["ord_type"] = ord_type
-        if tif is None:
-            raise _Refused(OrdRejReason.UNSUPPORTED_ORDER_CHARACTERISTIC,
-                           f"TimeInForce {_text(msg, 59)!r} not supported (0 DAY, 1 GTC, 3 IOC, 4 FOK, 6 GTD)")
-        partial["tif"] = tif
-        qty = self.quantity(inst, msg, 38, "OrderQty")
-        partial["qty"] = qty
-        price = stop = 0
-        if ord_type in _LIMIT_TYPES:
-            price = self.price(inst, msg, 44, "Price")
-            partial["price"] = price
-        if ord_type in _STOP_TYPES:
-            stop = self.price(inst, msg, 99, "StopPx")
-        display = 0
-        get = msg.get
-        if get(111):
-            display = self.quantity(inst, msg, 111, "MaxFloor")
-            if display > qty:
-                raise _Refused(OrdRejReason.INCORRECT_QUANTITY, f"MaxFloor {display} is above OrderQty {qty}")
-        exec_inst = get(18)
-        post_only = b"6" in exec_inst.split(b" ") if exec_inst else False
-        expire = 0
-        if tif == _GTD:
-            expire = self.expire_time(msg)
+            refused = _Refused(OrdRejReason.UNKNOWN_ACCOUNT, f"unknown account {account_text!r} for this session")
+            refused.partial = {"account": account_text, "symbol": _text(msg, 55), "side": side}
+            raise refused
+        try:
+            inst = self.resolve_instrument(msg)
+        except _Refused as refused:
+            refused.partial = {"account": acc.name, "symbol": _text(msg, 55), "side": side}
+            raise
+        known = 0   # 1: ord_type, 2: + tif, 3: + qty, 4: + price, as they pass their checks
+        qty = price = 0
+        try:
+            if side == 0:
+                raise _Refused(OrdRejReason.UNSUPPORTED_ORDER_CHARACTERISTIC,
+                               f"Side {_text(msg, 54)!r} not supported (1 buy, 2 sell)")
+            if ord_type is None:
+                raise _Refused(OrdRejReason.UNSUPPORTED_ORDER_CHARACTERISTIC,
+                               f"OrdType {_text(msg, 40)!r} not supported (1 market, 2 limit, 3 stop, 4 stop limit)")
+            known = 1
+            if tif is None:
+                raise _Refused(OrdRejReason.UNSUPPORTED_ORDER_CHARACTERISTIC,
+                               f"TimeInForce {_text(msg, 59)!r} not supported (0 DAY, 1 GTC, 3 IOC, 4 FOK, 6 GTD)")
+            known = 2
+            qty = self.quantity(inst, msg, 38, "OrderQty")
+            known = 3
+            stop = 0
+            if ord_type in _LIMIT_TYPES:
+                price = self.price(inst, msg, 44, "Price")
+                known = 4
+            if ord_type in _STOP_TYPES:
+                stop = self.price(inst, msg, 99, "StopPx")
+            display = 0
+            get = msg.get
+            if get(111):
+                display = self.quantity(inst, msg, 111, "MaxFloor")
+                if display > qty:
+                    raise _Refused(OrdRejReason.INCORRECT_QUANTITY, f"MaxFloor {display} is above OrderQty {qty}")
+            exec_inst = get(18)
+            post_only = b"6" in exec_inst.split(b" ") if exec_inst else False
+            expire = 0
+            if tif == _GTD:
+                expire = self.expire_time(msg)
+        except _Refused as refused:
+            partial = {"account": acc.name, "symbol": inst.key, "side": side, "instrument_index": inst.index}
+            if known >= 1:
+                partial["ord_type"] = ord_type
+            if known >= 2:
+                partial["tif"] = tif
+            if known >= 3:
+                partial["qty"] = qty
+            if known >= 4:
+                partial["price"] = price
+            refused.partial = partial
+            raise
         ex_destination = get(100)
         # Positional, in NewOrder's field order (session ... expire_time, ex_destination).
         return NewOrder(key, begin_string, cl_ord_id, acc.firm, acc.name, inst.index, side, ord_type, tif,
