@@ -319,12 +319,15 @@ class _Recovery:
     ``[cum, value, reached]``: the audit trail's count, brought up to date by what its venue
     reports in this run (resend, reconciliation); ``out``: the cancel out per child."""
 
-    __slots__ = ("oms_cum", "oms_value", "pending", "seen", "out")
+    __slots__ = ("oms_cum", "oms_value", "pending", "seen", "out", "final")
 
-    def __init__(self, oms_cum: int, oms_value: int, pending: str) -> None:
+    def __init__(self, oms_cum: int, oms_value: int, pending: str, final: tuple[int, str] | None = None) -> None:
         self.oms_cum = oms_cum
         self.oms_value = oms_value
         self.pending = pending          # "cancel" | "replace" | "": what the OMS has in flight
+        # (reason code, text) when the parent must not route again once settled: it ended
+        # before the restart (the trail says so) or it may execute only once (IOC, FOK, market).
+        self.final = final
         self.seen: dict[str, list] = {}
         self.out: dict[str, str] = {}   # child id -> the cancel request out for it
 
@@ -763,14 +766,24 @@ class SmartRouter:
         if found is None:
             return False
         parent, rows, chain, children, seen_exec, values = found
+        ended = self._trail_end(rows)
+        final = ended or self._executes_once(order)
         outliving = self._outliving
-        if not any(c.venue.name in outliving for c in children):
-            return False     # only in-process children: their books died with the process
         at_risk = [c for c in children if not c.done and c.venue.name in outliving]
         trail_cum = sum(c.cum for c in children)
-        if not at_risk and trail_cum <= cum_qty:
-            return False     # nothing can be live, no fill is unreported: routed again as new
-        if not pending and trail_cum == cum_qty and at_risk and self._adoptable(children, order.qty - cum_qty):
+        if final is None:
+            if not any(c.venue.name in outliving for c in children):
+                return False     # only in-process children: their books died with the process
+            if not at_risk and trail_cum <= cum_qty:
+                return False     # nothing can be live, no fill is unreported: routed again as new
+        elif not children and ended is None:
+            # An IOC / FOK / market parent none of whose children was ever written: no venue
+            # received any of it, so routing it now is its first and only execution.
+            return False
+        # else: ended before the restart, or it may execute once and a child of it left: the OMS
+        # must not route it again (resubmit), it is settled here and finished with its fills.
+        if (not pending and ended is None and trail_cum == cum_qty and at_risk
+                and self._adoptable(children, order.qty - cum_qty)):
             self._adopt(parent, rows, chain, children, seen_exec, values, cum_qty, acked=bool(acknowledged))
             if not parent.acked and any(c.acked for c in children):
                 # A venue acknowledged a child before the kill, the client did not hear it.
@@ -783,7 +796,7 @@ class SmartRouter:
         parent.ids = list(dict.fromkeys([rows[0]["parent_cl"], *chain]))
         parent.children = children
         parent.child_seq = max((c.seq for c in children), default=0)
-        rec = parent.recovery = _Recovery(cum_qty, cum_value, pending)
+        rec = parent.recovery = _Recovery(cum_qty, cum_value, pending, final)
         for key in parent.ids:
             self._alias_parent(key, parent)
         self._by_pid[parent.id] = parent
@@ -810,7 +823,7 @@ class SmartRouter:
             asked.append(c.id)
         self._record(parent, "parent_restored", qty=order.qty, price=order.price,
                      detail={"cum": cum_qty, "mode": "settle", "pending": pending, "asked": asked,
-                             "trail_cum": trail_cum})
+                             "trail_cum": trail_cum, "final": list(final) if final else None})
         self._recovery_progress(parent)
         return True
 
@@ -833,6 +846,35 @@ class SmartRouter:
         parent = _Parent(rows[0]["parent_id"], order)
         children, seen_exec, values = self._children_from_audit(parent, rows)
         return parent, rows, chain, children, seen_exec, values
+
+    @staticmethod
+    def _trail_end(rows: list[dict]) -> tuple[int, str] | None:
+        """(reason code, text) when the trail shows the parent ended (or ending: its children
+        being cancelled on the router's or a venue's initiative) after its last routing, else
+        None. A ``parent_new`` after an end row is a later routing of the same order."""
+        end = None
+        for r in rows:
+            event = r["event"]
+            if event == "parent_new":
+                end = None
+            elif event in ("parent_canceled", "parent_rejected", "parent_ending"):
+                d = r["detail"] or {}
+                code = d.get("reason_code", int(Reason.UNKNOWN_ORDER) if event == "parent_rejected" else 0)
+                end = (int(code) if isinstance(code, int) else 0,
+                       f"ended before the restart: {d.get('reason') or event}")
+        return end
+
+    @staticmethod
+    def _executes_once(order: VenueOrder) -> tuple[int, str] | None:
+        """(reason code, text) for an order that must never be routed a second time (IOC, FOK,
+        market: it executes when it arrives, once), else None."""
+        if order.ord_type == OrdType.MARKET:
+            return int(Reason.MARKET_REMAINDER), "market order: not routed again after a restart"
+        if order.tif == TimeInForce.IOC:
+            return int(Reason.IOC_REMAINDER), "IOC: not routed again after a restart"
+        if order.tif == TimeInForce.FOK:
+            return int(Reason.FOK_UNFILLABLE), "FOK: not routed again after a restart"
+        return None
 
     @staticmethod
     def _adoptable(children: list[_Child], leaves: int) -> bool:
@@ -1074,9 +1116,17 @@ class SmartRouter:
                         self.name, parent.id, cum, rec.oms_cum)
         if parent.done:
             return self._maybe_retire(parent)
-        if not reached and not rec.pending:
+        if not reached and (not rec.pending or rec.final is not None):
             # It never had a live child: no venue ever received what it routed.
             return self._finish_restored(parent)
+        if rec.final is not None:
+            # Ended before the restart, or executes once: finished with its fills, never routed
+            # again (a second execution of the client's IOC minutes later would be a new order).
+            if not parent.acked:
+                parent.acked = True
+                self._outbox.push(self._parent_event(parent, _K.NEW))
+            self._finish(parent, *rec.final)
+            return self._maybe_retire(parent)
         if not parent.acked:
             parent.acked = True
             self._outbox.push(self._parent_event(parent, _K.NEW))
