@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from crossbook.app.server import SystemClock
 from crossbook.core import OrdType, Reason, Side, Status, TimeInForce
 from crossbook.routing import router as router_module
 from crossbook.routing.audit import MemoryAuditLog
+from crossbook.routing.fix_venue import RECONCILED
 from crossbook.routing.router import SmartRouter
 from crossbook.routing.venue import VenueOrder, VenueEventKind as K
 
-from test_router_recover import AAPL, MASTER, ProcessVenue, _mine
+from test_router_recover import AAPL, MASTER, PARENT, ProcessVenue, _ev, _first_run, _mine, _second_router
 
 
 def _kill(router: SmartRouter, *venues) -> None:
@@ -120,6 +123,62 @@ def test_a_day_parent_the_venue_ended_before_the_kill_ends_with_that_reason_not_
         got = [(e.kind, e.cum_qty, e.reason_code) for e in _mine(events)]
         assert got == [(K.CANCELED, 0, int(Reason.EXPIRED))]
         assert "expired" in _mine(events)[0].reason
+        await a.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 20))
+
+
+# ------------------------------------------------------------------------------------------------
+# Finding 2: settling writes trail rows only for what it counted, so a second restart adds up
+# the same fills (no phantom fills from a resent report)
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("case", ["resent", "cum_jump", "status_only"])
+def test_fills_counted_while_settling_survive_a_second_crash_exactly(case):
+    async def main():
+        a = ProcessVenue("VENUE-A", MASTER, SystemClock())
+        await a.start()
+        audit = MemoryAuditLog()
+        child, _ = await _first_run(a, audit, (30, 22990))      # trail: child_trade 30 (e1)
+        # Run 2: the OMS journal lost the fill (cum 0): settled.
+        r2, ev2 = _second_router(a, audit)
+        assert r2.recover_parent(PARENT, 0, ["O1.1"], cum_value=0, acknowledged=True)
+        await r2.start()
+        tap = router_module._tap_for(a)
+        if case == "resent":
+            # The venue resends e1 (already in the trail): not counted, and no second row.
+            tap(_ev(K.TRADE, child, last_qty=30, last_px=22990, leaves_qty=70, cum_qty=30, exec_id="e1"))
+            venue_cum = 30
+        elif case == "cum_jump":
+            # A fill of 10 whose CumQty says 20 more: a report before it is missing everywhere.
+            tap(_ev(K.TRADE, child, last_qty=10, last_px=22980, leaves_qty=50, cum_qty=50, exec_id="e3"))
+            venue_cum = 50
+        else:
+            venue_cum = 45    # learned from the status alone (valued at the child's limit)
+        tap(_ev(K.STATUS, child, leaves_qty=100 - venue_cum, cum_qty=venue_cum, reason=RECONCILED,
+                ord_status=int(Status.PARTIALLY_FILLED)))
+        tap(_ev(K.CANCELED, a.cancels[0][1], cum_qty=venue_cum, orig_venue_cl_ord_id=child,
+                ord_status=int(Status.CANCELLED), reason_code=int(Reason.USER_CANCEL)))
+        await asyncio.sleep(0.01)
+        trades2 = _mine(ev2, K.TRADE)
+        assert trades2 and trades2[-1].cum_qty == venue_cum
+        oms_cum = sum(e.last_qty for e in trades2)
+        oms_value = sum(e.last_qty * e.last_px for e in trades2)
+        # What the trail holds for the old child now adds up to what the venue filled.
+        rows = [r for r in r2.audit("O1.1") if r["child_id"] == child and r["event"] in ("child_trade", "reconcile_fill")]
+        assert sum(r["qty"] for r in rows) == venue_cum
+        await r2.stop()
+        tap.routers.remove(r2)
+        # Run 3 (a second crash, any time later): the OMS has what run 2 reported.
+        r3, ev3 = _second_router(a, audit)
+        assert r3.recover_parent(PARENT, oms_cum, ["O1.1"], cum_value=oms_value, acknowledged=True)
+        await r3.start()
+        new_child = [k for k in r3.children_of("O1.1") if k["id"] != child][0]["id"]
+        tap(_ev(K.STATUS, new_child, leaves_qty=100 - venue_cum, cum_qty=0, reason=RECONCILED,
+                ord_status=int(Status.RESTING)))
+        tap(_ev(K.CANCELED, a.cancels[-1][1], cum_qty=0, orig_venue_cl_ord_id=new_child,
+                ord_status=int(Status.CANCELLED), reason_code=int(Reason.USER_CANCEL)))
+        await asyncio.sleep(0.01)
+        assert _mine(ev3, K.TRADE) == [], "fills the venue never made were reported"
         await a.stop()
 
     asyncio.run(asyncio.wait_for(main(), 20))

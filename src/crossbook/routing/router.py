@@ -950,6 +950,7 @@ class SmartRouter:
             elif event == "reconcile_fill":
                 c.cum += r["qty"]
                 values[cid] = values.get(cid, 0) + r["qty"] * r["price"]
+                c.acked = True     # it filled: the venue had it
             elif event == "child_replace_sent":
                 replaces[d.get("request", "")] = (r["qty"], r["price"])
             elif event == "child_replaced":
@@ -979,8 +980,9 @@ class SmartRouter:
         parent = child.parent
         rec = parent.recovery
         kind = ev.kind
-        self._record(parent, _EVENT_ROW[kind], venue=ev.venue, child=child.id,
-                     qty=ev.last_qty if kind == _K.TRADE else ev.leaves_qty, price=ev.last_px, detail=ev)
+        if kind != _K.TRADE:
+            self._record(parent, _EVENT_ROW[kind], venue=ev.venue, child=child.id, qty=ev.leaves_qty,
+                         price=ev.last_px, detail=ev)
         if ev.venue_order_id:
             child.venue_order_id = ev.venue_order_id
         seen = rec.seen[child.id]
@@ -989,13 +991,16 @@ class SmartRouter:
             # A fill already counted (in the trail, or by the catch-up before a late resend of
             # it: its CumQty is not above what is counted) is not counted twice.
             if not ev.cum_qty:
-                seen[0] += ev.last_qty
-                seen[1] += ev.last_qty * ev.last_px
-            elif ev.cum_qty > seen[0]:
+                counted = ev.last_qty
+            else:
                 # Normally exactly last_qty more; more than that only if reports before it are
                 # missing from the trail too: those units are valued at this fill's price.
-                seen[1] += (ev.cum_qty - seen[0]) * ev.last_px
-                seen[0] = ev.cum_qty
+                counted = max(ev.cum_qty - seen[0], 0)
+            # The trail gets a row for what was counted, nothing else: a later restart adds up
+            # these rows (_children_from_audit), so a resent fill must not be there twice.
+            self._record_counted(child, ev, counted, ev.last_px)
+            seen[0] += counted
+            seen[1] += counted * ev.last_px
             if ev.ord_status in _DONE_STATUS or (ev.cum_qty and ev.leaves_qty <= 0):
                 self._child_done(child, 0, "")
         elif kind in (_K.NEW, _K.STOP_TRIGGERED):
@@ -1035,6 +1040,7 @@ class SmartRouter:
                     if ev.cum_qty > seen[0]:
                         # Filled beyond what its events said (a venue whose status carries no
                         # AvgPx): the rest at the child's limit, the best the venue can have given.
+                        self._record_counted(child, ev, ev.cum_qty - seen[0], child.price)
                         seen[1] += (ev.cum_qty - seen[0]) * child.price
                         seen[0] = ev.cum_qty
                     if ev.ord_status in _DONE_STATUS:
@@ -1046,6 +1052,20 @@ class SmartRouter:
                         else:
                             self._recovery_give_up(child)
         self._recovery_progress(parent)
+
+    def _record_counted(self, child: _Child, ev: VenueEvent, qty: int, px: int) -> None:
+        """The trail's row for ``qty`` units of ``child`` counted while settling (at ``px``):
+        a ``child_trade`` when the event is a fill counted as reported, a ``reconcile_fill``
+        when only part of it counts or the units come from a CumQty beyond the reports; no row
+        when nothing counts (a fill already counted, resent)."""
+        if qty <= 0:
+            return
+        if ev.kind == _K.TRADE and qty == ev.last_qty:
+            self._record(child.parent, "child_trade", venue=ev.venue, child=child.id, qty=qty, price=px, detail=ev)
+        else:
+            self._record(child.parent, "reconcile_fill", venue=ev.venue, child=child.id, qty=qty, price=px,
+                         detail={"exec_id": ev.exec_id, "kind": ev.kind.name, "last_qty": ev.last_qty,
+                                 "cum_qty": ev.cum_qty, "why": "counted while settling after a restart"})
 
     def _defer(self, parent: _Parent, kind: str, request: str) -> None:
         """A cancel or replace for a parent still being settled: not acted on now (its children
