@@ -18,6 +18,7 @@ from crossbook.routing.audit import MemoryAuditLog
 from crossbook.routing.fix_venue import RECONCILED
 from crossbook.routing.router import SmartRouter
 from crossbook.routing.venue import VenueOrder, VenueEventKind as K
+from crossbook.venues import InProcessVenue
 
 from test_router_recover import AAPL, MASTER, PARENT, ProcessVenue, _ev, _first_run, _mine, _second_router
 
@@ -179,6 +180,75 @@ def test_fills_counted_while_settling_survive_a_second_crash_exactly(case):
                 ord_status=int(Status.CANCELLED), reason_code=int(Reason.USER_CANCEL)))
         await asyncio.sleep(0.01)
         assert _mine(ev3, K.TRADE) == [], "fills the venue never made were reported"
+        await a.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 20))
+
+
+# ------------------------------------------------------------------------------------------------
+# Finding 3: a second restart finds the children of every router parent of the order's chain
+# ------------------------------------------------------------------------------------------------
+def _day(cl: str, side: Side = Side.BUY) -> VenueOrder:
+    return VenueOrder(cl, AAPL, side, OrdType.LIMIT, TimeInForce.DAY, 100, 23000)
+
+
+def test_a_second_restart_settles_the_child_of_the_parent_the_first_restart_routed_again():
+    async def main():
+        a = ProcessVenue("VENUE-A", MASTER, SystemClock())
+        b = InProcessVenue("VENUE-B", MASTER, SystemClock())
+        await a.start()
+        await b.start()
+        audit = MemoryAuditLog()
+        # Run 1: parent P1 (O1.1) rests at the in-process venue B.
+        r1, _ = _router([b, a], audit, "best_price")
+        await r1.start()
+        r1.new_order(_day("O1.1"))
+        await asyncio.sleep(0.01)
+        assert r1.children_of("O1.1")[0]["venue"] == "VENUE-B"
+        _kill(r1, a, b)
+        # Run 2: nothing of it can be live at a venue process: left to the OMS, which routes it
+        # again as O1.2 (parent P2); B is down now, so the child goes to the venue process A.
+        r2, _ = _router([b, a], audit, "best_price")
+        assert not r2.recover_parent(_day("O1.1"), 0, ["O1.1"])
+        await r2.start()
+        b.set_up(False)
+        r2.new_order(_day("O1.2"))
+        await asyncio.sleep(0.01)
+        kids = r2.children_of("O1.2")
+        assert [(k["venue"], k["done"]) for k in kids] == [("VENUE-A", False)]
+        p2_child = kids[0]["id"]
+        _kill(r2, a, b)
+        # Run 3: the server asks with the whole chain.
+        r3, events = _router([b, a], audit, "best_price")
+        assert r3.recover_parent(_day("O1.2"), 0, ["O1.1", "O1.2"], acknowledged=True)
+        assert [r[0] for r in a.restored] == [p2_child]          # P2's child is asked about
+        assert {k["id"] for k in r3.children_of("O1.2")} >= {p2_child}
+        await r3.start()
+        tap = router_module._tap_for(a)
+        tap(_ev(K.STATUS, p2_child, leaves_qty=100, cum_qty=0, reason=RECONCILED, ord_status=int(Status.RESTING)))
+        assert a.cancels and a.cancels[-1][0] == p2_child      # live: cancelled before anything else
+        assert r3.children_sent == 0
+        await a.stop()
+        await b.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 20))
+
+
+def test_trail_rows_of_another_order_under_the_same_id_are_not_taken_as_its_children():
+    async def main():
+        a = ProcessVenue("VENUE-A", MASTER, SystemClock())
+        await a.start()
+        audit = MemoryAuditLog()
+        P = "SOR-old-1"
+        # An earlier order (a sell) that used the id O1.1, with a child live at the venue process.
+        audit.rows = [
+            (1, "SOR", P, "O1.1", "parent_new", "", "", 100, 23000,
+             {"side": int(Side.SELL), "instrument": AAPL.key}),
+            (2, "SOR", P, "O1.1", "child_sent", "VENUE-A", P + ".1", 100, 23000, {"mirror": True}),
+        ]
+        r2, _ = _router([a], audit)
+        assert not r2.recover_parent(_day("O1.1", Side.BUY), 0, ["O1.1"])
+        assert a.restored == []
         await a.stop()
 
     asyncio.run(asyncio.wait_for(main(), 20))

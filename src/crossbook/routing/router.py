@@ -836,16 +836,48 @@ class SmartRouter:
         chain = list(dict.fromkeys([*ids, order.venue_cl_ord_id]))
         if any(cl in self._parents for cl in chain):
             raise ValueError(f"router {self.name} already has a parent {order.venue_cl_ord_id}")
-        rows: list[dict] = []
+        # Every id of the chain: the order may have been routed under several router parents
+        # (a restart whose recover_parent left it to the OMS, which routed it again under a new
+        # id): the children of all of them are the order's.
+        found: dict[int, dict] = {}
         for cl in chain:
-            rows = [r for r in self._audit.query(cl) if r["router"] == self.name]
-            if rows:
-                break
+            for r in self._audit.query(cl):
+                if r["router"] == self.name:
+                    found[r["seq"]] = r
+        if not found:
+            return None
+        groups: dict[str, list[dict]] = {}
+        for r in sorted(found.values(), key=lambda r: r["seq"]):
+            groups.setdefault(r["parent_id"], []).append(r)
+        rows = []
+        for pid, group in groups.items():
+            if self._same_order(order, group):
+                rows.extend(group)
+            else:
+                log.warning("router %s: trail rows of parent %s (under %s) are of another order than %s: ignored",
+                            self.name, pid, group[0]["parent_cl"], order.venue_cl_ord_id)
         if not rows:
             return None
-        parent = _Parent(rows[0]["parent_id"], order)
+        rows.sort(key=lambda r: r["seq"])
+        # The newest parent's id: new children are numbered after every child found, so their
+        # ids stay unique across the parents merged here.
+        newest = next((r for r in reversed(rows) if r["event"] == "parent_new"), rows[-1])
+        parent = _Parent(newest["parent_id"], order)
         children, seen_exec, values = self._children_from_audit(parent, rows)
         return parent, rows, chain, children, seen_exec, values
+
+    @staticmethod
+    def _same_order(order: VenueOrder, rows: list[dict]) -> bool:
+        """Whether the trail rows of one router parent can be of ``order`` (a ClOrdID used again
+        for another order: same instrument and side required, as its ``parent_new`` row says)."""
+        for r in rows:
+            if r["event"] == "parent_new":
+                d = r["detail"] or {}
+                inst = d.get("instrument")
+                side = d.get("side")
+                return ((inst is None or inst == order.instrument.key)
+                        and (side is None or side == int(order.side)))
+        return True     # its parent_new row was lost: nothing to tell it by
 
     @staticmethod
     def _trail_end(rows: list[dict]) -> tuple[int, str] | None:
