@@ -252,3 +252,36 @@ def test_trail_rows_of_another_order_under_the_same_id_are_not_taken_as_its_chil
         await a.stop()
 
     asyncio.run(asyncio.wait_for(main(), 20))
+
+
+# ------------------------------------------------------------------------------------------------
+# Finding 4: a parent with a child left at an in-process venue is settled, not adopted (the
+# in-process venue's restore_order re-enters an order: it cannot take one back)
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("tif", [TimeInForce.DAY, TimeInForce.IOC])
+def test_a_parent_with_children_at_a_venue_process_and_an_in_process_venue_is_settled(tif):
+    async def main():
+        a = ProcessVenue("VENUE-A", MASTER, SystemClock())
+        b = InProcessVenue("VENUE-B", MASTER, SystemClock())
+        await a.start()
+        await b.start()
+        audit = MemoryAuditLog()
+        P = "SOR-x-1"
+        # A sweep's two children written ahead and sent; the process died before any answer.
+        audit.rows = [
+            (1, "SOR", P, "O1.1", "parent_new", "", "", 100, 23000, {}),
+            (2, "SOR", P, "O1.1", "child_sent", "VENUE-A", P + ".1", 50, 23000, {"mirror": False}),
+            (3, "SOR", P, "O1.1", "child_sent", "VENUE-B", P + ".2", 50, 23000, {"mirror": False}),
+        ]
+        r2, events = _router([a, b], audit, "sweep")
+        parent = VenueOrder("O1.1", AAPL, Side.BUY, OrdType.LIMIT, tif, 100, 23000)
+        # Used to raise TypeError (InProcessVenue.restore_order has no venue_order_id / acked /
+        # notional): the server could not start.
+        assert r2.recover_parent(parent, 0, ["O1.1"], acknowledged=False)
+        assert [r[0] for r in a.restored] == [P + ".1"]        # only the venue process is asked
+        kids = {k["id"]: (k["done"], k["unknown"]) for k in r2.children_of("O1.1")}
+        assert kids == {P + ".1": (False, True), P + ".2": (True, False)}
+        await a.stop()
+        await b.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 20))

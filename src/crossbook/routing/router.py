@@ -908,10 +908,15 @@ class SmartRouter:
             return int(Reason.FOK_UNFILLABLE), "FOK: not routed again after a restart"
         return None
 
-    @staticmethod
-    def _adoptable(children: list[_Child], leaves: int) -> bool:
+    def _adoptable(self, children: list[_Child], leaves: int) -> bool:
+        """Whether the parent can continue with ``children`` as they are: every child not known
+        finished is at a venue that outlives this process (a venue process, which kept it and
+        reconciles it: ``restore_order`` with the known fills), and they hold exactly
+        ``leaves``. A child at an in-process venue died with the process's books (and that
+        venue's ``restore_order`` re-enters an order, it does not take one back)."""
         live = [c for c in children if not c.done]
-        return bool(live) and all(hasattr(c.venue, "restore_order") for c in live) \
+        outliving = self._outliving
+        return bool(live) and all(c.venue.name in outliving for c in live) \
             and sum(c.leaves for c in live) == leaves
 
     def _adopt(self, parent: _Parent, rows: list[dict], chain: list[str], children: list[_Child], seen_exec: list,
