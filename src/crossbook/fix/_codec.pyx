@@ -2812,9 +2812,7 @@ def split_message_lazy(raw):
         return None
     first = {}
     for i in range(n):
-        tag = f._spans[i].tag
-        if tag not in first:
-            first[tag] = f._value(i)
+        first.setdefault(f._spans[i].tag, f._value(i))  # one lookup (a repeated value is made and dropped)
     return first, n
 
 
