@@ -25,6 +25,8 @@ class KeptVenue(InProcessVenue):
     """An in-process venue standing for a venue process: it outlives the router (the test keeps
     the object) and, like FixVenue, is told about the orders a restarted OMS takes back."""
 
+    outlives_process = True     # as FixVenue: only such venues' children are taken back live
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.restored: list[tuple] = []
