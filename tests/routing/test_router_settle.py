@@ -285,3 +285,46 @@ def test_a_parent_with_children_at_a_venue_process_and_an_in_process_venue_is_se
         await b.stop()
 
     asyncio.run(asyncio.wait_for(main(), 20))
+
+
+# ------------------------------------------------------------------------------------------------
+# Finding 5: a child that keeps refusing its cancel keeps the parent settling; it is never
+# routed again while the child is live
+# ------------------------------------------------------------------------------------------------
+def test_a_child_refusing_its_cancels_is_cancelled_again_later_and_its_parent_is_not_routed_meanwhile():
+    async def main():
+        a = ProcessVenue("VENUE-A", MASTER, SystemClock())
+        await a.start()
+        audit = MemoryAuditLog()
+        child, _ = await _first_run(a, audit, (30, 22990))
+        audit.rows = [r for r in audit.rows if r[4] != "child_trade"]     # settled, not adopted
+        r2, events = _second_router(a, audit)
+        r2.recovery_retry_s = 0.02
+        assert r2.recover_parent(PARENT, 30, ["O1.1"], cum_value=30 * 22990, acknowledged=True)
+        await r2.start()
+        tap = router_module._tap_for(a)
+        tap(_ev(K.TRADE, child, last_qty=30, last_px=22990, leaves_qty=70, cum_qty=30, exec_id="V1-RECON-30"))
+        tap(_ev(K.STATUS, child, leaves_qty=70, cum_qty=30, reason=RECONCILED, ord_status=int(Status.PARTIALLY_FILLED)))
+        for _ in range(4):
+            tap(_ev(K.CANCEL_REJECTED, a.cancels[-1][1], orig_venue_cl_ord_id=child, reason="cannot cancel now",
+                    reason_code=0))
+            await asyncio.sleep(0.005)    # the venue answers order_status: still live
+        assert len(a.cancels) == 4
+        assert r2.children_sent == 0, "leaves routed again while the old child is live at its venue"
+        # Later the cancel is sent again (it keeps going while the child is live).
+        for _ in range(100):
+            await asyncio.sleep(0.005)
+            if len(a.cancels) == 5:
+                break
+        assert len(a.cancels) == 5 and r2.children_sent == 0
+        assert [e for e in _mine(events) if e.kind != K.TRADE] == []        # nothing ended, nothing routed
+        # The old child fills its 70 at the venue meanwhile: that reaches the parent, which is done.
+        tap(_ev(K.TRADE, child, last_qty=70, last_px=22990, leaves_qty=0, cum_qty=100, exec_id="late",
+                ord_status=int(Status.FILLED)))
+        await asyncio.sleep(0.01)
+        assert [(e.kind, e.last_qty, e.cum_qty) for e in _mine(events)] == [(K.TRADE, 70, 100)]
+        assert r2.children_sent == 0
+        await r2.stop()
+        await a.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 20))

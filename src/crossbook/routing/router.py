@@ -319,7 +319,7 @@ class _Recovery:
     ``[cum, value, reached]``: the audit trail's count, brought up to date by what its venue
     reports in this run (resend, reconciliation); ``out``: the cancel out per child."""
 
-    __slots__ = ("oms_cum", "oms_value", "pending", "seen", "out", "final")
+    __slots__ = ("oms_cum", "oms_value", "pending", "seen", "out", "final", "retry")
 
     def __init__(self, oms_cum: int, oms_value: int, pending: str, final: tuple[int, str] | None = None) -> None:
         self.oms_cum = oms_cum
@@ -330,6 +330,7 @@ class _Recovery:
         self.final = final
         self.seen: dict[str, list] = {}
         self.out: dict[str, str] = {}   # child id -> the cancel request out for it
+        self.retry: dict[str, asyncio.TimerHandle] = {}   # child id -> its cancel sent again later
 
 
 class _Parent:
@@ -390,6 +391,11 @@ class SmartRouter:
     ``audit``: an AuditLog (default in memory). ``depth_levels``: market data levels read per
     venue. ``watch_s``: how often venues without up/down notices (in-process ones) are checked.
     """
+
+    #: Settling after a restart: a child still live at its venue after four refused cancels is
+    #: cancelled again after this many seconds, doubling up to 60 s, for as long as it is live
+    #: (its parent is never routed again meanwhile). Per instance, settable.
+    recovery_retry_s = 1.0
 
     def __init__(self, name: str, venues: list[Venue], policy: Policy | str = Policy.SWEEP, *,
                  rest_venue: str = "", clock=None, audit: AuditLog | None = None, depth_levels: int = 10,
@@ -499,6 +505,11 @@ class SmartRouter:
         """Stop routing (new orders are rejected "venue down"). The venues are shared with the
         OMS and stay up: their owner stops them."""
         self._started = False
+        for parent in self._by_pid.values():
+            if parent.recovery is not None:
+                for handle in parent.recovery.retry.values():
+                    handle.cancel()
+                parent.recovery.retry.clear()
         task, self._watch_task = self._watch_task, None
         if task is not None:
             task.cancel()
@@ -1087,7 +1098,7 @@ class SmartRouter:
                         if len(child.requests) < 4:
                             self._cancel_recovering(child)
                         else:
-                            self._recovery_give_up(child)
+                            self._retry_later(child)
         self._recovery_progress(parent)
 
     def _record_counted(self, child: _Child, ev: VenueEvent, qty: int, px: int) -> None:
@@ -1125,11 +1136,31 @@ class SmartRouter:
                      detail={"request": rid, "why": "settling a parent taken back after a restart"})
         child.venue.cancel_order(child.cl, rid)
 
-    def _recovery_give_up(self, child: _Child) -> None:
-        log.error("router %s: child %s of %s is still live at %s after three cancels: its fills so far are "
-                  "counted, later ones will not reach the parent", self.name, child.id, child.parent.id,
-                  child.venue.name)
-        self._child_done(child, 0, "still live at its venue after three cancels")
+    def _retry_later(self, child: _Child) -> None:
+        """A child still live at its venue after four refused cancels: the parent stays settling
+        (never routed while a child of it is live: that would be two orders for the same
+        leaves), its client requests stay deferred, and the cancel is sent again later, the
+        wait doubling up to 60 s; an operator is alerted (log error) at each retry."""
+        rec = child.parent.recovery
+        if child.id in rec.retry:
+            return
+        n = len(child.requests)
+        delay = min(self.recovery_retry_s * 2 ** (n - 4), 60.0)
+        log.error("router %s: child %s of %s is still live at %s after %d cancels: cancelled again in %.3g s; "
+                  "its parent is not routed again while it is live", self.name, child.id, child.parent.id,
+                  child.venue.name, n, delay)
+        self._record(child.parent, "child_cancel_retry", venue=child.venue.name, child=child.id,
+                     detail={"cancels": n, "retry_in_s": delay})
+        rec.retry[child.id] = self._loop.call_later(delay, self._retry_cancel, child)
+
+    def _retry_cancel(self, child: _Child) -> None:
+        rec = child.parent.recovery
+        if rec is None:
+            return
+        rec.retry.pop(child.id, None)
+        if not self._started or child.done or child.id in rec.out:
+            return
+        self._cancel_recovering(child)
 
     def _recovery_lost(self, child: _Child, seen: list) -> None:
         """The venue does not know the child (never received it, or lost it in a venue restart):
