@@ -328,3 +328,89 @@ def test_a_child_refusing_its_cancels_is_cancelled_again_later_and_its_parent_is
         await a.stop()
 
     asyncio.run(asyncio.wait_for(main(), 20))
+
+
+# ------------------------------------------------------------------------------------------------
+# Finding 6: a parent settled at the router's start waits for a venue to be up before it
+# routes again (FIX venues log on in the background), not cancelled "venue down" at once
+# ------------------------------------------------------------------------------------------------
+def _settled_at_start(a) -> tuple[SmartRouter, list]:
+    audit = MemoryAuditLog()
+    P = "SOR-x-1"
+    # A sweep's IOC child at A took 30 (done); the process died before the rest was sent.
+    audit.rows = [
+        (1, "SOR", P, "O1.1", "parent_new", "", "", 100, 23000, {}),
+        (2, "SOR", P, "O1.1", "child_sent", "VENUE-A", P + ".1", 30, 23000, {"mirror": False}),
+        (3, "SOR", P, "O1.1", "child_trade", "VENUE-A", P + ".1", 30, 23000, {"exec_id": "e1"}),
+    ]
+    r2, events = _router([a], audit, "sweep")
+    assert r2.recover_parent(_day("O1.1"), 0, ["O1.1"], acknowledged=True)
+    return r2, events
+
+
+def test_a_parent_settled_at_start_waits_for_its_venue_to_log_on_then_routes_its_leaves():
+    async def main():
+        a = ProcessVenue("VENUE-A", MASTER, SystemClock())
+        await a.start()
+        r2, events = _settled_at_start(a)
+        a.set_up(False)            # = a FixVenue right after start(): not logged on yet
+        await r2.start()
+        await asyncio.sleep(0.03)
+        got = [(e.kind, e.cum_qty) for e in _mine(events)]
+        assert got == [(K.TRADE, 30), (K.STATUS, 30)], got      # not cancelled "venue down"
+        assert r2.children_sent == 0
+        a.set_up(True)             # logged on
+        for _ in range(100):
+            await asyncio.sleep(0.005)
+            if r2.children_sent:
+                break
+        assert r2.children_sent == 1
+        kids = r2.children_of("O1.1")
+        assert kids[-1]["venue"] == "VENUE-A" and kids[-1]["qty"] == 70 and not kids[-1]["done"]
+        assert [e.kind for e in _mine(events)][-1] != K.CANCELED
+        await r2.stop()
+        await a.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 20))
+
+
+def test_a_parent_settled_at_start_ends_venue_down_when_no_venue_comes_up_in_time():
+    async def main():
+        a = ProcessVenue("VENUE-A", MASTER, SystemClock())
+        await a.start()
+        r2, events = _settled_at_start(a)
+        r2.recovery_venue_wait_s = 0.05
+        a.set_up(False)
+        await r2.start()
+        for _ in range(100):
+            await asyncio.sleep(0.005)
+            if _mine(events, K.CANCELED):
+                break
+        last = _mine(events)[-1]
+        assert (last.kind, last.cum_qty) == (K.CANCELED, 30) and "venue down" in last.reason
+        assert r2.children_sent == 0
+        await r2.stop()
+        await a.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 20))
+
+
+def test_a_client_cancel_while_the_settled_parent_waits_for_a_venue_ends_it_canceled():
+    async def main():
+        a = ProcessVenue("VENUE-A", MASTER, SystemClock())
+        await a.start()
+        r2, events = _settled_at_start(a)
+        a.set_up(False)
+        await r2.start()
+        await asyncio.sleep(0.01)
+        r2.cancel_order("O1.1", "O1.1.c")
+        await asyncio.sleep(0.01)
+        last = _mine(events)[-1]
+        assert (last.kind, last.cum_qty, last.reason_code) == (K.CANCELED, 30, int(Reason.USER_CANCEL))
+        a.set_up(True)
+        await asyncio.sleep(0.03)
+        assert r2.children_sent == 0          # not routed after it ended
+        await r2.stop()
+        await a.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 20))

@@ -139,6 +139,9 @@ class Server:
             await venue.start()
         for router in self.routers.values():
             await router.start()  # after the manager: the router takes over its venues' sinks
+        # Routed orders sent again below need a venue logged on, else their router refuses them
+        # "venue down" and the restart alone would end the client's order.
+        await self._await_routed_venues()
         self.resubmitted = self._resubmit()
         self.gateway = FixGateway(self.manager, self.config.instruments, self.config.directory)
         if self.config.drop_copies:
@@ -217,20 +220,21 @@ class Server:
         them), so they are registered with ``FixVenue.restore_order`` (reconciled at logon)
         instead of being entered again by ``resubmit_open_orders``, which only re-enters orders
         at in-process venues (their books died with the process). Routed orders whose children
-        rest at FIX venues are taken back by their router (``SmartRouter.restore_parent``)."""
+        rest at FIX venues are taken back by their router (``SmartRouter.recover_parent``)."""
         manager = self.manager
         count = 0
+        self._routers_resubmitting = set()
         for order in manager.open_orders():
             venue = self.venues.get(order.venue)
             router = self.routers.get(order.venue)
-            if router is not None and order.venue_cl_ord_id:
+            if router is not None:
                 # A routed order whose children from the previous run may be live at venue
                 # processes (or filled beyond what was journaled): the router takes it back from
                 # its audit trail and settles it (recover_parent) before anything is routed
                 # again; the order waits for the router's answer (New, fills, a STATUS after which
                 # a pending cancel / replace is sent again). False: nothing of it can be live,
                 # and resubmit_open_orders routes it again / finishes what was in flight.
-                if router.recover_parent(
+                if order.venue_cl_ord_id and router.recover_parent(
                         self._venue_order(order), order.cum_qty,
                         [f"{order.order_id}.{k}" for k in range(1, order.venue_seq + 1)],
                         cum_value=order.cum_value, acknowledged=order.state is not OrderState.PENDING_NEW,
@@ -238,17 +242,39 @@ class Server:
                                  OrderState.PENDING_REPLACE: "replace"}.get(order.state, "")):
                     manager.hold_at_venue(order.order_id)
                     count += 1
+                else:
+                    self._routers_resubmitting.add(order.venue)
                 continue
             if not isinstance(venue, FixVenue) or not order.venue_cl_ord_id:
                 continue
             venue.restore_order(
                 self._venue_order(order), cum_qty=order.cum_qty, venue_order_id=order.venue_order_id,
                 # Not acknowledged yet: if the venue never got it, the client hears Rejected.
-                acked=order.state is not OrderState.PENDING_NEW)
+                acked=order.state is not OrderState.PENDING_NEW,
+                # The value of its known fills: fills the reconciliation finds beyond them are
+                # priced so that AvgPx comes out exact.
+                notional=order.cum_value)
             # Live at its venue: the venue's events reach it, resubmit_open_orders leaves it alone.
             manager.hold_at_venue(order.order_id)
             count += 1
         return count
+
+    async def _await_routed_venues(self, timeout_s: float = 5.0) -> None:
+        """At start, before open routed orders are sent again (``_resubmit``): wait, at most
+        ``timeout_s``, for the FIX venues of the routers holding them to log on (they connect in
+        the background once started). A venue still down after that is left to the router (its
+        policy's other venues, else "venue down", as for any order)."""
+        names = getattr(self, "_routers_resubmitting", ())    # routers given orders to route again
+        fix = {v.name: v for n in names for v in self.routers[n].venues if isinstance(v, FixVenue)}
+        if not fix:
+            return
+        deadline = time.monotonic() + timeout_s
+        while not all(v.is_up for v in fix.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        down = sorted(n for n, v in fix.items() if not v.is_up)
+        if down:
+            log.warning("routed orders sent again while venues are not logged on after %.1f s: %s",
+                        timeout_s, ", ".join(down))
 
     def _venue_order(self, order) -> VenueOrder:
         """The VenueOrder the manager sent for ``order`` (its current id, quantity and price)."""

@@ -396,6 +396,10 @@ class SmartRouter:
     #: cancelled again after this many seconds, doubling up to 60 s, for as long as it is live
     #: (its parent is never routed again meanwhile). Per instance, settable.
     recovery_retry_s = 1.0
+    #: A parent settled after a restart whose leaves are to be routed again while none of its
+    #: venues is up (FIX venues log on in the background after the server starts) waits this
+    #: many seconds for one to come up before it ends "venue down". Per instance, settable.
+    recovery_venue_wait_s = 10.0
 
     def __init__(self, name: str, venues: list[Venue], policy: Policy | str = Policy.SWEEP, *,
                  rest_venue: str = "", clock=None, audit: AuditLog | None = None, depth_levels: int = 10,
@@ -439,6 +443,8 @@ class SmartRouter:
         self._seen_order: deque[tuple[str, str]] = deque()
         self._max_seen = 1_000_000
         self._done_parents: deque[_Parent] = deque()
+        # Settled parents waiting for a venue to come up before they route (_route_when_up).
+        self._waiting: dict[str, tuple[_Parent, float]] = {}
         self._max_done = max_done_parents
         self._outbox = EventOutbox(name, label="router")
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -1223,10 +1229,35 @@ class SmartRouter:
         self._outbox.push(status)
         if rec.pending:
             return     # the OMS sends its request again (it holds the order until this STATUS)
+        self._route_when_up(parent, time.monotonic() + self.recovery_venue_wait_s)
+
+    def _route_when_up(self, parent: _Parent, deadline: float) -> None:
+        """Route the leaves of a settled parent once a venue that may take them is up, or at
+        ``deadline`` (monotonic seconds) whatever the venues (then ended "venue down" as any
+        order). At a restart the FIX venues are still logging on when the routers settle: the
+        client's order must not be cancelled for that."""
+        if parent.done or parent.pending is not None or parent.has_live():
+            return self._maybe_retire(parent)    # a client request took it over meanwhile
+        inst = parent.order.instrument
+        up = [v for v in self.venues if v.lists(inst) and v.is_up]
+        if not up and time.monotonic() < deadline:
+            if parent.id not in self._waiting:
+                self._record(parent, "parent_waiting_for_venue",
+                             detail={"wait_s": round(deadline - time.monotonic(), 3),
+                                     "venues": [v.name for v in self.venues if v.lists(inst)]})
+            self._waiting[parent.id] = (parent, deadline)
+            return
+        self._waiting.pop(parent.id, None)
         leaves = parent.qty - parent.cum
         if leaves > 0:
-            self._route(parent, leaves)
+            self._route(parent, leaves, up or None)
         self._maybe_retire(parent)
+
+    def _release_waiting(self) -> None:
+        """Settled parents waiting for a venue (:meth:`_route_when_up`): routed now if one is up
+        or their wait is over."""
+        for parent, deadline in list(self._waiting.values()):
+            self._route_when_up(parent, deadline)
 
     def _finish_restored(self, parent: _Parent) -> None:
         text = ("the server restarted before the routed order reached a venue: "
@@ -1616,6 +1647,8 @@ class SmartRouter:
             return
         self._up_seen[name] = up
         self._venue_changed(self._by_name[name], up, reason)
+        if up and self._waiting and self._started:
+            self._release_waiting()
 
     async def _watch(self) -> None:
         while True:
@@ -1632,6 +1665,11 @@ class SmartRouter:
                         log.exception("router %s: handling venue %s %s failed", self.name, v.name,
                                       "up" if up else "down")
                 self._up_seen[v.name] = up
+            if self._waiting:
+                try:
+                    self._release_waiting()
+                except Exception:
+                    log.exception("router %s: routing parents that waited for a venue failed", self.name)
 
     def _venue_changed(self, venue: Venue, up: bool, reason: str) -> None:
         touched = {}
