@@ -539,3 +539,41 @@ def test_restore_order_with_known_fills_prices_the_catch_up_for_an_exact_avg_px(
             st = (await r3.wait_event(resting, K.STATUS))[0]
             assert (st.reason, st.cum_qty) == (RECONCILED, 20)
     run(main())
+
+
+def test_fills_found_by_reconciliation_at_several_prices_are_reported_with_an_exact_value(tmp_path, venue_proc):
+    """The venue made fills we never heard of at two prices (7 @ 22995, 6 @ 22997: value 298947
+    ticks, AvgPx 229.959230...). Reported as one TRADE at a rounded price they were worth 13 x
+    22996 = 298948, one tick too much (before); now two TRADEs one tick apart whose value is
+    exactly the venue's, the last with the stable exec id (a later reconciliation adds nothing)."""
+    vp = venue_proc(venue_config(tmp_path))
+
+    async def main():
+        async with Recorder(vp.port, tmp_path) as r:
+            r.order(Side.SELL, 7, 22995, cl="S1")
+            r.order(Side.SELL, 6, 22997, cl="S2")
+            await r.wait_event("S2", K.NEW)
+            buy = r.order(Side.BUY, 50, 23000)
+            await r.wait_event(buy, K.TRADE, n=2)
+            oid = r.of(buy, K.TRADE)[0].venue_order_id
+            assert sum(e.last_qty * e.last_px for e in r.of(buy, K.TRADE)) == 7 * 22995 + 6 * 22997
+        # Back with a reset session and nothing of those fills known: found by reconciliation only.
+        r3 = Recorder(vp.port, tmp_path / "fresh")
+        r3.venue = FixVenue("VENUE-A", MASTER, host="127.0.0.1", port=vp.port, sender_comp_id="CROSSBOOK",
+                            target_comp_id="VENUE-A", reset_on_logon=True, md_depth=0)
+        r3.venue.set_event_sink(r3.events.append)
+        r3.venue.restore_order(VenueOrder(buy, AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 50, 23000),
+                               venue_order_id=oid)
+        async with r3:
+            st = (await r3.wait_event(buy, K.STATUS))[0]
+            assert (st.reason, st.cum_qty, st.leaves_qty) == (RECONCILED, 13, 37)
+            trades = r3.of(buy, K.TRADE)
+            assert [(e.last_qty, e.last_px, e.cum_qty, e.leaves_qty) for e in trades] == [
+                (1, 22995, 1, 49), (12, 22996, 13, 37)]
+            assert sum(e.last_qty * e.last_px for e in trades) == 7 * 22995 + 6 * 22997
+            assert trades[-1].exec_id == f"{oid}-RECON-13" and trades[0].exec_id != trades[-1].exec_id
+            # Asked again: nothing more.
+            r3.venue._send_status(buy, reconcile=True)
+            await r3.wait_event(buy, K.STATUS, n=2)
+            assert len(r3.of(buy, K.TRADE)) == 2
+    run(main())

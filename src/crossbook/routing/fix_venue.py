@@ -711,21 +711,36 @@ class FixVenue(Application):
         cum = m.get_int(14) or 0
         status = _ord_status(m)
         if cum > t.cum:
-            # Fills we never saw: one TRADE for the difference, at the price that makes AvgPx right.
+            # Fills we never saw: TRADEs for the difference whose value makes AvgPx right. The
+            # missed fills' value (the venue's AvgPx x CumQty, less what we counted) rarely
+            # divides by their quantity (7 @ 22995 + 6 @ 22997): one price rounded would be off
+            # by up to half a tick per unit, so the units are split over two prices one tick
+            # apart (value // qty, and one tick more for the remainder's units).
             diff = cum - t.cum
-            avg = Decimal(_txt(m, 6) or "0")
-            seen = Decimal(t.notional) * t.instrument.tick_size
-            px = (avg * cum - seen) / diff
-            ticks = max(1, int((px / t.instrument.tick_size).to_integral_value()))
             exec_id = f"{t.venue_order_id}-RECON-{cum}"
             if exec_id not in self._seen_exec:
-                self._remember_exec(exec_id)
-                t.cum = cum
-                t.notional += diff * ticks
+                avg = Decimal(_txt(m, 6) or "0")
+                value = int((avg * cum / t.instrument.tick_size).to_integral_value())
+                px, rest = divmod(value - t.notional, diff)
+                if px < 1:
+                    # The venue's AvgPx is below what we counted (a wrong trail): priced as before,
+                    # at least one tick, AvgPx then off.
+                    px, rest = max(1, px), 0
                 leaves = m.get_int(151) or 0
-                self._outbox.push(VenueEvent(_K.TRADE, self.name, t.cl_ord_id, t.venue_order_id, last_qty=diff,
-                                             last_px=ticks, leaves_qty=leaves, cum_qty=cum, exec_id=exec_id, ts=now,
-                                             reason="fill found by reconciliation", ord_status=status))
+                parts = ((diff - rest, px), (rest, px + 1)) if rest else ((diff, px),)
+                for qty, ticks in parts:
+                    t.cum += qty
+                    t.notional += qty * ticks
+                    last = t.cum == cum
+                    # The last part carries the stable id checked above (a second reconciliation
+                    # finds it and emits nothing), the first one an id of its own CumQty.
+                    eid = exec_id if last else f"{t.venue_order_id}-RECON-{t.cum}"
+                    self._remember_exec(eid)
+                    self._outbox.push(VenueEvent(
+                        _K.TRADE, self.name, t.cl_ord_id, t.venue_order_id, last_qty=qty, last_px=ticks,
+                        leaves_qty=leaves if last else leaves + (cum - t.cum), cum_qty=t.cum, exec_id=eid, ts=now,
+                        reason="fill found by reconciliation",
+                        ord_status=status if last else int(Status.PARTIALLY_FILLED)))
         t.leaves = m.get_int(151) or 0
         t.status = status
         if status == int(Status.CANCELLED) and not t.done:
