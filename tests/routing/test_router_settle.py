@@ -414,3 +414,44 @@ def test_a_client_cancel_while_the_settled_parent_waits_for_a_venue_ends_it_canc
         await a.stop()
 
     asyncio.run(asyncio.wait_for(main(), 20))
+
+
+# ------------------------------------------------------------------------------------------------
+# Finding 10 (part): a settle that does not end (its venue never comes back) is reported
+# ------------------------------------------------------------------------------------------------
+def test_a_settle_that_does_not_end_is_reported_and_keeps_waiting_for_the_venue(caplog):
+    async def main():
+        a = ProcessVenue("VENUE-A", MASTER, SystemClock())
+        await a.start()
+        audit = MemoryAuditLog()
+        child, _ = await _first_run(a, audit, (30, 22990))
+        r2, events = _second_router(a, audit)
+        r2.recovery_alert_s = 0.02
+        assert r2.recover_parent(PARENT, 0, ["O1.1"], cum_value=0, acknowledged=True)   # settled
+        a.set_up(False)                         # the venue process does not come back
+        await r2.start()
+        r2.cancel_order("O1.1", "O1.1.c")      # deferred: the child's state is unknown
+        for _ in range(100):
+            await asyncio.sleep(0.005)
+            if len([r for r in r2.audit("O1.1") if r["event"] == "parent_settle_overdue"]) >= 2:
+                break
+        rows = [r for r in r2.audit("O1.1") if r["event"] == "parent_settle_overdue"]
+        assert len(rows) >= 2 and rows[0]["detail"]["children"] == [
+            {"child": child, "venue": "VENUE-A", "venue_up": False, "cancel_out": False}]
+        assert rows[0]["detail"]["pending"] == "cancel"
+        assert rows[1]["detail"]["waited_s"] == 2 * rows[0]["detail"]["waited_s"]      # less and less often
+        assert any("still settling" in m for m in caplog.messages)
+        assert _mine(events) == [] and r2.children_sent == 0     # nothing guessed, nothing routed
+        # The venue is back: its reconciliation settles the child, the OMS hears the STATUS.
+        a.set_up(True)
+        tap = router_module._tap_for(a)
+        tap(_ev(K.STATUS, child, leaves_qty=70, cum_qty=30, reason=RECONCILED, ord_status=int(Status.PARTIALLY_FILLED)))
+        tap(_ev(K.CANCELED, a.cancels[-1][1], cum_qty=30, orig_venue_cl_ord_id=child,
+                ord_status=int(Status.CANCELLED), reason_code=int(Reason.USER_CANCEL)))
+        await asyncio.sleep(0.01)
+        assert [(e.kind, e.cum_qty) for e in _mine(events)] == [(K.TRADE, 30), (K.STATUS, 30)]
+        assert r2._settling == {}
+        await r2.stop()
+        await a.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 20))

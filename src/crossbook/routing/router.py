@@ -400,6 +400,12 @@ class SmartRouter:
     #: venues is up (FIX venues log on in the background after the server starts) waits this
     #: many seconds for one to come up before it ends "venue down". Per instance, settable.
     recovery_venue_wait_s = 10.0
+    #: A parent still settling this many seconds after the router started (a venue that does not
+    #: come back, a child that does not answer) is reported: an error logged and a
+    #: ``parent_settle_overdue`` row naming the children not settled, again after twice as
+    #: long each time (up to an hour). It keeps settling: nothing is routed while a child may
+    #: be live. Per instance, settable.
+    recovery_alert_s = 30.0
 
     def __init__(self, name: str, venues: list[Venue], policy: Policy | str = Policy.SWEEP, *,
                  rest_venue: str = "", clock=None, audit: AuditLog | None = None, depth_levels: int = 10,
@@ -445,6 +451,8 @@ class SmartRouter:
         self._done_parents: deque[_Parent] = deque()
         # Settled parents waiting for a venue to come up before they route (_route_when_up).
         self._waiting: dict[str, tuple[_Parent, float]] = {}
+        # Parents being settled: [parent, when to report it overdue (monotonic), wait so far].
+        self._settling: dict[str, list] = {}
         self._max_done = max_done_parents
         self._outbox = EventOutbox(name, label="router")
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -503,6 +511,7 @@ class SmartRouter:
         self._watch_task = self._loop.create_task(self._watch(), name=f"router {self.name} watch")
         for parent in list(self._by_pid.values()):
             if parent.recovery is not None:
+                self._settling[parent.id] = [parent, time.monotonic() + self.recovery_alert_s, self.recovery_alert_s]
                 # Taken back before the start with nothing left to ask a venue: settled now,
                 # when events may go upstream and children may be routed.
                 self._recovery_progress(parent)
@@ -1142,6 +1151,23 @@ class SmartRouter:
                      detail={"request": rid, "why": "settling a parent taken back after a restart"})
         child.venue.cancel_order(child.cl, rid)
 
+    def _report_overdue(self, now: float) -> None:
+        """Alert about parents settling for longer than ``recovery_alert_s`` (then twice as long
+        each time): which children are not settled, at which venues, up or down."""
+        for entry in list(self._settling.values()):
+            parent, due, waited = entry
+            if now < due or parent.recovery is None:
+                continue
+            open_children = [c for c in parent.children if not c.done]
+            what = [{"child": c.id, "venue": c.venue.name, "venue_up": c.venue.is_up,
+                     "cancel_out": c.id in parent.recovery.out} for c in open_children]
+            log.error("router %s: parent %s (%s) still settling after %.3g s: children not settled %s; nothing is "
+                      "routed and client requests wait until they are", self.name, parent.id, parent.cl, waited,
+                      [(w["child"], w["venue"], "up" if w["venue_up"] else "down") for w in what])
+            self._record(parent, "parent_settle_overdue", detail={"waited_s": waited, "children": what,
+                                                                  "pending": parent.recovery.pending})
+            entry[1], entry[2] = now + waited, min(waited * 2, 3600.0)
+
     def _retry_later(self, child: _Child) -> None:
         """A child still live at its venue after four refused cancels: the parent stays settling
         (never routed while a child of it is live: that would be two orders for the same
@@ -1183,6 +1209,7 @@ class SmartRouter:
         """Every child of the previous run is done: report the fills the client has not heard of,
         then decide what is left (see :meth:`recover_parent`)."""
         rec, parent.recovery = parent.recovery, None
+        self._settling.pop(parent.id, None)
         cum = sum(s[0] for s in rec.seen.values())
         value = sum(s[1] for s in rec.seen.values())
         reached = cum > 0 or any(s[2] for s in rec.seen.values())
@@ -1670,6 +1697,8 @@ class SmartRouter:
                     self._release_waiting()
                 except Exception:
                     log.exception("router %s: routing parents that waited for a venue failed", self.name)
+            if self._settling:
+                self._report_overdue(time.monotonic())
 
     def _venue_changed(self, venue: Venue, up: bool, reason: str) -> None:
         touched = {}
