@@ -410,6 +410,7 @@ def test_a_client_cancel_while_the_settled_parent_waits_for_a_venue_ends_it_canc
         a.set_up(True)
         await asyncio.sleep(0.03)
         assert r2.children_sent == 0          # not routed after it ended
+        assert r2._waiting == {}              # and no longer waiting
         await r2.stop()
         await a.stop()
 

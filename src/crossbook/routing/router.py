@@ -850,6 +850,10 @@ class SmartRouter:
         self._record(parent, "parent_restored", qty=order.qty, price=order.price,
                      detail={"cum": cum_qty, "mode": "settle", "pending": pending, "asked": asked,
                              "trail_cum": trail_cum, "final": list(final) if final else None})
+        if self._started:
+            # Taken back by a running router (the server calls this before start(), which
+            # registers the parents then).
+            self._settling[parent.id] = [parent, time.monotonic() + self.recovery_alert_s, self.recovery_alert_s]
         self._recovery_progress(parent)
         return True
 
@@ -1264,6 +1268,7 @@ class SmartRouter:
         order). At a restart the FIX venues are still logging on when the routers settle: the
         client's order must not be cancelled for that."""
         if parent.done or parent.pending is not None or parent.has_live():
+            self._waiting.pop(parent.id, None)
             return self._maybe_retire(parent)    # a client request took it over meanwhile
         inst = parent.order.instrument
         up = [v for v in self.venues if v.lists(inst) and v.is_up]
