@@ -159,20 +159,29 @@ def test_fix_venue_book_version_follows_its_market_data(tmp_path, venue_proc):
     vp = venue_proc(venue_config(tmp_path))
 
     async def main():
-        async with Recorder(vp.port, tmp_path, md_depth=3) as r:
-            fv = r.venue
-            seen = []   # (version, depth) after every market data message
-            for name in ("_on_snapshot", "_on_incremental"):
-                handler = getattr(fv, name)
+        recorder = Recorder(vp.port, tmp_path, md_depth=3)
+        fv = recorder.venue
+        # (listing key, its version) after every market data message of a current
+        # subscription. Installed before the logon, so the snapshots are seen too; the venue
+        # subscribes to every listed instrument, so the messages about AAPL are picked out:
+        # another instrument's snapshot leaves AAPL's counter where it was, rightly.
+        seen = []
+        for name in ("_on_snapshot", "_on_incremental"):
+            handler = getattr(fv, name)
 
-                def probe(m, handler=handler):
-                    handler(m)
-                    seen.append((fv.book_version(AAPL), fv.depth(AAPL, 10)))
-                setattr(fv, name, probe)
+            def probe(m, handler=handler):
+                inst = fv._md_req.get(m.get(262, b""))
+                handler(m)
+                if inst is not None:
+                    seen.append((inst.key, fv.book_version(inst)))
+            setattr(fv, name, probe)
+        async with recorder as r:
             router = SmartRouter("SOR", [fv], "best_price", watch_s=60)
             router.set_event_sink(lambda ev: None)
             await router.start()
-            await r.wait(lambda: fv.top_of_book(AAPL) == (0, 0, 0, 0), what="empty book")
+            # The book is empty before its snapshot too: wait for the snapshot itself.
+            await r.wait(lambda: any(key == AAPL.key for key, _ in seen), what="AAPL snapshot")
+            assert fv.top_of_book(AAPL) == (0, 0, 0, 0)
             assert router._quotes(AAPL, [fv]) == fresh_quotes(router, AAPL, [fv])
             r.order(Side.SELL, 10, 23010)
             await r.wait(lambda: fv.top_of_book(AAPL)[2:] == (23010, 10), what="ask")
@@ -183,9 +192,12 @@ def test_fix_venue_book_version_follows_its_market_data(tmp_path, venue_proc):
             fv.cancel_order(b, "b-c")
             await r.wait(lambda: fv.top_of_book(AAPL)[:2] == (0, 0), what="bid gone")
             assert router._quotes(AAPL, [fv]) == fresh_quotes(router, AAPL, [fv])
-            # Every market data message moved the counter; equal counters never read differently.
-            versions = [v for v, _ in seen]
-            assert len(seen) >= 3 and versions == sorted(set(versions))
+            # Every market data message moved its book's counter; equal counters never read differently.
+            aapl = [v for key, v in seen if key == AAPL.key]
+            assert len(aapl) >= 4 and aapl == sorted(set(aapl))   # snapshot, ask, bid, bid gone
+            for key in {key for key, _ in seen}:
+                versions = [v for k, v in seen if k == key]
+                assert versions == sorted(set(versions)), (key, versions)
             before = fv.book_version(AAPL)
             fv._set_down("test: disconnected")      # the books are dropped: they read empty now
             assert fv.book_version(AAPL) > before and fv.depth(AAPL, 10) == ([], [])
