@@ -143,6 +143,20 @@ _TIFS = {int(t): t for t in TimeInForce}
 _PENDING_NEW_STATE = OrderState.PENDING_NEW
 _EX_PENDING_NEW, _EX_NEW = ExecType.PENDING_NEW, ExecType.NEW
 _ACCEPTED = Trigger.ACCEPTED
+# The fill and cancel paths' members (every marketable order ends through one of them).
+_VENUE_CANCELED = int(VenueEventKind.CANCELED)
+_S_PENDING_CANCEL, _S_PENDING_REPLACE, _S_FILLED = (
+    OrderState.PENDING_CANCEL, OrderState.PENDING_REPLACE, OrderState.FILLED)
+# ``state in _TERMINAL`` is OrderState.is_terminal without the property call (one str hash).
+_TERMINAL = frozenset(s for s in OrderState if s.is_terminal)
+_FILL, _PARTIAL_FILL, _CANCELED_TRIGGER, _EXPIRED_TRIGGER = (
+    Trigger.FILL, Trigger.PARTIAL_FILL, Trigger.CANCELED, Trigger.EXPIRED)
+_EX_TRADE, _EX_CANCELED, _EX_EXPIRED = ExecType.TRADE, ExecType.CANCELED, ExecType.EXPIRED
+_CAUSE_VENUE, _CAUSE_CLIENT = CancelCause.VENUE, CancelCause.CLIENT
+_REPLACED_TO_FILLED = int(Reason.REPLACED_TO_FILLED)
+# A cancel the OMS asked for (pending_kind) -> the cause its CANCELED event stands for.
+_CAUSE_OF_PENDING_KIND = {"cancel": CancelCause.CLIENT, "mass_cancel": CancelCause.MASS_CANCEL,
+                          "kill_switch": CancelCause.KILL_SWITCH, "disconnect": CancelCause.DISCONNECT}
 _CAUSE_TEXT = {
     CancelCause.IOC_REMAINDER: "IOC remainder canceled",
     CancelCause.MARKET_REMAINDER: "market order remainder canceled: no more liquidity",
@@ -808,7 +822,7 @@ class OrderManager:
             self._on_ack(order, ev)
         elif kind == _VENUE_TRADE:
             self._on_trade(order, ev)
-        elif kind == VenueEventKind.CANCELED:
+        elif kind == _VENUE_CANCELED:
             self._on_canceled(order, ev)
         elif kind == VenueEventKind.REPLACED:
             self._on_replaced(order, ev)
@@ -887,25 +901,27 @@ class OrderManager:
                 return
             self._seen_venue_exec.add(key)
         qty, px = ev.last_qty, ev.last_px
-        if order.state.is_terminal or qty <= 0:
+        state = order.state
+        if state in _TERMINAL or qty <= 0:
             log.error("trade of %s on %s order %s ignored", qty, order.state.value, order.order_id)
             return
         qty = min(qty, order.leaves_qty)
         order.venue_order_id = ev.venue_order_id or order.venue_order_id
-        acc = self.directory.accounts[order.account]
-        self.risk.on_fill(acc.index, order.instrument_index, order.side, qty, self._risk_price[order.order_id], px)
-        self.risk.set_reference_price(order.instrument_index, px)
-        self._touch_risk(acc.index)
+        account_index = self.directory.accounts[order.account].index
+        risk = self.risk
+        risk.on_fill(account_index, order.instrument_index, order.side, qty, self._risk_price[order.order_id], px)
+        risk.set_reference_price(order.instrument_index, px)
+        self._touch_risk(account_index)
         order.cum_qty += qty
         order.cum_value += qty * px
-        order.leaves_qty = order.qty - order.cum_qty
-        pending = order.state.is_pending
-        transition(order, Trigger.FILL if order.leaves_qty == 0 else Trigger.PARTIAL_FILL)
-        if order.leaves_qty == 0:
+        leaves = order.leaves_qty = order.qty - order.cum_qty
+        pending = state is _S_PENDING_CANCEL or state is _S_PENDING_REPLACE  # state.is_pending
+        transition(order, _FILL if leaves == 0 else _PARTIAL_FILL)
+        if leaves == 0:
             self._close_risk(order)
         # Execution.venue is the client's LastMkt (30): a router names the child venue that filled.
-        self._execution(order, ExecType.TRADE, last_qty=qty, last_px=px, venue=ev.last_mkt)
-        if pending and order.state is OrderState.FILLED:
+        self._execution(order, _EX_TRADE, last_qty=qty, last_px=px, venue=ev.last_mkt)
+        if pending and order.state is _S_FILLED:
             # The pending cancel/replace can no longer happen: answer it now.
             to = CxlRejResponseTo.REPLACE if order.pending_kind == "replace" else CxlRejResponseTo.CANCEL
             if order.pending_kind in ("cancel", "replace"):
@@ -915,30 +931,30 @@ class OrderManager:
             self._clear_pending(order)
 
     def _on_canceled(self, order: Order, ev: VenueEvent) -> None:
-        if order.state.is_terminal:
+        # Every IOC remainder ends here: enum members come from module globals (see _ACCEPTED).
+        state = order.state
+        if state in _TERMINAL:
             return
-        cause = _CAUSE_OF_REASON.get(int(ev.reason_code), CancelCause.VENUE)
-        if (order.state is OrderState.PENDING_REPLACE and ev.reason_code == int(Reason.REPLACED_TO_FILLED)):
+        code = int(ev.reason_code)
+        cause = _CAUSE_OF_REASON.get(code, _CAUSE_VENUE)
+        if state is _S_PENDING_REPLACE and code == _REPLACED_TO_FILLED:
             # Replaced down to what is already filled: the replace is done and the order with it.
             self._apply_replace(order, ev)
             return
-        if order.state is OrderState.PENDING_CANCEL and order.pending_kind in ("cancel", "mass_cancel", "kill_switch",
-                                                                               "disconnect"):
-            if cause in (CancelCause.CLIENT, CancelCause.VENUE):
-                cause = {"cancel": CancelCause.CLIENT, "mass_cancel": CancelCause.MASS_CANCEL,
-                         "kill_switch": CancelCause.KILL_SWITCH,
-                         "disconnect": CancelCause.DISCONNECT}[order.pending_kind]
-        elif cause is CancelCause.CLIENT:
-            cause = CancelCause.VENUE  # a "user cancel" nobody here asked for: the venue's own doing
-        was_replace = order.state is OrderState.PENDING_REPLACE
+        if state is _S_PENDING_CANCEL and order.pending_kind in _CAUSE_OF_PENDING_KIND:
+            if cause is _CAUSE_CLIENT or cause is _CAUSE_VENUE:
+                cause = _CAUSE_OF_PENDING_KIND[order.pending_kind]
+        elif cause is _CAUSE_CLIENT:
+            cause = _CAUSE_VENUE  # a "user cancel" nobody here asked for: the venue's own doing
+        was_replace = state is _S_PENDING_REPLACE
         text = _CAUSE_TEXT[cause] or ""
-        if cause is CancelCause.VENUE and ev.reason:
+        if cause is _CAUSE_VENUE and ev.reason:
             text = f"canceled by venue {ev.venue}: {ev.reason}"
         self._close_risk(order)
         if cause in _EXPIRY_CAUSES:
-            self._end(order, Trigger.EXPIRED, ExecType.EXPIRED, cause, text)
+            self._end(order, _EXPIRED_TRIGGER, _EX_EXPIRED, cause, text)
         else:
-            self._end(order, Trigger.CANCELED, ExecType.CANCELED, cause, text)
+            self._end(order, _CANCELED_TRIGGER, _EX_CANCELED, cause, text)
         if was_replace:
             self.reject_cancel_replace(order.session, order, order.pending_cl_ord_id, order.cl_ord_id,
                                        CxlRejResponseTo.REPLACE,
@@ -947,7 +963,7 @@ class OrderManager:
         self._clear_pending(order)
 
     def _end(self, order: Order, trigger: Trigger, exec_type: ExecType, cause: CancelCause, text: str) -> None:
-        client_cancel = order.state is OrderState.PENDING_CANCEL and order.pending_kind == "cancel"
+        client_cancel = order.state is _S_PENDING_CANCEL and order.pending_kind == "cancel"
         transition(order, trigger)
         order.leaves_qty = 0
         self._open.pop(order.order_id, None)
@@ -956,10 +972,10 @@ class OrderManager:
             order.orig_cl_ord_id = orig
             order.cl_ord_id = order.pending_cl_ord_id
             self._execution(order, exec_type, cl_ord_id=order.cl_ord_id, orig_cl_ord_id=orig, text=text,
-                            reason=cause.value)
+                            reason=cause._value_)
         else:
             order.text = text
-            self._execution(order, exec_type, text=text, reason=cause.value)
+            self._execution(order, exec_type, text=text, reason=cause._value_)
 
     def _on_replaced(self, order: Order, ev: VenueEvent) -> None:
         if order.state is not OrderState.PENDING_REPLACE:
@@ -1021,9 +1037,9 @@ class OrderManager:
         price = self._risk_price.pop(order.order_id, None)
         if price is None:
             return
-        acc = self.directory.accounts[order.account]
-        self.risk.on_close(acc.index, order.instrument_index, order.side, order.leaves_qty, price)
-        self._touch_risk(acc.index)
+        account_index = self.directory.accounts[order.account].index
+        self.risk.on_close(account_index, order.instrument_index, order.side, order.leaves_qty, price)
+        self._touch_risk(account_index)
 
     # ------------------------------------------------------------------ executions and batching
     def _execution_args(self, order: Order, exec_type: ExecType, exec_id: str, cl_ord_id: str | None,

@@ -62,6 +62,7 @@ _NOT_A_TRIGGER = frozenset({int(Reason.USER_CANCEL), int(Reason.END_OF_DAY), int
 _STOP_PENDING = int(Status.STOP_PENDING)
 _GTD = int(TimeInForce.GTD)
 _REASONS = {int(r): r for r in Reason}
+_REASON_TEXT_OF_CODE = {code: REASON_TEXT[r] for code, r in _REASONS.items()}
 # The hot path builds VenueEvents positionally; this is the field order it relies on.
 if tuple(VenueEvent.__dataclass_fields__)[:14] != (
         "kind", "venue", "venue_cl_ord_id", "venue_order_id", "last_qty", "last_px", "leaves_qty", "cum_qty",
@@ -748,9 +749,9 @@ class InProcessVenue:
             code = int(reason)
             self._finish(o, _CANCELLED)
             ended += 1
-            events.append(VenueEvent(_CANCELED, name, o.cl_ord_id, o.venue_order_id, cum_qty=o.cum,
-                                     reason=REASON_TEXT[_REASONS[code]], reason_code=code, ts=now,
-                                     ord_status=_CANCELLED))
+            # Positional, as the trades above (every IOC remainder comes this way).
+            events.append(VenueEvent(_CANCELED, name, o.cl_ord_id, o.venue_order_id, 0, 0, 0, o.cum,
+                                     _REASON_TEXT_OF_CODE[code], code, "", now, "", _CANCELLED))
         return ended
 
     def _finish(self, o: _Order, status: int) -> None:
