@@ -135,6 +135,27 @@ def test_events_for_unknown_or_unexpected_orders_are_ignored_loudly(caplog):
     asyncio.run(scenario())
 
 
+def test_duplicate_trades_are_recognised_per_venue():
+    """An ExecID is unique within one venue only: the same ExecID from another venue is another
+    trade (counted), a repeat from the same venue is not."""
+    async def scenario():
+        async with running() as (cfg, venues, m):
+            sent = record_output(m)
+            m.new_order(new(cfg, "a1"))
+            m.new_order(new(cfg, "b1")._replace(ex_destination="VENUE-B"))
+            await asyncio.sleep(0.01)
+            a, b = m.order("O1"), m.order("O2")
+            assert (a.venue, b.venue) == ("VENUE-A", "VENUE-B")
+            for venue, order in (("VENUE-A", a), ("VENUE-B", b), ("VENUE-A", a), ("VENUE-B", b)):
+                m.on_venue_event(VenueEvent(VenueEventKind.TRADE, venue, order.venue_cl_ord_id, "v", last_qty=2,
+                                            last_px=22900, exec_id="SAME"))
+            assert (a.cum_qty, b.cum_qty) == (2, 2)
+            await m.drain()
+            assert sum(1 for o in sent if isinstance(o, ExecReport) and o.execution.exec_type is ExecType.TRADE) == 2
+
+    asyncio.run(scenario())
+
+
 def test_cancel_of_pending_new_is_refused_with_broker_option():
     async def scenario():
         async with running() as (cfg, venues, m):

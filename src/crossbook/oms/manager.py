@@ -263,7 +263,9 @@ class OrderManager:
         self._risk_price: dict[str, int] = {}                 # order_id -> price its risk usage is held at
         self._absorb_ack: set[tuple[str, str]] = set()        # resubmitted after restart: ack is silent
         self._held_at_venue: set[str] = set()                 # restored orders a remote venue still holds
-        self._seen_venue_exec: set[tuple[str, str]] = set()
+        # venue -> ExecIDs of its trades already counted: one set per venue, so a trade adds a
+        # string, not a (venue, ExecID) tuple built and kept for every fill.
+        self._seen_venue_exec: dict[str, set[str]] = {}
         self._write_ahead: dict[str, tuple[Venue, bool]] = {}  # venue name -> (venue, outlives_oms(venue))
         self._killed: frozenset[int] = frozenset()           # account indices a kill switch blocks
         self._sent_exec_seq: dict[str, int] = {}             # session -> highest stored ExecID seq sent
@@ -895,11 +897,14 @@ class OrderManager:
             self._end(order, Trigger.CANCELED, ExecType.CANCELED, CancelCause.VENUE, text)
 
     def _on_trade(self, order: Order, ev: VenueEvent) -> None:
-        if ev.exec_id:
-            key = (ev.venue, ev.exec_id)
-            if key in self._seen_venue_exec:
+        exec_id = ev.exec_id
+        if exec_id:
+            seen = self._seen_venue_exec.get(ev.venue)
+            if seen is None:
+                seen = self._seen_venue_exec[ev.venue] = set()
+            if exec_id in seen:
                 return
-            self._seen_venue_exec.add(key)
+            seen.add(exec_id)
         qty, px = ev.last_qty, ev.last_px
         state = order.state
         if state in _TERMINAL or qty <= 0:
