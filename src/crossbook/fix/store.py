@@ -69,6 +69,8 @@ _SEQ_LINE = 42  # "%020d %020d\n" is 20 + 1 + 20 + 1 bytes
 #: body tail that recovery reads back (see the module docstring).
 LAZY_INDEX_RECORDS = 256
 _FRAME_COMPLETE = 0  # codec.FrameStatus.COMPLETE
+# find_frame's bounds on max_body_length ("35=X<SOH>" is the smallest body; offsets are 32-bit).
+_MIN_BODY_LENGTH, _MAX_BODY_LENGTH = 5, 0x7FFF0000
 
 
 class MessageStore(ABC):
@@ -512,8 +514,11 @@ def _index_frames(tail: bytes, base: int, offsets: dict[int, tuple[int, int]]) -
     records = []
     pos = 0
     size = len(tail)
+    # No frame in the tail is longer than the tail; a tail of a few torn bytes is below
+    # find_frame's smallest bound, which would raise instead of reporting them as not a frame.
+    max_body_length = min(max(size, _MIN_BODY_LENGTH), _MAX_BODY_LENGTH)
     while pos < size:
-        scan = _find_frame(tail, pos, size)
+        scan = _find_frame(tail, pos, max_body_length)
         if scan.status != _FRAME_COMPLETE:
             break
         parts = _split_message(tail[pos:scan.end])
