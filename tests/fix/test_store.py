@@ -513,7 +513,7 @@ def test_framed_messages_are_indexed_lazily_and_recovered_from_the_body(tmp_path
 @pytest.mark.parametrize("tail", [b"8=FIX.4.4\x019=", b"junk", b"8=FIX.4.4\x019=5\x0135=0\x0110=000\x01"])
 def test_recovery_indexes_whole_frames_and_truncates_a_torn_tail(tmp_path, tail):
     """After the last indexed message: whole frames are indexed; a torn frame, junk, or a frame
-    without a MsgSeqNum (the last case) ends the scan and is cut off."""
+    whose CheckSum is wrong (the last case) ends the scan and is cut off with what follows."""
     s = FileStore(str(tmp_path), "t", now=1.0, batch=True)
     s.set(1, b"indexed")
     s.incr_next_sender_seq()

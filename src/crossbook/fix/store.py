@@ -48,9 +48,10 @@ flush instead of two); the records follow with the next write that needs the ind
 
 Recovery on open: index records pointing past the end of ``.body`` (a torn append)
 are dropped and both files truncated to the last whole record; then the body after the
-last indexed message is read back frame by frame (BodyLength, CheckSum and MsgSeqNum
-checked) and indexed, up to the first bytes that are not a whole frame (a torn append),
-where the body is truncated. The next sender sequence number is at least one past the
+last indexed message is read back frame by frame and indexed: only the frame boundaries
+(BodyLength landing on a valid CheckSum) and the header's MsgSeqNum are read, never a full
+split, so a frame holding what a split refuses (SOH in a Text) keeps its place and so does what
+follows it. The body is truncated at the first bytes that are not a whole frame (a torn append). The next sender sequence number is at least one past the
 highest stored message, because a message is stored before the sequence number is advanced.
 """
 from __future__ import annotations
@@ -61,7 +62,7 @@ import struct
 from abc import ABC, abstractmethod
 from typing import Callable
 
-from crossbook.fix._codec import find_frame as _find_frame, split_message as _split_message
+from crossbook.fix._codec import find_frame as _find_frame
 
 _INDEX = struct.Struct("<QQQ")
 _SEQ_LINE = 42  # "%020d %020d\n" is 20 + 1 + 20 + 1 bytes
@@ -509,8 +510,13 @@ class FileStore(MessageStore):
 
 def _index_frames(tail: bytes, base: int, offsets: dict[int, tuple[int, int]]) -> tuple[bytes, int]:
     """Index records for the whole FIX frames at the start of ``tail`` (the body from offset
-    ``base`` on), added to ``offsets``; and how many bytes they cover. Stops at the first bytes
-    that are not a whole frame with a valid CheckSum and a positive MsgSeqNum (a torn append)."""
+    ``base`` on), added to ``offsets``; and how many bytes the whole frames cover. Stops at the
+    first bytes that are not a whole frame (BodyLength landing on a valid CheckSum): a torn append.
+
+    Only the frame boundaries and the MsgSeqNum are read, never the fields: a frame the session
+    sent may hold what a full split refuses (SOH in a Text, a data field whose length is off),
+    and cutting the body there would lose it and every frame after it. A whole frame without a
+    MsgSeqNum (not what a session stores) stays in the body without a record."""
     records = []
     pos = 0
     size = len(tail)
@@ -521,15 +527,26 @@ def _index_frames(tail: bytes, base: int, offsets: dict[int, tuple[int, int]]) -
         scan = _find_frame(tail, pos, max_body_length)
         if scan.status != _FRAME_COMPLETE:
             break
-        parts = _split_message(tail[pos:scan.end])
-        seq_text = parts[1].get(34, b"") if parts is not None else b""
-        if not seq_text.isdigit() or len(seq_text) > 18 or int(seq_text) < 1:
-            break
-        seq, length = int(seq_text), scan.end - pos
-        offsets[seq] = (base + pos, length)
-        records.append(_INDEX.pack(seq, base + pos, length))
-        pos = scan.end
+        end = scan.end
+        seq = _frame_seq(tail, pos, end)
+        if seq:
+            offsets[seq] = (base + pos, end - pos)
+            records.append(_INDEX.pack(seq, base + pos, end - pos))
+        pos = end
     return b"".join(records), pos
+
+
+def _frame_seq(data: bytes, start: int, end: int) -> int:
+    """MsgSeqNum (34) of the whole frame ``data[start:end]``, or 0 if it has none that is a
+    positive number. The first ``<SOH>34=`` is the header's: BeginString and BodyLength hold
+    no SOH, and the header comes before the body."""
+    at = data.find(b"\x0134=", start, end)
+    if at < 0:
+        return 0
+    value = data[at + 4:data.find(b"\x01", at + 4, end)]   # a whole frame ends with SOH
+    if not value.isdigit() or len(value) > 18:
+        return 0
+    return int(value)
 
 
 def _read_all(fd: int) -> bytes:
