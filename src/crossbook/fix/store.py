@@ -9,7 +9,10 @@ FileStore layout (one set of files per session, ``<dir>/<name>.*``):
 * ``.index``   append-only fixed 24-byte records ``(seq, offset, length)`` into ``.body``;
 * ``.seqnums`` one fixed-width line ``SSSSSSSSSSSSSSSSSSSS TTTTTTTTTTTTTTTTTTTT``
   rewritten in place with ``pwrite`` (same length every time, so never half-old);
-* ``.session`` the creation time (UTC epoch seconds), written at creation and on reset.
+* ``.session`` the creation time (UTC epoch seconds), written at creation and on reset
+  (replaced whole, by rename). A reset writes it first followed by `` resetting``, then empties
+  the other files, then writes it alone; an open that finds the mark finishes the reset, so a
+  kill inside ``reset()`` leaves the old numbering whole or the new one, never a mix.
 
 Durability policy: every ``set``/``incr``/``set_next_*`` is handed to the kernel before
 the call returns (unbuffered ``os.write``/``os.pwrite``), so a killed process (SIGKILL,
@@ -72,6 +75,7 @@ LAZY_INDEX_RECORDS = 256
 _FRAME_COMPLETE = 0  # codec.FrameStatus.COMPLETE
 # find_frame's bounds on max_body_length ("35=X<SOH>" is the smallest body; offsets are 32-bit).
 _MIN_BODY_LENGTH, _MAX_BODY_LENGTH = 5, 0x7FFF0000
+_RESETTING = b"resetting"  # after the creation time in .session: a reset() not finished yet
 
 
 class MessageStore(ABC):
@@ -242,11 +246,15 @@ class FileStore(MessageStore):
         self._index_fd = os.open(self._index_path, flags, 0o644)
         self._seq_fd = os.open(self._seq_path, flags, 0o644)
         if os.path.exists(self._session_path):
+            with open(self._session_path, "rb") as f:
+                words = f.read().split()
             try:
-                with open(self._session_path, "rb") as f:
-                    self._created = float(f.read().strip() or now)
+                self._created = float(words[0]) if words else now
             except ValueError:
                 self._created = now
+            if words[1:] == [_RESETTING]:
+                self._empty()     # a reset() killed after it began: finish it (see reset)
+                self._write_session_time(self._created)
         else:
             self._write_session_time(now)
         self._load()
@@ -412,7 +420,19 @@ class FileStore(MessageStore):
         return self._created
 
     def reset(self, now: float) -> None:
+        """Forget every message and set both numbers to 1 under the creation time ``now``.
+
+        Atomic across a kill: the new creation time is written first, marked as a reset in
+        progress, and the open after a kill finishes the reset it finds marked. Otherwise a
+        kill between the files would leave numbers at 1 under the old creation time (or the
+        old numbers under the new one), which a restart takes for the old numbering and moves
+        to the journal's mark of it (``Server._rewind_inbound``)."""
         self._drop_pending()
+        self._write_session_time(now, resetting=True)
+        self._empty()
+        self._write_session_time(now)
+
+    def _empty(self) -> None:
         os.ftruncate(self._index_fd, 0)
         os.ftruncate(self._body_fd, 0)
         self._offsets.clear()
@@ -420,9 +440,10 @@ class FileStore(MessageStore):
         self._body_size = self._index_size = 0
         self._sender = self._target = 1
         self._write_seqnums()
-        self._write_session_time(now)
         if self.fsync:
-            self.flush()
+            # On disk before the creation time loses its reset mark (power loss).
+            for fd in (self._body_fd, self._index_fd):
+                os.fsync(fd)
 
     def refresh(self) -> None:
         self.write_deferred()
@@ -498,13 +519,14 @@ class FileStore(MessageStore):
         if self.fsync:
             os.fsync(self._seq_fd)
 
-    def _write_session_time(self, now: float) -> None:
+    def _write_session_time(self, now: float, resetting: bool = False) -> None:
         self._created = now
         tmp = self._session_path + ".tmp"
         with open(tmp, "wb") as f:
-            f.write(repr(float(now)).encode())
+            f.write(repr(float(now)).encode() + (b" " + _RESETTING if resetting else b""))
             f.flush()
-            os.fsync(f.fileno())
+            if self.fsync or not resetting:
+                os.fsync(f.fileno())
         os.replace(tmp, self._session_path)
 
 
