@@ -363,7 +363,11 @@ class FileStore(MessageStore):
     def store_sent(self, seq: int, raw: bytes) -> None:
         """``set(seq, raw)`` then ``incr_next_sender_seq()``: twice per order on the OMS's hot
         path, so the batching case is one call with the same effects (records, offsets,
-        pending writes, the implied-or-dirty sequence line), the rest the two calls."""
+        pending writes, the implied-or-dirty sequence line), the rest the two calls.
+
+        A ``raw`` starting ``8=`` is taken for the frame sent under ``seq`` (its MsgSeqNum is
+        ``seq``, as for every message a ``Session`` stores): its index record may be held back,
+        and recovery then indexes it under the MsgSeqNum it carries."""
         if not self.batch or type(seq) is not int or seq < 1 or type(raw) is not bytes or self._body_fd < 0:
             self.set(seq, raw)
             self.incr_next_sender_seq()
