@@ -857,6 +857,22 @@ def plan_table(dd: DataDictionary, options: ValidationOptions) -> dict[bytes, _P
     return table
 
 
+def _cached_plan(msg_type: bytes, dd: DataDictionary, options: ValidationOptions,
+                 plans: dict[bytes, _Plan | None]) -> _Plan | None:
+    """The fast check's plan for ``msg_type`` from ``plans`` (made and kept on first use, up to
+    _PLAN_TABLE_SIZE types); None when there is none (or the type is not ASCII): the full
+    validation decides."""
+    plan = plans.get(msg_type, _MISSING)
+    if plan is _MISSING:
+        try:
+            plan = _plan(dd, msg_type.decode("ascii"), options)
+        except UnicodeDecodeError:
+            return None
+        if len(plans) < _PLAN_TABLE_SIZE:
+            plans[msg_type] = plan
+    return plan
+
+
 def _accepts_flat(fields: list[tuple[int, bytes]], dd: DataDictionary, options: ValidationOptions,
                   plans: dict[bytes, _Plan | None] | None = None) -> bool:
     """True only if the full validation would find nothing wrong (see validate_split).
@@ -866,17 +882,9 @@ def _accepts_flat(fields: list[tuple[int, bytes]], dd: DataDictionary, options: 
     Python, which the tests compare it with."""
     if len(fields) < 3:
         return False
-    msg_type = fields[2][1]
     if plans is None:
         plans = plan_table(dd, options)
-    plan = plans.get(msg_type, _MISSING)
-    if plan is _MISSING:
-        try:
-            plan = _plan(dd, msg_type.decode("ascii"), options)
-        except UnicodeDecodeError:
-            return False
-        if len(plans) < _PLAN_TABLE_SIZE:
-            plans[msg_type] = plan
+    plan = _cached_plan(fields[2][1], dd, options, plans)
     if plan is None:
         return False
     return _compiled_accepts_flat(fields, dd.begin_bytes, plan.table, plan.required,
@@ -893,14 +901,7 @@ def accepts_flat_first(first: dict[int, bytes], count: int, dd: DataDictionary, 
     msg_type = first.get(35)
     if msg_type is None:
         return False  # (the list check fails too: its third field is not 35)
-    plan = plans.get(msg_type, _MISSING)
-    if plan is _MISSING:
-        try:
-            plan = _plan(dd, msg_type.decode("ascii"), options)
-        except UnicodeDecodeError:
-            return False
-        if len(plans) < _PLAN_TABLE_SIZE:
-            plans[msg_type] = plan
+    plan = _cached_plan(msg_type, dd, options, plans)
     if plan is None:
         return False
     return _compiled_accepts_flat_first(first, count, dd.begin_bytes, plan.table, plan.required,
