@@ -2676,6 +2676,32 @@ def compiled_format_check(check, value):
     return verdict == 1
 
 
+cdef inline long _field_passes(tuple entry, object value, long latest, bint have_values) except -2:
+    """One field of :func:`accepts_flat` / :func:`accepts_flat_first` against its plan entry
+    (section, format check or None, allowed values or None, multiple-value field?): the field's
+    section (the new ``latest``) when it is in section order, not empty (when ``have_values``)
+    and its value passes the check and the enumeration; -1 otherwise."""
+    cdef long section = entry[0]
+    cdef int verdict
+    check, allowed, multi = entry[1], entry[2], entry[3]
+    if section < latest:
+        return -1
+    if not value and have_values:
+        return -1
+    if check is not None:
+        verdict = _compiled_check(check, value)
+        if verdict == 0 or (verdict == 2 and not check(value)):
+            return -1
+    if allowed is not None:
+        if multi:
+            for part in value.split(b" "):
+                if part not in allowed:
+                    return -1
+        elif value not in allowed:
+            return -1
+    return section
+
+
 def accepts_flat(fields, bytes begin, dict table, frozenset required, bint have_values):
     """The one-pass acceptance of a flat message (``validation._accepts_flat``) for a plan
     already picked by MsgType: True only when every field is in ``table`` (tag -> (section,
@@ -2686,8 +2712,6 @@ def accepts_flat(fields, bytes begin, dict table, frozenset required, bint have_
     cdef list items = fields if type(fields) is list else list(fields)
     cdef Py_ssize_t n = len(items), i, j, present = 0
     cdef long latest = 0
-    cdef long section
-    cdef int verdict
     # Repeated tags: compared in C for a message of up to SMALL_MESSAGE fields (every tag is
     # then known to be an int key of the table), a set beyond that.
     cdef long tags[SMALL_MESSAGE]
@@ -2717,24 +2741,9 @@ def accepts_flat(fields, bytes begin, dict table, frozenset required, bint have_
                     return False  # a repeated tag: the full check decides
         if tag in required:
             present += 1
-        section_obj, check, allowed, multi = <tuple>entry
-        section = section_obj
-        if section < latest:
+        latest = _field_passes(<tuple>entry, value, latest, have_values)
+        if latest < 0:
             return False
-        latest = section
-        if not value and have_values:
-            return False
-        if check is not None:
-            verdict = _compiled_check(check, value)
-            if verdict == 0 or (verdict == 2 and not check(value)):
-                return False
-        if allowed is not None:
-            if multi:
-                for part in value.split(b" "):
-                    if part not in allowed:
-                        return False
-            elif value not in allowed:
-                return False
     if not small and len({pair[0] for pair in items}) != n:
         return False
     # No tag repeats, so this counts the distinct required tags present.
@@ -2750,8 +2759,6 @@ def accepts_flat_first(dict first, Py_ssize_t count, bytes begin, dict table, fr
     checked by the same rules. Spares building the field list for the check."""
     cdef Py_ssize_t present = 0
     cdef long latest = 0
-    cdef long section
-    cdef int verdict
     cdef Py_ssize_t i = 0
     cdef object tag, value, entry
     if count < 3 or len(first) != count:
@@ -2772,24 +2779,9 @@ def accepts_flat_first(dict first, Py_ssize_t count, bytes begin, dict table, fr
             return False  # unknown here, a group, 1128...: the full check decides
         if tag in required:
             present += 1
-        section_obj, check, allowed, multi = <tuple>entry
-        section = section_obj
-        if section < latest:
+        latest = _field_passes(<tuple>entry, value, latest, have_values)
+        if latest < 0:
             return False
-        latest = section
-        if not value and have_values:
-            return False
-        if check is not None:
-            verdict = _compiled_check(check, value)
-            if verdict == 0 or (verdict == 2 and not check(value)):
-                return False
-        if allowed is not None:
-            if multi:
-                for part in value.split(b" "):
-                    if part not in allowed:
-                        return False
-            elif value not in allowed:
-                return False
     return present == len(required)
 
 
