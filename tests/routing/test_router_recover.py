@@ -61,9 +61,7 @@ async def _first_run(venue: ProcessVenue, audit: MemoryAuditLog, fill: tuple[int
     """Router 1 routes the parent O1.1 (buy 100 at 23000, direct) to ``venue``; the child is
     acknowledged, then fills ``fill`` = (qty, price) if given. Router 1 then dies with its
     process. Returns the child's id and router 1's upstream events."""
-    r1 = SmartRouter("SOR", [venue], "direct", audit=audit, watch_s=0.01)
-    up: list = []
-    r1.set_event_sink(up.append)
+    r1, up = _router([venue], audit)
     await r1.start()
     r1.new_order(VenueOrder("O1.1", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 100, 23000))
     await asyncio.sleep(0.01)
@@ -77,11 +75,59 @@ async def _first_run(venue: ProcessVenue, audit: MemoryAuditLog, fill: tuple[int
     return child, up
 
 
-def _second_router(venue, audit) -> tuple[SmartRouter, list]:
-    r2 = SmartRouter("SOR", [venue], "direct", audit=audit, watch_s=0.01)
+def _router(venues, audit, policy="direct") -> tuple[SmartRouter, list]:
+    """A router "SOR" over ``venues`` with ``audit``, and the list its upstream events go to."""
+    r = SmartRouter("SOR", list(venues), policy, audit=audit, watch_s=0.01)
     events: list = []
-    r2.set_event_sink(events.append)
-    return r2, events
+    r.set_event_sink(events.append)
+    return r, events
+
+
+def _second_router(venue, audit) -> tuple[SmartRouter, list]:
+    """The router of the restarted process, over the one venue process of ``_first_run``."""
+    return _router([venue], audit)
+
+
+async def _venue_process(**kwargs) -> ProcessVenue:
+    """VENUE-A as a venue process, started."""
+    venue = ProcessVenue("VENUE-A", MASTER, SystemClock(), **kwargs)
+    await venue.start()
+    return venue
+
+
+def _recon_fill(venue, child: str, qty: int, px: int, cum: int) -> None:
+    """The venue's reconciliation reports a catch-up fill of ``qty`` at ``px`` (CumQty ``cum``),
+    under the stable exec id FixVenue gives it."""
+    router_module._tap_for(venue)(_ev(K.TRADE, child, last_qty=qty, last_px=px, leaves_qty=100 - cum, cum_qty=cum,
+                                      exec_id=f"V1-RECON-{cum}"))
+
+
+def _reconciled(venue, child: str, cum: int, leaves: int, status: Status = Status.PARTIALLY_FILLED) -> None:
+    """The venue's reconciliation ends with the STATUS "reconciled after reconnect" for ``child``."""
+    router_module._tap_for(venue)(_ev(K.STATUS, child, leaves_qty=leaves, cum_qty=cum, reason=RECONCILED,
+                                      ord_status=int(status)))
+
+
+def _cancel_confirmed(venue: ProcessVenue, child: str, cum: int, which: int = -1) -> None:
+    """The venue confirms the cancel ``venue.cancels[which]`` sent for ``child`` (CumQty ``cum``)."""
+    router_module._tap_for(venue)(_ev(K.CANCELED, venue.cancels[which][1], cum_qty=cum, orig_venue_cl_ord_id=child,
+                                      ord_status=int(Status.CANCELLED), reason_code=int(Reason.USER_CANCEL)))
+
+
+async def _settled_after_a_lost_fill(venue: ProcessVenue, audit: MemoryAuditLog) -> tuple[str, SmartRouter, list]:
+    """Run 1 fills 30 x 22990 of PARENT's child and dies; the crash lost the trail's fill row
+    (not written ahead), so the trail says 0 filled and the OMS 30: the parent cannot be rebuilt
+    exactly and run 2's router takes it back to settle (asserted). Returns the child's id and run
+    2's router (not started) and events."""
+    child, _ = await _first_run(venue, audit, (30, 22990))
+    audit.rows = [r for r in audit.rows if r[4] != "child_trade"]
+    r2, events = _second_router(venue, audit)
+    assert r2.recover_parent(PARENT, 30, ["O1.1"], cum_value=30 * 22990, acknowledged=True)
+    return child, r2, events
+
+
+def _run(main, timeout: float = 30) -> None:
+    asyncio.run(asyncio.wait_for(main(), timeout))
 
 
 def _mine(events, kind=None):
@@ -93,8 +139,7 @@ PARENT = VenueOrder("O1.1", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 100,
 
 def test_a_pending_cancel_settles_the_child_reports_the_missed_fills_exactly_then_cancels():
     async def main():
-        a = ProcessVenue("VENUE-A", MASTER, SystemClock())
-        await a.start()
+        a = await _venue_process()
         audit = MemoryAuditLog()
         child, up1 = await _first_run(a, audit, (30, 22990))
         assert [(e.kind, e.cum_qty) for e in _mine(up1)] == [(K.NEW, 0), (K.TRADE, 30)]
@@ -110,13 +155,11 @@ def test_a_pending_cancel_settles_the_child_reports_the_missed_fills_exactly_the
         # the child is live there, 57 left.
         tap(_ev(K.TRADE, child, last_qty=7, last_px=22995, leaves_qty=63, cum_qty=37, exec_id="e2"))
         tap(_ev(K.TRADE, child, last_qty=7, last_px=22995, leaves_qty=63, cum_qty=37, exec_id="e2b"))  # again
-        tap(_ev(K.TRADE, child, last_qty=6, last_px=22997, leaves_qty=57, cum_qty=43, exec_id="V1-RECON-43"))
+        _recon_fill(a, child, 6, 22997, 43)
         assert not _mine(events)                     # nothing goes up before the child is settled
-        tap(_ev(K.STATUS, child, leaves_qty=57, cum_qty=43, reason=RECONCILED,
-                ord_status=int(Status.PARTIALLY_FILLED)))
+        _reconciled(a, child, 43, 57)
         assert [c for c, _ in a.cancels] == [child]    # live: cancelled
-        tap(_ev(K.CANCELED, a.cancels[0][1], cum_qty=43, orig_venue_cl_ord_id=child,
-                ord_status=int(Status.CANCELLED), reason_code=int(Reason.USER_CANCEL)))
+        _cancel_confirmed(a, child, 43, 0)
         await asyncio.sleep(0.01)
         # 13 more filled, worth 7 x 22995 + 6 x 22997: reported as 1 at 22995 and 12 at 22996
         # (same total, whole ticks), then the STATUS after which the OMS sends its cancel again.
@@ -135,28 +178,19 @@ def test_a_pending_cancel_settles_the_child_reports_the_missed_fills_exactly_the
         await r2.stop()
         await a.stop()
 
-    asyncio.run(asyncio.wait_for(main(), 30))
+    _run(main)
 
 
 def test_a_parent_the_trail_cannot_rebuild_is_settled_then_routed_again_for_its_leaves():
     async def main():
-        a = ProcessVenue("VENUE-A", MASTER, SystemClock())
-        await a.start()
-        audit = MemoryAuditLog()
-        child, _ = await _first_run(a, audit, (30, 22990))
-        # The crash lost the trail's fill row (not written ahead): the trail says 0 filled, the
-        # OMS 30: the parent cannot be rebuilt exactly.
-        audit.rows = [r for r in audit.rows if r[4] != "child_trade"]
-        r2, events = _second_router(a, audit)
-        assert r2.recover_parent(PARENT, 30, ["O1.1"], cum_value=30 * 22990, acknowledged=True)
+        a = await _venue_process()
+        child, r2, events = await _settled_after_a_lost_fill(a, MemoryAuditLog())
         assert a.restored == [(child, 100, 0, 0, True)]
         await r2.start()
-        tap = router_module._tap_for(a)
-        tap(_ev(K.TRADE, child, last_qty=30, last_px=22990, leaves_qty=70, cum_qty=30, exec_id="V1-RECON-30"))
-        tap(_ev(K.STATUS, child, leaves_qty=70, cum_qty=30, reason=RECONCILED, ord_status=int(Status.PARTIALLY_FILLED)))
+        _recon_fill(a, child, 30, 22990, 30)
+        _reconciled(a, child, 30, 70)
         assert r2.children_sent == 0                 # not before the old child is done
-        tap(_ev(K.CANCELED, a.cancels[0][1], cum_qty=30, orig_venue_cl_ord_id=child,
-                ord_status=int(Status.CANCELLED), reason_code=int(Reason.USER_CANCEL)))
+        _cancel_confirmed(a, child, 30, 0)
         await asyncio.sleep(0.01)
         # Nothing unreported (the venue's 30 are the OMS's 30); then its 70 are routed afresh.
         assert [(e.kind, e.cum_qty) for e in _mine(events)] == [(K.STATUS, 30)]
@@ -167,14 +201,13 @@ def test_a_parent_the_trail_cannot_rebuild_is_settled_then_routed_again_for_its_
         await r2.stop()
         await a.stop()
 
-    asyncio.run(asyncio.wait_for(main(), 30))
+    _run(main)
 
 
 @pytest.mark.parametrize("acknowledged", [False, True])
 def test_a_child_that_never_left_ends_the_order_rejected_or_canceled_with_the_reason(acknowledged):
     async def main():
-        a = ProcessVenue("VENUE-A", MASTER, SystemClock(), drop_new=True)
-        await a.start()
+        a = await _venue_process(drop_new=True)
         audit = MemoryAuditLog()
         child, up1 = await _first_run(a, audit, None)
         assert _mine(up1) == []                      # written ahead, never sent: nothing heard
@@ -195,25 +228,22 @@ def test_a_child_that_never_left_ends_the_order_rejected_or_canceled_with_the_re
         await r2.stop()
         await a.stop()
 
-    asyncio.run(asyncio.wait_for(main(), 30))
+    _run(main)
 
 
 def test_nothing_to_settle_is_left_to_the_oms_and_bad_arguments_are_refused():
     async def main():
-        a = ProcessVenue("VENUE-A", MASTER, SystemClock())
+        a = await _venue_process()
         b = InProcessVenue("VENUE-B", MASTER, SystemClock())
-        await a.start()
         await b.start()
         audit = MemoryAuditLog()
-        r1 = SmartRouter("SOR", [b, a], "best_price", audit=audit, watch_s=0.01)
-        r1.set_event_sink(lambda ev: None)
+        r1, _ = _router([b, a], audit, "best_price")
         await r1.start()
         r1.new_order(VenueOrder("O2.1", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 10, 23000))
         await asyncio.sleep(0.01)
         assert r1.children_of("O2.1")[0]["venue"] == "VENUE-B"
         await r1.stop()
-        r2 = SmartRouter("SOR", [b, a], "best_price", audit=audit, watch_s=0.01)
-        r2.set_event_sink(lambda ev: None)
+        r2, _ = _router([b, a], audit, "best_price")
         order = VenueOrder("O2.1", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 10, 23000)
         # Its only child was at an in-process venue (its book died): routed again by the OMS.
         assert not r2.recover_parent(order, 0, ["O2.1"])
@@ -231,27 +261,20 @@ def test_nothing_to_settle_is_left_to_the_oms_and_bad_arguments_are_refused():
         await a.stop()
         await b.stop()
 
-    asyncio.run(asyncio.wait_for(main(), 30))
+    _run(main)
 
 
 def test_a_cancel_arriving_while_the_parent_is_settled_is_answered_after_and_nothing_is_routed():
     async def main():
-        a = ProcessVenue("VENUE-A", MASTER, SystemClock())
-        await a.start()
-        audit = MemoryAuditLog()
-        child, _ = await _first_run(a, audit, (30, 22990))
-        audit.rows = [r for r in audit.rows if r[4] != "child_trade"]
-        r2, events = _second_router(a, audit)
+        a = await _venue_process()
         # The trail lost the fill the OMS has: the parent is settled, not adopted.
-        assert r2.recover_parent(PARENT, 30, ["O1.1"], cum_value=30 * 22990, acknowledged=True)
+        child, r2, events = await _settled_after_a_lost_fill(a, MemoryAuditLog())
         await r2.start()
         r2.cancel_order("O1.1", "O1.1.c")            # the client's cancel, while the child is asked
         assert _mine(events) == []
-        tap = router_module._tap_for(a)
-        tap(_ev(K.TRADE, child, last_qty=30, last_px=22990, leaves_qty=70, cum_qty=30, exec_id="V1-RECON-30"))
-        tap(_ev(K.STATUS, child, leaves_qty=70, cum_qty=30, reason=RECONCILED, ord_status=int(Status.PARTIALLY_FILLED)))
-        tap(_ev(K.CANCELED, a.cancels[0][1], cum_qty=30, orig_venue_cl_ord_id=child, ord_status=int(Status.CANCELLED),
-                reason_code=int(Reason.USER_CANCEL)))
+        _recon_fill(a, child, 30, 22990, 30)
+        _reconciled(a, child, 30, 70)
+        _cancel_confirmed(a, child, 30, 0)
         await asyncio.sleep(0.01)
         # Settled: the STATUS on which the OMS sends its cancel again; nothing routed meanwhile
         # (without the cancel, its 70 would be routed afresh here).
@@ -263,7 +286,7 @@ def test_a_cancel_arriving_while_the_parent_is_settled_is_answered_after_and_not
         await r2.stop()
         await a.stop()
 
-    asyncio.run(asyncio.wait_for(main(), 30))
+    _run(main)
 
 
 def test_a_router_reaching_a_venue_process_keeps_a_trail_by_default(tmp_path):
@@ -282,8 +305,7 @@ def test_a_router_reaching_a_venue_process_keeps_a_trail_by_default(tmp_path):
 
 def test_a_parent_the_trail_rebuilds_exactly_is_adopted_with_the_value_of_its_fills():
     async def main():
-        a = ProcessVenue("VENUE-A", MASTER, SystemClock())
-        await a.start()
+        a = await _venue_process()
         audit = MemoryAuditLog()
         child, _ = await _first_run(a, audit, (30, 22990))
         r2, events = _second_router(a, audit)
@@ -292,13 +314,12 @@ def test_a_parent_the_trail_rebuilds_exactly_is_adopted_with_the_value_of_its_fi
         # so a catch-up for fills beyond them is priced for an exact AvgPx.
         assert a.restored == [(child, 100, 30, 30 * 22990, True)]
         await r2.start()
-        tap = router_module._tap_for(a)
-        tap(_ev(K.TRADE, child, last_qty=10, last_px=22980, leaves_qty=60, cum_qty=40, exec_id="V1-RECON-40"))
-        tap(_ev(K.STATUS, child, leaves_qty=60, cum_qty=40, reason=RECONCILED, ord_status=int(Status.PARTIALLY_FILLED)))
+        _recon_fill(a, child, 10, 22980, 40)
+        _reconciled(a, child, 40, 60)
         await asyncio.sleep(0.01)
         assert [(e.kind, e.last_qty, e.last_px, e.cum_qty) for e in _mine(events)] == [(K.TRADE, 10, 22980, 40)]
         assert a.cancels == [] and r2.children_sent == 0   # the child keeps working for it
         await r2.stop()
         await a.stop()
 
-    asyncio.run(asyncio.wait_for(main(), 30))
+    _run(main)

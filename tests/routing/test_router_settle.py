@@ -15,12 +15,13 @@ from crossbook.app.server import SystemClock
 from crossbook.core import OrdType, Reason, Side, Status, TimeInForce
 from crossbook.routing import router as router_module
 from crossbook.routing.audit import MemoryAuditLog
-from crossbook.routing.fix_venue import RECONCILED
 from crossbook.routing.router import SmartRouter
 from crossbook.routing.venue import VenueOrder, VenueEventKind as K
 from crossbook.venues import InProcessVenue
 
-from test_router_recover import AAPL, MASTER, PARENT, ProcessVenue, _ev, _first_run, _mine, _second_router
+from test_router_recover import (AAPL, MASTER, PARENT, _cancel_confirmed, _ev, _first_run, _mine, _recon_fill,
+                                  _reconciled, _router, _run, _second_router, _settled_after_a_lost_fill,
+                                  _venue_process)
 
 
 def _kill(router: SmartRouter, *venues) -> None:
@@ -32,20 +33,12 @@ def _kill(router: SmartRouter, *venues) -> None:
             tap.routers.remove(router)
 
 
-def _router(venues, audit, policy="direct") -> tuple[SmartRouter, list]:
-    r = SmartRouter("SOR", list(venues), policy, audit=audit, watch_s=0.01)
-    events: list = []
-    r.set_event_sink(events.append)
-    return r, events
-
-
 # ------------------------------------------------------------------------------------------------
 # Finding 1: a parent that may execute only once, or that already ended, is never routed again
 # ------------------------------------------------------------------------------------------------
 def test_an_ioc_parent_that_executed_before_the_kill_is_finished_with_its_fills_not_routed_again():
     async def main():
-        a = ProcessVenue("VENUE-A", MASTER, SystemClock())
-        await a.start()
+        a = await _venue_process()
         a.new_order(VenueOrder("mk", AAPL, Side.SELL, OrdType.LIMIT, TimeInForce.DAY, 30, 23000))
         await asyncio.sleep(0.01)
         audit = MemoryAuditLog()
@@ -70,15 +63,14 @@ def test_an_ioc_parent_that_executed_before_the_kill_is_finished_with_its_fills_
         assert got == [(K.TRADE, 30, 23000, 30), (K.CANCELED, 0, 0, 30)]
         await a.stop()
 
-    asyncio.run(asyncio.wait_for(main(), 20))
+    _run(main, 20)
 
 
 def test_an_ioc_parent_whose_fills_the_oms_journaled_is_taken_back_and_finished_not_resubmitted():
     """Nothing to settle (its child is done, the OMS has its fills), yet recover_parent used to
     return False, and the OMS's resubmit would route the IOC's remainder again."""
     async def main():
-        a = ProcessVenue("VENUE-A", MASTER, SystemClock())
-        await a.start()
+        a = await _venue_process()
         a.new_order(VenueOrder("mk", AAPL, Side.SELL, OrdType.LIMIT, TimeInForce.DAY, 30, 23000))
         await asyncio.sleep(0.01)
         audit = MemoryAuditLog()
@@ -97,13 +89,12 @@ def test_an_ioc_parent_whose_fills_the_oms_journaled_is_taken_back_and_finished_
             (K.CANCELED, 30, int(Reason.IOC_REMAINDER))]
         await a.stop()
 
-    asyncio.run(asyncio.wait_for(main(), 20))
+    _run(main, 20)
 
 
 def test_a_day_parent_the_venue_ended_before_the_kill_ends_with_that_reason_not_routed_again():
     async def main():
-        a = ProcessVenue("VENUE-A", MASTER, SystemClock())
-        await a.start()
+        a = await _venue_process()
         audit = MemoryAuditLog()
         P = "SOR-x-1"
         # Trail: the resting child was expired by the venue; the parent was cancelled with it.
@@ -126,7 +117,7 @@ def test_a_day_parent_the_venue_ended_before_the_kill_ends_with_that_reason_not_
         assert "expired" in _mine(events)[0].reason
         await a.stop()
 
-    asyncio.run(asyncio.wait_for(main(), 20))
+    _run(main, 20)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -136,8 +127,7 @@ def test_a_day_parent_the_venue_ended_before_the_kill_ends_with_that_reason_not_
 @pytest.mark.parametrize("case", ["resent", "cum_jump", "status_only"])
 def test_fills_counted_while_settling_survive_a_second_crash_exactly(case):
     async def main():
-        a = ProcessVenue("VENUE-A", MASTER, SystemClock())
-        await a.start()
+        a = await _venue_process()
         audit = MemoryAuditLog()
         child, _ = await _first_run(a, audit, (30, 22990))      # trail: child_trade 30 (e1)
         # Run 2: the OMS journal lost the fill (cum 0): settled.
@@ -155,10 +145,8 @@ def test_fills_counted_while_settling_survive_a_second_crash_exactly(case):
             venue_cum = 50
         else:
             venue_cum = 45    # learned from the status alone (valued at the child's limit)
-        tap(_ev(K.STATUS, child, leaves_qty=100 - venue_cum, cum_qty=venue_cum, reason=RECONCILED,
-                ord_status=int(Status.PARTIALLY_FILLED)))
-        tap(_ev(K.CANCELED, a.cancels[0][1], cum_qty=venue_cum, orig_venue_cl_ord_id=child,
-                ord_status=int(Status.CANCELLED), reason_code=int(Reason.USER_CANCEL)))
+        _reconciled(a, child, venue_cum, 100 - venue_cum)
+        _cancel_confirmed(a, child, venue_cum, 0)
         await asyncio.sleep(0.01)
         trades2 = _mine(ev2, K.TRADE)
         assert trades2 and trades2[-1].cum_qty == venue_cum
@@ -174,15 +162,13 @@ def test_fills_counted_while_settling_survive_a_second_crash_exactly(case):
         assert r3.recover_parent(PARENT, oms_cum, ["O1.1"], cum_value=oms_value, acknowledged=True)
         await r3.start()
         new_child = [k for k in r3.children_of("O1.1") if k["id"] != child][0]["id"]
-        tap(_ev(K.STATUS, new_child, leaves_qty=100 - venue_cum, cum_qty=0, reason=RECONCILED,
-                ord_status=int(Status.RESTING)))
-        tap(_ev(K.CANCELED, a.cancels[-1][1], cum_qty=0, orig_venue_cl_ord_id=new_child,
-                ord_status=int(Status.CANCELLED), reason_code=int(Reason.USER_CANCEL)))
+        _reconciled(a, new_child, 0, 100 - venue_cum, Status.RESTING)
+        _cancel_confirmed(a, new_child, 0)
         await asyncio.sleep(0.01)
         assert _mine(ev3, K.TRADE) == [], "fills the venue never made were reported"
         await a.stop()
 
-    asyncio.run(asyncio.wait_for(main(), 20))
+    _run(main, 20)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -194,9 +180,8 @@ def _day(cl: str, side: Side = Side.BUY) -> VenueOrder:
 
 def test_a_second_restart_settles_the_child_of_the_parent_the_first_restart_routed_again():
     async def main():
-        a = ProcessVenue("VENUE-A", MASTER, SystemClock())
+        a = await _venue_process()
         b = InProcessVenue("VENUE-B", MASTER, SystemClock())
-        await a.start()
         await b.start()
         audit = MemoryAuditLog()
         # Run 1: parent P1 (O1.1) rests at the in-process venue B.
@@ -224,20 +209,18 @@ def test_a_second_restart_settles_the_child_of_the_parent_the_first_restart_rout
         assert [r[0] for r in a.restored] == [p2_child]          # P2's child is asked about
         assert {k["id"] for k in r3.children_of("O1.2")} >= {p2_child}
         await r3.start()
-        tap = router_module._tap_for(a)
-        tap(_ev(K.STATUS, p2_child, leaves_qty=100, cum_qty=0, reason=RECONCILED, ord_status=int(Status.RESTING)))
+        _reconciled(a, p2_child, 0, 100, Status.RESTING)
         assert a.cancels and a.cancels[-1][0] == p2_child      # live: cancelled before anything else
         assert r3.children_sent == 0
         await a.stop()
         await b.stop()
 
-    asyncio.run(asyncio.wait_for(main(), 20))
+    _run(main, 20)
 
 
 def test_trail_rows_of_another_order_under_the_same_id_are_not_taken_as_its_children():
     async def main():
-        a = ProcessVenue("VENUE-A", MASTER, SystemClock())
-        await a.start()
+        a = await _venue_process()
         audit = MemoryAuditLog()
         P = "SOR-old-1"
         # An earlier order (a sell) that used the id O1.1, with a child live at the venue process.
@@ -251,7 +234,7 @@ def test_trail_rows_of_another_order_under_the_same_id_are_not_taken_as_its_chil
         assert a.restored == []
         await a.stop()
 
-    asyncio.run(asyncio.wait_for(main(), 20))
+    _run(main, 20)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -261,9 +244,8 @@ def test_trail_rows_of_another_order_under_the_same_id_are_not_taken_as_its_chil
 @pytest.mark.parametrize("tif", [TimeInForce.DAY, TimeInForce.IOC])
 def test_a_parent_with_children_at_a_venue_process_and_an_in_process_venue_is_settled(tif):
     async def main():
-        a = ProcessVenue("VENUE-A", MASTER, SystemClock())
+        a = await _venue_process()
         b = InProcessVenue("VENUE-B", MASTER, SystemClock())
-        await a.start()
         await b.start()
         audit = MemoryAuditLog()
         P = "SOR-x-1"
@@ -284,7 +266,7 @@ def test_a_parent_with_children_at_a_venue_process_and_an_in_process_venue_is_se
         await a.stop()
         await b.stop()
 
-    asyncio.run(asyncio.wait_for(main(), 20))
+    _run(main, 20)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -293,18 +275,13 @@ def test_a_parent_with_children_at_a_venue_process_and_an_in_process_venue_is_se
 # ------------------------------------------------------------------------------------------------
 def test_a_child_refusing_its_cancels_is_cancelled_again_later_and_its_parent_is_not_routed_meanwhile():
     async def main():
-        a = ProcessVenue("VENUE-A", MASTER, SystemClock())
-        await a.start()
-        audit = MemoryAuditLog()
-        child, _ = await _first_run(a, audit, (30, 22990))
-        audit.rows = [r for r in audit.rows if r[4] != "child_trade"]     # settled, not adopted
-        r2, events = _second_router(a, audit)
+        a = await _venue_process()
+        child, r2, events = await _settled_after_a_lost_fill(a, MemoryAuditLog())     # settled, not adopted
         r2.recovery_retry_s = 0.02
-        assert r2.recover_parent(PARENT, 30, ["O1.1"], cum_value=30 * 22990, acknowledged=True)
         await r2.start()
         tap = router_module._tap_for(a)
-        tap(_ev(K.TRADE, child, last_qty=30, last_px=22990, leaves_qty=70, cum_qty=30, exec_id="V1-RECON-30"))
-        tap(_ev(K.STATUS, child, leaves_qty=70, cum_qty=30, reason=RECONCILED, ord_status=int(Status.PARTIALLY_FILLED)))
+        _recon_fill(a, child, 30, 22990, 30)
+        _reconciled(a, child, 30, 70)
         for _ in range(4):
             tap(_ev(K.CANCEL_REJECTED, a.cancels[-1][1], orig_venue_cl_ord_id=child, reason="cannot cancel now",
                     reason_code=0))
@@ -327,7 +304,7 @@ def test_a_child_refusing_its_cancels_is_cancelled_again_later_and_its_parent_is
         await r2.stop()
         await a.stop()
 
-    asyncio.run(asyncio.wait_for(main(), 20))
+    _run(main, 20)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -350,8 +327,7 @@ def _settled_at_start(a) -> tuple[SmartRouter, list]:
 
 def test_a_parent_settled_at_start_waits_for_its_venue_to_log_on_then_routes_its_leaves():
     async def main():
-        a = ProcessVenue("VENUE-A", MASTER, SystemClock())
-        await a.start()
+        a = await _venue_process()
         r2, events = _settled_at_start(a)
         a.set_up(False)            # = a FixVenue right after start(): not logged on yet
         await r2.start()
@@ -371,13 +347,12 @@ def test_a_parent_settled_at_start_waits_for_its_venue_to_log_on_then_routes_its
         await r2.stop()
         await a.stop()
 
-    asyncio.run(asyncio.wait_for(main(), 20))
+    _run(main, 20)
 
 
 def test_a_parent_settled_at_start_ends_venue_down_when_no_venue_comes_up_in_time():
     async def main():
-        a = ProcessVenue("VENUE-A", MASTER, SystemClock())
-        await a.start()
+        a = await _venue_process()
         r2, events = _settled_at_start(a)
         r2.recovery_venue_wait_s = 0.05
         a.set_up(False)
@@ -392,13 +367,12 @@ def test_a_parent_settled_at_start_ends_venue_down_when_no_venue_comes_up_in_tim
         await r2.stop()
         await a.stop()
 
-    asyncio.run(asyncio.wait_for(main(), 20))
+    _run(main, 20)
 
 
 def test_a_client_cancel_while_the_settled_parent_waits_for_a_venue_ends_it_canceled():
     async def main():
-        a = ProcessVenue("VENUE-A", MASTER, SystemClock())
-        await a.start()
+        a = await _venue_process()
         r2, events = _settled_at_start(a)
         a.set_up(False)
         await r2.start()
@@ -414,7 +388,7 @@ def test_a_client_cancel_while_the_settled_parent_waits_for_a_venue_ends_it_canc
         await r2.stop()
         await a.stop()
 
-    asyncio.run(asyncio.wait_for(main(), 20))
+    _run(main, 20)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -422,8 +396,7 @@ def test_a_client_cancel_while_the_settled_parent_waits_for_a_venue_ends_it_canc
 # ------------------------------------------------------------------------------------------------
 def test_a_settle_that_does_not_end_is_reported_and_keeps_waiting_for_the_venue(caplog):
     async def main():
-        a = ProcessVenue("VENUE-A", MASTER, SystemClock())
-        await a.start()
+        a = await _venue_process()
         audit = MemoryAuditLog()
         child, _ = await _first_run(a, audit, (30, 22990))
         r2, events = _second_router(a, audit)
@@ -445,14 +418,12 @@ def test_a_settle_that_does_not_end_is_reported_and_keeps_waiting_for_the_venue(
         assert _mine(events) == [] and r2.children_sent == 0     # nothing guessed, nothing routed
         # The venue is back: its reconciliation settles the child, the OMS hears the STATUS.
         a.set_up(True)
-        tap = router_module._tap_for(a)
-        tap(_ev(K.STATUS, child, leaves_qty=70, cum_qty=30, reason=RECONCILED, ord_status=int(Status.PARTIALLY_FILLED)))
-        tap(_ev(K.CANCELED, a.cancels[-1][1], cum_qty=30, orig_venue_cl_ord_id=child,
-                ord_status=int(Status.CANCELLED), reason_code=int(Reason.USER_CANCEL)))
+        _reconciled(a, child, 30, 70)
+        _cancel_confirmed(a, child, 30)
         await asyncio.sleep(0.01)
         assert [(e.kind, e.cum_qty) for e in _mine(events)] == [(K.TRADE, 30), (K.STATUS, 30)]
         assert r2._settling == {}
         await r2.stop()
         await a.stop()
 
-    asyncio.run(asyncio.wait_for(main(), 20))
+    _run(main, 20)
