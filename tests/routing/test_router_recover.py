@@ -126,6 +126,26 @@ async def _settled_after_a_lost_fill(venue: ProcessVenue, audit: MemoryAuditLog)
     return child, r2, events
 
 
+async def _venue_process_and_in_process_b() -> tuple[ProcessVenue, InProcessVenue]:
+    """VENUE-A as a venue process and VENUE-B in process (its book dies with the router), started."""
+    a = await _venue_process()
+    b = InProcessVenue("VENUE-B", MASTER, SystemClock())
+    await b.start()
+    return a, b
+
+
+async def _first_run_rests_at_b(a: ProcessVenue, b: InProcessVenue, audit: MemoryAuditLog,
+                                order: VenueOrder) -> SmartRouter:
+    """Run 1: a best_price router over B and A sends ``order`` to the in-process VENUE-B (asserted).
+    Returns that router, still running: the caller ends its run."""
+    r1, _ = _router([b, a], audit, "best_price")
+    await r1.start()
+    r1.new_order(order)
+    await asyncio.sleep(0.01)
+    assert r1.children_of(order.venue_cl_ord_id)[0]["venue"] == "VENUE-B"
+    return r1
+
+
 def _run(main, timeout: float = 30) -> None:
     asyncio.run(asyncio.wait_for(main(), timeout))
 
@@ -233,15 +253,10 @@ def test_a_child_that_never_left_ends_the_order_rejected_or_canceled_with_the_re
 
 def test_nothing_to_settle_is_left_to_the_oms_and_bad_arguments_are_refused():
     async def main():
-        a = await _venue_process()
-        b = InProcessVenue("VENUE-B", MASTER, SystemClock())
-        await b.start()
+        a, b = await _venue_process_and_in_process_b()
         audit = MemoryAuditLog()
-        r1, _ = _router([b, a], audit, "best_price")
-        await r1.start()
-        r1.new_order(VenueOrder("O2.1", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 10, 23000))
-        await asyncio.sleep(0.01)
-        assert r1.children_of("O2.1")[0]["venue"] == "VENUE-B"
+        r1 = await _first_run_rests_at_b(a, b, audit, VenueOrder("O2.1", AAPL, Side.BUY, OrdType.LIMIT,
+                                                                  TimeInForce.DAY, 10, 23000))
         await r1.stop()
         r2, _ = _router([b, a], audit, "best_price")
         order = VenueOrder("O2.1", AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 10, 23000)

@@ -11,17 +11,15 @@ import asyncio
 
 import pytest
 
-from crossbook.app.server import SystemClock
 from crossbook.core import OrdType, Reason, Side, Status, TimeInForce
 from crossbook.routing import router as router_module
 from crossbook.routing.audit import MemoryAuditLog
 from crossbook.routing.router import SmartRouter
 from crossbook.routing.venue import VenueOrder, VenueEventKind as K
-from crossbook.venues import InProcessVenue
 
-from test_router_recover import (AAPL, MASTER, PARENT, _cancel_confirmed, _ev, _first_run, _mine, _recon_fill,
-                                  _reconciled, _router, _run, _second_router, _settled_after_a_lost_fill,
-                                  _venue_process)
+from test_router_recover import (AAPL, PARENT, _cancel_confirmed, _ev, _first_run, _first_run_rests_at_b,
+                                  _mine, _recon_fill, _reconciled, _router, _run, _second_router,
+                                  _settled_after_a_lost_fill, _venue_process, _venue_process_and_in_process_b)
 
 
 def _kill(router: SmartRouter, *venues) -> None:
@@ -180,16 +178,10 @@ def _day(cl: str, side: Side = Side.BUY) -> VenueOrder:
 
 def test_a_second_restart_settles_the_child_of_the_parent_the_first_restart_routed_again():
     async def main():
-        a = await _venue_process()
-        b = InProcessVenue("VENUE-B", MASTER, SystemClock())
-        await b.start()
+        a, b = await _venue_process_and_in_process_b()
         audit = MemoryAuditLog()
         # Run 1: parent P1 (O1.1) rests at the in-process venue B.
-        r1, _ = _router([b, a], audit, "best_price")
-        await r1.start()
-        r1.new_order(_day("O1.1"))
-        await asyncio.sleep(0.01)
-        assert r1.children_of("O1.1")[0]["venue"] == "VENUE-B"
+        r1 = await _first_run_rests_at_b(a, b, audit, _day("O1.1"))
         _kill(r1, a, b)
         # Run 2: nothing of it can be live at a venue process: left to the OMS, which routes it
         # again as O1.2 (parent P2); B is down now, so the child goes to the venue process A.
@@ -244,9 +236,7 @@ def test_trail_rows_of_another_order_under_the_same_id_are_not_taken_as_its_chil
 @pytest.mark.parametrize("tif", [TimeInForce.DAY, TimeInForce.IOC])
 def test_a_parent_with_children_at_a_venue_process_and_an_in_process_venue_is_settled(tif):
     async def main():
-        a = await _venue_process()
-        b = InProcessVenue("VENUE-B", MASTER, SystemClock())
-        await b.start()
+        a, b = await _venue_process_and_in_process_b()
         audit = MemoryAuditLog()
         P = "SOR-x-1"
         # A sweep's two children written ahead and sent; the process died before any answer.
