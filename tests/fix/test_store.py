@@ -147,8 +147,10 @@ def test_file_store_survives_sigkill_and_answers_resend_after_restart(tmp_path):
     store.close()
 
 
-def test_batched_file_store_writes_once_per_file_and_only_when_asked(tmp_path, monkeypatch):
-    s = FileStore(str(tmp_path), "n", now=1.0, batch=True)
+def _count_pwrites(monkeypatch) -> tuple[list[int], object, object]:
+    """Make ``os.pwrite`` record the file descriptor of every call in a list (and write as
+    usual). Returns the list, the counting pwrite and the real one, for a test to switch back
+    (``monkeypatch.setattr(os, "pwrite", real)``) where writes are not its to count."""
     calls: list[int] = []
     real_pwrite = os.pwrite
 
@@ -157,6 +159,12 @@ def test_batched_file_store_writes_once_per_file_and_only_when_asked(tmp_path, m
         return real_pwrite(fd, data, offset)
 
     monkeypatch.setattr(os, "pwrite", counting_pwrite)
+    return calls, counting_pwrite, real_pwrite
+
+
+def test_batched_file_store_writes_once_per_file_and_only_when_asked(tmp_path, monkeypatch):
+    s = FileStore(str(tmp_path), "n", now=1.0, batch=True)
+    calls, _, real_pwrite = _count_pwrites(monkeypatch)
     for seq in range(1, 21):
         s.set(seq, b"report-%d" % seq)
         s.incr_next_sender_seq()
@@ -260,14 +268,7 @@ def test_batched_store_skips_the_sequence_line_when_the_index_implies_it(tmp_pat
     s = FileStore(str(tmp_path), "n", now=1.0, batch=True)
     s.incr_next_target_seq()
     s.write_pending()
-    calls: list[int] = []
-    real_pwrite = os.pwrite
-
-    def counting_pwrite(fd, data, offset):
-        calls.append(fd)
-        return real_pwrite(fd, data, offset)
-
-    monkeypatch.setattr(os, "pwrite", counting_pwrite)
+    calls, counting_pwrite, real_pwrite = _count_pwrites(monkeypatch)
     for seq in (1, 2, 3):
         s.set(seq, b"report-%d" % seq)
         s.incr_next_sender_seq()
@@ -340,14 +341,7 @@ def test_journaled_target_number_waits_for_a_line_written_anyway_or_write_deferr
             reopened.close()
 
     s = FileStore(str(tmp_path), "j", now=1.0, batch=True)
-    calls: list[int] = []
-    real_pwrite = os.pwrite
-
-    def counting_pwrite(fd, data, offset):
-        calls.append(fd)
-        return real_pwrite(fd, data, offset)
-
-    monkeypatch.setattr(os, "pwrite", counting_pwrite)
+    calls, _, real_pwrite = _count_pwrites(monkeypatch)
     for _ in range(3):
         s.incr_next_target_seq_journaled()
         s.write_pending()
@@ -459,14 +453,7 @@ def test_framed_messages_are_indexed_lazily_and_recovered_from_the_body(tmp_path
     import crossbook.fix.store as store_module
 
     s = FileStore(str(tmp_path), "z", now=1.0, batch=True)
-    calls: list[int] = []
-    real_pwrite = os.pwrite
-
-    def counting_pwrite(fd, data, offset):
-        calls.append(fd)
-        return real_pwrite(fd, data, offset)
-
-    monkeypatch.setattr(os, "pwrite", counting_pwrite)
+    calls, counting_pwrite, real_pwrite = _count_pwrites(monkeypatch)
     for seq in (1, 2, 3):
         s.store_sent(seq, _frame(seq))
         s.write_pending()
