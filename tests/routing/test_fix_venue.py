@@ -344,6 +344,18 @@ def test_venue_command_stops_cleanly_on_sigterm(tmp_path, venue_proc):
     assert (tmp_path / "store" / "FIX.4.4-VENUE-A-CROSSBOOK.seqnums").exists()
 
 
+def _back_with_a_reset_session(port: int, tmp: Path, order: VenueOrder, **restore) -> Recorder:
+    """The OMS back after a restart with a reset session (ResetSeqNumFlag: the venue resends
+    nothing, a fresh store in ``tmp``/fresh) that takes ``order`` back before it logs on
+    (``restore_order(order, **restore)``), so its state is found by reconciliation only."""
+    r = Recorder(port, tmp / "fresh")
+    r.venue = FixVenue("VENUE-A", MASTER, host="127.0.0.1", port=port, sender_comp_id="CROSSBOOK",
+                       target_comp_id="VENUE-A", reset_on_logon=True, md_depth=0)
+    r.venue.set_event_sink(r.events.append)
+    r.venue.restore_order(order, **restore)
+    return r
+
+
 def test_oms_restart_restore_order_and_session_reset_reconciliation(tmp_path, venue_proc):
     vp = venue_proc(venue_config(tmp_path))
 
@@ -365,12 +377,9 @@ def test_oms_restart_restore_order_and_session_reset_reconciliation(tmp_path, ve
             await r2.wait_event(resting, K.TRADE)
         # ... and this time the OMS comes back with a reset session (ResetSeqNumFlag): no resend,
         # so the fill is only found by reconciliation, as one TRADE with a stable exec id.
-        r3 = Recorder(vp.port, tmp_path / "fresh")
-        r3.venue = FixVenue("VENUE-A", MASTER, host="127.0.0.1", port=vp.port, sender_comp_id="CROSSBOOK",
-                            target_comp_id="VENUE-A", reset_on_logon=True, md_depth=0)
-        r3.venue.set_event_sink(r3.events.append)
-        r3.venue.restore_order(VenueOrder(resting, AAPL, Side.SELL, OrdType.LIMIT, TimeInForce.DAY, 50, 23200),
-                               venue_order_id=oid)
+        r3 = _back_with_a_reset_session(
+            vp.port, tmp_path, VenueOrder(resting, AAPL, Side.SELL, OrdType.LIMIT, TimeInForce.DAY, 50, 23200),
+            venue_order_id=oid)
         async with r3:
             tr = (await r3.wait_event(resting, K.TRADE))[0]
             assert (tr.last_qty, tr.last_px, tr.cum_qty, tr.leaves_qty, tr.ord_status) == (20, 23200, 20, 30, 1)
@@ -527,12 +536,9 @@ def test_restore_order_with_known_fills_prices_the_catch_up_for_an_exact_avg_px(
             taker = r.order(Side.BUY, 20, 23200, cl="T1")
             await r.wait_event(taker, K.TRADE)
             await r.wait_event(resting, K.TRADE)
-        r3 = Recorder(vp.port, tmp_path / "fresh")
-        r3.venue = FixVenue("VENUE-A", MASTER, host="127.0.0.1", port=vp.port, sender_comp_id="CROSSBOOK",
-                            target_comp_id="VENUE-A", reset_on_logon=True, md_depth=0)
-        r3.venue.set_event_sink(r3.events.append)
-        r3.venue.restore_order(VenueOrder(resting, AAPL, Side.SELL, OrdType.LIMIT, TimeInForce.DAY, 50, 23200),
-                               cum_qty=10, venue_order_id=oid, notional=10 * 23200)
+        r3 = _back_with_a_reset_session(
+            vp.port, tmp_path, VenueOrder(resting, AAPL, Side.SELL, OrdType.LIMIT, TimeInForce.DAY, 50, 23200),
+            cum_qty=10, venue_order_id=oid, notional=10 * 23200)
         async with r3:
             tr = (await r3.wait_event(resting, K.TRADE))[0]
             assert (tr.last_qty, tr.last_px, tr.cum_qty, tr.leaves_qty) == (10, 23200, 20, 30)
@@ -558,12 +564,9 @@ def test_fills_found_by_reconciliation_at_several_prices_are_reported_with_an_ex
             oid = r.of(buy, K.TRADE)[0].venue_order_id
             assert sum(e.last_qty * e.last_px for e in r.of(buy, K.TRADE)) == 7 * 22995 + 6 * 22997
         # Back with a reset session and nothing of those fills known: found by reconciliation only.
-        r3 = Recorder(vp.port, tmp_path / "fresh")
-        r3.venue = FixVenue("VENUE-A", MASTER, host="127.0.0.1", port=vp.port, sender_comp_id="CROSSBOOK",
-                            target_comp_id="VENUE-A", reset_on_logon=True, md_depth=0)
-        r3.venue.set_event_sink(r3.events.append)
-        r3.venue.restore_order(VenueOrder(buy, AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 50, 23000),
-                               venue_order_id=oid)
+        r3 = _back_with_a_reset_session(
+            vp.port, tmp_path, VenueOrder(buy, AAPL, Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 50, 23000),
+            venue_order_id=oid)
         async with r3:
             st = (await r3.wait_event(buy, K.STATUS))[0]
             assert (st.reason, st.cum_qty, st.leaves_qty) == (RECONCILED, 13, 37)
