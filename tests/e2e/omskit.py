@@ -115,13 +115,12 @@ class KillRig:
         """FIRM1 with its FIX store kept in ``client_dir`` (no reset): it logs on where it left off."""
         return kept_store_peer(self.fix_port, self.client_dir)
 
-    def kill_after_armed_send(self, run, first, then, killed: str) -> tuple[str, str]:
+    def run_until_killed(self, run, steps, killed: str = "", timeout: float = 60) -> None:
         """Start the server through ``script`` (log ``server1.log``); once VENUE-A is up, FIRM1
-        sends ``first(peer)`` (returns its ClOrdID) and waits for its New; SIGUSR1 arms the
-        server; 0.3 s later FIRM1 sends ``then(peer, first ClOrdID)`` (returns its ClOrdID) and
-        the server must die of SIGKILL (``killed``: when, for the failure message). Returns both
-        ClOrdIDs. The server never outlives this; the venue is stopped if it fails."""
-        ids: list[str] = []
+        logs on and ``await steps(peer, proc)`` runs (arm the server with
+        ``os.kill(proc.pid, signal.SIGUSR1)``); then the server must die of SIGKILL (``killed``:
+        when, for the failure message), all within ``timeout`` seconds. The server never
+        outlives this; the venue is stopped if it fails."""
         try:
             proc = launch_server([str(self.script), "serve", "--config", str(self.config)], self.tmp / "server1.log")
             try:
@@ -130,13 +129,8 @@ class KillRig:
                     peer = self.firm1()
                     await peer.__aenter__()
                     try:
-                        ids.append(first(peer))
-                        await until(lambda: any(m.get(150) == b"0" for m in reports(peer, ids[0])),
-                                    f"{ids[0]} New", timeout=PROCESS_WAIT_S)
-                        os.kill(proc.pid, signal.SIGUSR1)
-                        await asyncio.sleep(0.3)
-                        ids.append(then(peer, ids[0]))
-                        await until(lambda: proc.poll() is not None, f"the server to be killed {killed}",
+                        await steps(peer, proc)
+                        await until(lambda: proc.poll() is not None, f"the server to be killed {killed}".rstrip(),
                                     timeout=PROCESS_WAIT_S)
                         assert proc.returncode == -signal.SIGKILL, (proc.returncode,
                                                                     (self.tmp / "server1.log").read_text())
@@ -146,7 +140,7 @@ class KillRig:
                         except (RuntimeError, ConnectionError, OSError):
                             pass
 
-                run(before_kill(), timeout=60)
+                run(before_kill(), timeout=timeout)
             finally:
                 if proc.poll() is None:
                     proc.kill()
@@ -154,6 +148,22 @@ class KillRig:
         except BaseException:
             self.venue.stop()
             raise
+
+    def kill_after_armed_send(self, run, first, then, killed: str) -> tuple[str, str]:
+        """:meth:`run_until_killed` with these steps: FIRM1 sends ``first(peer)`` (returns its
+        ClOrdID) and waits for its New; SIGUSR1 arms the server; 0.3 s later FIRM1 sends
+        ``then(peer, first ClOrdID)`` (returns its ClOrdID). Returns both ClOrdIDs."""
+        ids: list[str] = []
+
+        async def steps(peer: FixPeer, proc) -> None:
+            ids.append(first(peer))
+            await until(lambda: any(m.get(150) == b"0" for m in reports(peer, ids[0])),
+                        f"{ids[0]} New", timeout=PROCESS_WAIT_S)
+            os.kill(proc.pid, signal.SIGUSR1)
+            await asyncio.sleep(0.3)
+            ids.append(then(peer, ids[0]))
+
+        self.run_until_killed(run, steps, killed)
         return ids[0], ids[1]
 
     @contextmanager
@@ -175,15 +185,18 @@ class KillRig:
         async with self.firm1() as peer:
             yield peer
 
+    async def seller_fills(self, qty: int, price: str) -> int:
+        """FIRM2's IOC to sell ``qty`` at ``price`` at VENUE-A (through the server): what it filled,
+        which is what rested there up to ``qty``."""
+        async with FixPeer(self.fix_port, "FIRM2") as seller:
+            ioc = seller.new_order(side="2", qty=qty, price=price, extra=[(59, "3"), (100, "VENUE-A")])
+            await until(lambda: any(m.get(39) in (b"2", b"4") for m in reports(seller, ioc)), f"{ioc} done",
+                        timeout=PROCESS_WAIT_S)
+            return sum(int(m[32]) for m in reports(seller, ioc) if m.get(150) == b"F")
+
     def seller_takes(self, run, price: str) -> int:
         """FIRM2's IOC to sell 30 at ``price`` at VENUE-A: the quantity it fills is what rests there."""
-        async def sell() -> int:
-            async with FixPeer(self.fix_port, "FIRM2") as seller:
-                ioc = seller.new_order(side="2", qty=30, price=price, extra=[(59, "3"), (100, "VENUE-A")])
-                await until(lambda: any(m.get(39) in (b"2", b"4") for m in reports(seller, ioc)), f"{ioc} done",
-                            timeout=PROCESS_WAIT_S)
-                return sum(int(m[32]) for m in reports(seller, ioc) if m.get(150) == b"F")
-        return run(sell(), timeout=60)
+        return run(self.seller_fills(30, price), timeout=60)
 
 
 def resend_buy(peer: FixPeer, cl: str, destination: str) -> None:

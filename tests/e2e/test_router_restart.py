@@ -29,8 +29,8 @@ from functools import partial
 import pytest
 
 import omskit
-from omskit import KillRig, reports, venue_up
-from servekit import fix_venue_toml, firms_toml, http_json, launch_server
+from omskit import KillRig, reports
+from servekit import fix_venue_toml, firms_toml, http_json
 
 until = partial(omskit.until, timeout=omskit.PROCESS_WAIT_S)
 
@@ -122,33 +122,23 @@ def _run_until_killed(rig: KillRig, run, steps) -> dict:
     """Start the armed server; once VENUE-A is up, ``await steps(peer, proc, ids)`` (FIRM1's
     peer; arm with ``os.kill(proc.pid, SIGUSR1)``), then the server must die of SIGKILL."""
     ids: dict = {}
-    try:
-        proc = launch_server([str(rig.script), "serve", "--config", str(rig.config)], rig.tmp / "server1.log")
-        try:
-            async def before_kill() -> None:
-                await until(lambda: venue_up(rig.http_port), "VENUE-A to log on")
-                peer = rig.firm1()
-                await peer.__aenter__()
-                try:
-                    await steps(peer, proc, ids)
-                    await until(lambda: proc.poll() is not None, "the server to be killed")
-                    assert proc.returncode == -signal.SIGKILL, (proc.returncode,
-                                                                (rig.tmp / "server1.log").read_text())
-                finally:
-                    try:
-                        await peer.initiator.stop(logout_grace=0.2)
-                    except (RuntimeError, ConnectionError, OSError):
-                        pass
 
-            run(before_kill(), timeout=90)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
-    except BaseException:
-        rig.venue.stop()
-        raise
+    async def steps_with_ids(peer, proc) -> None:
+        await steps(peer, proc, ids)
+
+    rig.run_until_killed(run, steps_with_ids, timeout=90)
     return ids
+
+
+def _killed_after_an_armed_new_order(rig: KillRig, run, router: str) -> str:
+    """Arm the server (SIGUSR1), then FIRM1 sends a buy of 10 at 229.00 to ``router``; the
+    server must die of SIGKILL at the point its mode names. Returns the order's ClOrdID."""
+    async def steps(peer, proc, ids) -> None:
+        os.kill(proc.pid, signal.SIGUSR1)
+        await asyncio.sleep(0.3)
+        ids["cl"] = peer.new_order(qty=10, price="229.00", extra=[(100, router)])
+
+    return _run_until_killed(rig, run, steps)["cl"]
 
 
 async def _new(peer, cl: str) -> None:
@@ -157,10 +147,7 @@ async def _new(peer, cl: str) -> None:
 
 async def _sell(rig: KillRig, qty: int, price: str) -> int:
     """FIRM2's IOC to sell ``qty`` at ``price`` at VENUE-A (through the server): what it filled."""
-    async with omskit.FixPeer(rig.fix_port, "FIRM2") as seller:
-        ioc = seller.new_order(side="2", qty=qty, price=price, extra=[(59, "3"), (100, "VENUE-A")])
-        await until(lambda: any(m.get(39) in (b"2", b"4") for m in reports(seller, ioc)), f"{ioc} done")
-        return sum(int(m[32]) for m in reports(seller, ioc) if m.get(150) == b"F")
+    return await rig.seller_fills(qty, price)
 
 
 def _order(rig: KillRig, cl: str) -> dict:
@@ -171,13 +158,7 @@ def _order(rig: KillRig, cl: str) -> dict:
 
 def test_a_best_price_parent_without_audit_path_continues_with_its_child(tmp_path, run):
     rig = KillRig.start(tmp_path, ARMED_SERVE % "child_left", restart_body)
-
-    async def steps(peer, proc, ids) -> None:
-        os.kill(proc.pid, signal.SIGUSR1)
-        await asyncio.sleep(0.3)
-        ids["cl"] = peer.new_order(qty=10, price="229.00", extra=[(100, "BEST")])
-
-    cl = _run_until_killed(rig, run, steps)["cl"]
+    cl = _killed_after_an_armed_new_order(rig, run, "BEST")
     with rig.restarted():
         async def after_restart() -> None:
             async with rig.firm1_after_restart() as peer:
@@ -266,13 +247,7 @@ def test_a_replace_in_flight_is_done_and_only_the_new_quantity_works(tmp_path, r
 
 def test_a_child_written_ahead_that_never_left_makes_the_order_rejected_not_new_then_canceled(tmp_path, run):
     rig = KillRig.start(tmp_path, ARMED_SERVE % "child_held", restart_body)
-
-    async def steps(peer, proc, ids) -> None:
-        os.kill(proc.pid, signal.SIGUSR1)
-        await asyncio.sleep(0.3)
-        ids["cl"] = peer.new_order(qty=10, price="229.00", extra=[(100, "SOR")])
-
-    cl = _run_until_killed(rig, run, steps)["cl"]
+    cl = _killed_after_an_armed_new_order(rig, run, "SOR")
     with rig.restarted():
         async def after_restart() -> None:
             async with rig.firm1_after_restart() as peer:

@@ -10,16 +10,13 @@ and the start-up around it), for the cases a review found wrong:
 """
 from __future__ import annotations
 
-import asyncio
-import signal
-import os
 from functools import partial
 
 import pytest
 
 import omskit
 from omskit import KillRig, reports
-from test_router_restart import ARMED_SERVE, _order, _run_until_killed, restart_body
+from test_router_restart import ARMED_SERVE, _killed_after_an_armed_new_order, _order, restart_body
 
 until = partial(omskit.until, timeout=omskit.PROCESS_WAIT_S)
 
@@ -70,13 +67,7 @@ def test_a_direct_order_at_a_fix_venue_is_taken_back_with_the_value_of_its_fills
 @pytest.mark.timeout(150)
 def test_a_routed_order_sent_again_at_a_restart_waits_for_its_fix_venue_to_log_on(tmp_path, run):
     rig = KillRig.start(tmp_path, ARMED_SERVE % "child_held", restart_body)
-
-    async def steps(peer, proc, ids) -> None:
-        os.kill(proc.pid, signal.SIGUSR1)
-        await asyncio.sleep(0.3)
-        ids["cl"] = peer.new_order(qty=10, price="229.00", extra=[(100, "SOR")])
-
-    cl = _run_until_killed(rig, run, steps)["cl"]
+    cl = _killed_after_an_armed_new_order(rig, run, "SOR")
     # The trail is lost with the server's files (or was never kept): the router cannot take the
     # order back, the OMS routes it again at start (resubmit_open_orders).
     for path in tmp_path.glob("audit.db*"):
