@@ -92,7 +92,8 @@ def test_rows_written_ahead_survive_a_death_before_their_commit(tmp_path):
     assert log.sync()
     gate = _stall_writer(log)
     log.record(_row("parent_new"))                               # only queued: goes ahead with its child
-    log.record(_row("parent_canceled", "", {"of": "P1"}))         # an answer to the parent: lost
+    log.record(_row("parent_replaced", "", {"of": "P1"}))         # an answer to the parent: lost
+    # (a parent's END rows go ahead with its children: test_router_settle_ends.py)
     log.record_durable([_row("child_sent", "P1.1", {"mirror": True}), _row("child_sent", "P1.2")])
     with open(log.ahead_path, "rb") as f:
         assert f.read().count(b"\n") >= 2                      # on file before record_durable returned

@@ -61,8 +61,11 @@ COLUMNS = ("ts", "router", "parent_id", "parent_cl", "event", "venue", "child_id
 _COLUMNS = COLUMNS
 _INSERT = f"INSERT INTO routing_audit({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 _STOP = object()
-#: Rows without a child that go ahead with the child rows written ahead after them (record_durable).
-_AHEAD_EVENTS = frozenset(("parent_new", "decision"))
+#: Rows without a child that go ahead with the child rows written ahead after them (record_durable):
+#: the parent's creation and decisions (they explain the children), and its end (a parent whose
+#: children the trail shows finished but whose end row was lost would be routed again after a
+#: restart: an order the venue expired back in the market).
+_AHEAD_EVENTS = frozenset(("parent_new", "decision", "parent_ending", "parent_canceled", "parent_rejected"))
 
 
 def detail_dict(detail: Any) -> dict[str, Any]:
@@ -111,7 +114,9 @@ class AuditLog(Protocol):
         process, right before sending them. ``restore_parent`` adds up a parent's children from
         its child rows alone, so an earlier cancel or replace must survive with a new child;
         the ``parent_new`` and ``decision`` rows recorded before them must survive too (the
-        trail explains every child that left); other rows without a child (answers to the
+        trail explains every child that left), and so must a parent's end rows
+        (``parent_ending``, ``parent_canceled``, ``parent_rejected``: a parent ended by its
+        venue is not routed again after a restart); other rows without a child (answers to the
         parent) may still be lost in a crash, as any queued row. May block the caller for one
         write."""
 
@@ -220,7 +225,9 @@ class SqliteAuditLog:
             # already in the file from an earlier call excepted): restore_parent adds up a
             # parent's children from its child rows alone. So do the parent's entry and the
             # decision that made the children (with its market data): the trail of every
-            # child that left must explain it after a crash. Other rows without a child
+            # child that left must explain it after a crash. So do a parent's end rows: a
+            # trail whose child is done but whose parent never ended would be routed again
+            # (an order its venue expired back in the market). Other rows without a child
             # (answers to the parent) are left to the writer thread. They are among the newest
             # `behind` uncommitted rows.
             pending = self._pending

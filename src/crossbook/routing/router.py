@@ -54,6 +54,10 @@ _DONE_STATUS = (_FILLED, _CANCELLED, _REJECTED)
 _SIDES, _ORD_TYPES, _TIFS = Side._value2member_map_, OrdType._value2member_map_, TimeInForce._value2member_map_
 #: ``reason`` of FixVenue's STATUS closing its reconciliation of one order (crossbook.routing.fix_venue).
 _RECONCILED = "reconciled after reconnect"
+#: A taking child's unfilled rest cancelled by its venue: not the venue ending a resting order.
+_REMAINDER_CODES = (int(Reason.IOC_REMAINDER), int(Reason.MARKET_REMAINDER), int(Reason.FOK_UNFILLABLE))
+#: Prefix of the reason a parent ends with after a restart when the trail shows it ended before.
+_ENDED_BEFORE = "ended before the restart: "
 
 
 class _SystemClock:
@@ -317,11 +321,15 @@ class _Recovery:
     """A parent taken back after a restart whose children from the previous run must be settled
     before it may route again (:meth:`SmartRouter.recover_parent`). ``seen``: per child id,
     ``[cum, value, reached]``: the audit trail's count, brought up to date by what its venue
-    reports in this run (resend, reconciliation); ``out``: the cancel out per child."""
+    reports in this run (resend, reconciliation); ``out``: the cancel out per child;
+    ``asked_before``: the children the previous runs sent a cancel for (``child_cancel_sent``
+    in the trail): a cancel of one of them may be the answer to that request, not the venue
+    ending it on its own."""
 
-    __slots__ = ("oms_cum", "oms_value", "pending", "seen", "out", "final", "retry")
+    __slots__ = ("oms_cum", "oms_value", "pending", "seen", "out", "final", "retry", "asked_before")
 
-    def __init__(self, oms_cum: int, oms_value: int, pending: str, final: tuple[int, str] | None = None) -> None:
+    def __init__(self, oms_cum: int, oms_value: int, pending: str, final: tuple[int, str] | None = None,
+                 asked_before: frozenset[str] = frozenset()) -> None:
         self.oms_cum = oms_cum
         self.oms_value = oms_value
         self.pending = pending          # "cancel" | "replace" | "": what the OMS has in flight
@@ -331,6 +339,7 @@ class _Recovery:
         self.seen: dict[str, list] = {}
         self.out: dict[str, str] = {}   # child id -> the cancel request out for it
         self.retry: dict[str, asyncio.TimerHandle] = {}   # child id -> its cancel sent again later
+        self.asked_before = asked_before
 
 
 class _Parent:
@@ -822,7 +831,8 @@ class SmartRouter:
         parent.ids = list(dict.fromkeys([rows[0]["parent_cl"], *chain]))
         parent.children = children
         parent.child_seq = max((c.seq for c in children), default=0)
-        rec = parent.recovery = _Recovery(cum_qty, cum_value, pending, final)
+        rec = parent.recovery = _Recovery(cum_qty, cum_value, pending, final, frozenset(
+            r["child_id"] for r in rows if r["event"] == "child_cancel_sent"))
         for key in parent.ids:
             self._alias_parent(key, parent)
         self._by_pid[parent.id] = parent
@@ -922,8 +932,11 @@ class SmartRouter:
             elif event in ("parent_canceled", "parent_rejected", "parent_ending"):
                 d = r["detail"] or {}
                 code = d.get("reason_code", int(Reason.UNKNOWN_ORDER) if event == "parent_rejected" else 0)
-                end = (int(code) if isinstance(code, int) else 0,
-                       f"ended before the restart: {d.get('reason') or event}")
+                text = d.get("reason") or event
+                # Ended in an earlier run already: one prefix, not one more at each restart.
+                if not text.startswith(_ENDED_BEFORE):
+                    text = _ENDED_BEFORE + text
+                end = (int(code) if isinstance(code, int) else 0, text)
         return end
 
     @staticmethod
@@ -1086,6 +1099,8 @@ class SmartRouter:
                 self._recovery_lost(child, seen)
             else:
                 seen[2] = True
+                if ev.venue_cl_ord_id not in child.requests:
+                    self._venue_ended(child, ev.reason_code, ev.reason, ev.venue)
                 self._child_done(child, ev.reason_code, ev.reason)
         elif kind in (_K.CANCEL_REJECTED, _K.REPLACE_REJECTED):
             if rec.out.get(child.id) == ev.venue_cl_ord_id:
@@ -1111,6 +1126,9 @@ class SmartRouter:
                         seen[1] += (ev.cum_qty - seen[0]) * child.price
                         seen[0] = ev.cum_qty
                     if ev.ord_status in _DONE_STATUS:
+                        if ev.ord_status == _CANCELLED:
+                            self._venue_ended(child, ev.reason_code,
+                                              "canceled at the venue (found by reconciliation)", ev.venue)
                         self._child_done(child, 0, "found finished by reconciliation")
                     elif child.id not in rec.out:
                         # Live at its venue: cancelled (its fills up to the cancel still count).
@@ -1145,6 +1163,18 @@ class SmartRouter:
             rec.pending = kind
         self._record(parent, f"parent_{kind}_requested", detail={"request": request,
                                                                  "deferred": "until the parent is settled"})
+
+    def _venue_ended(self, child: _Child, code: int, text: str, venue: str) -> None:
+        """A child being settled was found cancelled: when the venue ended it on its own (not a
+        cancel of ours, from this run or the previous ones, and not the unfilled rest of a
+        taking IOC/FOK/market child) the parent ends with that reason once settled, as on the
+        normal path (:meth:`_on_child_event`): its leaves are not routed again (an order its
+        venue expired or cancelled for self-trade prevention back in the market)."""
+        rec = child.parent.recovery
+        if (rec is None or rec.final is not None or not child.mirror or child.id in rec.out
+                or child.id in rec.asked_before or code in _REMAINDER_CODES):
+            return
+        rec.final = (code, f"{venue}: {text}" if text else venue)
 
     def _cancel_recovering(self, child: _Child) -> None:
         rid = f"{child.id}.c{len(child.requests) + 1}"
@@ -1181,7 +1211,10 @@ class SmartRouter:
         if child.id in rec.retry:
             return
         n = len(child.requests)
-        delay = min(self.recovery_retry_s * 2 ** (n - 4), 60.0)
+        # The exponent is capped before the power: 2.0 ** 1024 overflows a float (OverflowError
+        # inside the venue's event delivery, after ~17 h of refused cancels at the 60 s cap);
+        # 2 ** 30 times any sane retry base is far past the cap.
+        delay = min(self.recovery_retry_s * 2 ** min(n - 4, 30), 60.0)
         log.error("router %s: child %s of %s is still live at %s after %d cancels: cancelled again in %.3g s; "
                   "its parent is not routed again while it is live", self.name, child.id, child.parent.id,
                   child.venue.name, n, delay)
@@ -1557,9 +1590,7 @@ class SmartRouter:
             self._answered(child, ev.venue_cl_ord_id)
             self._child_done(child, ev.reason_code, ev.reason)
             if not requested and child.mirror and parent.ending is None \
-                    and not parent.done and ev.reason_code not in (int(Reason.IOC_REMAINDER),
-                                                                    int(Reason.MARKET_REMAINDER),
-                                                                    int(Reason.FOK_UNFILLABLE)):
+                    and not parent.done and ev.reason_code not in _REMAINDER_CODES:
                 # The venue ended a resting child on its own (end of day, expiry, self-trade
                 # prevention, lost in a venue restart): the parent ends with the same reason.
                 self._end_parent(parent, ev.reason_code, f"{ev.venue}: {ev.reason}" if ev.reason else ev.venue)
