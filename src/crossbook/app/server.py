@@ -134,15 +134,11 @@ class Server:
         self.restored_orders = len(state.orders)
         self.bus = EventBus(self.manager)
         self.journal.start(loop)
-        self.restored_remote = self._restore_remote_orders()
-        for venue in self.venues.values():
-            await venue.start()
-        for router in self.routers.values():
-            await router.start()  # after the manager: the router takes over its venues' sinks
-        # Routed orders sent again below need a venue logged on, else their router refuses them
-        # "venue down" and the restart alone would end the client's order.
-        await self._await_routed_venues()
-        self.resubmitted = self._resubmit()
+        # The gateway and its sessions exist (not yet listening) before any venue or router
+        # starts: from then on every durable batch has an output sink. Routers settling parents
+        # at start (fills found after the restart), FIX venues reconciling at logon during the
+        # wait below: their reports are journaled, and a batch delivered with no sink would be
+        # journaled and never sent, the sent marks then moving past it (lost for good).
         self.gateway = FixGateway(self.manager, self.config.instruments, self.config.directory)
         if self.config.drop_copies:
             self.drop_copy = DropCopyPublisher(self.bus, self.gateway, self.config.directory, self.config.drop_copies)
@@ -159,6 +155,16 @@ class Server:
         # is flushed right after them, one loop hop after the read instead of two.
         self.acceptor.after_read = self.manager.flush_soon
         self._rewind_inbound(state.meta)
+        self.restored_remote = self._restore_remote_orders()
+        for venue in self.venues.values():
+            await venue.start()
+        for router in self.routers.values():
+            await router.start()  # after the manager: the router takes over its venues' sinks
+        # Routed orders sent again below need a venue logged on, else their router refuses them
+        # "venue down" and the restart alone would end the client's order. Clients log on only
+        # after (the acceptor listens below): none asks about an order not yet sent again.
+        await self._await_routed_venues()
+        self.resubmitted = self._resubmit()
         await self.acceptor.start()
         if self.config.http.enabled:
             from crossbook.api.http import HttpApi
