@@ -15,12 +15,13 @@ import os
 import signal
 import sys
 import time
+import urllib.error
 from pathlib import Path
 
 import pytest
 
 from fixpeer import FixPeer
-from omskit import kept_store_peer, until
+from omskit import PROCESS_WAIT_S, kept_store_peer, until
 from servekit import (IN_PROCESS_VENUES, firms_toml, free_port, http_json, launch_server, stop_server,
                       write_server_config)
 from crossbook.app.config import load_config
@@ -34,6 +35,8 @@ BODY = "\n" + firms_toml(firm2=False) + IN_PROCESS_VENUES
 # `crossbook serve` whose journal stops making batches durable on SIGUSR1 (it takes them and never
 # answers): the state a kill -9 leaves when it lands after the FIX session handled a read and
 # before the journal committed what the read did. Only the journal's submit() contract is used.
+# Once stalled it creates the file <script>.stalled: the test sends the orders to lose only then
+# (the signal is handled on the server's loop, whenever a busy machine runs it).
 STALLING_SERVE = """
 import asyncio, signal, sys
 import crossbook.app.server as server_module
@@ -45,6 +48,7 @@ async def start(self):
 
     def stall():
         self.journal.submit = lambda batch, on_durable: None
+        open(__file__ + ".stalled", "w").close()
 
     asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, stall)
 
@@ -61,6 +65,24 @@ def server_next_target(config: Path) -> int:
     path = Path(cfg.storage.fix_store_dir) / (store_name("FIX.4.4", cfg.fix.comp_id, "FIRM1") + ".seqnums")
     fields = path.read_bytes().split()
     return int(fields[1])
+
+
+def stored_orders(http_port: int, timeout: float) -> list[dict]:
+    """The server's ``/orders``, once its order store has caught up with the journal. A query
+    answers 503 when the store's projection process (background priority) has not applied the
+    journal within the API's barrier (api/http.py STORE_BARRIER_S, 5 s): on a busy machine, just
+    after a restart, it may still be starting. Asked again until ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return http_json(http_port, "/orders")["orders"]
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503:
+                raise
+            error: Exception = exc
+        except TimeoutError as exc:   # the 503 itself comes at the client's timeout (5 s)
+            error = exc
+        assert time.monotonic() < deadline, f"the order store never caught up with the journal: {error}"
 
 
 async def reports_for(peer: FixPeer, cl_ord_ids: list[str], exec_type: bytes, timeout: float) -> dict[str, bytes]:
@@ -86,6 +108,7 @@ def test_orders_counted_but_not_journaled_at_a_kill_are_asked_for_again(tmp_path
                                  storage=tmp_path / "var", body=BODY)
     script = tmp_path / "stalling_serve.py"
     script.write_text(STALLING_SERVE)
+    stalled = Path(f"{script}.stalled")
     client_dir = str(tmp_path / "client")
     proc = launch_server([str(script), "serve", "--config", str(config)], tmp_path / "server1.log")
     first: list[str] = []
@@ -98,7 +121,7 @@ def test_orders_counted_but_not_journaled_at_a_kill_are_asked_for_again(tmp_path
             first.append(peer.new_order(qty=1, price="229.00"))
             await reports_for(peer, first, b"0", timeout=10)
             os.kill(proc.pid, signal.SIGUSR1)
-            await asyncio.sleep(0.3)
+            await until(stalled.exists, "the server's journal to stall", PROCESS_WAIT_S)
             lost.extend(peer.new_order(qty=1, price="229.00") for _ in range(3))
             sender = peer.initiator.session().next_sender_seq
             # The session has counted all three as received (its store says so)...
@@ -134,7 +157,7 @@ def test_orders_counted_but_not_journaled_at_a_kill_are_asked_for_again(tmp_path
                 assert not [m for m in peer.app.all if m.get(103) == b"6"]
 
         run(after_restart(), timeout=60)
-        orders = http_json(http_port, "/orders")["orders"]
+        orders = stored_orders(http_port, PROCESS_WAIT_S * 2)
         by_cl = {}
         for o in orders:
             by_cl.setdefault(o["cl_ord_id"], []).append(o["order_id"])
