@@ -183,3 +183,93 @@ def test_the_reason_of_a_parent_ended_before_two_restarts_has_one_prefix():
     assert first == (int(Reason.EXPIRED), "ended before the restart: VENUE-A: expired")
     rows.append({"event": "parent_canceled", "detail": {"reason": first[1], "reason_code": first[0]}})
     assert SmartRouter._trail_end(rows) == first
+
+
+# ------------------------------------------------------------------------------------------------
+# A settled parent waiting for its venues at start is routed on what they show, not on the
+# first one up with a book it has not received yet
+# ------------------------------------------------------------------------------------------------
+class _MdVenue(ProcessVenue):
+    """A venue process whose market data arrives after it is up, as a FixVenue's first snapshot
+    after its logon: ``asks`` None = not received yet (``market_data_ready`` False)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name, MASTER, SystemClock())
+        self.asks: list | None = None
+        self.version = 0
+
+    def show(self, asks: list) -> None:
+        self.asks = asks
+        self.version += 1
+
+    def market_data_ready(self, instrument) -> bool:
+        return self.is_up and self.asks is not None
+
+    def depth(self, instrument, levels: int = 10):
+        return ([], list(self.asks or [])[:levels])
+
+    def book_version(self, instrument) -> int:
+        return self.version
+
+
+async def _settled_with_two_venues_down(md_wait_s: float):
+    """A DAY parent (buy 100 at 23000, best price over A then B) whose sweep child at A took 30
+    before the kill: settled at start and its 70 leaves to route again, both venues down."""
+    a, b = _MdVenue("VENUE-A"), _MdVenue("VENUE-B")
+    for v in (a, b):
+        await v.start()
+        v.set_up(False)
+    audit = MemoryAuditLog()
+    P = "SOR-x-1"
+    audit.rows = [(1, "SOR", P, "O1.1", "parent_new", "", "", 100, 23000, {}),
+                  (2, "SOR", P, "O1.1", "child_sent", "VENUE-A", P + ".1", 30, 23000, {"mirror": False}),
+                  (3, "SOR", P, "O1.1", "child_trade", "VENUE-A", P + ".1", 30, 23000, {"exec_id": "e1"})]
+    r = SmartRouter("SOR", [a, b], "best_price", audit=audit, watch_s=0.005)
+    r.recovery_md_wait_s = md_wait_s
+    events: list = []
+    r.set_event_sink(events.append)
+    assert r.recover_parent(PARENT, 0, ["O1.1"], acknowledged=True)
+    await r.start()
+    return r, a, b, events
+
+
+async def _until_routed(r: SmartRouter, timeout: float = 2.0) -> None:
+    for _ in range(int(timeout / 0.005)):
+        if r.children_sent:
+            return
+        await asyncio.sleep(0.005)
+
+
+def test_a_settled_parent_is_routed_once_every_venue_is_up_with_its_book_not_at_the_first_one_up():
+    async def main():
+        r, a, b, events = await _settled_with_two_venues_down(md_wait_s=5.0)
+        a.set_up(True)
+        a.show([])                      # A logged on first, its book empty
+        await asyncio.sleep(0.05)
+        assert r.children_sent == 0, "routed on A alone while B was still logging on"
+        b.set_up(True)                  # B logged on, its snapshot not there yet
+        await asyncio.sleep(0.05)
+        assert r.children_sent == 0, "routed before B's market data arrived (read as an empty book)"
+        b.show([(22990, 100, 1)])       # B's snapshot: the best offer
+        await _until_routed(r)
+        kids = r.children_of("O1.1")
+        assert r.children_sent == 1 and kids[-1]["venue"] == "VENUE-B" and kids[-1]["qty"] == 70, kids
+        await r.stop()
+        for v in (a, b):
+            await v.stop()
+    asyncio.run(asyncio.wait_for(main(), 20))
+
+
+def test_a_settled_parent_waits_for_a_venue_still_down_only_the_grace_then_routes_on_those_up():
+    async def main():
+        r, a, b, events = await _settled_with_two_venues_down(md_wait_s=0.05)
+        a.set_up(True)
+        a.show([(23000, 100, 1)])
+        await _until_routed(r)          # B never comes up: routed at A after the grace
+        kids = r.children_of("O1.1")
+        assert r.children_sent == 1 and kids[-1]["venue"] == "VENUE-A", kids
+        assert [e.kind for e in _mine(events)][-1] != K.CANCELED     # not ended "venue down"
+        await r.stop()
+        for v in (a, b):
+            await v.stop()
+    asyncio.run(asyncio.wait_for(main(), 20))

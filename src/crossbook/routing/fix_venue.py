@@ -229,6 +229,7 @@ class FixVenue(Application):
         # book_version(): per listing key, bumped by every market data message applied to its book
         # and when the books are dropped (logon, disconnect).
         self._md_changes: dict[str, int] = {}
+        self._md_ready: set[str] = set()    # instrument keys whose snapshot came since the last logon
         self._connections = 0
         self._live_send = False
         self._wire: dict[str, _WireInstrument] = {}
@@ -425,6 +426,15 @@ class FixVenue(Application):
         if not self.lists(instrument):
             return -1
         return self._md_changes.get(instrument.key, 0)
+
+    def market_data_ready(self, instrument: Instrument) -> bool:
+        """Whether the instrument's book was received since the last logon (its first market
+        data snapshot): before it, :meth:`depth` reads empty although the venue's book may not
+        be. True when no market data is subscribed (``md_depth`` 0: no book ever comes); False
+        while down or for an instrument not listed here."""
+        if not self.lists(instrument) or not self._up:
+            return False
+        return not self.md_depth or instrument.key in self._md_ready
 
     def depth(self, instrument: Instrument, levels: int = 10) -> tuple[list[Level], list[Level]]:
         if not self.lists(instrument):
@@ -757,6 +767,7 @@ class FixVenue(Application):
     # -- market data
     def _subscribe_market_data(self) -> None:
         self._md_req.clear()
+        self._md_ready.clear()
         self._books.clear()
         self._bump_all_books()
         for inst in self._listed.values():
@@ -775,6 +786,7 @@ class FixVenue(Application):
         for side, px, qty, n, _action in _md_entries(m, inst, b"269"):
             (bids if side == b"0" else asks)[px] = (qty, n)
         self._books[inst.key] = (bids, asks)
+        self._md_ready.add(inst.key)
         changes = self._md_changes
         changes[inst.key] = changes.get(inst.key, 0) + 1
 
@@ -848,6 +860,7 @@ class FixVenue(Application):
             return
         self._up = False
         self._books.clear()
+        self._md_ready.clear()
         self._bump_all_books()
         self._outbox.push_state(False, reason)
 

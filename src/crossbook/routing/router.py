@@ -60,6 +60,13 @@ _REMAINDER_CODES = (int(Reason.IOC_REMAINDER), int(Reason.MARKET_REMAINDER), int
 _ENDED_BEFORE = "ended before the restart: "
 
 
+def _has_market_data(venue: Venue, instrument: Instrument) -> bool:
+    """Whether ``venue``'s book of ``instrument`` is known (a FIX venue: its first snapshot since
+    it logged on arrived); venues without ``market_data_ready`` always know their books."""
+    ready = getattr(venue, "market_data_ready", None)
+    return True if ready is None else bool(ready(instrument))
+
+
 class _SystemClock:
     @staticmethod
     def now_ns() -> int:
@@ -409,6 +416,9 @@ class SmartRouter:
     #: venues is up (FIX venues log on in the background after the server starts) waits this
     #: many seconds for one to come up before it ends "venue down". Per instance, settable.
     recovery_venue_wait_s = 10.0
+    #: Once a venue is up, how long a settled parent waits more (seconds) for the other venues
+    #: listing its instrument and for their first market data snapshot before it is routed.
+    recovery_md_wait_s = 1.0
     #: A parent still settling this many seconds after the router started (a venue that does not
     #: come back, a child that does not answer) is reported: an error logged and a
     #: ``parent_settle_overdue`` row naming the children not settled, again after twice as
@@ -459,7 +469,7 @@ class SmartRouter:
         self._max_seen = 1_000_000
         self._done_parents: deque[_Parent] = deque()
         # Settled parents waiting for a venue to come up before they route (_route_when_up).
-        self._waiting: dict[str, tuple[_Parent, float]] = {}
+        self._waiting: dict[str, tuple[_Parent, float, float | None]] = {}   # id -> (parent, deadline, grace)
         # Parents being settled: [parent, when to report it overdue (monotonic), wait so far].
         self._settling: dict[str, list] = {}
         self._max_done = max_done_parents
@@ -1295,23 +1305,35 @@ class SmartRouter:
             return     # the OMS sends its request again (it holds the order until this STATUS)
         self._route_when_up(parent, time.monotonic() + self.recovery_venue_wait_s)
 
-    def _route_when_up(self, parent: _Parent, deadline: float) -> None:
+    def _route_when_up(self, parent: _Parent, deadline: float, grace: float | None = None) -> None:
         """Route the leaves of a settled parent once a venue that may take them is up, or at
         ``deadline`` (monotonic seconds) whatever the venues (then ended "venue down" as any
         order). At a restart the FIX venues are still logging on when the routers settle: the
-        client's order must not be cancelled for that."""
+        client's order must not be cancelled for that. Once one venue is up, the decision waits
+        (at most ``recovery_md_wait_s``, ``grace`` the monotonic time that ends it) for every
+        venue listing the instrument to be up with its first market data snapshot: a FIX
+        venue just logged on has not sent its book yet, and the policy would read it empty
+        and ignore the venues still logging on."""
         if parent.done or parent.pending is not None or parent.has_live():
             self._waiting.pop(parent.id, None)
             return self._maybe_retire(parent)    # a client request took it over meanwhile
         inst = parent.order.instrument
-        up = [v for v in self.venues if v.lists(inst) and v.is_up]
-        if not up and time.monotonic() < deadline:
-            if parent.id not in self._waiting:
-                self._record(parent, "parent_waiting_for_venue",
-                             detail={"wait_s": round(deadline - time.monotonic(), 3),
-                                     "venues": [v.name for v in self.venues if v.lists(inst)]})
-            self._waiting[parent.id] = (parent, deadline)
-            return
+        listing = [v for v in self.venues if v.lists(inst)]
+        up = [v for v in listing if v.is_up]
+        now = time.monotonic()
+        if now < deadline:
+            if not up:
+                if parent.id not in self._waiting:
+                    self._record(parent, "parent_waiting_for_venue",
+                                 detail={"wait_s": round(deadline - now, 3), "venues": [v.name for v in listing]})
+                self._waiting[parent.id] = (parent, deadline, None)
+                return
+            if len(up) < len(listing) or not all(_has_market_data(v, inst) for v in up):
+                if grace is None:
+                    grace = now + self.recovery_md_wait_s
+                if now < grace:
+                    self._waiting[parent.id] = (parent, deadline, grace)
+                    return
         self._waiting.pop(parent.id, None)
         leaves = parent.qty - parent.cum
         if leaves > 0:
@@ -1321,8 +1343,8 @@ class SmartRouter:
     def _release_waiting(self) -> None:
         """Settled parents waiting for a venue (:meth:`_route_when_up`): routed now if one is up
         or their wait is over."""
-        for parent, deadline in list(self._waiting.values()):
-            self._route_when_up(parent, deadline)
+        for parent, deadline, grace in list(self._waiting.values()):
+            self._route_when_up(parent, deadline, grace)
 
     def _finish_restored(self, parent: _Parent) -> None:
         text = ("the server restarted before the routed order reached a venue: "
