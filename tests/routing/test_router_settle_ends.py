@@ -273,3 +273,31 @@ def test_a_settled_parent_waits_for_a_venue_still_down_only_the_grace_then_route
         for v in (a, b):
             await v.stop()
     asyncio.run(asyncio.wait_for(main(), 20))
+
+
+def test_a_fix_venue_has_market_data_once_its_first_snapshot_since_the_logon_arrived(tmp_path, venue_proc):
+    """FixVenue.market_data_ready: False before the logon, True once the snapshot of the
+    instrument came (the venue process answers the subscription sent at logon), False again
+    when the session is lost; True as soon as it is up without a subscription (md_depth 0)."""
+    from test_fix_venue import Recorder, venue_config
+    vp = venue_proc(venue_config(tmp_path))
+
+    async def main():
+        r = Recorder(vp.port, tmp_path, md_depth=3)
+        assert not r.venue.market_data_ready(AAPL)
+        async with r:
+            await r.wait(lambda: r.venue.market_data_ready(AAPL), what="AAPL's snapshot")
+            vp.kill()
+            await r.wait(lambda: not r.venue.is_up, what="the session lost")
+            assert not r.venue.market_data_ready(AAPL)
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_a_fix_venue_without_market_data_is_ready_when_up(tmp_path, venue_proc):
+    from test_fix_venue import Recorder, venue_config
+    vp = venue_proc(venue_config(tmp_path))
+
+    async def main():
+        async with Recorder(vp.port, tmp_path, md_depth=0) as r:
+            assert r.venue.market_data_ready(AAPL)
+    asyncio.run(asyncio.wait_for(main(), 60))
