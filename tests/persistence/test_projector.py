@@ -107,7 +107,8 @@ def test_a_killed_projection_process_is_restarted_and_nothing_is_lost(tmp_path, 
 
 
 def test_the_projection_process_runs_at_background_priority(tmp_path):
-    """Its bursts must not preempt the loop: it gets PROJECTION_NICENESS (a restarted child too)."""
+    """Its bursts must not preempt the loop: it gets PROJECTION_NICENESS once it has caught up
+    with the log after starting (a restarted child too)."""
     from crossbook.persistence.sqlite import PROJECTION_NICENESS
     path = str(tmp_path / "j.db")
 
@@ -116,6 +117,8 @@ def test_the_projection_process_runs_at_background_priority(tmp_path):
         try:
             base = os.getpriority(os.PRIO_PROCESS, 0)
             first = journal._child.pid
+            journal.submit(batch(0), lambda _b: None)
+            await journal.wait_applied(10)
             assert os.getpriority(os.PRIO_PROCESS, first) == min(19, base + PROJECTION_NICENESS) > base
             os.kill(first, signal.SIGKILL)
             journal.submit(batch(1), lambda _b: None)

@@ -130,7 +130,9 @@ READER_CATCH_UP_S = 5.0
 #: client on the same machine (two alternating rounds): p50 2.3-2.4 ms at 0, 0.33-1.5 ms at 10,
 #: 0.33-0.36 ms at 19; p99 7.9-10 ms in all three. 10 keeps most of the gain while the store
 #: still gets a fair share of a machine that is busy for long (19 left it 0.6-2 MB of log behind
-#: at the end of a 20,000/s run); the log is durable either way.
+#: at the end of a 20,000/s run); the log is durable either way. The child lowers its own
+#: priority once it has caught up with the log after starting (Projector._lower_priority), so
+#: its imports and a restart's catch-up are not starved.
 PROJECTION_NICENESS = 10
 
 # Column order = the parameter tuples' order (see _ORDER_KEYS / _EXECUTION_KEYS): the stored
@@ -711,7 +713,8 @@ class SqliteJournal:
         os.set_blocking(wake_w, False)      # a wake byte must never block the loop
         args = [sys.executable, "-c", _CHILD_MAIN, self.path, self.log_dir, "--wake-fd", str(wake_r),
                 "--report-fd", str(report_w), "--synchronous", self.synchronous,
-                "--interval", repr(self.projection_interval_s), "--max-batch", str(self.max_batch)]
+                "--interval", repr(self.projection_interval_s), "--max-batch", str(self.max_batch),
+                "--niceness", str(PROJECTION_NICENESS)]
         try:
             # stderr stays the server's (the child logs there); stdout is not its to write.
             child = subprocess.Popen(args, pass_fds=(wake_r, report_w), stdin=subprocess.DEVNULL,
@@ -722,10 +725,6 @@ class SqliteJournal:
             raise
         os.close(wake_r)
         os.close(report_w)
-        try:
-            os.setpriority(os.PRIO_PROCESS, child.pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + PROJECTION_NICENESS))
-        except (AttributeError, OSError):  # no setpriority here, or not permitted: default priority
-            log.debug("projection process %d keeps the default priority", child.pid, exc_info=True)
         self._child, self._wake_w, self._report_r, self._report_buf = child, wake_w, report_r, b""
         self._child_started_at = time.monotonic()
         self._since_wake = 0
