@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -68,10 +69,26 @@ def stop_server(proc: subprocess.Popen, timeout: float = 20) -> int:
         raise AssertionError("server did not stop on SIGINT") from None
 
 
-def http_json(port: int, path: str):
-    """GET ``path`` from the server's HTTP API on ``port`` and decode the JSON answer."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
-        return json.loads(resp.read())
+def http_json(port: int, path: str, *, catch_up_s: float = 30.0):
+    """GET ``path`` from the server's HTTP API on ``port`` and decode the JSON answer.
+
+    A query of the order store answers 503 when the store's projection process (background
+    priority) has not applied the journal within the API's barrier (api/http.py
+    STORE_BARRIER_S, 5 s): on a busy machine, just after a (re)start, it may still be catching
+    up. That answer (or the client's timeout, which it races) is asked again until
+    ``catch_up_s`` seconds have passed; any other error fails at once."""
+    deadline = time.monotonic() + catch_up_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503:
+                raise
+            error: Exception = exc
+        except TimeoutError as exc:
+            error = exc
+        assert time.monotonic() < deadline, f"GET {path}: the order store never caught up with the journal: {error}"
 
 
 def firms_toml(*, firm2: bool = True, limits: bool = True) -> str:
