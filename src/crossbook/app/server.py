@@ -155,6 +155,11 @@ class Server:
         # is flushed right after them, one loop hop after the read instead of two.
         self.acceptor.after_read = self.manager.flush_soon
         self._rewind_inbound(state.meta)
+        # Reports the last run journaled but never sent go out first (in the batch now open):
+        # a report made below (router settling, FIX reconciliation) would otherwise be delivered
+        # before them and move the session's sent mark past them; a kill before they followed
+        # would lose them for good, and the client would see them after newer reports.
+        self.manager.resend_owed_reports()
         self.restored_remote = self._restore_remote_orders()
         for venue in self.venues.values():
             await venue.start()

@@ -1319,19 +1319,32 @@ class OrderManager:
             self._execution(order, ExecType.NEW)
         return order
 
-    def resubmit_open_orders(self) -> int:
-        """After a restart: send again (PossResend) the stored reports that may not have gone out,
-        put every open order back on its venue (in entry order) and finish what was in flight: a
-        pending cancel completes, a pending replace is refused. Orders held at their venue
-        (:meth:`hold_at_venue`) are left to the venue's reconciliation."""
-        for row in sorted(self._unsent, key=lambda e: e["seq"]):
+    def resend_owed_reports(self) -> int:
+        """After a restart: send again (PossResend) the stored reports that may not have gone out
+        (numbered above their session's sent mark). Call it once the output sink is set and
+        before anything at start can report (a router settling a parent, a FIX venue's
+        reconciliation): a newer report delivered first would move the session's sent mark past
+        these, so a kill before they go out would lose them for good (a restart resends only
+        reports above the mark), and the client would see them after the same order's newer
+        reports. They ride in the current batch, ahead of whatever follows. Returns how many."""
+        owed = sorted(self._unsent, key=lambda e: e["seq"])
+        self._unsent = []
+        for row in owed:
             ex = Execution.from_row(row)
             order = self.orders.get(ex.order_id)
             rej = OrdRejReason(ex.ord_rej_reason) if ex.ord_rej_reason in OrdRejReason._value2member_map_ else None
             self._emit(ExecReport(ex.session, ex, rej, order_qty=ex.qty, ord_type=order.ord_type if order else 0,
                                   stop_px=order.stop_px if order else 0, tif=order.tif if order else 0,
                                   poss_resend=True))
-        self._unsent = []
+        return len(owed)
+
+    def resubmit_open_orders(self) -> int:
+        """After a restart: send again the owed reports not yet sent (:meth:`resend_owed_reports`,
+        which a server calls earlier), put every open order back on its venue (in entry order)
+        and finish what was in flight: a pending cancel completes, a pending replace is refused.
+        Orders held at their venue (:meth:`hold_at_venue`) are left to the venue's
+        reconciliation."""
+        self.resend_owed_reports()
         count = 0
         for order in self.open_orders():
             if order.order_id in self._held_at_venue:
