@@ -111,7 +111,9 @@ class AuditLog(Protocol):
         """Store ``rows`` and return only once they, and every row about a child (``child_id``
         set) recorded before them, are as durable as the log can make them: the router calls it
         with the ``child_sent`` rows of children about to leave for a venue that outlives the
-        process, right before sending them. ``restore_parent`` adds up a parent's children from
+        process, right before sending them, and with the ``child_cancel_sent`` row of a cancel
+        about to leave for such a venue (a restart must know the venue's CANCELED answers a
+        cancel of ours, not the venue ending the child on its own). ``restore_parent`` adds up a parent's children from
         its child rows alone, so an earlier cancel or replace must survive with a new child;
         the ``parent_new`` and ``decision`` rows recorded before them must survive too (the
         trail explains every child that left), and so must a parent's end rows

@@ -1179,9 +1179,14 @@ class SmartRouter:
         cancel of ours, from this run or the previous ones, and not the unfilled rest of a
         taking IOC/FOK/market child) the parent ends with that reason once settled, as on the
         normal path (:meth:`_on_child_event`): its leaves are not routed again (an order its
-        venue expired or cancelled for self-trade prevention back in the market)."""
+        venue expired or cancelled for self-trade prevention back in the market). Not while the
+        OMS has a cancel / replace in flight (``pending``): the router may have cancelled the
+        child for it before the kill, its ``child_cancel_sent`` row lost (queued, not committed),
+        so the cancel may well be ours; the parent then ends in the STATUS on which the OMS sends
+        its request again, which decides the parent (a venue's own end in that window is taken
+        for the answer to the request: a pending replace routes the new leaves again)."""
         rec = child.parent.recovery
-        if (rec is None or rec.final is not None or not child.mirror or child.id in rec.out
+        if (rec is None or rec.final is not None or rec.pending or not child.mirror or child.id in rec.out
                 or child.id in rec.asked_before or code in _REMAINDER_CODES):
             return
         rec.final = (code, f"{venue}: {text}" if text else venue)
@@ -1191,8 +1196,7 @@ class SmartRouter:
         child.requests[rid] = ("cancel",)
         child.parent.recovery.out[child.id] = rid
         self._alias_child(rid, child)
-        self._record(child.parent, "child_cancel_sent", venue=child.venue.name, child=child.id,
-                     detail={"request": rid, "why": "settling a parent taken back after a restart"})
+        self._record_cancel_sent(child, {"request": rid, "why": "settling a parent taken back after a restart"})
         child.venue.cancel_order(child.cl, rid)
 
     def _report_overdue(self, now: float) -> None:
@@ -1545,8 +1549,7 @@ class SmartRouter:
         self._alias_child(rid, child)
         if pend is not None:
             pend.waiting.add(rid)
-        self._record(child.parent, "child_cancel_sent", venue=child.venue.name, child=child.id,
-                     detail={"request": rid})
+        self._record_cancel_sent(child, {"request": rid})
         child.venue.cancel_order(child.cl, rid)
 
     def _replace_child(self, child: _Child, pend: _Pending | None, qty: int, price: int) -> None:
@@ -1986,6 +1989,28 @@ class SmartRouter:
             if self._outbox.sink is not None:
                 tap.upstream = self._outbox.sink
             v.set_event_sink(tap)
+
+    def _record_cancel_sent(self, child: _Child, detail: dict) -> None:
+        """The ``child_cancel_sent`` row of a cancel about to leave. Written ahead
+        (``AuditLog.record_durable``) when the child is at a venue that outlives this process:
+        after a kill the venue still answers that cancel (its CANCELED resent, or "cancelled"
+        found by reconciliation), and only this row tells a restart it was ours (``asked_before``)
+        rather than the venue ending the child on its own, which would end the parent with the
+        venue's reason and never route its leaves again. If the write-ahead fails the cancel
+        still leaves (the client asked for it; the row is queued as usual): a restart then
+        takes the cancel for the venue's, as before this row was written ahead."""
+        parent = child.parent
+        if child.venue.name in self._outliving:
+            write = getattr(self._audit, "record_durable", None)
+            if write is not None:
+                row = (self._clock.now_ns(), self.name, parent.id, parent.ids[0], "child_cancel_sent",
+                       child.venue.name, child.id, 0, 0, detail)
+                try:
+                    return write([row])
+                except Exception:
+                    log.exception("router %s: cancel of child %s not written ahead: sent anyway", self.name,
+                                  child.id)
+        self._record(parent, "child_cancel_sent", venue=child.venue.name, child=child.id, detail=detail)
 
     def _record(self, parent: _Parent, event: str, *, venue: str = "", child: str = "", qty: int = 0, price: int = 0,
                 detail=None) -> None:
