@@ -1174,6 +1174,24 @@ def split_fields(data, Py_ssize_t start=0, Py_ssize_t end=-1):
     return f
 
 
+cdef Py_ssize_t _split_whole(Fields f, raw) except -2:
+    """Split ``raw`` into ``f``: its field count, or -1 when the codec does not split it cleanly
+    (a field error, or CheckSum (10) missing, repeated or not last): what
+    :func:`split_message` and :func:`split_message_lazy` refuse."""
+    cdef Py_ssize_t i, n
+    f._attach(raw, 0, -1)
+    f._split()
+    n = f._count
+    if f._error != FIELD_OK:
+        return -1
+    for i in range(n - 1):
+        if f._spans[i].tag == 10:
+            return -1
+    if n and f._spans[n - 1].tag != 10:
+        return -1
+    return n
+
+
 def split_message(raw):
     """``(fields, first)`` of one framed message, in one pass: the ``(tag, value)`` list in wire
     order and the ``{tag: first value}`` dict that ``messages.Message`` keeps (what
@@ -1185,15 +1203,8 @@ def split_message(raw):
     cdef list pairs
     cdef dict first
     cdef object tag, value
-    f._attach(raw, 0, -1)
-    f._split()
-    n = f._count
-    if f._error != FIELD_OK:
-        return None
-    for i in range(n - 1):
-        if f._spans[i].tag == 10:
-            return None
-    if n and f._spans[n - 1].tag != 10:
+    n = _split_whole(f, raw)
+    if n < 0:
         return None
     pairs = []
     first = {}
@@ -2792,15 +2803,8 @@ def split_message_lazy(raw):
     cdef Fields f = Fields.__new__(Fields)
     cdef Py_ssize_t i, n
     cdef dict first
-    f._attach(raw, 0, -1)
-    f._split()
-    n = f._count
-    if f._error != FIELD_OK:
-        return None
-    for i in range(n - 1):
-        if f._spans[i].tag == 10:
-            return None
-    if n and f._spans[n - 1].tag != 10:
+    n = _split_whole(f, raw)
+    if n < 0:
         return None
     first = {}
     for i in range(n):
