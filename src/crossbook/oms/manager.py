@@ -427,25 +427,19 @@ class OrderManager:
         return order
 
     def _send_to_venue(self, order: Order, inst: Instrument, venue: Venue, acc: Any = None) -> None:
+        """Send ``order``'s leaves to ``venue`` under its next venue ClOrdID (a resubmit after a
+        restart; a new order's first send is written out in :meth:`new_order`)."""
         seq = order.venue_seq = order.venue_seq + 1
-        order_id, venue_name = order.order_id, order.venue
-        vid = order.venue_cl_ord_id = f"{order_id}.{seq}"
-        ids = self._by_venue_id.get(venue_name)
-        if ids is None:
-            ids = self._by_venue_id[venue_name] = {}
-        ids[vid] = order
+        vid = order.venue_cl_ord_id = f"{order.order_id}.{seq}"
+        self._venue_ids(order.venue)[vid] = order
         if acc is None:
             acc = self.directory.accounts[order.account]
         # Positional, in VenueOrder's field order (venue_cl_ord_id ... expire_time, owner, stp).
         venue_order = VenueOrder(vid, inst, _SIDES[order.side], _ORD_TYPES[order.ord_type], _TIFS[order.tif],
                                  order.leaves_qty, order.price, order.stop_px, order.display_qty, order.post_only,
                                  order.expire_time, acc.index + 1, acc.stp)
-        self._batch.orders[order_id] = order  # type: ignore[assignment]  # _dirty, inlined
-        # _needs_write_ahead, its memo read inlined (once per order).
-        known = self._write_ahead.get(venue_name)
-        if known is None or known[0] is not venue:
-            known = self._write_ahead[venue_name] = (venue, outlives_oms(venue))
-        if known[1]:
+        self._batch.orders[order.order_id] = order  # type: ignore[assignment]  # _dirty; the flush: below, or the write-ahead's
+        if self._needs_write_ahead(order.venue, venue):
             self._send_when_durable(venue.new_order, (venue_order,))
             return
         venue.new_order(venue_order)
