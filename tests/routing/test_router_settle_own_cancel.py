@@ -9,9 +9,9 @@ request again (docs/routing.md "After an OMS restart"), not Canceled with the ve
 pending replace would end Canceled instead of Replaced).
 
 Two guards, each tested alone: the ``child_cancel_sent`` row of a child at a venue process is
-written ahead (``record_durable``), so a kill cannot lose it; and should it be lost anyway (an
-audit log without write-ahead, a failed write), a parent with a request in flight never takes a
-cancel for the venue's own end.
+written ahead (``record_durable``), so a kill cannot lose it; and with an audit log without
+write-ahead, a parent with a request in flight at the restart never takes a cancel for the
+venue's own end. The last test: neither guard reaches further than that.
 """
 from __future__ import annotations
 
@@ -20,14 +20,14 @@ import asyncio
 import pytest
 
 from crossbook.app.server import SystemClock
-from crossbook.core import OrdType, Side, Status, TimeInForce
+from crossbook.core import OrdType, Reason, Side, Status, TimeInForce
 from crossbook.routing import router as router_module
 from crossbook.routing.audit import MemoryAuditLog
 from crossbook.routing.fix_venue import RECONCILED
 from crossbook.routing.venue import VenueEventKind as K, VenueOrder
 from crossbook.venues import InProcessVenue
 
-from test_router_recover import AAPL, MASTER, PARENT, ProcessVenue, _ev, _mine, _router, _second_router
+from test_router_recover import AAPL, MASTER, PARENT, ProcessVenue, _ev, _first_run, _mine, _router, _second_router
 
 
 class QueuedOrAheadAudit(MemoryAuditLog):
@@ -143,3 +143,41 @@ def test_a_cancel_at_an_in_process_venue_is_not_written_ahead():
         return rows
     rows = asyncio.run(asyncio.wait_for(main(), 20))
     assert (False, "child_cancel_sent") in rows and not any(d for d, _ in rows), rows
+
+
+@pytest.mark.parametrize("how", ["deferred", "restored_without_a_cancel_row"])
+def test_a_venue_expiry_while_settling_with_a_replace_pending_still_ends_the_parent(how):
+    """The guard above is only for a cancel of ours whose row may be lost: not for a replace the
+    client sends while the parent is settled (nothing of the previous run behind it: this run's
+    cancels are known), nor for one in flight at the restart when the trail's cancel rows are
+    written ahead (no ``child_cancel_sent``: the router never cancelled the child). The venue
+    expiring the child then ends the parent EXPIRED; routing the new leaves would put an order
+    its venue expired back in the market."""
+    async def main():
+        a = ProcessVenue("VENUE-A", MASTER, SystemClock())
+        await a.start()
+        audit = MemoryAuditLog()
+        child, _ = await _first_run(a, audit, (30, 22990))
+        r2, events = _second_router(a, audit)
+        if how == "deferred":
+            assert r2.recover_parent(PARENT, 0, ["O1.1"], cum_value=0, acknowledged=True)
+            await r2.start()
+            r2.replace_order("O1.1", "O1.2", 100, 23000)
+        else:
+            assert r2.recover_parent(PARENT, 0, ["O1.1"], cum_value=0, acknowledged=True, pending="replace")
+            await r2.start()
+        tap = router_module._tap_for(a)
+        tap(_ev(K.CANCELED, child, cum_qty=30, leaves_qty=0, ord_status=int(Status.CANCELLED),
+                reason_code=int(Reason.EXPIRED), reason="expired"))    # the venue's own end
+        await asyncio.sleep(0.02)
+        if _mine(events) and _mine(events)[-1].kind == K.STATUS:
+            r2.replace_order("O1.1", "O1.2", 100, 23000)   # what the OMS does on a STATUS
+            await asyncio.sleep(0.05)
+        got = [(e.kind, e.cum_qty, e.reason_code, e.reason) for e in _mine(events)]
+        sent = r2.children_sent
+        await r2.stop()
+        await a.stop()
+        return got, sent
+    got, sent = asyncio.run(asyncio.wait_for(main(), 20))
+    assert sent == 0, f"a parent its venue expired was routed again: {got}"
+    assert any(kind == K.CANCELED and code == int(Reason.EXPIRED) for kind, _, code, _ in got), got

@@ -333,13 +333,17 @@ class _Recovery:
     in the trail): a cancel of one of them may be the answer to that request, not the venue
     ending it on its own."""
 
-    __slots__ = ("oms_cum", "oms_value", "pending", "seen", "out", "final", "retry", "asked_before")
+    __slots__ = ("oms_cum", "oms_value", "pending", "restored_pending", "seen", "out", "final", "retry",
+                 "asked_before")
 
     def __init__(self, oms_cum: int, oms_value: int, pending: str, final: tuple[int, str] | None = None,
                  asked_before: frozenset[str] = frozenset()) -> None:
         self.oms_cum = oms_cum
         self.oms_value = oms_value
         self.pending = pending          # "cancel" | "replace" | "": what the OMS has in flight
+        # What was in flight at the restart (a request deferred while settling is not: this run's
+        # cancels of its children are in ``out``).
+        self.restored_pending = pending
         # (reason code, text) when the parent must not route again once settled: it ended
         # before the restart (the trail says so) or it may execute only once (IOC, FOK, market).
         self.final = final
@@ -1180,16 +1184,28 @@ class SmartRouter:
         taking IOC/FOK/market child) the parent ends with that reason once settled, as on the
         normal path (:meth:`_on_child_event`): its leaves are not routed again (an order its
         venue expired or cancelled for self-trade prevention back in the market). Not while the
-        OMS has a cancel / replace in flight (``pending``): the router may have cancelled the
-        child for it before the kill, its ``child_cancel_sent`` row lost (queued, not committed),
-        so the cancel may well be ours; the parent then ends in the STATUS on which the OMS sends
-        its request again, which decides the parent (a venue's own end in that window is taken
-        for the answer to the request: a pending replace routes the new leaves again)."""
+        OMS had a cancel / replace in flight at the restart (``restored_pending``) and the cancel
+        rows of this child's venue are not written ahead (an audit log without
+        ``record_durable``): the router may then have cancelled the child for it before the kill,
+        its ``child_cancel_sent`` row lost (queued, not committed), so the cancel may well be
+        ours; the parent then ends in the STATUS on which the OMS sends its request again, which
+        decides the parent (a venue's own end in that window is taken for the answer to the
+        request: a pending replace routes the new leaves again). With the rows written ahead,
+        ``asked_before`` is the whole truth; a request deferred during the settle
+        (:meth:`_defer`) has no cancel of the previous run behind it."""
         rec = child.parent.recovery
-        if (rec is None or rec.final is not None or rec.pending or not child.mirror or child.id in rec.out
-                or child.id in rec.asked_before or code in _REMAINDER_CODES):
+        if (rec is None or rec.final is not None or not child.mirror or child.id in rec.out
+                or child.id in rec.asked_before or code in _REMAINDER_CODES
+                or rec.restored_pending and not self._cancel_rows_written_ahead(child)):
             return
         rec.final = (code, f"{venue}: {text}" if text else venue)
+
+    def _cancel_rows_written_ahead(self, child: _Child) -> bool:
+        """Whether a ``child_cancel_sent`` row of ``child`` survives a kill
+        (:meth:`_record_cancel_sent`: a venue that outlives this process and an audit log
+        with ``record_durable``)."""
+        return (child.venue.name in self._outliving
+                and getattr(self._audit, "record_durable", None) is not None)
 
     def _cancel_recovering(self, child: _Child) -> None:
         rid = f"{child.id}.c{len(child.requests) + 1}"
