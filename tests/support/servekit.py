@@ -72,11 +72,12 @@ def stop_server(proc: subprocess.Popen, timeout: float = 20) -> int:
 def http_json(port: int, path: str, *, catch_up_s: float = 30.0):
     """GET ``path`` from the server's HTTP API on ``port`` and decode the JSON answer.
 
-    A query of the order store answers 503 when the store's projection process (background
-    priority) has not applied the journal within the API's barrier (api/http.py
-    STORE_BARRIER_S, 5 s): on a busy machine, just after a (re)start, it may still be catching
-    up. That answer (or the client's timeout, which it races) is asked again until
-    ``catch_up_s`` seconds have passed; any other error fails at once."""
+    A query of the order store answers 503 "... behind the journal: timed out" when the store's
+    projection process (background priority) has not applied the journal within the API's
+    barrier (api/http.py STORE_BARRIER_S, 5 s): on a busy machine, just after a (re)start, it
+    may still be catching up. That answer (or the client's timeout, which it races) is asked
+    again, 0.2 s apart, until ``catch_up_s`` seconds have passed; any other error, another 503
+    (a failing projection) included, fails at once with the server's text."""
     deadline = time.monotonic() + catch_up_s
     while True:
         try:
@@ -85,10 +86,16 @@ def http_json(port: int, path: str, *, catch_up_s: float = 30.0):
         except urllib.error.HTTPError as exc:
             if exc.code != 503:
                 raise
-            error: Exception = exc
-        except TimeoutError as exc:
-            error = exc
+            text = exc.read().decode(errors="replace")
+            if "timed out" not in text:
+                raise AssertionError(f"GET {path}: HTTP 503: {text}") from exc
+            error = f"HTTP 503: {text.strip()}"
+        except (TimeoutError, urllib.error.URLError) as exc:
+            if isinstance(exc, urllib.error.URLError) and not isinstance(exc.reason, TimeoutError):
+                raise
+            error = f"no answer within 5 s ({exc})"
         assert time.monotonic() < deadline, f"GET {path}: the order store never caught up with the journal: {error}"
+        time.sleep(0.2)
 
 
 def firms_toml(*, firm2: bool = True, limits: bool = True) -> str:
