@@ -35,20 +35,26 @@ from crossbook.routing.venue import VenueEventKind as K, VenueOrder
 from test_router_recover import AAPL, MASTER, PARENT, ProcessVenue, _ev, _first_run, _mine, _second_router
 
 
-def _settled_then_venue_cancels(reason_code: int, reason: str, *, ours: bool = False):
+def _settled_then_venue_cancels(reason_code: int, reason: str, *, ours: bool = False, pending: str = "",
+                                replace_while_settling: bool = False):
     """Run 1: the DAY parent's child rests at the venue process and fills 30 (the trail has it,
     the OMS journal lost it). Run 2 settles the parent (OMS cum 0 < trail 30); the venue then
     reports the child CANCELED: its own end (``ours`` False: no OrigClOrdID, no cancel of ours
-    out) or the answer to the router's own settle cancel (``ours`` True). Returns the upstream
-    events of run 2 as (kind, cum, reason_code, reason) and the children run 2 sent."""
+    out) or the answer to the router's own settle cancel (``ours`` True). ``pending``: the
+    OMS's request in flight at the restart; ``replace_while_settling``: the client's replace
+    arrives during the settle. With either, a STATUS is answered as the OMS does: the replace
+    sent again. Returns the upstream events of run 2 as (kind, cum, reason_code, reason) and
+    the children run 2 sent."""
     async def main():
         a = ProcessVenue("VENUE-A", MASTER, SystemClock())
         await a.start()
         audit = MemoryAuditLog()
         child, _ = await _first_run(a, audit, (30, 22990))
         r2, events = _second_router(a, audit)
-        assert r2.recover_parent(PARENT, 0, ["O1.1"], cum_value=0, acknowledged=True)
+        assert r2.recover_parent(PARENT, 0, ["O1.1"], cum_value=0, acknowledged=True, pending=pending)
         await r2.start()
+        if replace_while_settling:
+            r2.replace_order("O1.1", "O1.2", 100, 23000)
         tap = router_module._tap_for(a)
         if ours:
             # The reconciliation says live; the router cancels it; the venue confirms that cancel.
@@ -61,6 +67,9 @@ def _settled_then_venue_cancels(reason_code: int, reason: str, *, ours: bool = F
             tap(_ev(K.CANCELED, child, cum_qty=30, leaves_qty=0, ord_status=int(Status.CANCELLED),
                     reason_code=reason_code, reason=reason))
         await asyncio.sleep(0.02)
+        if (pending or replace_while_settling) and _mine(events) and _mine(events)[-1].kind == K.STATUS:
+            r2.replace_order("O1.1", "O1.2", 100, 23000)   # what the OMS does on a STATUS
+            await asyncio.sleep(0.05)
         got = [(e.kind, e.cum_qty, e.reason_code, e.reason) for e in _mine(events)]
         sent = r2.children_sent
         await r2.stop()

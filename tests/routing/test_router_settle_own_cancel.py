@@ -27,7 +27,8 @@ from crossbook.routing.fix_venue import RECONCILED
 from crossbook.routing.venue import VenueEventKind as K, VenueOrder
 from crossbook.venues import InProcessVenue
 
-from test_router_recover import AAPL, MASTER, PARENT, ProcessVenue, _ev, _first_run, _mine, _router, _second_router
+from test_router_recover import AAPL, MASTER, PARENT, ProcessVenue, _ev, _mine, _router, _second_router
+from test_router_settle_ends import _settled_then_venue_cancels
 
 
 class QueuedOrAheadAudit(MemoryAuditLog):
@@ -153,31 +154,7 @@ def test_a_venue_expiry_while_settling_with_a_replace_pending_still_ends_the_par
     written ahead (no ``child_cancel_sent``: the router never cancelled the child). The venue
     expiring the child then ends the parent EXPIRED; routing the new leaves would put an order
     its venue expired back in the market."""
-    async def main():
-        a = ProcessVenue("VENUE-A", MASTER, SystemClock())
-        await a.start()
-        audit = MemoryAuditLog()
-        child, _ = await _first_run(a, audit, (30, 22990))
-        r2, events = _second_router(a, audit)
-        if how == "deferred":
-            assert r2.recover_parent(PARENT, 0, ["O1.1"], cum_value=0, acknowledged=True)
-            await r2.start()
-            r2.replace_order("O1.1", "O1.2", 100, 23000)
-        else:
-            assert r2.recover_parent(PARENT, 0, ["O1.1"], cum_value=0, acknowledged=True, pending="replace")
-            await r2.start()
-        tap = router_module._tap_for(a)
-        tap(_ev(K.CANCELED, child, cum_qty=30, leaves_qty=0, ord_status=int(Status.CANCELLED),
-                reason_code=int(Reason.EXPIRED), reason="expired"))    # the venue's own end
-        await asyncio.sleep(0.02)
-        if _mine(events) and _mine(events)[-1].kind == K.STATUS:
-            r2.replace_order("O1.1", "O1.2", 100, 23000)   # what the OMS does on a STATUS
-            await asyncio.sleep(0.05)
-        got = [(e.kind, e.cum_qty, e.reason_code, e.reason) for e in _mine(events)]
-        sent = r2.children_sent
-        await r2.stop()
-        await a.stop()
-        return got, sent
-    got, sent = asyncio.run(asyncio.wait_for(main(), 20))
+    got, sent = _settled_then_venue_cancels(int(Reason.EXPIRED), "expired", pending="" if how == "deferred" else "replace",
+                                            replace_while_settling=how == "deferred")
     assert sent == 0, f"a parent its venue expired was routed again: {got}"
     assert any(kind == K.CANCELED and code == int(Reason.EXPIRED) for kind, _, code, _ in got), got
